@@ -1,0 +1,229 @@
+//! The bounded in-memory buffer between ingest and the batch writers.
+
+use crate::event::Event;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::{Instant, timeout_at};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BufferError {
+    /// Accepting these events would exceed the capacity; none of them was taken.
+    #[error("buffer is full ({capacity} events)")]
+    Full { capacity: usize },
+    /// The service is shutting down and takes no more events.
+    #[error("buffer is closed")]
+    Closed,
+}
+
+/// Lifetime counters, read by health and metrics.
+#[derive(Debug, Default)]
+pub struct BufferStats {
+    pub enqueued: AtomicU64,
+    pub rejected: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    events: VecDeque<Event>,
+    closed: bool,
+}
+
+/// A FIFO of accepted events, bounded in events. A push is all-or-nothing so a request's
+/// events are accepted together or refused together. Writers wait for a full batch or for
+/// the linger to pass, whichever comes first.
+#[derive(Debug)]
+pub struct Buffer {
+    queue: Mutex<Queue>,
+    capacity: usize,
+    batch_size: usize,
+    /// Woken when the queue stops being empty, reaches a full batch, or closes: the only
+    /// moments a waiting writer can act on, so single-event pushes rarely wake anyone.
+    changed: Notify,
+    stats: BufferStats,
+}
+
+impl Buffer {
+    pub fn new(capacity: usize, batch_size: usize) -> Self {
+        Self {
+            queue: Mutex::new(Queue::default()),
+            capacity,
+            batch_size: batch_size.max(1),
+            changed: Notify::new(),
+            stats: BufferStats::default(),
+        }
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    pub fn len(&self) -> usize {
+        self.lock().events.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn stats(&self) -> &BufferStats {
+        &self.stats
+    }
+
+    /// Appends every event or, when they do not all fit, none.
+    pub fn push(&self, events: Vec<Event>) -> Result<(), BufferError> {
+        let count = events.len() as u64;
+        let mut queue = self.lock();
+        if queue.closed {
+            return Err(BufferError::Closed);
+        }
+        let before = queue.events.len();
+        if before + events.len() > self.capacity {
+            drop(queue);
+            self.stats.rejected.fetch_add(count, Ordering::Relaxed);
+            return Err(BufferError::Full {
+                capacity: self.capacity,
+            });
+        }
+        queue.events.extend(events);
+        let after = queue.events.len();
+        drop(queue);
+        self.stats.enqueued.fetch_add(count, Ordering::Relaxed);
+        if before == 0 || (before < self.batch_size && after >= self.batch_size) {
+            self.changed.notify_waiters();
+        }
+        Ok(())
+    }
+
+    /// Refuses further pushes; writers drain what is left without lingering.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.changed.notify_waiters();
+    }
+
+    /// Waits for events, then for a full batch or `linger`, and takes up to one batch.
+    /// Returns an empty batch only once the buffer is closed and drained.
+    pub async fn next_batch(&self, linger: Duration) -> Vec<Event> {
+        loop {
+            let changed = self.changed.notified();
+            {
+                let queue = self.lock();
+                if !queue.events.is_empty() || queue.closed {
+                    break;
+                }
+            }
+            changed.await;
+        }
+        let deadline = Instant::now() + linger;
+        loop {
+            let changed = self.changed.notified();
+            {
+                let queue = self.lock();
+                if queue.events.len() >= self.batch_size || queue.closed {
+                    break;
+                }
+            }
+            if timeout_at(deadline, changed).await.is_err() {
+                break;
+            }
+        }
+        let mut queue = self.lock();
+        let take = queue.events.len().min(self.batch_size);
+        queue.events.drain(..take).collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        // A panic while holding this lock leaves the queue itself consistent (every
+        // mutation is a single VecDeque call), so a poisoned lock is safe to reuse.
+        self.queue
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::event::EventId;
+    use chrono::Utc;
+
+    pub(crate) fn events(count: usize) -> Vec<Event> {
+        (0..count)
+            .map(|i| Event {
+                id: EventId::generate(),
+                timestamp: Utc::now(),
+                service: "svc".into(),
+                message: format!("message {i}"),
+                metadata: None,
+                ingested_at: Utc::now(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_push_that_does_not_fit_is_refused_whole() {
+        let buffer = Buffer::new(10, 5);
+        buffer.push(events(8)).unwrap();
+        assert_eq!(
+            buffer.push(events(3)),
+            Err(BufferError::Full { capacity: 10 })
+        );
+        assert_eq!(buffer.len(), 8);
+        buffer.push(events(2)).unwrap();
+        assert_eq!(buffer.len(), 10);
+        assert_eq!(buffer.stats().enqueued.load(Ordering::Relaxed), 10);
+        assert_eq!(buffer.stats().rejected.load(Ordering::Relaxed), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_full_batch_is_taken_without_waiting_for_the_linger() {
+        let buffer = Buffer::new(100, 5);
+        let sent = events(7);
+        buffer.push(sent.clone()).unwrap();
+        let start = Instant::now();
+        let batch = buffer.next_batch(Duration::from_secs(10)).await;
+        assert_eq!(start.elapsed(), Duration::ZERO);
+        assert_eq!(batch, sent[..5]);
+        assert_eq!(buffer.len(), 2);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_batch_is_taken_when_the_linger_passes() {
+        let buffer = Buffer::new(100, 5);
+        buffer.push(events(3)).unwrap();
+        let start = Instant::now();
+        let batch = buffer.next_batch(Duration::from_millis(250)).await;
+        assert_eq!(start.elapsed(), Duration::from_millis(250));
+        assert_eq!(batch.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiting_writer_wakes_when_the_batch_fills() {
+        let buffer = std::sync::Arc::new(Buffer::new(100, 5));
+        buffer.push(events(2)).unwrap();
+        let writer = tokio::spawn({
+            let buffer = buffer.clone();
+            async move { buffer.next_batch(Duration::from_secs(60)).await }
+        });
+        tokio::task::yield_now().await;
+        let start = Instant::now();
+        buffer.push(events(3)).unwrap();
+        let batch = writer.await.unwrap();
+        assert_eq!(batch.len(), 5);
+        assert!(start.elapsed() < Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn closing_drains_without_lingering_then_ends() {
+        let buffer = Buffer::new(100, 5);
+        buffer.push(events(2)).unwrap();
+        buffer.close();
+        assert_eq!(buffer.push(events(1)), Err(BufferError::Closed));
+        let start = Instant::now();
+        assert_eq!(buffer.next_batch(Duration::from_secs(60)).await.len(), 2);
+        assert!(buffer.next_batch(Duration::from_secs(60)).await.is_empty());
+        assert_eq!(start.elapsed(), Duration::ZERO);
+    }
+}

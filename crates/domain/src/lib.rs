@@ -1,0 +1,28 @@
+//! Aurore's core. An event arrives as JSON, is validated against the contract's limits,
+//! enriched with a time-ordered id and an ingest time, and pushed into the bounded
+//! [`Buffer`]. [`BatchWorker`]s drain the buffer in batches (by size or after a linger)
+//! and hand them to an [`EventStore`], retrying transient failures with backoff and jitter.
+//! Queries are parsed into an [`EventQuery`] and answered by the same port.
+//!
+//! This crate performs no I/O: no database driver, HTTP framework, exporter or filesystem.
+//! Adapters implement the traits in [`ports`]; a tidy test keeps it that way.
+
+pub mod buffer;
+pub mod event;
+pub mod ingest;
+pub mod lifecycle;
+pub mod pipeline;
+pub mod ports;
+pub mod query;
+pub mod validation;
+
+pub use buffer::{Buffer, BufferError, BufferStats};
+pub use event::{Event, EventDraft, EventId};
+pub use ingest::{IngestError, IngestReceipt, IngestService, Rejection};
+pub use lifecycle::Lifecycle;
+pub use pipeline::{BatchWorker, PipelineStats, RetryPolicy, WriterSettings};
+pub use ports::{Clock, EventStore, StoreError, SystemClock};
+pub use query::{
+    Cursor, CursorKey, EventPage, EventQuery, QueryLimits, SortField, SortOrder, StoredEvent,
+};
+pub use validation::{FieldError, Limits};

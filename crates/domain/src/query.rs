@@ -1,0 +1,573 @@
+//! `GET /events`: parsing its parameters into an [`EventQuery`], and the opaque keyset
+//! [`Cursor`] that makes deep pages as cheap as the first.
+
+use crate::event::Event;
+use crate::validation::{FieldError, parse_timestamp};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// Bounds on a query. Defaults are the original service's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueryLimits {
+    pub max_service_chars: usize,
+    pub max_range_days: i64,
+    pub max_page: u32,
+    pub max_page_size: u32,
+    pub default_page_size: u32,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        Self {
+            max_service_chars: 100,
+            max_range_days: 30,
+            max_page: 10_000,
+            max_page_size: 1000,
+            default_page_size: 100,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SortField {
+    #[serde(rename = "timestamp")]
+    Timestamp,
+    #[serde(rename = "service")]
+    Service,
+    #[serde(rename = "message")]
+    Message,
+    #[serde(rename = "ingestedAt")]
+    IngestedAt,
+    #[serde(rename = "createdAt")]
+    CreatedAt,
+}
+
+impl SortField {
+    const ALL: [SortField; 5] = [
+        Self::Timestamp,
+        Self::Service,
+        Self::Message,
+        Self::IngestedAt,
+        Self::CreatedAt,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Timestamp => "timestamp",
+            Self::Service => "service",
+            Self::Message => "message",
+            Self::IngestedAt => "ingestedAt",
+            Self::CreatedAt => "createdAt",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|field| field.name() == text)
+    }
+
+    /// The value of this field in `event`, as a cursor key.
+    pub fn key_of(self, event: &StoredEvent) -> CursorKey {
+        match self {
+            Self::Timestamp => CursorKey::Time(event.event.timestamp),
+            Self::Service => CursorKey::Text(event.event.service.clone()),
+            Self::Message => CursorKey::Text(event.event.message.clone()),
+            Self::IngestedAt => CursorKey::Time(event.event.ingested_at),
+            Self::CreatedAt => CursorKey::Time(event.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SortOrder {
+    #[serde(rename = "ASC")]
+    Asc,
+    #[serde(rename = "DESC")]
+    Desc,
+}
+
+impl SortOrder {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Asc => "ASC",
+            Self::Desc => "DESC",
+        }
+    }
+}
+
+/// The sort key of the last row a page returned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CursorKey {
+    #[serde(rename = "t")]
+    Time(DateTime<Utc>),
+    #[serde(rename = "s")]
+    Text(String),
+}
+
+/// Where the next page starts: after (`key`, `id`) in the given order. Opaque to clients.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    #[serde(rename = "f")]
+    pub sort_field: SortField,
+    #[serde(rename = "o")]
+    pub sort_order: SortOrder,
+    #[serde(rename = "k")]
+    pub key: CursorKey,
+    #[serde(rename = "i")]
+    pub id: Uuid,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        // Serialising plain data to JSON cannot fail.
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        URL_SAFE_NO_PAD.encode(json)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let json = URL_SAFE_NO_PAD.decode(text).ok()?;
+        let cursor: Cursor = serde_json::from_slice(&json).ok()?;
+        let key_matches_field = matches!(
+            (cursor.sort_field, &cursor.key),
+            (SortField::Service | SortField::Message, CursorKey::Text(_))
+                | (
+                    SortField::Timestamp | SortField::IngestedAt | SortField::CreatedAt,
+                    CursorKey::Time(_)
+                )
+        );
+        key_matches_field.then_some(cursor)
+    }
+}
+
+/// A validated `GET /events` request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventQuery {
+    pub service: String,
+    /// Inclusive bounds on the event timestamp.
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub page: u32,
+    pub page_size: u32,
+    pub sort_field: SortField,
+    pub sort_order: SortOrder,
+    /// When present, the page starts after it and `page` is ignored.
+    pub cursor: Option<Cursor>,
+}
+
+impl EventQuery {
+    /// Rows to skip for page-numbered access (0 with a cursor).
+    pub fn offset(&self) -> u64 {
+        if self.cursor.is_some() {
+            0
+        } else {
+            u64::from(self.page - 1) * u64::from(self.page_size)
+        }
+    }
+
+    /// Parses decoded query-string pairs. Unknown and repeated parameters are errors, as
+    /// are missing bounds, ranges over the limit and malformed cursors.
+    pub fn parse(
+        pairs: &[(String, String)],
+        limits: &QueryLimits,
+    ) -> Result<Self, Vec<FieldError>> {
+        const KNOWN: [&str; 8] = [
+            "service",
+            "from",
+            "to",
+            "page",
+            "pageSize",
+            "sortField",
+            "sortOrder",
+            "cursor",
+        ];
+        let mut errors = Vec::new();
+        for (name, _) in pairs {
+            if !KNOWN.contains(&name.as_str()) {
+                errors.push(FieldError::new(
+                    name.as_str(),
+                    "whitelistValidation",
+                    format!("property {name} should not exist"),
+                ));
+            }
+        }
+        let single = |name: &'static str, errors: &mut Vec<FieldError>| -> Option<&str> {
+            let mut values = pairs
+                .iter()
+                .filter(|(key, _)| key == name)
+                .map(|(_, value)| value.as_str());
+            let first = values.next();
+            if values.next().is_some() {
+                errors.push(FieldError::new(
+                    name,
+                    "isString",
+                    format!("{name} must be given once"),
+                ));
+                return None;
+            }
+            first
+        };
+
+        let service = match single("service", &mut errors) {
+            None | Some("") => {
+                errors.push(FieldError::new(
+                    "service",
+                    "isNotEmpty",
+                    "service should not be empty",
+                ));
+                None
+            }
+            Some(service) if service.chars().count() > limits.max_service_chars => {
+                errors.push(FieldError::new(
+                    "service",
+                    "maxLength",
+                    format!(
+                        "service name must be at most {} characters",
+                        limits.max_service_chars
+                    ),
+                ));
+                None
+            }
+            Some(service) => Some(service.to_owned()),
+        };
+        let from = bound("from", single("from", &mut errors), &mut errors);
+        let to = bound("to", single("to", &mut errors), &mut errors);
+        if let (Some(from), Some(to)) = (from, to) {
+            if from >= to {
+                errors.push(FieldError::new(
+                    "to",
+                    "isValidTimeRange",
+                    "'from' timestamp must be before 'to' timestamp",
+                ));
+            } else if to - from > Duration::days(limits.max_range_days) {
+                errors.push(FieldError::new(
+                    "to",
+                    "isMaxTimeRange",
+                    format!(
+                        "Time range between 'from' and 'to' must not exceed {} days",
+                        limits.max_range_days
+                    ),
+                ));
+            }
+        }
+        let page = integer(
+            "page",
+            single("page", &mut errors),
+            1,
+            limits.max_page,
+            1,
+            &mut errors,
+        );
+        let page_size = integer(
+            "pageSize",
+            single("pageSize", &mut errors),
+            1,
+            limits.max_page_size,
+            limits.default_page_size,
+            &mut errors,
+        );
+        let sort_field = match single("sortField", &mut errors) {
+            None => Some(SortField::Timestamp),
+            Some(text) => SortField::parse(text).or_else(|| {
+                errors.push(FieldError::new(
+                    "sortField",
+                    "isIn",
+                    "sortField must be one of: timestamp, service, message, ingestedAt, createdAt",
+                ));
+                None
+            }),
+        };
+        let sort_order = match single("sortOrder", &mut errors) {
+            None => Some(SortOrder::Desc),
+            Some(text) if text.eq_ignore_ascii_case("asc") => Some(SortOrder::Asc),
+            Some(text) if text.eq_ignore_ascii_case("desc") => Some(SortOrder::Desc),
+            Some(_) => {
+                errors.push(FieldError::new(
+                    "sortOrder",
+                    "isIn",
+                    "sortOrder must be either ASC or DESC (case insensitive)",
+                ));
+                None
+            }
+        };
+        let cursor = match single("cursor", &mut errors) {
+            None => Some(None),
+            Some(text) => match Cursor::decode(text) {
+                None => {
+                    errors.push(FieldError::new(
+                        "cursor",
+                        "isCursor",
+                        "cursor must be a next_cursor value returned by this API",
+                    ));
+                    None
+                }
+                Some(cursor)
+                    if Some(cursor.sort_field) != sort_field
+                        || Some(cursor.sort_order) != sort_order =>
+                {
+                    errors.push(FieldError::new(
+                        "cursor",
+                        "matchesSort",
+                        "cursor was issued for another sortField or sortOrder; repeat the original ones",
+                    ));
+                    None
+                }
+                Some(cursor) => Some(Some(cursor)),
+            },
+        };
+
+        match (
+            service, from, to, page, page_size, sort_field, sort_order, cursor,
+        ) {
+            (
+                Some(service),
+                Some(from),
+                Some(to),
+                Some(page),
+                Some(page_size),
+                Some(sort_field),
+                Some(sort_order),
+                Some(cursor),
+            ) if errors.is_empty() => Ok(Self {
+                service,
+                from,
+                to,
+                page,
+                page_size,
+                sort_field,
+                sort_order,
+                cursor,
+            }),
+            _ => Err(errors),
+        }
+    }
+}
+
+fn bound(
+    name: &'static str,
+    value: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<DateTime<Utc>> {
+    match value {
+        None | Some("") => {
+            errors.push(FieldError::new(name, "isNotEmpty", format!("{name} should not be empty")));
+            None
+        }
+        Some(text) => parse_timestamp(text).or_else(|| {
+            errors.push(FieldError::new(
+                name,
+                "isParseableTimestamp",
+                format!("{name} must be a parseable date (RFC 3339 / ISO 8601, or Unix epoch milliseconds)"),
+            ));
+            None
+        }),
+    }
+}
+
+fn integer(
+    name: &'static str,
+    value: Option<&str>,
+    min: u32,
+    max: u32,
+    default: u32,
+    errors: &mut Vec<FieldError>,
+) -> Option<u32> {
+    let Some(text) = value else {
+        return Some(default);
+    };
+    let Ok(number) = text.parse::<i64>() else {
+        errors.push(FieldError::new(
+            name,
+            "isInt",
+            format!("{name} must be an integer number"),
+        ));
+        return None;
+    };
+    if number < i64::from(min) {
+        errors.push(FieldError::new(
+            name,
+            "min",
+            format!("{name} must not be less than {min}"),
+        ));
+        None
+    } else if number > i64::from(max) {
+        errors.push(FieldError::new(
+            name,
+            "max",
+            format!("{name} must not exceed {max}"),
+        ));
+        None
+    } else {
+        u32::try_from(number).ok()
+    }
+}
+
+/// An event as read back from the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
+    pub event: Event,
+    /// When the store committed the row.
+    pub created_at: DateTime<Utc>,
+}
+
+/// One page of a query's answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    /// Every event matching the filter, across all pages.
+    pub total: u64,
+    pub has_more: bool,
+}
+
+impl EventPage {
+    /// The cursor that continues after this page, when there is more.
+    pub fn next_cursor(&self, query: &EventQuery) -> Option<Cursor> {
+        let last = self.events.last().filter(|_| self.has_more)?;
+        Some(Cursor {
+            sort_field: query.sort_field,
+            sort_order: query.sort_order,
+            key: query.sort_field.key_of(last),
+            id: *last.event.id.as_uuid(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
+        list.iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn base() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("service", "auth"),
+            ("from", "2024-01-15T00:00:00Z"),
+            ("to", "2024-01-16T00:00:00Z"),
+        ]
+    }
+
+    fn fields(result: Result<EventQuery, Vec<FieldError>>) -> Vec<(String, &'static str)> {
+        result
+            .expect_err("query should be invalid")
+            .into_iter()
+            .flat_map(|e| {
+                e.constraints
+                    .keys()
+                    .map(|rule| (e.field.clone(), *rule))
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn applies_defaults() {
+        let query = EventQuery::parse(&pairs(&base()), &QueryLimits::default()).unwrap();
+        assert_eq!((query.page, query.page_size), (1, 100));
+        assert_eq!(
+            (query.sort_field, query.sort_order),
+            (SortField::Timestamp, SortOrder::Desc)
+        );
+        assert_eq!(query.offset(), 0);
+    }
+
+    #[test]
+    fn compares_bounds_as_instants() {
+        let mut list = base();
+        list[1] = ("from", "2024-01-15T02:00:00+02:00");
+        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default()).unwrap();
+        assert_eq!(query.from.to_rfc3339(), "2024-01-15T00:00:00+00:00");
+    }
+
+    #[test]
+    fn rejects_bad_ranges_and_limits_by_name() {
+        let limits = QueryLimits::default();
+        let mut list = base();
+        list[2] = ("to", "2024-01-15T00:00:00Z");
+        assert_eq!(
+            fields(EventQuery::parse(&pairs(&list), &limits)),
+            [("to".into(), "isValidTimeRange")]
+        );
+        list[2] = ("to", "2024-02-15T00:00:00Z");
+        assert_eq!(
+            fields(EventQuery::parse(&pairs(&list), &limits)),
+            [("to".into(), "isMaxTimeRange")]
+        );
+
+        let mut list = base();
+        list.extend([
+            ("pageSize", "1001"),
+            ("page", "0"),
+            ("sortOrder", "up"),
+            ("sortField", "id"),
+            ("limit", "5"),
+        ]);
+        let mut found = fields(EventQuery::parse(&pairs(&list), &limits));
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("limit".into(), "whitelistValidation"),
+                ("page".into(), "min"),
+                ("pageSize".into(), "max"),
+                ("sortField".into(), "isIn"),
+                ("sortOrder".into(), "isIn"),
+            ]
+        );
+    }
+
+    #[test]
+    fn requires_service_and_bounds() {
+        let mut found = fields(EventQuery::parse(&[], &QueryLimits::default()));
+        found.sort();
+        assert_eq!(
+            found,
+            [
+                ("from".into(), "isNotEmpty"),
+                ("service".into(), "isNotEmpty"),
+                ("to".into(), "isNotEmpty")
+            ]
+        );
+    }
+
+    #[test]
+    fn cursor_round_trips_and_must_match_the_sort() {
+        let cursor = Cursor {
+            sort_field: SortField::Message,
+            sort_order: SortOrder::Asc,
+            key: CursorKey::Text("héllo".into()),
+            id: Uuid::now_v7(),
+        };
+        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor.clone()));
+
+        let mut list = base();
+        let encoded = cursor.encode();
+        list.push(("cursor", &encoded));
+        assert_eq!(
+            fields(EventQuery::parse(&pairs(&list), &QueryLimits::default())),
+            [("cursor".into(), "matchesSort")]
+        );
+        list.extend([("sortField", "message"), ("sortOrder", "asc")]);
+        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default()).unwrap();
+        assert_eq!(query.cursor, Some(cursor));
+    }
+
+    #[test]
+    fn rejects_forged_cursors() {
+        let mut list = base();
+        list.push(("cursor", "not-a-cursor"));
+        assert_eq!(
+            fields(EventQuery::parse(&pairs(&list), &QueryLimits::default())),
+            [("cursor".into(), "isCursor")]
+        );
+        let mismatched = URL_SAFE_NO_PAD.encode(format!(
+            r#"{{"f":"timestamp","o":"DESC","k":{{"s":"text"}},"i":"{}"}}"#,
+            Uuid::nil()
+        ));
+        assert_eq!(Cursor::decode(&mismatched), None);
+    }
+}

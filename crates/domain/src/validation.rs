@@ -1,0 +1,508 @@
+//! The contract's rules for an incoming event. Every failure names the field, the rule
+//! (the original service's constraint names, so its clients keep parsing them) and the limit.
+
+use crate::event::EventDraft;
+use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::io;
+
+/// Limits on one event. Defaults are the original service's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_service_chars: usize,
+    pub max_message_chars: usize,
+    pub max_metadata_bytes: usize,
+    pub max_metadata_depth: usize,
+    pub max_metadata_keys: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_service_chars: 100,
+            max_message_chars: 2000,
+            max_metadata_bytes: 16 * 1024,
+            max_metadata_depth: 5,
+            max_metadata_keys: 100,
+        }
+    }
+}
+
+/// One invalid field and every rule it broke: `constraints` maps a rule name to its message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub constraints: BTreeMap<&'static str, String>,
+}
+
+impl FieldError {
+    pub fn new(field: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Self {
+        let mut constraints = BTreeMap::new();
+        constraints.insert(rule, message.into());
+        Self {
+            field: field.into(),
+            constraints,
+        }
+    }
+
+    fn missing(field: &str) -> Self {
+        let mut error = Self::new(field, "isNotEmpty", format!("{field} should not be empty"));
+        error
+            .constraints
+            .insert("isString", format!("{field} must be a string"));
+        error
+    }
+}
+
+/// Earliest and latest instants accepted: older or later values are client bugs
+/// (epoch seconds sent as milliseconds, year typos), better refused than stored.
+const EARLIEST_YEAR: i32 = 1970;
+const LATEST_YEAR: i32 = 2100;
+
+const FIELDS: [&str; 4] = ["timestamp", "service", "message", "metadata"];
+
+/// Checks one JSON value against the contract and returns the draft or every field error.
+pub fn validate_event(value: Value, limits: &Limits) -> Result<EventDraft, Vec<FieldError>> {
+    let Value::Object(mut object) = value else {
+        return Err(vec![FieldError::new(
+            "event",
+            "isObject",
+            "an event must be a JSON object",
+        )]);
+    };
+    let mut errors: Vec<FieldError> = object
+        .keys()
+        .filter(|key| !FIELDS.contains(&key.as_str()))
+        .map(|key| {
+            FieldError::new(
+                key.as_str(),
+                "whitelistValidation",
+                format!("property {key} should not exist"),
+            )
+        })
+        .collect();
+
+    let timestamp = check(&mut errors, timestamp_field(object.remove("timestamp")));
+    let service = check(
+        &mut errors,
+        text_field(
+            &mut object,
+            "service",
+            limits.max_service_chars,
+            "service name",
+        ),
+    );
+    let message = check(
+        &mut errors,
+        text_field(&mut object, "message", limits.max_message_chars, "message"),
+    );
+    let metadata = check(
+        &mut errors,
+        metadata_field(object.remove("metadata"), limits),
+    );
+
+    match (timestamp, service, message, metadata) {
+        (Some(timestamp), Some(service), Some(message), Some(metadata)) if errors.is_empty() => {
+            Ok(EventDraft {
+                timestamp,
+                service,
+                message,
+                metadata,
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+fn check<T>(errors: &mut Vec<FieldError>, result: Result<T, FieldError>) -> Option<T> {
+    result.map_err(|error| errors.push(error)).ok()
+}
+
+fn timestamp_field(value: Option<Value>) -> Result<DateTime<Utc>, FieldError> {
+    let parsed = match value {
+        None | Some(Value::Null) => return Err(FieldError::missing("timestamp")),
+        Some(Value::String(text)) if text.is_empty() => {
+            return Err(FieldError::new(
+                "timestamp",
+                "isNotEmpty",
+                "timestamp should not be empty",
+            ));
+        }
+        Some(Value::String(text)) => parse_timestamp(&text),
+        Some(Value::Number(number)) => number.as_i64().and_then(from_epoch_millis),
+        Some(_) => None,
+    };
+    parsed.ok_or_else(|| {
+        FieldError::new(
+            "timestamp",
+            "isParseableTimestamp",
+            "timestamp must be a parseable date (RFC 3339 / ISO 8601, or Unix epoch milliseconds)",
+        )
+    })
+    .and_then(|instant| {
+        let year = chrono::Datelike::year(&instant);
+        if (EARLIEST_YEAR..LATEST_YEAR).contains(&year) {
+            Ok(instant)
+        } else {
+            Err(FieldError::new(
+                "timestamp",
+                "isInRange",
+                format!("timestamp must be between {EARLIEST_YEAR}-01-01 and {LATEST_YEAR}-01-01"),
+            ))
+        }
+    })
+}
+
+/// Parses RFC 3339 with any offset, a date-time without offset (read as UTC), a bare date,
+/// or a string of digits as Unix epoch milliseconds. Everything is normalised to UTC.
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    // chrono's format parser skips whitespace; surrounding spaces are a client bug.
+    if text.trim() != text {
+        return None;
+    }
+    if let Ok(instant) = DateTime::parse_from_rfc3339(text) {
+        return Some(instant.with_timezone(&Utc));
+    }
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text.parse().ok().and_then(from_epoch_millis);
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
+            return Some(Utc.from_utc_datetime(&naive));
+        }
+    }
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|date| date.and_hms_opt(0, 0, 0))
+        .map(|naive| Utc.from_utc_datetime(&naive))
+}
+
+fn from_epoch_millis(millis: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(millis)
+}
+
+fn text_field(
+    object: &mut Map<String, Value>,
+    field: &'static str,
+    max_chars: usize,
+    label: &str,
+) -> Result<String, FieldError> {
+    match object.remove(field) {
+        None | Some(Value::Null) => Err(FieldError::missing(field)),
+        Some(Value::String(text)) if text.is_empty() => Err(FieldError::new(
+            field,
+            "isNotEmpty",
+            format!("{field} should not be empty"),
+        )),
+        Some(Value::String(text)) if char_length(&text) > max_chars => Err(FieldError::new(
+            field,
+            "maxLength",
+            format!("{label} must be at most {max_chars} characters"),
+        )),
+        Some(Value::String(text)) => Ok(text),
+        Some(_) => Err(FieldError::new(
+            field,
+            "isString",
+            format!("{field} must be a string"),
+        )),
+    }
+}
+
+/// Counts characters as the original did: code points, not counting the emoji
+/// presentation selectors U+FE0E and U+FE0F.
+fn char_length(text: &str) -> usize {
+    text.chars()
+        .filter(|c| !matches!(c, '\u{FE0E}' | '\u{FE0F}'))
+        .count()
+}
+
+fn metadata_field(value: Option<Value>, limits: &Limits) -> Result<Option<Value>, FieldError> {
+    let metadata = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(metadata @ Value::Object(_)) => metadata,
+        Some(_) => {
+            return Err(FieldError::new(
+                "metadata",
+                "isObject",
+                "metadata must be an object",
+            ));
+        }
+    };
+    let mut broken = Vec::new();
+    let bytes = serialized_len(&metadata);
+    if bytes > limits.max_metadata_bytes {
+        broken.push(format!(
+            "metadata must not exceed {} bytes when serialised (got {bytes})",
+            limits.max_metadata_bytes
+        ));
+    }
+    let depth = nesting_depth(&metadata);
+    if depth > limits.max_metadata_depth {
+        broken.push(format!(
+            "metadata must not nest deeper than {} levels (got {depth})",
+            limits.max_metadata_depth
+        ));
+    }
+    let keys = key_count(&metadata);
+    if keys > limits.max_metadata_keys {
+        broken.push(format!(
+            "metadata must not have more than {} keys in total (got {keys})",
+            limits.max_metadata_keys
+        ));
+    }
+    if broken.is_empty() {
+        Ok(Some(metadata))
+    } else {
+        Err(FieldError::new(
+            "metadata",
+            "isMetadataSizeValid",
+            broken.join("; "),
+        ))
+    }
+}
+
+/// Length of the compact JSON encoding, measured without building the string.
+fn serialized_len(value: &Value) -> usize {
+    struct Counter(usize);
+    impl io::Write for Counter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut counter = Counter(0);
+    // Writing a `Value` into an infallible writer cannot fail.
+    let _ = serde_json::to_writer(&mut counter, value);
+    counter.0
+}
+
+/// The root object is depth 0; each nested object or array adds one, including inside
+/// arrays (the original skipped array elements, which let deep objects through).
+fn nesting_depth(value: &Value) -> usize {
+    let children: Box<dyn Iterator<Item = &Value>> = match value {
+        Value::Object(map) => Box::new(map.values()),
+        Value::Array(items) => Box::new(items.iter()),
+        _ => return 0,
+    };
+    children
+        .filter(|child| child.is_object() || child.is_array())
+        .map(|child| 1 + nesting_depth(child))
+        .max()
+        .unwrap_or(0)
+}
+
+/// Keys of every object at any depth, including objects inside arrays.
+fn key_count(value: &Value) -> usize {
+    match value {
+        Value::Object(map) => map.len() + map.values().map(key_count).sum::<usize>(),
+        Value::Array(items) => items.iter().map(key_count).sum(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn valid() -> Value {
+        json!({"timestamp": "2024-01-15T10:30:00.000Z", "service": "auth-service",
+               "message": "User login successful", "metadata": {"user_id": "12345"}})
+    }
+
+    fn errors_for(value: Value) -> Vec<FieldError> {
+        validate_event(value, &Limits::default()).expect_err("event should be invalid")
+    }
+
+    fn with(field: &str, value: Value) -> Value {
+        let mut event = valid();
+        event[field] = value;
+        event
+    }
+
+    fn rules(errors: &[FieldError], field: &str) -> Vec<&'static str> {
+        errors
+            .iter()
+            .filter(|e| e.field == field)
+            .flat_map(|e| e.constraints.keys().copied())
+            .collect()
+    }
+
+    #[test]
+    fn accepts_the_contract_sample_and_normalises_to_utc() {
+        let draft = validate_event(
+            with("timestamp", json!("2024-01-15T12:30:00+02:00")),
+            &Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(draft.timestamp.to_rfc3339(), "2024-01-15T10:30:00+00:00");
+        assert_eq!(draft.service, "auth-service");
+        assert_eq!(draft.metadata, Some(json!({"user_id": "12345"})));
+    }
+
+    #[test]
+    fn accepts_epoch_milliseconds_as_number_or_string() {
+        for value in [json!(1_705_314_600_000_i64), json!("1705314600000")] {
+            let draft = validate_event(with("timestamp", value), &Limits::default()).unwrap();
+            assert_eq!(draft.timestamp.to_rfc3339(), "2024-01-15T10:30:00+00:00");
+        }
+    }
+
+    #[test]
+    fn accepts_bare_dates_and_naive_times_as_utc() {
+        assert_eq!(
+            parse_timestamp("2024-01-15").unwrap().to_rfc3339(),
+            "2024-01-15T00:00:00+00:00"
+        );
+        assert_eq!(
+            parse_timestamp("2024-01-15 10:30").unwrap().to_rfc3339(),
+            "2024-01-15T10:30:00+00:00"
+        );
+    }
+
+    #[test]
+    fn rejects_unparseable_and_out_of_range_timestamps() {
+        for bad in ["2024-13-01", "invalid-date", " 2024-01-15", "foo 1"] {
+            assert_eq!(
+                rules(&errors_for(with("timestamp", json!(bad))), "timestamp"),
+                ["isParseableTimestamp"],
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            rules(
+                &errors_for(with("timestamp", json!("1969-12-31T23:59:59Z"))),
+                "timestamp"
+            ),
+            ["isInRange"]
+        );
+        assert_eq!(
+            rules(
+                &errors_for(with("timestamp", json!("2100-01-01T00:00:00Z"))),
+                "timestamp"
+            ),
+            ["isInRange"]
+        );
+        assert_eq!(
+            rules(&errors_for(with("timestamp", json!(true))), "timestamp"),
+            ["isParseableTimestamp"]
+        );
+    }
+
+    #[test]
+    fn reports_every_missing_field_at_once() {
+        let errors = errors_for(json!({}));
+        for field in ["timestamp", "service", "message"] {
+            assert_eq!(rules(&errors, field), ["isNotEmpty", "isString"], "{field}");
+        }
+        assert!(
+            rules(&errors, "metadata").is_empty(),
+            "metadata is optional"
+        );
+    }
+
+    #[test]
+    fn service_and_message_lengths_count_code_points() {
+        let limits = Limits::default();
+        let at_limit = "🦀".repeat(limits.max_service_chars);
+        assert!(validate_event(with("service", json!(at_limit)), &limits).is_ok());
+        let errors = errors_for(with("service", json!("s".repeat(101))));
+        assert_eq!(
+            errors[0].constraints["maxLength"],
+            "service name must be at most 100 characters"
+        );
+        let errors = errors_for(with("message", json!("m".repeat(2001))));
+        assert_eq!(
+            errors[0].constraints["maxLength"],
+            "message must be at most 2000 characters"
+        );
+        assert_eq!(
+            rules(&errors_for(with("message", json!(""))), "message"),
+            ["isNotEmpty"]
+        );
+        assert_eq!(
+            rules(&errors_for(with("service", json!(42))), "service"),
+            ["isString"]
+        );
+    }
+
+    #[test]
+    fn metadata_must_be_an_object_or_absent() {
+        assert_eq!(
+            validate_event(with("metadata", Value::Null), &Limits::default())
+                .unwrap()
+                .metadata,
+            None
+        );
+        assert_eq!(
+            rules(&errors_for(with("metadata", json!([1, 2]))), "metadata"),
+            ["isObject"]
+        );
+        assert_eq!(
+            rules(&errors_for(with("metadata", json!("x"))), "metadata"),
+            ["isObject"]
+        );
+    }
+
+    #[test]
+    fn metadata_limits_name_the_limit() {
+        let deep_ok = json!({"a":{"b":{"c":{"d":{"e":{"f":1}}}}}});
+        assert!(validate_event(with("metadata", deep_ok), &Limits::default()).is_ok());
+        let too_deep = json!({"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}});
+        let message = &errors_for(with("metadata", too_deep))[0].constraints["isMetadataSizeValid"];
+        assert!(
+            message.contains("deeper than 5 levels (got 6)"),
+            "{message}"
+        );
+        let deep_in_array = json!({"a":[{"b":{"c":{"d":{"e":{"f":1}}}}}]});
+        assert_eq!(
+            rules(&errors_for(with("metadata", deep_in_array)), "metadata"),
+            ["isMetadataSizeValid"]
+        );
+
+        let many_keys: Map<String, Value> = (0..101).map(|i| (format!("k{i}"), json!(i))).collect();
+        let message = &errors_for(with("metadata", Value::Object(many_keys)))[0].constraints["isMetadataSizeValid"];
+        assert!(
+            message.contains("more than 100 keys in total (got 101)"),
+            "{message}"
+        );
+
+        let big = json!({"blob": "x".repeat(16 * 1024)});
+        let message = &errors_for(with("metadata", big))[0].constraints["isMetadataSizeValid"];
+        assert!(message.contains("must not exceed 16384 bytes"), "{message}");
+    }
+
+    #[test]
+    fn metadata_size_is_the_compact_json_length() {
+        let metadata = json!({"a": "é", "b": [1, null]});
+        assert_eq!(
+            serialized_len(&metadata),
+            serde_json::to_string(&metadata).unwrap().len()
+        );
+    }
+
+    #[test]
+    fn unknown_properties_are_rejected_by_name() {
+        let errors = errors_for(with("colour", json!("blue")));
+        assert_eq!(
+            errors[0].constraints["whitelistValidation"],
+            "property colour should not exist"
+        );
+    }
+
+    #[test]
+    fn non_objects_are_rejected() {
+        assert_eq!(rules(&errors_for(json!([1])), "event"), ["isObject"]);
+        assert_eq!(rules(&errors_for(json!("text")), "event"), ["isObject"]);
+    }
+}
