@@ -1,1 +1,179 @@
+//! The PostgreSQL store against a real server, one fresh database per test.
 
+use aurore_domain::{
+    Event, EventDraft, EventId, EventPage, EventQuery, EventStore, SortField, SortOrder, StoreError, StoredEvent,
+};
+use aurore_store_postgres::{PostgresSettings, PostgresStore};
+use aurore_tests::TestDatabase;
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use serde_json::json;
+use std::collections::HashSet;
+
+async fn store(database: &TestDatabase) -> PostgresStore {
+    let store = PostgresStore::connect(&PostgresSettings {
+        url: database.url.clone(),
+        query_connections: 2,
+        write_connections: 1,
+        connect_timeout: std::time::Duration::from_secs(5),
+        query_timeout: std::time::Duration::from_secs(30),
+    })
+    .expect("build pools");
+    store.migrate().await.expect("migrate");
+    let today = Utc::now().date_naive();
+    store.ensure_partitions(today - Duration::days(2), today + Duration::days(2)).await.expect("partitions");
+    store
+}
+
+fn event(service: &str, timestamp: DateTime<Utc>, message: &str) -> Event {
+    EventDraft {
+        timestamp,
+        service: service.to_owned(),
+        message: message.to_owned(),
+        metadata: Some(json!({"user_id": "12345", "nested": {"ok": true}})),
+    }
+    .enrich(EventId::generate(), Utc::now())
+}
+
+fn query(service: &str, from: DateTime<Utc>, to: DateTime<Utc>, page_size: u32, order: SortOrder) -> EventQuery {
+    EventQuery {
+        service: service.to_owned(),
+        from,
+        to,
+        page: 1,
+        page_size,
+        sort_field: SortField::Timestamp,
+        sort_order: order,
+        cursor: None,
+    }
+}
+
+fn ids(events: &[StoredEvent]) -> Vec<EventId> {
+    events.iter().map(|stored| stored.event.id).collect()
+}
+
+/// Follows `next_cursor` from the first page to the last.
+async fn walk(store: &PostgresStore, mut query: EventQuery) -> Vec<StoredEvent> {
+    let mut seen = Vec::new();
+    loop {
+        let page: EventPage = store.query(&query).await.expect("query page");
+        let next = page.next_cursor(&query);
+        seen.extend(page.events);
+        match next {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => return seen,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_copy_batch_lands_whole_and_reads_back_intact() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let now = Utc::now();
+    let batch: Vec<Event> = (0..1000).map(|i| event("auth", now - Duration::seconds(i), &format!("m{i}"))).collect();
+    store.write_batch(&batch).await.expect("write batch");
+
+    assert_eq!(database.count("SELECT count(*) AS n FROM events").await, 1000);
+    let page = store.query(&query("auth", now - Duration::hours(1), now, 1000, SortOrder::Desc)).await.unwrap();
+    assert_eq!(page.total, 1000);
+    assert!(!page.has_more);
+    let read_back = &page.events[0].event;
+    assert_eq!(read_back.id, batch[0].id);
+    assert_eq!(read_back.message, "m0");
+    assert_eq!(read_back.metadata, batch[0].metadata);
+    assert_eq!(read_back.timestamp, batch[0].timestamp);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_with_data_postgres_refuses_lands_not_at_all() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let mut batch: Vec<Event> = (0..10).map(|i| event("auth", Utc::now(), &format!("m{i}"))).collect();
+    batch[7].message = "nul \u{0} byte".to_owned();
+
+    let error = store.write_batch(&batch).await.expect_err("PostgreSQL refuses NUL in text");
+    assert!(matches!(error, StoreError::Rejected(_)), "{error:?}");
+    assert_eq!(database.count("SELECT count(*) AS n FROM events").await, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_filter_by_service_and_inclusive_range_in_either_order() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let base = Utc::now() - Duration::hours(1);
+    let mut batch = Vec::new();
+    for minute in 0..10 {
+        batch.push(event("auth", base + Duration::minutes(minute), &format!("auth {minute}")));
+        batch.push(event("billing", base + Duration::minutes(minute), &format!("billing {minute}")));
+    }
+    store.write_batch(&batch).await.unwrap();
+
+    let (from, to) = (base + Duration::minutes(2), base + Duration::minutes(5));
+    let page = store.query(&query("auth", from, to, 100, SortOrder::Desc)).await.unwrap();
+    let messages: Vec<&str> = page.events.iter().map(|stored| stored.event.message.as_str()).collect();
+    assert_eq!(messages, ["auth 5", "auth 4", "auth 3", "auth 2"]);
+    assert_eq!(page.total, 4);
+
+    let page = store.query(&query("auth", from, to, 100, SortOrder::Asc)).await.unwrap();
+    let messages: Vec<&str> = page.events.iter().map(|stored| stored.event.message.as_str()).collect();
+    assert_eq!(messages, ["auth 2", "auth 3", "auth 4", "auth 5"]);
+
+    let mut second_page = query("auth", from, to, 3, SortOrder::Asc);
+    second_page.page = 2;
+    let page = store.query(&second_page).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+    assert_eq!(page.events[0].event.message, "auth 5");
+    assert!(!page.has_more);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cursor_pages_cover_every_row_exactly_once_whatever_the_sort() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let base = Utc::now() - Duration::hours(1);
+    // Many rows share a timestamp and a message, so the id tie-breaker must do its job.
+    let batch: Vec<Event> =
+        (0..257).map(|i| event("auth", base + Duration::seconds(i / 10), &format!("m{}", i % 7))).collect();
+    store.write_batch(&batch).await.unwrap();
+    let expected: HashSet<EventId> = batch.iter().map(|event| event.id).collect();
+
+    for sort_field in [SortField::Timestamp, SortField::Message, SortField::CreatedAt] {
+        for sort_order in [SortOrder::Asc, SortOrder::Desc] {
+            let mut first = query("auth", base, base + Duration::hours(1), 20, sort_order);
+            first.sort_field = sort_field;
+            let seen = ids(&walk(&store, first).await);
+            assert_eq!(seen.len(), 257, "{sort_field:?} {sort_order:?}");
+            assert_eq!(seen.into_iter().collect::<HashSet<_>>(), expected, "{sort_field:?} {sort_order:?}");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_to_a_day_without_a_partition_still_lands() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let long_ago = Utc.with_ymd_and_hms(2001, 9, 9, 1, 46, 40).unwrap();
+    store.write_batch(&[event("archive", long_ago, "old")]).await.expect("write into the default partition");
+
+    let in_default = "SELECT count(*) AS n FROM events_default";
+    assert_eq!(database.count(in_default).await, 1);
+    let page =
+        store.query(&query("archive", long_ago - Duration::days(1), long_ago, 10, SortOrder::Desc)).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+
+    // Creating that day's partition later moves the row out of the default partition.
+    let day = long_ago.date_naive();
+    assert_eq!(store.ensure_partitions(day, day).await.unwrap(), 1);
+    assert_eq!(database.count(in_default).await, 0);
+    assert_eq!(database.count("SELECT count(*) AS n FROM events_p20010909").await, 1);
+    assert_eq!(store.ensure_partitions(day, day).await.unwrap(), 0, "ensuring is idempotent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn partitions_cover_the_requested_days() {
+    let database = TestDatabase::create().await;
+    let _store = store(&database).await;
+    let partitions = "SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'events'::regclass";
+    // Five days plus the default partition.
+    assert_eq!(database.count(partitions).await, 6);
+}

@@ -83,9 +83,7 @@ impl Buffer {
         if before + events.len() > self.capacity {
             drop(queue);
             self.stats.rejected.fetch_add(count, Ordering::Relaxed);
-            return Err(BufferError::Full {
-                capacity: self.capacity,
-            });
+            return Err(BufferError::Full { capacity: self.capacity });
         }
         queue.events.extend(events);
         let after = queue.events.len();
@@ -137,9 +135,7 @@ impl Buffer {
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         // A panic while holding this lock leaves the queue itself consistent (every
         // mutation is a single VecDeque call), so a poisoned lock is safe to reuse.
-        self.queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -166,10 +162,7 @@ pub(crate) mod tests {
     fn a_push_that_does_not_fit_is_refused_whole() {
         let buffer = Buffer::new(10, 5);
         buffer.push(events(8)).unwrap();
-        assert_eq!(
-            buffer.push(events(3)),
-            Err(BufferError::Full { capacity: 10 })
-        );
+        assert_eq!(buffer.push(events(3)), Err(BufferError::Full { capacity: 10 }));
         assert_eq!(buffer.len(), 8);
         buffer.push(events(2)).unwrap();
         assert_eq!(buffer.len(), 10);

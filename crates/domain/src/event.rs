@@ -1,7 +1,7 @@
 //! The event model: what a client sends, once validated ([`EventDraft`]), and what is
 //! stored once enriched ([`Event`]).
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 use std::fmt;
 use uuid::Uuid;
@@ -42,14 +42,16 @@ pub struct EventDraft {
 }
 
 impl EventDraft {
+    /// Gives the draft its identity and ingest time. Instants keep microseconds, the
+    /// precision PostgreSQL stores, so an event reads back exactly as it was accepted.
     pub fn enrich(self, id: EventId, ingested_at: DateTime<Utc>) -> Event {
         Event {
             id,
-            timestamp: self.timestamp,
+            timestamp: self.timestamp.trunc_subsecs(6),
             service: self.service,
             message: self.message,
             metadata: self.metadata,
-            ingested_at,
+            ingested_at: ingested_at.trunc_subsecs(6),
         }
     }
 }

@@ -43,11 +43,7 @@ pub struct IngestService {
 
 impl IngestService {
     pub fn new(buffer: Arc<Buffer>, clock: Arc<dyn Clock>, limits: Limits) -> Self {
-        Self {
-            buffer,
-            clock,
-            limits,
-        }
+        Self { buffer, clock, limits }
     }
 
     /// Accepts the valid events of a request all together, or none when the buffer cannot
@@ -70,11 +66,7 @@ impl IngestService {
         }
         let accepted = events.iter().map(|event| event.id).collect();
         self.buffer.push(events)?;
-        Ok(IngestReceipt {
-            accepted,
-            rejected,
-            ingested_at,
-        })
+        Ok(IngestReceipt { accepted, rejected, ingested_at })
     }
 }
 
@@ -95,11 +87,7 @@ mod tests {
     fn service(capacity: usize) -> (IngestService, Arc<Buffer>, DateTime<Utc>) {
         let now = Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 1).unwrap();
         let buffer = Arc::new(Buffer::new(capacity, 100));
-        (
-            IngestService::new(buffer.clone(), Arc::new(FixedClock(now)), Limits::default()),
-            buffer,
-            now,
-        )
+        (IngestService::new(buffer.clone(), Arc::new(FixedClock(now)), Limits::default()), buffer, now)
     }
 
     fn event(message: &str) -> Value {
@@ -109,9 +97,7 @@ mod tests {
     #[test]
     fn accepts_valid_elements_and_reports_invalid_ones_by_index() {
         let (ingest, buffer, now) = service(10);
-        let receipt = ingest
-            .ingest(vec![event("a"), json!({"service": "svc"}), event("c")])
-            .unwrap();
+        let receipt = ingest.ingest(vec![event("a"), json!({"service": "svc"}), event("c")]).unwrap();
         assert_eq!(receipt.accepted.len(), 2);
         assert_eq!(receipt.ingested_at, now);
         assert_eq!(receipt.rejected.len(), 1);
@@ -122,10 +108,7 @@ mod tests {
     #[test]
     fn enriches_with_distinct_time_ordered_ids() {
         let (ingest, _, _) = service(10);
-        let ids = ingest
-            .ingest(vec![event("a"), event("b"), event("c")])
-            .unwrap()
-            .accepted;
+        let ids = ingest.ingest(vec![event("a"), event("b"), event("c")]).unwrap().accepted;
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
     }
 
@@ -144,10 +127,7 @@ mod tests {
     fn a_full_buffer_refuses_the_whole_request() {
         let (ingest, buffer, _) = service(2);
         let result = ingest.ingest(vec![event("a"), event("b"), event("c")]);
-        assert_eq!(
-            result,
-            Err(IngestError::Buffer(BufferError::Full { capacity: 2 }))
-        );
+        assert_eq!(result, Err(IngestError::Buffer(BufferError::Full { capacity: 2 })));
         assert!(buffer.is_empty());
     }
 }

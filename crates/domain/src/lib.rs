@@ -22,7 +22,5 @@ pub use ingest::{IngestError, IngestReceipt, IngestService, Rejection};
 pub use lifecycle::Lifecycle;
 pub use pipeline::{BatchWorker, PipelineStats, RetryPolicy, WriterSettings};
 pub use ports::{Clock, EventStore, StoreError, SystemClock};
-pub use query::{
-    Cursor, CursorKey, EventPage, EventQuery, QueryLimits, SortField, SortOrder, StoredEvent,
-};
+pub use query::{Cursor, CursorKey, EventPage, EventQuery, QueryLimits, SortField, SortOrder, StoredEvent};
 pub use validation::{FieldError, Limits};

@@ -19,11 +19,7 @@ pub struct RetryPolicy {
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self {
-            max_attempts: 8,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(5),
-        }
+        Self { max_attempts: 8, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(5) }
     }
 }
 
@@ -33,10 +29,7 @@ impl RetryPolicy {
     /// failed together do not retry together.
     pub fn delay(&self, failures: u32, jitter: f64) -> Duration {
         let doublings = failures.saturating_sub(1).min(31);
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1 << doublings)
-            .min(self.max_delay);
+        let ceiling = self.base_delay.saturating_mul(1 << doublings).min(self.max_delay);
         ceiling / 2 + ceiling.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
     }
 }
@@ -68,18 +61,8 @@ pub struct BatchWorker<S: ?Sized> {
 }
 
 impl<S: EventStore + ?Sized> BatchWorker<S> {
-    pub fn new(
-        buffer: Arc<Buffer>,
-        store: Arc<S>,
-        settings: WriterSettings,
-        stats: Arc<PipelineStats>,
-    ) -> Self {
-        Self {
-            buffer,
-            store,
-            settings,
-            stats,
-        }
+    pub fn new(buffer: Arc<Buffer>, store: Arc<S>, settings: WriterSettings, stats: Arc<PipelineStats>) -> Self {
+        Self { buffer, store, settings, stats }
     }
 
     /// Runs until the buffer is closed and drained.
@@ -99,14 +82,10 @@ impl<S: EventStore + ?Sized> BatchWorker<S> {
             match self.store.write_batch(batch).await {
                 Ok(()) => {
                     self.stats.batches_written.fetch_add(1, Ordering::Relaxed);
-                    self.stats
-                        .events_stored
-                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.stats.events_stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
                     return;
                 }
-                Err(error)
-                    if error.is_transient() && failures + 1 < self.settings.retry.max_attempts =>
-                {
+                Err(error) if error.is_transient() && failures + 1 < self.settings.retry.max_attempts => {
                     failures += 1;
                     let delay = self.settings.retry.delay(failures, fastrand::f64());
                     tracing::warn!(%error, attempt = failures, retry_in = ?delay, events = batch.len(), "batch write failed; retrying");
@@ -123,9 +102,7 @@ impl<S: EventStore + ?Sized> BatchWorker<S> {
         for event in batch {
             tracing::error!(event_id = %event.id, service = %event.service, %error, attempts, "event could not be stored");
         }
-        self.stats
-            .events_failed
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        self.stats.events_failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
     }
 }
 
@@ -150,11 +127,7 @@ mod tests {
     impl ScriptedStore {
         fn failing_with(results: Vec<StoreError>) -> Arc<Self> {
             let store = Self::default();
-            store
-                .script
-                .lock()
-                .unwrap()
-                .extend(results.into_iter().map(Err));
+            store.script.lock().unwrap().extend(results.into_iter().map(Err));
             Arc::new(store)
         }
     }
@@ -188,28 +161,19 @@ mod tests {
         }
     }
 
-    async fn run_to_completion(
-        store: Arc<ScriptedStore>,
-        sent: Vec<Event>,
-        max_attempts: u32,
-    ) -> Arc<PipelineStats> {
+    async fn run_to_completion(store: Arc<ScriptedStore>, sent: Vec<Event>, max_attempts: u32) -> Arc<PipelineStats> {
         let buffer = Arc::new(Buffer::new(1000, 4));
         buffer.push(sent).unwrap();
         buffer.close();
         let stats = Arc::new(PipelineStats::default());
-        BatchWorker::new(buffer, store, settings(max_attempts), stats.clone())
-            .run()
-            .await;
+        BatchWorker::new(buffer, store, settings(max_attempts), stats.clone()).run().await;
         stats
     }
 
     #[test]
     fn delays_double_up_to_the_cap_and_jitter_stays_in_the_upper_half() {
-        let policy = RetryPolicy {
-            max_attempts: 10,
-            base_delay: Duration::from_millis(100),
-            max_delay: Duration::from_secs(1),
-        };
+        let policy =
+            RetryPolicy { max_attempts: 10, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
         assert_eq!(policy.delay(1, 1.0), Duration::from_millis(100));
         assert_eq!(policy.delay(1, 0.0), Duration::from_millis(50));
         assert_eq!(policy.delay(3, 1.0), Duration::from_millis(400));
@@ -238,18 +202,12 @@ mod tests {
         assert_eq!(stats.write_retries.load(Ordering::Relaxed), 2);
         assert_eq!(stats.events_failed.load(Ordering::Relaxed), 0);
         // At least half of each backoff step (100 ms, then 200 ms) was waited.
-        assert!(
-            start.elapsed() >= Duration::from_millis(150),
-            "{:?}",
-            start.elapsed()
-        );
+        assert!(start.elapsed() >= Duration::from_millis(150), "{:?}", start.elapsed());
     }
 
     #[tokio::test(start_paused = true)]
     async fn gives_up_after_the_last_attempt_and_counts_the_events() {
-        let failures = (0..3)
-            .map(|_| StoreError::Unavailable("timeout".into()))
-            .collect();
+        let failures = (0..3).map(|_| StoreError::Unavailable("timeout".into())).collect();
         let store = ScriptedStore::failing_with(failures);
         let stats = run_to_completion(store.clone(), events(3), 3).await;
         assert_eq!(store.attempts.load(Ordering::Relaxed), 3);
@@ -259,8 +217,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn rejected_data_is_not_retried() {
-        let store =
-            ScriptedStore::failing_with(vec![StoreError::Rejected("invalid byte sequence".into())]);
+        let store = ScriptedStore::failing_with(vec![StoreError::Rejected("invalid byte sequence".into())]);
         let stats = run_to_completion(store.clone(), events(2), 5).await;
         assert_eq!(store.attempts.load(Ordering::Relaxed), 1);
         assert_eq!(stats.write_retries.load(Ordering::Relaxed), 0);

@@ -46,13 +46,7 @@ pub enum SortField {
 }
 
 impl SortField {
-    const ALL: [SortField; 5] = [
-        Self::Timestamp,
-        Self::Service,
-        Self::Message,
-        Self::IngestedAt,
-        Self::CreatedAt,
-    ];
+    const ALL: [SortField; 5] = [Self::Timestamp, Self::Service, Self::Message, Self::IngestedAt, Self::CreatedAt];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -132,10 +126,7 @@ impl Cursor {
         let key_matches_field = matches!(
             (cursor.sort_field, &cursor.key),
             (SortField::Service | SortField::Message, CursorKey::Text(_))
-                | (
-                    SortField::Timestamp | SortField::IngestedAt | SortField::CreatedAt,
-                    CursorKey::Time(_)
-                )
+                | (SortField::Timestamp | SortField::IngestedAt | SortField::CreatedAt, CursorKey::Time(_))
         );
         key_matches_field.then_some(cursor)
     }
@@ -159,29 +150,13 @@ pub struct EventQuery {
 impl EventQuery {
     /// Rows to skip for page-numbered access (0 with a cursor).
     pub fn offset(&self) -> u64 {
-        if self.cursor.is_some() {
-            0
-        } else {
-            u64::from(self.page - 1) * u64::from(self.page_size)
-        }
+        if self.cursor.is_some() { 0 } else { u64::from(self.page - 1) * u64::from(self.page_size) }
     }
 
     /// Parses decoded query-string pairs. Unknown and repeated parameters are errors, as
     /// are missing bounds, ranges over the limit and malformed cursors.
-    pub fn parse(
-        pairs: &[(String, String)],
-        limits: &QueryLimits,
-    ) -> Result<Self, Vec<FieldError>> {
-        const KNOWN: [&str; 8] = [
-            "service",
-            "from",
-            "to",
-            "page",
-            "pageSize",
-            "sortField",
-            "sortOrder",
-            "cursor",
-        ];
+    pub fn parse(pairs: &[(String, String)], limits: &QueryLimits) -> Result<Self, Vec<FieldError>> {
+        const KNOWN: [&str; 8] = ["service", "from", "to", "page", "pageSize", "sortField", "sortOrder", "cursor"];
         let mut errors = Vec::new();
         for (name, _) in pairs {
             if !KNOWN.contains(&name.as_str()) {
@@ -193,17 +168,10 @@ impl EventQuery {
             }
         }
         let single = |name: &'static str, errors: &mut Vec<FieldError>| -> Option<&str> {
-            let mut values = pairs
-                .iter()
-                .filter(|(key, _)| key == name)
-                .map(|(_, value)| value.as_str());
+            let mut values = pairs.iter().filter(|(key, _)| key == name).map(|(_, value)| value.as_str());
             let first = values.next();
             if values.next().is_some() {
-                errors.push(FieldError::new(
-                    name,
-                    "isString",
-                    format!("{name} must be given once"),
-                ));
+                errors.push(FieldError::new(name, "isString", format!("{name} must be given once")));
                 return None;
             }
             first
@@ -211,21 +179,14 @@ impl EventQuery {
 
         let service = match single("service", &mut errors) {
             None | Some("") => {
-                errors.push(FieldError::new(
-                    "service",
-                    "isNotEmpty",
-                    "service should not be empty",
-                ));
+                errors.push(FieldError::new("service", "isNotEmpty", "service should not be empty"));
                 None
             }
             Some(service) if service.chars().count() > limits.max_service_chars => {
                 errors.push(FieldError::new(
                     "service",
                     "maxLength",
-                    format!(
-                        "service name must be at most {} characters",
-                        limits.max_service_chars
-                    ),
+                    format!("service name must be at most {} characters", limits.max_service_chars),
                 ));
                 None
             }
@@ -244,21 +205,11 @@ impl EventQuery {
                 errors.push(FieldError::new(
                     "to",
                     "isMaxTimeRange",
-                    format!(
-                        "Time range between 'from' and 'to' must not exceed {} days",
-                        limits.max_range_days
-                    ),
+                    format!("Time range between 'from' and 'to' must not exceed {} days", limits.max_range_days),
                 ));
             }
         }
-        let page = integer(
-            "page",
-            single("page", &mut errors),
-            1,
-            limits.max_page,
-            1,
-            &mut errors,
-        );
+        let page = integer("page", single("page", &mut errors), 1, limits.max_page, 1, &mut errors);
         let page_size = integer(
             "pageSize",
             single("pageSize", &mut errors),
@@ -302,10 +253,7 @@ impl EventQuery {
                     ));
                     None
                 }
-                Some(cursor)
-                    if Some(cursor.sort_field) != sort_field
-                        || Some(cursor.sort_order) != sort_order =>
-                {
+                Some(cursor) if Some(cursor.sort_field) != sort_field || Some(cursor.sort_order) != sort_order => {
                     errors.push(FieldError::new(
                         "cursor",
                         "matchesSort",
@@ -317,9 +265,7 @@ impl EventQuery {
             },
         };
 
-        match (
-            service, from, to, page, page_size, sort_field, sort_order, cursor,
-        ) {
+        match (service, from, to, page, page_size, sort_field, sort_order, cursor) {
             (
                 Some(service),
                 Some(from),
@@ -329,26 +275,13 @@ impl EventQuery {
                 Some(sort_field),
                 Some(sort_order),
                 Some(cursor),
-            ) if errors.is_empty() => Ok(Self {
-                service,
-                from,
-                to,
-                page,
-                page_size,
-                sort_field,
-                sort_order,
-                cursor,
-            }),
+            ) if errors.is_empty() => Ok(Self { service, from, to, page, page_size, sort_field, sort_order, cursor }),
             _ => Err(errors),
         }
     }
 }
 
-fn bound(
-    name: &'static str,
-    value: Option<&str>,
-    errors: &mut Vec<FieldError>,
-) -> Option<DateTime<Utc>> {
+fn bound(name: &'static str, value: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
     match value {
         None | Some("") => {
             errors.push(FieldError::new(name, "isNotEmpty", format!("{name} should not be empty")));
@@ -377,26 +310,14 @@ fn integer(
         return Some(default);
     };
     let Ok(number) = text.parse::<i64>() else {
-        errors.push(FieldError::new(
-            name,
-            "isInt",
-            format!("{name} must be an integer number"),
-        ));
+        errors.push(FieldError::new(name, "isInt", format!("{name} must be an integer number")));
         return None;
     };
     if number < i64::from(min) {
-        errors.push(FieldError::new(
-            name,
-            "min",
-            format!("{name} must not be less than {min}"),
-        ));
+        errors.push(FieldError::new(name, "min", format!("{name} must not be less than {min}")));
         None
     } else if number > i64::from(max) {
-        errors.push(FieldError::new(
-            name,
-            "max",
-            format!("{name} must not exceed {max}"),
-        ));
+        errors.push(FieldError::new(name, "max", format!("{name} must not exceed {max}")));
         None
     } else {
         u32::try_from(number).ok()
@@ -438,29 +359,18 @@ mod tests {
     use super::*;
 
     fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect()
+        list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
     }
 
     fn base() -> Vec<(&'static str, &'static str)> {
-        vec![
-            ("service", "auth"),
-            ("from", "2024-01-15T00:00:00Z"),
-            ("to", "2024-01-16T00:00:00Z"),
-        ]
+        vec![("service", "auth"), ("from", "2024-01-15T00:00:00Z"), ("to", "2024-01-16T00:00:00Z")]
     }
 
     fn fields(result: Result<EventQuery, Vec<FieldError>>) -> Vec<(String, &'static str)> {
         result
             .expect_err("query should be invalid")
             .into_iter()
-            .flat_map(|e| {
-                e.constraints
-                    .keys()
-                    .map(|rule| (e.field.clone(), *rule))
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|e| e.constraints.keys().map(|rule| (e.field.clone(), *rule)).collect::<Vec<_>>())
             .collect()
     }
 
@@ -468,10 +378,7 @@ mod tests {
     fn applies_defaults() {
         let query = EventQuery::parse(&pairs(&base()), &QueryLimits::default()).unwrap();
         assert_eq!((query.page, query.page_size), (1, 100));
-        assert_eq!(
-            (query.sort_field, query.sort_order),
-            (SortField::Timestamp, SortOrder::Desc)
-        );
+        assert_eq!((query.sort_field, query.sort_order), (SortField::Timestamp, SortOrder::Desc));
         assert_eq!(query.offset(), 0);
     }
 
@@ -488,24 +395,12 @@ mod tests {
         let limits = QueryLimits::default();
         let mut list = base();
         list[2] = ("to", "2024-01-15T00:00:00Z");
-        assert_eq!(
-            fields(EventQuery::parse(&pairs(&list), &limits)),
-            [("to".into(), "isValidTimeRange")]
-        );
+        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits)), [("to".into(), "isValidTimeRange")]);
         list[2] = ("to", "2024-02-15T00:00:00Z");
-        assert_eq!(
-            fields(EventQuery::parse(&pairs(&list), &limits)),
-            [("to".into(), "isMaxTimeRange")]
-        );
+        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits)), [("to".into(), "isMaxTimeRange")]);
 
         let mut list = base();
-        list.extend([
-            ("pageSize", "1001"),
-            ("page", "0"),
-            ("sortOrder", "up"),
-            ("sortField", "id"),
-            ("limit", "5"),
-        ]);
+        list.extend([("pageSize", "1001"), ("page", "0"), ("sortOrder", "up"), ("sortField", "id"), ("limit", "5")]);
         let mut found = fields(EventQuery::parse(&pairs(&list), &limits));
         found.sort();
         assert_eq!(
@@ -526,11 +421,7 @@ mod tests {
         found.sort();
         assert_eq!(
             found,
-            [
-                ("from".into(), "isNotEmpty"),
-                ("service".into(), "isNotEmpty"),
-                ("to".into(), "isNotEmpty")
-            ]
+            [("from".into(), "isNotEmpty"), ("service".into(), "isNotEmpty"), ("to".into(), "isNotEmpty")]
         );
     }
 
@@ -560,14 +451,9 @@ mod tests {
     fn rejects_forged_cursors() {
         let mut list = base();
         list.push(("cursor", "not-a-cursor"));
-        assert_eq!(
-            fields(EventQuery::parse(&pairs(&list), &QueryLimits::default())),
-            [("cursor".into(), "isCursor")]
-        );
-        let mismatched = URL_SAFE_NO_PAD.encode(format!(
-            r#"{{"f":"timestamp","o":"DESC","k":{{"s":"text"}},"i":"{}"}}"#,
-            Uuid::nil()
-        ));
+        assert_eq!(fields(EventQuery::parse(&pairs(&list), &QueryLimits::default())), [("cursor".into(), "isCursor")]);
+        let mismatched = URL_SAFE_NO_PAD
+            .encode(format!(r#"{{"f":"timestamp","o":"DESC","k":{{"s":"text"}},"i":"{}"}}"#, Uuid::nil()));
         assert_eq!(Cursor::decode(&mismatched), None);
     }
 }

@@ -41,17 +41,12 @@ impl FieldError {
     pub fn new(field: impl Into<String>, rule: &'static str, message: impl Into<String>) -> Self {
         let mut constraints = BTreeMap::new();
         constraints.insert(rule, message.into());
-        Self {
-            field: field.into(),
-            constraints,
-        }
+        Self { field: field.into(), constraints }
     }
 
     fn missing(field: &str) -> Self {
         let mut error = Self::new(field, "isNotEmpty", format!("{field} should not be empty"));
-        error
-            .constraints
-            .insert("isString", format!("{field} must be a string"));
+        error.constraints.insert("isString", format!("{field} must be a string"));
         error
     }
 }
@@ -66,51 +61,22 @@ const FIELDS: [&str; 4] = ["timestamp", "service", "message", "metadata"];
 /// Checks one JSON value against the contract and returns the draft or every field error.
 pub fn validate_event(value: Value, limits: &Limits) -> Result<EventDraft, Vec<FieldError>> {
     let Value::Object(mut object) = value else {
-        return Err(vec![FieldError::new(
-            "event",
-            "isObject",
-            "an event must be a JSON object",
-        )]);
+        return Err(vec![FieldError::new("event", "isObject", "an event must be a JSON object")]);
     };
     let mut errors: Vec<FieldError> = object
         .keys()
         .filter(|key| !FIELDS.contains(&key.as_str()))
-        .map(|key| {
-            FieldError::new(
-                key.as_str(),
-                "whitelistValidation",
-                format!("property {key} should not exist"),
-            )
-        })
+        .map(|key| FieldError::new(key.as_str(), "whitelistValidation", format!("property {key} should not exist")))
         .collect();
 
     let timestamp = check(&mut errors, timestamp_field(object.remove("timestamp")));
-    let service = check(
-        &mut errors,
-        text_field(
-            &mut object,
-            "service",
-            limits.max_service_chars,
-            "service name",
-        ),
-    );
-    let message = check(
-        &mut errors,
-        text_field(&mut object, "message", limits.max_message_chars, "message"),
-    );
-    let metadata = check(
-        &mut errors,
-        metadata_field(object.remove("metadata"), limits),
-    );
+    let service = check(&mut errors, text_field(&mut object, "service", limits.max_service_chars, "service name"));
+    let message = check(&mut errors, text_field(&mut object, "message", limits.max_message_chars, "message"));
+    let metadata = check(&mut errors, metadata_field(object.remove("metadata"), limits));
 
     match (timestamp, service, message, metadata) {
         (Some(timestamp), Some(service), Some(message), Some(metadata)) if errors.is_empty() => {
-            Ok(EventDraft {
-                timestamp,
-                service,
-                message,
-                metadata,
-            })
+            Ok(EventDraft { timestamp, service, message, metadata })
         }
         _ => Err(errors),
     }
@@ -124,35 +90,32 @@ fn timestamp_field(value: Option<Value>) -> Result<DateTime<Utc>, FieldError> {
     let parsed = match value {
         None | Some(Value::Null) => return Err(FieldError::missing("timestamp")),
         Some(Value::String(text)) if text.is_empty() => {
-            return Err(FieldError::new(
-                "timestamp",
-                "isNotEmpty",
-                "timestamp should not be empty",
-            ));
+            return Err(FieldError::new("timestamp", "isNotEmpty", "timestamp should not be empty"));
         }
         Some(Value::String(text)) => parse_timestamp(&text),
         Some(Value::Number(number)) => number.as_i64().and_then(from_epoch_millis),
         Some(_) => None,
     };
-    parsed.ok_or_else(|| {
-        FieldError::new(
-            "timestamp",
-            "isParseableTimestamp",
-            "timestamp must be a parseable date (RFC 3339 / ISO 8601, or Unix epoch milliseconds)",
-        )
-    })
-    .and_then(|instant| {
-        let year = chrono::Datelike::year(&instant);
-        if (EARLIEST_YEAR..LATEST_YEAR).contains(&year) {
-            Ok(instant)
-        } else {
-            Err(FieldError::new(
+    parsed
+        .ok_or_else(|| {
+            FieldError::new(
                 "timestamp",
-                "isInRange",
-                format!("timestamp must be between {EARLIEST_YEAR}-01-01 and {LATEST_YEAR}-01-01"),
-            ))
-        }
-    })
+                "isParseableTimestamp",
+                "timestamp must be a parseable date (RFC 3339 / ISO 8601, or Unix epoch milliseconds)",
+            )
+        })
+        .and_then(|instant| {
+            let year = chrono::Datelike::year(&instant);
+            if (EARLIEST_YEAR..LATEST_YEAR).contains(&year) {
+                Ok(instant)
+            } else {
+                Err(FieldError::new(
+                    "timestamp",
+                    "isInRange",
+                    format!("timestamp must be between {EARLIEST_YEAR}-01-01 and {LATEST_YEAR}-01-01"),
+                ))
+            }
+        })
 }
 
 /// Parses RFC 3339 with any offset, a date-time without offset (read as UTC), a bare date,
@@ -168,12 +131,7 @@ pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
     if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
         return text.parse().ok().and_then(from_epoch_millis);
     }
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%d %H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M",
-    ] {
+    for format in ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M"] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(text, format) {
             return Some(Utc.from_utc_datetime(&naive));
         }
@@ -196,31 +154,21 @@ fn text_field(
 ) -> Result<String, FieldError> {
     match object.remove(field) {
         None | Some(Value::Null) => Err(FieldError::missing(field)),
-        Some(Value::String(text)) if text.is_empty() => Err(FieldError::new(
-            field,
-            "isNotEmpty",
-            format!("{field} should not be empty"),
-        )),
-        Some(Value::String(text)) if char_length(&text) > max_chars => Err(FieldError::new(
-            field,
-            "maxLength",
-            format!("{label} must be at most {max_chars} characters"),
-        )),
+        Some(Value::String(text)) if text.is_empty() => {
+            Err(FieldError::new(field, "isNotEmpty", format!("{field} should not be empty")))
+        }
+        Some(Value::String(text)) if char_length(&text) > max_chars => {
+            Err(FieldError::new(field, "maxLength", format!("{label} must be at most {max_chars} characters")))
+        }
         Some(Value::String(text)) => Ok(text),
-        Some(_) => Err(FieldError::new(
-            field,
-            "isString",
-            format!("{field} must be a string"),
-        )),
+        Some(_) => Err(FieldError::new(field, "isString", format!("{field} must be a string"))),
     }
 }
 
 /// Counts characters as the original did: code points, not counting the emoji
 /// presentation selectors U+FE0E and U+FE0F.
 fn char_length(text: &str) -> usize {
-    text.chars()
-        .filter(|c| !matches!(c, '\u{FE0E}' | '\u{FE0F}'))
-        .count()
+    text.chars().filter(|c| !matches!(c, '\u{FE0E}' | '\u{FE0F}')).count()
 }
 
 fn metadata_field(value: Option<Value>, limits: &Limits) -> Result<Option<Value>, FieldError> {
@@ -228,11 +176,7 @@ fn metadata_field(value: Option<Value>, limits: &Limits) -> Result<Option<Value>
         None | Some(Value::Null) => return Ok(None),
         Some(metadata @ Value::Object(_)) => metadata,
         Some(_) => {
-            return Err(FieldError::new(
-                "metadata",
-                "isObject",
-                "metadata must be an object",
-            ));
+            return Err(FieldError::new("metadata", "isObject", "metadata must be an object"));
         }
     };
     let mut broken = Vec::new();
@@ -245,26 +189,17 @@ fn metadata_field(value: Option<Value>, limits: &Limits) -> Result<Option<Value>
     }
     let depth = nesting_depth(&metadata);
     if depth > limits.max_metadata_depth {
-        broken.push(format!(
-            "metadata must not nest deeper than {} levels (got {depth})",
-            limits.max_metadata_depth
-        ));
+        broken.push(format!("metadata must not nest deeper than {} levels (got {depth})", limits.max_metadata_depth));
     }
     let keys = key_count(&metadata);
     if keys > limits.max_metadata_keys {
-        broken.push(format!(
-            "metadata must not have more than {} keys in total (got {keys})",
-            limits.max_metadata_keys
-        ));
+        broken
+            .push(format!("metadata must not have more than {} keys in total (got {keys})", limits.max_metadata_keys));
     }
     if broken.is_empty() {
         Ok(Some(metadata))
     } else {
-        Err(FieldError::new(
-            "metadata",
-            "isMetadataSizeValid",
-            broken.join("; "),
-        ))
+        Err(FieldError::new("metadata", "isMetadataSizeValid", broken.join("; ")))
     }
 }
 
@@ -331,20 +266,12 @@ mod tests {
     }
 
     fn rules(errors: &[FieldError], field: &str) -> Vec<&'static str> {
-        errors
-            .iter()
-            .filter(|e| e.field == field)
-            .flat_map(|e| e.constraints.keys().copied())
-            .collect()
+        errors.iter().filter(|e| e.field == field).flat_map(|e| e.constraints.keys().copied()).collect()
     }
 
     #[test]
     fn accepts_the_contract_sample_and_normalises_to_utc() {
-        let draft = validate_event(
-            with("timestamp", json!("2024-01-15T12:30:00+02:00")),
-            &Limits::default(),
-        )
-        .unwrap();
+        let draft = validate_event(with("timestamp", json!("2024-01-15T12:30:00+02:00")), &Limits::default()).unwrap();
         assert_eq!(draft.timestamp.to_rfc3339(), "2024-01-15T10:30:00+00:00");
         assert_eq!(draft.service, "auth-service");
         assert_eq!(draft.metadata, Some(json!({"user_id": "12345"})));
@@ -360,14 +287,8 @@ mod tests {
 
     #[test]
     fn accepts_bare_dates_and_naive_times_as_utc() {
-        assert_eq!(
-            parse_timestamp("2024-01-15").unwrap().to_rfc3339(),
-            "2024-01-15T00:00:00+00:00"
-        );
-        assert_eq!(
-            parse_timestamp("2024-01-15 10:30").unwrap().to_rfc3339(),
-            "2024-01-15T10:30:00+00:00"
-        );
+        assert_eq!(parse_timestamp("2024-01-15").unwrap().to_rfc3339(), "2024-01-15T00:00:00+00:00");
+        assert_eq!(parse_timestamp("2024-01-15 10:30").unwrap().to_rfc3339(), "2024-01-15T10:30:00+00:00");
     }
 
     #[test]
@@ -379,24 +300,9 @@ mod tests {
                 "{bad}"
             );
         }
-        assert_eq!(
-            rules(
-                &errors_for(with("timestamp", json!("1969-12-31T23:59:59Z"))),
-                "timestamp"
-            ),
-            ["isInRange"]
-        );
-        assert_eq!(
-            rules(
-                &errors_for(with("timestamp", json!("2100-01-01T00:00:00Z"))),
-                "timestamp"
-            ),
-            ["isInRange"]
-        );
-        assert_eq!(
-            rules(&errors_for(with("timestamp", json!(true))), "timestamp"),
-            ["isParseableTimestamp"]
-        );
+        assert_eq!(rules(&errors_for(with("timestamp", json!("1969-12-31T23:59:59Z"))), "timestamp"), ["isInRange"]);
+        assert_eq!(rules(&errors_for(with("timestamp", json!("2100-01-01T00:00:00Z"))), "timestamp"), ["isInRange"]);
+        assert_eq!(rules(&errors_for(with("timestamp", json!(true))), "timestamp"), ["isParseableTimestamp"]);
     }
 
     #[test]
@@ -405,10 +311,7 @@ mod tests {
         for field in ["timestamp", "service", "message"] {
             assert_eq!(rules(&errors, field), ["isNotEmpty", "isString"], "{field}");
         }
-        assert!(
-            rules(&errors, "metadata").is_empty(),
-            "metadata is optional"
-        );
+        assert!(rules(&errors, "metadata").is_empty(), "metadata is optional");
     }
 
     #[test]
@@ -417,41 +320,18 @@ mod tests {
         let at_limit = "🦀".repeat(limits.max_service_chars);
         assert!(validate_event(with("service", json!(at_limit)), &limits).is_ok());
         let errors = errors_for(with("service", json!("s".repeat(101))));
-        assert_eq!(
-            errors[0].constraints["maxLength"],
-            "service name must be at most 100 characters"
-        );
+        assert_eq!(errors[0].constraints["maxLength"], "service name must be at most 100 characters");
         let errors = errors_for(with("message", json!("m".repeat(2001))));
-        assert_eq!(
-            errors[0].constraints["maxLength"],
-            "message must be at most 2000 characters"
-        );
-        assert_eq!(
-            rules(&errors_for(with("message", json!(""))), "message"),
-            ["isNotEmpty"]
-        );
-        assert_eq!(
-            rules(&errors_for(with("service", json!(42))), "service"),
-            ["isString"]
-        );
+        assert_eq!(errors[0].constraints["maxLength"], "message must be at most 2000 characters");
+        assert_eq!(rules(&errors_for(with("message", json!(""))), "message"), ["isNotEmpty"]);
+        assert_eq!(rules(&errors_for(with("service", json!(42))), "service"), ["isString"]);
     }
 
     #[test]
     fn metadata_must_be_an_object_or_absent() {
-        assert_eq!(
-            validate_event(with("metadata", Value::Null), &Limits::default())
-                .unwrap()
-                .metadata,
-            None
-        );
-        assert_eq!(
-            rules(&errors_for(with("metadata", json!([1, 2]))), "metadata"),
-            ["isObject"]
-        );
-        assert_eq!(
-            rules(&errors_for(with("metadata", json!("x"))), "metadata"),
-            ["isObject"]
-        );
+        assert_eq!(validate_event(with("metadata", Value::Null), &Limits::default()).unwrap().metadata, None);
+        assert_eq!(rules(&errors_for(with("metadata", json!([1, 2]))), "metadata"), ["isObject"]);
+        assert_eq!(rules(&errors_for(with("metadata", json!("x"))), "metadata"), ["isObject"]);
     }
 
     #[test]
@@ -460,22 +340,13 @@ mod tests {
         assert!(validate_event(with("metadata", deep_ok), &Limits::default()).is_ok());
         let too_deep = json!({"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}});
         let message = &errors_for(with("metadata", too_deep))[0].constraints["isMetadataSizeValid"];
-        assert!(
-            message.contains("deeper than 5 levels (got 6)"),
-            "{message}"
-        );
+        assert!(message.contains("deeper than 5 levels (got 6)"), "{message}");
         let deep_in_array = json!({"a":[{"b":{"c":{"d":{"e":{"f":1}}}}}]});
-        assert_eq!(
-            rules(&errors_for(with("metadata", deep_in_array)), "metadata"),
-            ["isMetadataSizeValid"]
-        );
+        assert_eq!(rules(&errors_for(with("metadata", deep_in_array)), "metadata"), ["isMetadataSizeValid"]);
 
         let many_keys: Map<String, Value> = (0..101).map(|i| (format!("k{i}"), json!(i))).collect();
         let message = &errors_for(with("metadata", Value::Object(many_keys)))[0].constraints["isMetadataSizeValid"];
-        assert!(
-            message.contains("more than 100 keys in total (got 101)"),
-            "{message}"
-        );
+        assert!(message.contains("more than 100 keys in total (got 101)"), "{message}");
 
         let big = json!({"blob": "x".repeat(16 * 1024)});
         let message = &errors_for(with("metadata", big))[0].constraints["isMetadataSizeValid"];
@@ -485,19 +356,13 @@ mod tests {
     #[test]
     fn metadata_size_is_the_compact_json_length() {
         let metadata = json!({"a": "é", "b": [1, null]});
-        assert_eq!(
-            serialized_len(&metadata),
-            serde_json::to_string(&metadata).unwrap().len()
-        );
+        assert_eq!(serialized_len(&metadata), serde_json::to_string(&metadata).unwrap().len());
     }
 
     #[test]
     fn unknown_properties_are_rejected_by_name() {
         let errors = errors_for(with("colour", json!("blue")));
-        assert_eq!(
-            errors[0].constraints["whitelistValidation"],
-            "property colour should not exist"
-        );
+        assert_eq!(errors[0].constraints["whitelistValidation"], "property colour should not exist");
     }
 
     #[test]

@@ -1,0 +1,47 @@
+//! Driver errors become domain errors here: the pipeline retries `Unavailable` and gives
+//! up on `Rejected`, so the split decides whether data is retried or set aside.
+
+use aurore_domain::StoreError;
+use tokio_postgres::error::SqlState;
+
+/// Why the store could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("invalid database URL: {0}")]
+    InvalidUrl(#[source] tokio_postgres::Error),
+    #[error("cannot build the connection pool: {0}")]
+    Pool(String),
+    #[error("cannot apply migrations: {0}")]
+    Migration(String),
+}
+
+/// Data errors (SQLSTATE class 22, e.g. a NUL byte in text; class 23, constraint
+/// violations; class 54, values over a program limit) are the data's fault; everything
+/// else (lost connections, timeouts, restarts, missing tables during a migration) may pass.
+fn is_data_error(state: &SqlState) -> bool {
+    let code = state.code();
+    code.starts_with("22") || code.starts_with("23") || code.starts_with("54")
+}
+
+pub(crate) fn from_postgres(error: tokio_postgres::Error) -> StoreError {
+    match error.code() {
+        Some(state) if is_data_error(state) => StoreError::Rejected(error.to_string()),
+        _ => StoreError::Unavailable(error.to_string()),
+    }
+}
+
+pub(crate) fn from_diesel(error: diesel::result::Error) -> StoreError {
+    use diesel::result::{DatabaseErrorKind, Error};
+    match &error {
+        Error::DatabaseError(
+            DatabaseErrorKind::UniqueViolation
+            | DatabaseErrorKind::ForeignKeyViolation
+            | DatabaseErrorKind::NotNullViolation
+            | DatabaseErrorKind::CheckViolation,
+            _,
+        )
+        | Error::SerializationError(_)
+        | Error::DeserializationError(_) => StoreError::Rejected(error.to_string()),
+        _ => StoreError::Unavailable(error.to_string()),
+    }
+}

@@ -1,0 +1,2 @@
+DROP FUNCTION aurore_ensure_event_partition(date);
+DROP TABLE events;
