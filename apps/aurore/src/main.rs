@@ -1,1 +1,100 @@
-fn main() {}
+//! `aurore`: serve (the default), migrate, or print the effective configuration.
+
+use anyhow::Context as _;
+use aurore::{Application, Settings};
+use aurore_store_postgres::PostgresStore;
+use clap::{Parser, Subcommand};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(name = "aurore", version, about = "Ingests application events over HTTP and stores them in PostgreSQL.")]
+struct Cli {
+    /// TOML configuration file; environment variables override it.
+    #[arg(long, env = "AURORE_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the service (the default).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Print the effective configuration, secrets redacted.
+    Config,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let env: HashMap<String, String> = std::env::vars().collect();
+    let settings = match Settings::load(cli.config.as_deref(), &env) {
+        Ok(settings) => settings,
+        Err(error) => {
+            eprintln!("aurore: invalid configuration:\n{error}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = match cli.command.unwrap_or(Command::Serve) {
+        Command::Config => {
+            print!("{}", settings.to_toml());
+            Ok(())
+        }
+        Command::Migrate => migrate(&settings).await,
+        Command::Serve => serve(&settings).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!("{error:#}");
+            eprintln!("aurore: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(settings: &Settings) -> anyhow::Result<()> {
+    aurore_telemetry::init_logging(&settings.telemetry.log_level, settings.telemetry.log_format)?;
+    Ok(())
+}
+
+async fn migrate(settings: &Settings) -> anyhow::Result<()> {
+    init_logging(settings)?;
+    let store = PostgresStore::connect(&aurore::startup::postgres_settings(settings))?;
+    let applied = store.migrate().await.context("migration failed")?;
+    tracing::info!(applied, "migrations applied");
+    Ok(())
+}
+
+async fn serve(settings: &Settings) -> anyhow::Result<()> {
+    init_logging(settings)?;
+    let application = Application::build(settings).await?;
+    application.run_until(shutdown_signal()).await
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {},
+                    _ = terminate.recv() => {},
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM; only SIGINT stops the service");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

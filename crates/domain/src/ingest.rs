@@ -47,16 +47,17 @@ impl IngestService {
     }
 
     /// Accepts the valid events of a request all together, or none when the buffer cannot
-    /// take them all. Invalid elements are reported by index and never block the others.
-    pub fn ingest(&self, values: Vec<Value>) -> Result<IngestReceipt, IngestError> {
-        if values.is_empty() {
+    /// take them all. Invalid elements are reported by index and never block the others;
+    /// an element the adapter could not even decode arrives as its error.
+    pub fn ingest(&self, elements: Vec<Result<Value, FieldError>>) -> Result<IngestReceipt, IngestError> {
+        if elements.is_empty() {
             return Err(IngestError::Empty);
         }
         let ingested_at = self.clock.now();
-        let mut events = Vec::with_capacity(values.len());
+        let mut events = Vec::with_capacity(elements.len());
         let mut rejected = Vec::new();
-        for (index, value) in values.into_iter().enumerate() {
-            match validate_event(value, &self.limits) {
+        for (index, element) in elements.into_iter().enumerate() {
+            match element.map_err(|error| vec![error]).and_then(|value| validate_event(value, &self.limits)) {
                 Ok(draft) => events.push(draft.enrich(EventId::generate(), ingested_at)),
                 Err(errors) => rejected.push(Rejection { index, errors }),
             }
@@ -90,14 +91,14 @@ mod tests {
         (IngestService::new(buffer.clone(), Arc::new(FixedClock(now)), Limits::default()), buffer, now)
     }
 
-    fn event(message: &str) -> Value {
-        json!({"timestamp": "2024-01-15T10:30:00Z", "service": "svc", "message": message})
+    fn event(message: &str) -> Result<Value, FieldError> {
+        Ok(json!({"timestamp": "2024-01-15T10:30:00Z", "service": "svc", "message": message}))
     }
 
     #[test]
     fn accepts_valid_elements_and_reports_invalid_ones_by_index() {
         let (ingest, buffer, now) = service(10);
-        let receipt = ingest.ingest(vec![event("a"), json!({"service": "svc"}), event("c")]).unwrap();
+        let receipt = ingest.ingest(vec![event("a"), Ok(json!({"service": "svc"})), event("c")]).unwrap();
         assert_eq!(receipt.accepted.len(), 2);
         assert_eq!(receipt.ingested_at, now);
         assert_eq!(receipt.rejected.len(), 1);
@@ -115,10 +116,13 @@ mod tests {
     #[test]
     fn a_request_with_nothing_valid_is_an_error() {
         let (ingest, buffer, _) = service(10);
-        let Err(IngestError::Invalid(rejected)) = ingest.ingest(vec![json!(1), json!({})]) else {
+        let unreadable = FieldError::new("event", "isJson", "line 1 is not JSON");
+        let Err(IngestError::Invalid(rejected)) = ingest.ingest(vec![Ok(json!(1)), Ok(json!({})), Err(unreadable.clone())])
+        else {
             panic!("expected every element to be rejected");
         };
-        assert_eq!(rejected.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1]);
+        assert_eq!(rejected.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(rejected[2].errors, [unreadable]);
         assert!(buffer.is_empty());
         assert_eq!(ingest.ingest(vec![]), Err(IngestError::Empty));
     }

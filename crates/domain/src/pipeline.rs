@@ -117,7 +117,7 @@ mod tests {
     use tokio::time::Instant;
 
     /// An in-memory store whose next write results are scripted.
-    #[derive(Default)]
+    #[derive(Debug, Default)]
     struct ScriptedStore {
         script: Mutex<VecDeque<Result<(), StoreError>>>,
         stored: Mutex<Vec<Event>>,

@@ -28,7 +28,7 @@ impl StoreError {
 
 /// Durable storage of events.
 #[async_trait]
-pub trait EventStore: Send + Sync + 'static {
+pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores every event of `events` or none of them: a batch never half-lands.
     /// MUST return [`StoreError::Unavailable`] for failures worth retrying and
     /// [`StoreError::Rejected`] only when the data itself is refused.

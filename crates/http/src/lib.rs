@@ -1,1 +1,74 @@
+//! The HTTP adapter: actix-web routes that parse requests into domain calls and domain
+//! outcomes into the contract's responses. Status codes are decided in [`error`] only.
+//! This crate holds no business rule and no SQL.
 
+mod error;
+mod health;
+mod ingest;
+mod query;
+
+use actix_web::{App, HttpRequest, HttpServer, web};
+use aurore_domain::{EventStore, IngestService, Lifecycle, QueryLimits};
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use actix_web::dev::Server;
+pub use error::ApiError;
+
+/// Limits on a request as a whole (each event's own limits live in the domain).
+#[derive(Debug, Clone)]
+pub struct RequestLimits {
+    /// Largest accepted body, after any `Content-Encoding` is undone.
+    pub max_body_bytes: usize,
+    pub max_events_per_request: usize,
+}
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    pub ingest: IngestService,
+    pub store: Arc<dyn EventStore>,
+    pub lifecycle: Arc<Lifecycle>,
+    pub request_limits: RequestLimits,
+    pub query_limits: QueryLimits,
+    /// What a full buffer tells clients to wait before retrying.
+    pub retry_after: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerOptions {
+    /// actix worker threads; 0 means one per core.
+    pub workers: usize,
+    /// How long in-flight requests may run once shutdown begins.
+    pub shutdown_timeout: Duration,
+}
+
+/// Every route of the service.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(web::resource("/events").route(web::post().to(ingest::post_events)).route(web::get().to(query::get_events)))
+        .route("/health", web::get().to(health::ready))
+        .route("/health/ready", web::get().to(health::ready))
+        .route("/ready", web::get().to(health::ready))
+        .route("/health/live", web::get().to(health::live))
+        .route("/live", web::get().to(health::live));
+}
+
+async fn not_found(request: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound { method: request.method().to_string(), path: request.path().to_owned() })
+}
+
+/// Starts serving on `listener`. Signals are left to the caller, which owns shutdown.
+pub fn serve(listener: TcpListener, state: AppState, options: &ServerOptions) -> std::io::Result<Server> {
+    let state = web::Data::new(state);
+    let mut server = HttpServer::new(move || {
+        App::new().app_data(state.clone()).configure(routes).default_service(web::to(not_found))
+    })
+    .disable_signals()
+    .shutdown_timeout(options.shutdown_timeout.as_secs().max(1));
+    if options.workers > 0 {
+        server = server.workers(options.workers);
+    }
+    Ok(server.listen(listener)?.run())
+}

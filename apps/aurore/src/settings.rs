@@ -1,0 +1,406 @@
+//! Typed configuration: compiled-in defaults < optional TOML file < `DATABASE_URL` <
+//! `AURORE__SECTION__KEY` environment variables. Checked once at start-up; every error
+//! names the key. No setting is required.
+
+use aurore_telemetry::LogFormat;
+use config::{Config, Environment, File, FileFormat};
+use garde::Validate;
+use serde::{Deserialize, Serialize, Serializer};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("{0}")]
+    Load(#[from] config::ConfigError),
+    #[error("{0}")]
+    Invalid(#[from] garde::Report),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    #[garde(dive)]
+    pub server: ServerSettings,
+    #[garde(dive)]
+    pub database: DatabaseSettings,
+    #[garde(dive)]
+    pub buffer: BufferSettings,
+    #[garde(dive)]
+    pub writer: WriterSettings,
+    #[garde(dive)]
+    pub limits: LimitSettings,
+    #[garde(dive)]
+    pub query: QuerySettings,
+    #[garde(dive)]
+    pub partitions: PartitionSettings,
+    #[garde(dive)]
+    pub shutdown: ShutdownSettings,
+    #[garde(dive)]
+    pub telemetry: TelemetrySettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Interface to bind; `0.0.0.0` to listen on all.
+    #[garde(length(min = 1))]
+    pub host: String,
+    /// TCP port; 0 picks a free one.
+    #[garde(skip)]
+    pub port: u16,
+    /// HTTP worker threads; 0 means one per core.
+    #[garde(range(max = 256))]
+    pub workers: usize,
+    /// Largest request body, after decompression.
+    #[garde(range(min = 1024, max = 268_435_456))]
+    pub max_body_bytes: usize,
+    /// Most events in one array or NDJSON request.
+    #[garde(range(min = 1, max = 1_000_000))]
+    pub max_events_per_request: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            workers: 0,
+            max_body_bytes: 8 * 1024 * 1024,
+            max_events_per_request: 10_000,
+        }
+    }
+}
+
+/// A database URL whose password never reaches logs or `aurore config`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    fn redacted(&self) -> String {
+        let url = &self.0;
+        if let Some((scheme, rest)) = url.split_once("://") {
+            if let Some((credentials, host)) = rest.split_once('@') {
+                if let Some((user, _password)) = credentials.split_once(':') {
+                    return format!("{scheme}://{user}:***@{host}");
+                }
+            }
+            return url.clone();
+        }
+        url.split_whitespace()
+            .map(|pair| if pair.starts_with("password=") { "password=***".to_owned() } else { pair.to_owned() })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
+    }
+}
+
+fn valid_database_url(url: &DatabaseUrl, _: &()) -> garde::Result {
+    let text = url.expose();
+    let url_form = text.starts_with("postgres://") || text.starts_with("postgresql://");
+    let key_value_form = text.contains('=');
+    if url_form || key_value_form {
+        Ok(())
+    } else {
+        Err(garde::Error::new("must be a postgres:// URL or a key=value connection string"))
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Also set by `DATABASE_URL`.
+    #[garde(custom(valid_database_url))]
+    pub url: DatabaseUrl,
+    /// Connections for queries, health checks and upkeep.
+    #[garde(range(min = 1, max = 1000))]
+    pub pool_size: usize,
+    #[garde(range(min = 100, max = 600_000))]
+    pub connect_timeout_ms: u64,
+    /// Server-side limit on one query (the original's 30 s).
+    #[garde(range(min = 100, max = 3_600_000))]
+    pub query_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: DatabaseUrl("postgres://postgres@127.0.0.1:5432/aurore".into()),
+            pool_size: 16,
+            connect_timeout_ms: 5_000,
+            query_timeout_ms: 30_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct BufferSettings {
+    /// Events held in memory before ingest answers 429.
+    #[garde(range(min = 1, max = 100_000_000))]
+    pub capacity: usize,
+    /// `Retry-After` sent with a 429 when the buffer is full.
+    #[garde(range(min = 1, max = 300))]
+    pub retry_after_secs: u64,
+}
+
+impl Default for BufferSettings {
+    fn default() -> Self {
+        Self { capacity: 100_000, retry_after_secs: 5 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct WriterSettings {
+    /// Events per COPY batch.
+    #[garde(range(min = 1, max = 1_000_000))]
+    pub batch_size: usize,
+    /// Longest an event waits for its batch to fill.
+    #[garde(range(min = 1, max = 60_000))]
+    pub linger_ms: u64,
+    /// Concurrent writer tasks, each with its own connection.
+    #[garde(range(min = 1, max = 64))]
+    pub writers: usize,
+    /// Attempts per batch, the first included, before its events are given up.
+    #[garde(range(min = 1, max = 1000))]
+    pub max_attempts: u32,
+    #[garde(range(min = 1, max = 60_000))]
+    pub backoff_base_ms: u64,
+    #[garde(range(min = 1, max = 600_000))]
+    pub backoff_max_ms: u64,
+}
+
+impl Default for WriterSettings {
+    fn default() -> Self {
+        Self { batch_size: 5_000, linger_ms: 50, writers: 2, max_attempts: 8, backoff_base_ms: 100, backoff_max_ms: 5_000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitSettings {
+    #[garde(range(min = 1, max = 10_000))]
+    pub max_service_chars: usize,
+    #[garde(range(min = 1, max = 1_000_000))]
+    pub max_message_chars: usize,
+    #[garde(range(min = 2, max = 1_048_576))]
+    pub max_metadata_bytes: usize,
+    #[garde(range(min = 0, max = 64))]
+    pub max_metadata_depth: usize,
+    #[garde(range(min = 0, max = 100_000))]
+    pub max_metadata_keys: usize,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        let limits = aurore_domain::Limits::default();
+        Self {
+            max_service_chars: limits.max_service_chars,
+            max_message_chars: limits.max_message_chars,
+            max_metadata_bytes: limits.max_metadata_bytes,
+            max_metadata_depth: limits.max_metadata_depth,
+            max_metadata_keys: limits.max_metadata_keys,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct QuerySettings {
+    #[garde(range(min = 1, max = 3650))]
+    pub max_range_days: i64,
+    #[garde(range(min = 1, max = 10_000_000))]
+    pub max_page: u32,
+    #[garde(range(min = 1, max = 100_000))]
+    pub max_page_size: u32,
+    #[garde(range(min = 1, max = self.max_page_size))]
+    pub default_page_size: u32,
+}
+
+impl Default for QuerySettings {
+    fn default() -> Self {
+        let limits = aurore_domain::QueryLimits::default();
+        Self {
+            max_range_days: limits.max_range_days,
+            max_page: limits.max_page,
+            max_page_size: limits.max_page_size,
+            default_page_size: limits.default_page_size,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct PartitionSettings {
+    /// Days of past partitions kept ready (the retention window).
+    #[garde(range(min = 1, max = 3650))]
+    pub days_behind: i64,
+    /// Days of future partitions created ahead.
+    #[garde(range(min = 1, max = 365))]
+    pub days_ahead: i64,
+    /// How often partitions are checked and created.
+    #[garde(range(min = 1, max = 86_400))]
+    pub maintenance_interval_secs: u64,
+}
+
+impl Default for PartitionSettings {
+    fn default() -> Self {
+        Self { days_behind: 30, days_ahead: 7, maintenance_interval_secs: 3600 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// After SIGTERM, how long the buffer may take to reach PostgreSQL.
+    #[garde(range(min = 1, max = 3600))]
+    pub drain_deadline_secs: u64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self { drain_deadline_secs: 20 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// A `tracing` filter; `RUST_LOG` overrides it.
+    #[garde(length(min = 1))]
+    pub log_level: String,
+    #[garde(skip)]
+    pub log_format: LogFormat,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self { log_level: "info".into(), log_format: LogFormat::Human }
+    }
+}
+
+impl Settings {
+    /// Loads and validates the layered configuration. `env` is the process environment,
+    /// passed in so tests need not touch global state.
+    pub fn load(file: Option<&Path>, env: &HashMap<String, String>) -> Result<Self, SettingsError> {
+        let mut builder = Config::builder();
+        if let Some(path) = file {
+            builder = builder.add_source(File::from(path).format(FileFormat::Toml).required(true));
+        }
+        if let Some(url) = env.get("DATABASE_URL").filter(|url| !url.is_empty()) {
+            builder = builder.add_source(Config::builder().set_override("database.url", url.as_str())?.build()?);
+        }
+        let prefixed: HashMap<String, String> =
+            env.iter().filter(|(key, _)| key.starts_with("AURORE__")).map(|(k, v)| (k.clone(), v.clone())).collect();
+        builder = builder.add_source(
+            Environment::with_prefix("AURORE")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(prefixed)),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The effective configuration as TOML, secrets redacted.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|error| format!("# cannot render the configuration: {error}\n"))
+    }
+
+    pub fn linger(&self) -> Duration {
+        Duration::from_millis(self.writer.linger_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn defaults_need_no_setting() {
+        let settings = Settings::load(None, &HashMap::new()).unwrap();
+        assert_eq!((settings.server.host.as_str(), settings.server.port), ("127.0.0.1", 8080));
+        assert_eq!(settings.limits.max_message_chars, 2000);
+    }
+
+    #[test]
+    fn file_then_database_url_then_prefixed_variables() {
+        let dir = std::env::temp_dir().join(format!("aurore-settings-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("aurore.toml");
+        std::fs::write(&file, "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[database]\nurl = \"postgres://file@h/db\"\n")
+            .unwrap();
+
+        let settings = Settings::load(Some(&file), &HashMap::new()).unwrap();
+        assert_eq!((settings.server.host.as_str(), settings.server.port), ("0.0.0.0", 9000));
+        assert_eq!(settings.database.url.expose(), "postgres://file@h/db");
+
+        let settings = Settings::load(Some(&file), &env(&[("DATABASE_URL", "postgres://env@h/db")])).unwrap();
+        assert_eq!(settings.database.url.expose(), "postgres://env@h/db");
+
+        let settings = Settings::load(
+            Some(&file),
+            &env(&[
+                ("DATABASE_URL", "postgres://env@h/db"),
+                ("AURORE__DATABASE__URL", "postgres://prefixed@h/db"),
+                ("AURORE__SERVER__PORT", "9100"),
+                ("AURORE__WRITER__BATCH_SIZE", "1234"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.database.url.expose(), "postgres://prefixed@h/db");
+        assert_eq!(settings.server.port, 9100);
+        assert_eq!(settings.writer.batch_size, 1234);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn invalid_values_name_the_key_and_the_rule() {
+        let error = Settings::load(None, &env(&[("AURORE__WRITER__BATCH_SIZE", "0")])).unwrap_err().to_string();
+        assert!(error.contains("writer.batch_size"), "{error}");
+        assert!(error.contains("lower than 1"), "{error}");
+
+        let error = Settings::load(None, &env(&[("AURORE__SERVER__PORT", "http")])).unwrap_err().to_string();
+        assert!(error.contains("server.port"), "{error}");
+
+        let error = Settings::load(None, &env(&[("AURORE__DATABASE__URL", "mysql")])).unwrap_err().to_string();
+        assert!(error.contains("database.url"), "{error}");
+
+        let error = Settings::load(None, &env(&[("AURORE__SERVER__PROT", "1")])).unwrap_err().to_string();
+        assert!(error.contains("prot"), "{error}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let settings = Settings::load(None, &env(&[("DATABASE_URL", "postgres://app:hunter2@db:5432/aurore")])).unwrap();
+        let printed = format!("{}\n{settings:?}", settings.to_toml());
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(printed.contains("postgres://app:***@db:5432/aurore"), "{printed}");
+        let key_value = DatabaseUrl("host=db user=app password=hunter2".into());
+        assert_eq!(key_value.redacted(), "host=db user=app password=***");
+    }
+}

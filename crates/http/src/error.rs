@@ -1,0 +1,154 @@
+//! The one place where outcomes become HTTP status codes. 4xx bodies name the field or
+//! limit at fault; 5xx bodies hide internals, which are logged with their cause instead.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use aurore_domain::{BufferError, FieldError, IngestError, Rejection, StoreError};
+use serde_json::json;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("invalid fields")]
+    Invalid(Vec<FieldError>),
+    #[error("no valid event in the request")]
+    InvalidBatch(Vec<Rejection>),
+    #[error("malformed body: {0}")]
+    Malformed(String),
+    #[error("body larger than {limit} bytes")]
+    BodyTooLarge { limit: usize },
+    #[error("more than {limit} events in one request")]
+    TooManyEvents { limit: usize },
+    #[error("unsupported content type {0}")]
+    UnsupportedMediaType(String),
+    #[error("buffer full")]
+    BufferFull { retry_after: Duration },
+    #[error("shutting down")]
+    ShuttingDown,
+    #[error("not ready: {0}")]
+    NotReady(&'static str),
+    #[error("storage unavailable")]
+    StoreUnavailable(#[source] StoreError),
+    #[error("no route for {method} {path}")]
+    NotFound { method: String, path: String },
+}
+
+impl ApiError {
+    pub fn from_ingest(error: IngestError, retry_after: Duration) -> Self {
+        match error {
+            IngestError::Empty => Self::Invalid(vec![FieldError::new(
+                "events",
+                "arrayNotEmpty",
+                "the request must hold at least one event",
+            )]),
+            IngestError::Invalid(rejections) => Self::InvalidBatch(rejections),
+            IngestError::Buffer(BufferError::Full { .. }) => Self::BufferFull { retry_after },
+            IngestError::Buffer(BufferError::Closed) => Self::ShuttingDown,
+        }
+    }
+}
+
+/// The original service's validation envelope, which its clients parse.
+fn validation_body(errors: &[FieldError]) -> serde_json::Value {
+    json!({"status": "error", "statusCode": 400, "message": "Invalid event schema", "errorCode": "INVALID_EVENT", "errors": errors})
+}
+
+/// Seconds for `Retry-After`, never 0 (clients treat 0 as "hammer me").
+fn whole_seconds(duration: Duration) -> u64 {
+    duration.as_secs().max(1)
+}
+
+const SERVICE_UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            // The client sent something the contract forbids; repeating it will not help.
+            Self::Invalid(_) | Self::InvalidBatch(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            // Limits on size protect the service; the body names the limit.
+            Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            // Backpressure: the buffer is full, the client should slow down and retry.
+            Self::BufferFull { .. } => StatusCode::TOO_MANY_REQUESTS,
+            // The service cannot take work right now but will again: retry elsewhere or later.
+            Self::ShuttingDown | Self::NotReady(_) | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        let (body, retry_after) = match self {
+            Self::Invalid(errors) => (validation_body(errors), None),
+            Self::InvalidBatch(rejections) => {
+                let flattened: Vec<FieldError> = rejections
+                    .iter()
+                    .flat_map(|rejection| {
+                        rejection.errors.iter().map(|error| FieldError {
+                            field: format!("[{}].{}", rejection.index, error.field),
+                            constraints: error.constraints.clone(),
+                        })
+                    })
+                    .collect();
+                let mut body = validation_body(&flattened);
+                body["rejected"] = rejections_json(rejections);
+                (body, None)
+            }
+            Self::Malformed(reason) => (
+                json!({"status": "error", "statusCode": 400, "message": format!("Malformed body: {reason}"), "errorCode": "MALFORMED_BODY"}),
+                None,
+            ),
+            Self::BodyTooLarge { limit } => (
+                json!({"status": "error", "statusCode": 413, "message": format!("request body must not exceed {limit} bytes"), "errorCode": "PAYLOAD_TOO_LARGE", "limit": limit}),
+                None,
+            ),
+            Self::TooManyEvents { limit } => (
+                json!({"status": "error", "statusCode": 413, "message": format!("a request must not hold more than {limit} events"), "errorCode": "TOO_MANY_EVENTS", "limit": limit}),
+                None,
+            ),
+            Self::UnsupportedMediaType(content_type) => (
+                json!({"status": "error", "statusCode": 415, "message": format!("Content-Type {content_type} is not supported; send application/json or application/x-ndjson"), "errorCode": "UNSUPPORTED_MEDIA_TYPE"}),
+                None,
+            ),
+            Self::BufferFull { retry_after } => {
+                let seconds = whole_seconds(*retry_after);
+                (
+                    json!({"status": "rate_limited", "message": "Buffer is full. Please retry in a few seconds.", "retry_after": seconds, "errorCode": "BUFFER_SATURATED"}),
+                    Some(seconds),
+                )
+            }
+            Self::ShuttingDown => (
+                json!({"statusCode": 503, "status": "service_unavailable", "message": "SERVER_IS_SHUTTING_DOWN", "errorCode": "SHUTTING_DOWN"}),
+                Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
+            ),
+            Self::NotReady(reason) => (
+                json!({"statusCode": 503, "status": "service_unavailable", "message": "SERVER_IS_NOT_READY", "reason": reason}),
+                Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
+            ),
+            Self::StoreUnavailable(cause) => {
+                tracing::error!(error = %cause, "storage unavailable while serving a request");
+                (
+                    json!({"status": "service_unavailable", "statusCode": 503, "message": "System under pressure. Please retry later.", "errorCode": "SERVICE_UNAVAILABLE"}),
+                    Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
+                )
+            }
+            Self::NotFound { method, path } => (
+                json!({"statusCode": 404, "error": "Not Found", "message": format!("Cannot {method} {path}")}),
+                None,
+            ),
+        };
+        if status.is_client_error() {
+            tracing::debug!(%status, error = %self, "request refused");
+        }
+        let mut response = HttpResponse::build(status);
+        if let Some(seconds) = retry_after {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        response.json(body)
+    }
+}
+
+pub(crate) fn rejections_json(rejections: &[Rejection]) -> serde_json::Value {
+    rejections.iter().map(|rejection| json!({"index": rejection.index, "errors": rejection.errors})).collect()
+}

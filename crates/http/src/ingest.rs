@@ -1,0 +1,129 @@
+//! `POST /events`: one JSON event, a JSON array of events, or NDJSON.
+
+use crate::AppState;
+use crate::error::{ApiError, rejections_json};
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use aurore_domain::{FieldError, IngestError, IngestReceipt};
+use chrono::SecondsFormat;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+/// The shapes a body can take, which decide the response's shape.
+enum Body {
+    Single(Value),
+    /// Elements, some already known bad (an NDJSON line that is not JSON).
+    Many(Vec<Result<Value, FieldError>>),
+}
+
+pub(crate) async fn post_events(
+    request: HttpRequest,
+    payload: web::Payload,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let bytes = read_body(&request, payload, state.request_limits.max_body_bytes).await?;
+    let retry_after = state.retry_after;
+    match parse(&request, &bytes)? {
+        Body::Single(value) => {
+            let receipt = state.ingest.ingest(vec![Ok(value)]).map_err(|error| match error {
+                // A lone event's errors are reported by field, without an index.
+                IngestError::Invalid(mut rejections) => {
+                    ApiError::Invalid(rejections.pop().map(|rejection| rejection.errors).unwrap_or_default())
+                }
+                other => ApiError::from_ingest(other, retry_after),
+            })?;
+            Ok(HttpResponse::Accepted().json(json!({
+                "statusCode": 202,
+                "message": "Event accepted",
+                "status": "accepted",
+                "event_id": receipt.accepted[0].to_string(),
+                "queued_at": queued_at(&receipt),
+            })))
+        }
+        Body::Many(elements) => {
+            let limit = state.request_limits.max_events_per_request;
+            if elements.len() > limit {
+                return Err(ApiError::TooManyEvents { limit });
+            }
+            let receipt = state.ingest.ingest(elements).map_err(|error| ApiError::from_ingest(error, retry_after))?;
+            let event_ids: Vec<String> = receipt.accepted.iter().map(ToString::to_string).collect();
+            Ok(HttpResponse::Accepted().json(json!({
+                "statusCode": 202,
+                "message": "Events accepted",
+                "status": "accepted",
+                "accepted": receipt.accepted.len(),
+                "rejected": receipt.rejected.len(),
+                "event_ids": event_ids,
+                "errors": rejections_json(&receipt.rejected),
+                "queued_at": queued_at(&receipt),
+            })))
+        }
+    }
+}
+
+fn queued_at(receipt: &IngestReceipt) -> String {
+    receipt.ingested_at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Reads the body, already decompressed by actix when `Content-Encoding` says so, and
+/// stops as soon as it passes the limit, so a compressed bomb never grows past it.
+async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    let compressed = request.headers().contains_key(header::CONTENT_ENCODING);
+    if let Some(length) = declared.filter(|length| !compressed && *length > limit) {
+        tracing::debug!(length, limit, "declared body too large");
+        return Err(ApiError::BodyTooLarge { limit });
+    }
+    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|error| ApiError::Malformed(format!("cannot read the body: {error}")))?;
+        if body.len() + chunk.len() > limit {
+            return Err(ApiError::BodyTooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+fn is_ndjson(request: &HttpRequest) -> bool {
+    let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+    content_type.and_then(|value| value.split(';').next()).is_some_and(|mime| {
+        let mime = mime.trim();
+        ["application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"]
+            .iter()
+            .any(|known| mime.eq_ignore_ascii_case(known))
+    })
+}
+
+fn parse(request: &HttpRequest, bytes: &[u8]) -> Result<Body, ApiError> {
+    if is_ndjson(request) {
+        let elements = bytes
+            .split(|byte| *byte == b'\n')
+            .enumerate()
+            .filter(|(_, line)| !line.trim_ascii().is_empty())
+            .map(|(number, line)| {
+                serde_json::from_slice(line).map_err(|error| {
+                    FieldError::new("event", "isJson", format!("line {} is not valid JSON: {error}", number + 1))
+                })
+            })
+            .collect();
+        return Ok(Body::Many(elements));
+    }
+    if let Some(content_type) = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()) {
+        let mime = content_type.split(';').next().unwrap_or_default().trim();
+        let json_like = mime.eq_ignore_ascii_case("application/json") || mime.to_ascii_lowercase().ends_with("+json");
+        if !json_like {
+            return Err(ApiError::UnsupportedMediaType(mime.to_owned()));
+        }
+    }
+    match serde_json::from_slice(bytes) {
+        Ok(Value::Array(items)) => Ok(Body::Many(items.into_iter().map(Ok).collect())),
+        Ok(value @ Value::Object(_)) => Ok(Body::Single(value)),
+        Ok(_) => Err(ApiError::Malformed("the body must be a JSON object or an array of objects".to_owned())),
+        Err(error) => Err(ApiError::Malformed(format!("invalid JSON: {error}"))),
+    }
+}

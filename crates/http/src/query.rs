@@ -1,0 +1,69 @@
+//! `GET /events`: the README's response shape, the running original's top-level fields,
+//! and `next_cursor` for keyset paging.
+
+use crate::AppState;
+use crate::error::ApiError;
+use actix_web::{HttpRequest, HttpResponse, web};
+use aurore_domain::{EventQuery, FieldError, StoredEvent};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Value, json};
+
+/// Instants as the contract writes them: UTC, milliseconds, `Z`.
+fn iso(instant: &DateTime<Utc>) -> String {
+    instant.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventView<'a> {
+    id: String,
+    event_id: String,
+    timestamp: String,
+    service: &'a str,
+    message: &'a str,
+    metadata: &'a Option<Value>,
+    ingested_at: String,
+    created_at: String,
+}
+
+impl<'a> From<&'a StoredEvent> for EventView<'a> {
+    fn from(stored: &'a StoredEvent) -> Self {
+        let event = &stored.event;
+        let id = event.id.to_string();
+        Self {
+            event_id: id.clone(),
+            id,
+            timestamp: iso(&event.timestamp),
+            service: &event.service,
+            message: &event.message,
+            metadata: &event.metadata,
+            ingested_at: iso(&event.ingested_at),
+            created_at: iso(&stored.created_at),
+        }
+    }
+}
+
+pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(request.query_string()).map_err(|error| {
+        ApiError::Invalid(vec![FieldError::new("query", "isQueryString", format!("malformed query string: {error}"))])
+    })?;
+    let query = EventQuery::parse(&pairs, &state.query_limits).map_err(ApiError::Invalid)?;
+    let page = state.store.query(&query).await.map_err(ApiError::StoreUnavailable)?;
+    let events: Vec<EventView<'_>> = page.events.iter().map(EventView::from).collect();
+    // With a cursor the position is not counted (that is the point), so offset is null.
+    let offset = query.cursor.is_none().then(|| query.offset());
+    let mut body = json!({
+        "events": events,
+        "pagination": {"total": page.total, "limit": query.page_size, "offset": offset, "has_more": page.has_more},
+        "page": query.page,
+        "pageSize": query.page_size,
+        "sortField": query.sort_field.name(),
+        "sortOrder": query.sort_order.name(),
+        "total": page.total,
+    });
+    if let Some(cursor) = page.next_cursor(&query) {
+        body["next_cursor"] = Value::String(cursor.encode());
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
