@@ -1,1 +1,426 @@
+//! The real HTTP server on a random port against a fresh PostgreSQL database, and the
+//! real binary as a child process where signals and exit codes matter.
 
+use aurore_tests::{TestApp, TestDatabase, aurore_binary};
+use chrono::{Duration as Days, SecondsFormat, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn iso(instant: chrono::DateTime<Utc>) -> String {
+    instant.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn event(service: &str, message: &str) -> Value {
+    json!({"timestamp": iso(Utc::now()), "service": service, "message": message, "metadata": {"k": "v"}})
+}
+
+fn window() -> (String, String) {
+    (iso(Utc::now() - Days::hours(1)), iso(Utc::now() + Days::hours(1)))
+}
+
+/// Every event of `service` in the last/next hour, following `next_cursor` to the end.
+async fn walk_all(app: &TestApp, service: &str, page_size: &str) -> Vec<Value> {
+    let (from, to) = window();
+    let mut cursor: Option<String> = None;
+    let mut events = Vec::new();
+    loop {
+        let mut query = vec![("service", service), ("from", &from), ("to", &to), ("pageSize", page_size)];
+        if let Some(cursor) = &cursor {
+            query.push(("cursor", cursor));
+        }
+        let response = app.get_events(&query).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        events.extend(body["events"].as_array().unwrap().iter().cloned());
+        match body.get("next_cursor").and_then(Value::as_str) {
+            Some(next) => cursor = Some(next.to_owned()),
+            None => return events,
+        }
+    }
+}
+
+/// Polls `GET /events` until it reports `expected` events for `service` or `within` passes.
+async fn wait_for_total(app: &TestApp, service: &str, expected: u64, within: Duration) -> u64 {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let (from, to) = window();
+        let body: Value = app
+            .get_events(&[("service", service), ("from", &from), ("to", &to), ("pageSize", "1")])
+            .await
+            .json()
+            .await
+            .unwrap();
+        let total = body["total"].as_u64().unwrap();
+        if total == expected || tokio::time::Instant::now() >= deadline {
+            return total;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_contract_sample_is_accepted_and_read_back_with_the_contract_fields() {
+    let app = TestApp::spawn().await;
+    let sample = json!({"timestamp": "2024-01-15T12:30:00.000+02:00", "service": "auth-service",
+                        "message": "User login successful", "metadata": {"user_id": "12345", "ip_address": "192.168.1.1"}});
+    let response = app.post_json(&sample).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let receipt: Value = response.json().await.unwrap();
+    assert_eq!(receipt["statusCode"], 202);
+    assert_eq!(receipt["message"], "Event accepted");
+    assert_eq!(receipt["status"], "accepted");
+    let event_id = receipt["event_id"].as_str().unwrap().to_owned();
+
+    let query = [("service", "auth-service"), ("from", "2024-01-15T00:00:00Z"), ("to", "2024-01-16T00:00:00Z")];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let body = loop {
+        let body: Value = app.get_events(&query).await.json().await.unwrap();
+        if body["total"] == 1 || tokio::time::Instant::now() > deadline {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(body["total"], 1, "{body}");
+    let stored = &body["events"][0];
+    assert_eq!(stored["eventId"], event_id.as_str());
+    assert_eq!(stored["id"], event_id.as_str());
+    assert_eq!(stored["timestamp"], "2024-01-15T10:30:00.000Z", "stored in UTC");
+    assert_eq!(stored["service"], "auth-service");
+    assert_eq!(stored["metadata"], sample["metadata"]);
+    assert_eq!(stored["ingestedAt"], receipt["queued_at"]);
+    assert!(stored["createdAt"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(body["pagination"], json!({"total": 1, "limit": 100, "offset": 0, "has_more": false}));
+    assert_eq!((body["page"].clone(), body["pageSize"].clone()), (json!(1), json!(100)));
+    assert_eq!((body["sortField"].clone(), body["sortOrder"].clone()), (json!("timestamp"), json!("DESC")));
+    assert!(body.get("next_cursor").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ten_thousand_events_in_arrays_are_all_stored_and_each_cursor_page_yields_them_once() {
+    let app = TestApp::spawn().await;
+    let mut acknowledged = HashSet::new();
+    for batch in 0..20 {
+        let events: Vec<Value> = (0..500).map(|i| event("bulk", &format!("batch {batch} event {i}"))).collect();
+        let response = app.post_json(&Value::Array(events)).await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        let receipt: Value = response.json().await.unwrap();
+        assert_eq!(receipt["accepted"], 500);
+        assert_eq!(receipt["rejected"], 0);
+        acknowledged.extend(receipt["event_ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_owned()));
+    }
+    assert_eq!(acknowledged.len(), 10_000);
+    assert_eq!(wait_for_total(&app, "bulk", 10_000, Duration::from_secs(5)).await, 10_000);
+
+    let walked = walk_all(&app, "bulk", "1000").await;
+    let ids: Vec<String> = walked.iter().map(|event| event["eventId"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(ids.len(), 10_000, "every event exactly once");
+    assert_eq!(ids.into_iter().collect::<HashSet<_>>(), acknowledged);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ndjson_is_accepted_line_by_line_with_bad_lines_reported_by_index() {
+    let app = TestApp::spawn().await;
+    let mut body = String::new();
+    for i in 0..3 {
+        body.push_str(&event("ndjson", &format!("line {i}")).to_string());
+        body.push('\n');
+    }
+    body.push_str("{not json\n");
+    body.push_str(&json!({"service": "ndjson", "message": "no timestamp"}).to_string());
+    let response = app
+        .client
+        .post(format!("{}/events", app.address))
+        .header("Content-Type", "application/x-ndjson")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let receipt: Value = response.json().await.unwrap();
+    assert_eq!((receipt["accepted"].clone(), receipt["rejected"].clone()), (json!(3), json!(2)));
+    assert_eq!(receipt["errors"][0]["index"], 3);
+    assert_eq!(
+        receipt["errors"][0]["errors"][0]["constraints"]["isJson"].as_str().unwrap().split(':').next(),
+        Some("line 4 is not valid JSON")
+    );
+    assert_eq!(receipt["errors"][1]["index"], 4);
+    assert_eq!(receipt["errors"][1]["errors"][0]["field"], "timestamp");
+    assert_eq!(wait_for_total(&app, "ndjson", 3, Duration::from_secs(5)).await, 3);
+}
+
+/// The field and rule a 400 names, for each kind of bad event.
+#[tokio::test(flavor = "multi_thread")]
+async fn each_invalid_event_gets_a_400_naming_the_field_and_the_rule() {
+    let app = TestApp::spawn().await;
+    let valid = event("svc", "ok");
+    let with = |field: &str, value: Value| {
+        let mut body = valid.clone();
+        body[field] = value;
+        body
+    };
+    let cases = [
+        (with("timestamp", json!("yesterday")), "timestamp", "isParseableTimestamp"),
+        (with("timestamp", json!("1900-01-01T00:00:00Z")), "timestamp", "isInRange"),
+        (with("service", json!("")), "service", "isNotEmpty"),
+        (with("service", json!("s".repeat(101))), "service", "maxLength"),
+        (with("message", json!(7)), "message", "isString"),
+        (with("message", json!("m".repeat(2001))), "message", "maxLength"),
+        (with("metadata", json!(["a"])), "metadata", "isObject"),
+        (with("metadata", json!({"a":{"b":{"c":{"d":{"e":{"f":{"g":1}}}}}}})), "metadata", "isMetadataSizeValid"),
+        (with("metadata", json!({"blob": "x".repeat(17 * 1024)})), "metadata", "isMetadataSizeValid"),
+        (with("extra", json!(1)), "extra", "whitelistValidation"),
+    ];
+    for (body, field, rule) in cases {
+        let response = app.post_json(&body).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{field} {rule}");
+        let error: Value = response.json().await.unwrap();
+        assert_eq!(error["errorCode"], "INVALID_EVENT");
+        assert_eq!(error["message"], "Invalid event schema");
+        let entry = error["errors"].as_array().unwrap().iter().find(|entry| entry["field"] == field);
+        let entry = entry.unwrap_or_else(|| panic!("no error for {field}: {error}"));
+        assert!(entry["constraints"].get(rule).is_some(), "{field} should break {rule}: {error}");
+    }
+    let (from, to) = window();
+    let stored: Value = app.get_events(&[("service", "svc"), ("from", &from), ("to", &to)]).await.json().await.unwrap();
+    assert_eq!(stored["total"], 0, "nothing invalid was stored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_oversized_and_foreign_bodies_are_refused_with_the_limit() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.server.max_body_bytes = 64 * 1024;
+        settings.server.max_events_per_request = 10;
+    })
+    .await;
+    let post = |body: String, content_type: &'static str| {
+        app.client.post(format!("{}/events", app.address)).header("Content-Type", content_type).body(body).send()
+    };
+
+    let response = post("{\"timestamp\":".into(), "application/json").await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.json::<Value>().await.unwrap()["errorCode"], "MALFORMED_BODY");
+
+    let response = post("\"just a string\"".into(), "application/json").await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    let response = post(format!("{{\"message\":\"{}\"}}", "x".repeat(70 * 1024)), "application/json").await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["limit"], 65536, "{body}");
+
+    let eleven: Vec<Value> = (0..11).map(|i| event("svc", &i.to_string())).collect();
+    let response = app.post_json(&Value::Array(eleven)).await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.json::<Value>().await.unwrap()["errorCode"], "TOO_MANY_EVENTS");
+
+    let response = post("timestamp=now".into(), "application/x-www-form-urlencoded").await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let all_bad = json!([{"service": "svc"}, 42]);
+    let response = app.post_json(&all_bad).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    let indexes: Vec<u64> = body["rejected"].as_array().unwrap().iter().map(|r| r["index"].as_u64().unwrap()).collect();
+    assert_eq!(indexes, [0, 1]);
+    assert!(body["errors"].as_array().unwrap().iter().any(|e| e["field"] == "[1].event"), "{body}");
+
+    let response = app.post_json(&json!([])).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn query_parameters_are_checked_by_name() {
+    let app = TestApp::spawn().await;
+    let cases: [(&[(&str, &str)], &str, &str); 6] = [
+        (&[("from", "2024-01-01T00:00:00Z"), ("to", "2024-01-02T00:00:00Z")], "service", "isNotEmpty"),
+        (
+            &[("service", "s"), ("from", "2024-01-02T00:00:00Z"), ("to", "2024-01-01T00:00:00Z")],
+            "to",
+            "isValidTimeRange",
+        ),
+        (&[("service", "s"), ("from", "2024-01-01T00:00:00Z"), ("to", "2024-03-01T00:00:00Z")], "to", "isMaxTimeRange"),
+        (
+            &[("service", "s"), ("from", "2024-01-01T00:00:00Z"), ("to", "2024-01-02T00:00:00Z"), ("pageSize", "5000")],
+            "pageSize",
+            "max",
+        ),
+        (
+            &[("service", "s"), ("from", "2024-01-01T00:00:00Z"), ("to", "2024-01-02T00:00:00Z"), ("cursor", "bogus")],
+            "cursor",
+            "isCursor",
+        ),
+        (
+            &[("service", "s"), ("from", "2024-01-01T00:00:00Z"), ("to", "2024-01-02T00:00:00Z"), ("offset", "5")],
+            "offset",
+            "whitelistValidation",
+        ),
+    ];
+    for (query, field, rule) in cases {
+        let response = app.get_events(query).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{field}");
+        let body: Value = response.json().await.unwrap();
+        let entry = body["errors"].as_array().unwrap().iter().find(|entry| entry["field"] == field).cloned();
+        assert!(entry.is_some_and(|entry| entry["constraints"].get(rule).is_some()), "{field} {rule}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_buffer_answers_429_with_retry_after_and_takes_nothing() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.buffer.capacity = 10;
+        settings.buffer.retry_after_secs = 7;
+    })
+    .await;
+    let eleven: Vec<Value> = (0..11).map(|i| event("full", &i.to_string())).collect();
+    let response = app.post_json(&Value::Array(eleven)).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(response.headers()["retry-after"], "7");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        json!({"status": "rate_limited", "message": "Buffer is full. Please retry in a few seconds.", "retry_after": 7, "errorCode": "BUFFER_SATURATED"})
+    );
+    let ten: Vec<Value> = (0..10).map(|i| event("full", &i.to_string())).collect();
+    assert_eq!(app.post_json(&Value::Array(ten)).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(
+        wait_for_total(&app, "full", 10, Duration::from_secs(5)).await,
+        10,
+        "only the batch that fit was stored"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_routes_follow_the_lifecycle() {
+    let app = TestApp::spawn().await;
+    for path in ["/health", "/health/ready", "/ready"] {
+        let response = app.client.get(format!("{}{path}", app.address)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert_eq!(response.json::<Value>().await.unwrap(), json!({"message": "SERVER_IS_READY"}));
+    }
+    for path in ["/health/live", "/live"] {
+        let response = app.client.get(format!("{}{path}", app.address)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    let response = app.client.get(format!("{}/nope", app.address)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    app.shutdown().await.expect("clean shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_a_database_the_service_stays_up_but_not_ready() {
+    let database = TestDatabase::create().await;
+    let app = TestApp::start(database, |settings| {
+        // Nothing listens on port 1: every connection attempt is refused at once.
+        settings.database.url = serde_json::from_value(json!("postgres://postgres@127.0.0.1:1/none")).expect("url");
+        settings.shutdown.drain_deadline_secs = 1;
+    })
+    .await;
+    let ready = app.client.get(format!("{}/health/ready", app.address)).send().await.unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(ready.headers().contains_key("retry-after"));
+    let live = app.client.get(format!("{}/health/live", app.address)).send().await.unwrap();
+    assert_eq!(live.status(), StatusCode::OK);
+    assert_eq!(app.post_json(&event("offline", "buffered")).await.status(), StatusCode::ACCEPTED);
+
+    let (from, to) = window();
+    let query = app.get_events(&[("service", "offline"), ("from", &from), ("to", &to)]).await;
+    assert_eq!(query.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(query.headers().contains_key("retry-after"));
+
+    let outcome = app.shutdown().await;
+    assert!(outcome.is_err(), "an event that could not be drained is reported, not hidden");
+}
+
+/// Starts the real binary and returns it with the port it reported.
+fn start_binary(database_url: &str, extra_env: &[(&str, &str)]) -> (std::process::Child, u16) {
+    let mut command = Command::new(aurore_binary());
+    command
+        .env_clear()
+        .env("AURORE__DATABASE__URL", database_url)
+        .env("AURORE__SERVER__PORT", "0")
+        .env("AURORE__PARTITIONS__DAYS_BEHIND", "1")
+        .env("AURORE__PARTITIONS__DAYS_AHEAD", "1")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in extra_env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("start aurore");
+    let stderr = child.stderr.take().expect("stderr");
+    let (port_tx, port_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if let Some(port) = line.split("listening on http://127.0.0.1:").nth(1) {
+                let _ = port_tx.send(port.trim().parse::<u16>().expect("port"));
+            }
+        }
+    });
+    let port = port_rx.recv_timeout(Duration::from_secs(30)).expect("aurore reported its port");
+    (child, port)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_flushes_the_buffer_to_postgres_and_exits_zero() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let database = TestDatabase::create().await;
+    // A linger of a minute and huge batches: nothing is written unless shutdown flushes it.
+    let (mut child, port) = start_binary(
+        &database.url,
+        &[("AURORE__WRITER__LINGER_MS", "60000"), ("AURORE__WRITER__BATCH_SIZE", "1000000")],
+    );
+    let client = reqwest::Client::new();
+    let address = format!("http://127.0.0.1:{port}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !client.get(format!("{address}/health/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
+        assert!(tokio::time::Instant::now() < deadline, "aurore never became ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for batch in 0..3 {
+        let events: Vec<Value> = (0..100).map(|i| event("sigterm", &format!("{batch}-{i}"))).collect();
+        let response = client.post(format!("{address}/events")).json(&events).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let stored = "SELECT count(*) AS n FROM events WHERE service = 'sigterm'";
+    assert_eq!(database.count(stored).await, 0, "still buffered before the signal");
+
+    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+    assert_eq!(database.count(stored).await, 300);
+}
+
+#[test]
+fn an_invalid_setting_stops_start_up_naming_the_key() {
+    let output = Command::new(aurore_binary())
+        .env_clear()
+        .env("AURORE__WRITER__LINGER_MS", "0")
+        .arg("config")
+        .output()
+        .expect("run aurore");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("writer.linger_ms"), "{stderr}");
+}
+
+#[test]
+fn config_prints_the_effective_settings_with_secrets_redacted() {
+    let output = Command::new(aurore_binary())
+        .env_clear()
+        .env("DATABASE_URL", "postgres://aurore:s3cret@db:5432/events")
+        .env("AURORE__SERVER__PORT", "9999")
+        .arg("config")
+        .output()
+        .expect("run aurore");
+    assert!(output.status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("port = 9999"), "{stdout}");
+    assert!(stdout.contains("postgres://aurore:***@db:5432/events"), "{stdout}");
+    assert!(!stdout.contains("s3cret"), "{stdout}");
+}

@@ -34,9 +34,9 @@ impl TestDatabase {
     pub async fn create() -> Self {
         let name = format!("aurore_test_{}", uuid::Uuid::now_v7().simple());
         let admin = admin_url();
-        let mut connection = AsyncPgConnection::establish(&admin)
-            .await
-            .unwrap_or_else(|error| panic!("cannot reach PostgreSQL at {admin} ({error}); run the tests with `just test`"));
+        let mut connection = AsyncPgConnection::establish(&admin).await.unwrap_or_else(|error| {
+            panic!("cannot reach PostgreSQL at {admin} ({error}); run the tests with `just test`")
+        });
         diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut connection).await.expect("create database");
         Self { url: with_database(&admin, &name), name }
     }
@@ -98,4 +98,97 @@ mod tests {
         assert_eq!(with_database("postgres://u@h:5432", "t"), "postgres://u@h:5432/t");
         assert_eq!(with_database("postgres://u@h/db?sslmode=disable", "t"), "postgres://u@h/t?sslmode=disable");
     }
+}
+
+/// The service running in this process on a random port, against its own database.
+#[derive(Debug)]
+pub struct TestApp {
+    pub address: String,
+    pub database: TestDatabase,
+    pub client: reqwest::Client,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+/// Settings for a test: port 0, a short linger, the given database.
+pub fn test_settings(database_url: &str) -> aurore::Settings {
+    let mut settings = aurore::Settings::default();
+    settings.server.port = 0;
+    settings.server.workers = 2;
+    settings.writer.linger_ms = 10;
+    settings.partitions.days_behind = 2;
+    settings.partitions.days_ahead = 2;
+    settings.database.url = serde_json::from_value(serde_json::Value::String(database_url.to_owned())).expect("url");
+    settings
+}
+
+impl TestApp {
+    /// Starts the app with default test settings and waits until it is ready.
+    pub async fn spawn() -> Self {
+        Self::spawn_with(|_| {}).await
+    }
+
+    pub async fn spawn_with(configure: impl FnOnce(&mut aurore::Settings)) -> Self {
+        let app = Self::start(TestDatabase::create().await, configure).await;
+        app.wait_until_ready().await;
+        app
+    }
+
+    /// Starts the app without waiting for readiness (the database may be unreachable).
+    pub async fn start(database: TestDatabase, configure: impl FnOnce(&mut aurore::Settings)) -> Self {
+        let mut settings = test_settings(&database.url);
+        configure(&mut settings);
+        let application = aurore::Application::build(&settings).await.expect("build the application");
+        let address = format!("http://127.0.0.1:{}", application.port());
+        let (shutdown, signal) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(application.run_until(async {
+            let _ = signal.await;
+        }));
+        Self { address, database, client: reqwest::Client::new(), shutdown: Some(shutdown), task: Some(task) }
+    }
+
+    pub async fn wait_until_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            let status = self.client.get(format!("{}/health/ready", self.address)).send().await.map(|r| r.status());
+            if matches!(status, Ok(status) if status.is_success()) {
+                return;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the app did not become ready: {status:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn post_json(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(format!("{}/events", self.address)).json(body).send().await.expect("POST /events")
+    }
+
+    pub async fn get_events(&self, query: &[(&str, &str)]) -> reqwest::Response {
+        self.client.get(format!("{}/events", self.address)).query(query).send().await.expect("GET /events")
+    }
+
+    /// Stops the app the way a signal would and returns what `run_until` returned.
+    pub async fn shutdown(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        let task = self.task.take().expect("the app runs until shut down");
+        task.await.expect("the app task panicked")
+    }
+}
+
+/// The `aurore` binary next to the test executable (`just test` builds it first).
+pub fn aurore_binary() -> std::path::PathBuf {
+    if let Some(path) = option_env!("CARGO_BIN_EXE_aurore") {
+        return path.into();
+    }
+    let test_executable = std::env::current_exe().expect("test executable path");
+    let profile_dir = test_executable.parent().and_then(|deps| deps.parent()).expect("target/<profile>/deps");
+    let binary = profile_dir.join("aurore");
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build --bin aurore` (`just test` does)",
+        binary.display()
+    );
+    binary
 }

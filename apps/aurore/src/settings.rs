@@ -190,7 +190,14 @@ pub struct WriterSettings {
 
 impl Default for WriterSettings {
     fn default() -> Self {
-        Self { batch_size: 5_000, linger_ms: 50, writers: 2, max_attempts: 8, backoff_base_ms: 100, backoff_max_ms: 5_000 }
+        Self {
+            batch_size: 5_000,
+            linger_ms: 50,
+            writers: 2,
+            max_attempts: 8,
+            backoff_base_ms: 100,
+            backoff_max_ms: 5_000,
+        }
     }
 }
 
@@ -352,8 +359,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("aurore-settings-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("aurore.toml");
-        std::fs::write(&file, "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[database]\nurl = \"postgres://file@h/db\"\n")
-            .unwrap();
+        std::fs::write(
+            &file,
+            "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[database]\nurl = \"postgres://file@h/db\"\n",
+        )
+        .unwrap();
 
         let settings = Settings::load(Some(&file), &HashMap::new()).unwrap();
         assert_eq!((settings.server.host.as_str(), settings.server.port), ("0.0.0.0", 9000));
@@ -396,7 +406,8 @@ mod tests {
 
     #[test]
     fn secrets_never_print() {
-        let settings = Settings::load(None, &env(&[("DATABASE_URL", "postgres://app:hunter2@db:5432/aurore")])).unwrap();
+        let settings =
+            Settings::load(None, &env(&[("DATABASE_URL", "postgres://app:hunter2@db:5432/aurore")])).unwrap();
         let printed = format!("{}\n{settings:?}", settings.to_toml());
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(printed.contains("postgres://app:***@db:5432/aurore"), "{printed}");

@@ -190,7 +190,9 @@ async fn keep_partitions(store: Arc<PostgresStore>, settings: Settings, schema_r
         let last = today + Days::days(settings.partitions.days_ahead);
         match store.ensure_partitions(first, last).await {
             Ok(created) => tracing::info!(created, %first, %last, "event partitions checked"),
-            Err(error) => tracing::warn!(%error, "cannot create event partitions; new days land in the default partition"),
+            Err(error) => {
+                tracing::warn!(%error, "cannot create event partitions; new days land in the default partition")
+            }
         }
     }
 }

@@ -117,7 +117,8 @@ mod tests {
     fn a_request_with_nothing_valid_is_an_error() {
         let (ingest, buffer, _) = service(10);
         let unreadable = FieldError::new("event", "isJson", "line 1 is not JSON");
-        let Err(IngestError::Invalid(rejected)) = ingest.ingest(vec![Ok(json!(1)), Ok(json!({})), Err(unreadable.clone())])
+        let Err(IngestError::Invalid(rejected)) =
+            ingest.ingest(vec![Ok(json!(1)), Ok(json!({})), Err(unreadable.clone())])
         else {
             panic!("expected every element to be rejected");
         };

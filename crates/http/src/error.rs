@@ -133,10 +133,9 @@ impl ResponseError for ApiError {
                     Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
                 )
             }
-            Self::NotFound { method, path } => (
-                json!({"statusCode": 404, "error": "Not Found", "message": format!("Cannot {method} {path}")}),
-                None,
-            ),
+            Self::NotFound { method, path } => {
+                (json!({"statusCode": 404, "error": "Not Found", "message": format!("Cannot {method} {path}")}), None)
+            }
         };
         if status.is_client_error() {
             tracing::debug!(%status, error = %self, "request refused");

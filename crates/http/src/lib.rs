@@ -47,7 +47,9 @@ pub struct ServerOptions {
 /// Every route of the service.
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .service(web::resource("/events").route(web::post().to(ingest::post_events)).route(web::get().to(query::get_events)))
+        .service(
+            web::resource("/events").route(web::post().to(ingest::post_events)).route(web::get().to(query::get_events)),
+        )
         .route("/health", web::get().to(health::ready))
         .route("/health/ready", web::get().to(health::ready))
         .route("/ready", web::get().to(health::ready))

@@ -2,7 +2,7 @@
 //! assembled from fixed fragments (never from client text) with every value bound.
 
 use crate::error;
-use aurore_domain::{CursorKey, Event, EventId, EventQuery, SortField, SortOrder, StoredEvent, StoreError};
+use aurore_domain::{CursorKey, Event, EventId, EventQuery, SortField, SortOrder, StoreError, StoredEvent};
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
 use diesel::sql_types::{BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid};

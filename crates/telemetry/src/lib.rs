@@ -2,6 +2,7 @@
 //! or JSON. It configures output only; it never decides what the service does.
 
 use serde::{Deserialize, Serialize};
+use std::io::IsTerminal;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -29,7 +30,10 @@ pub fn init_logging(level: &str, format: LogFormat) -> Result<(), TelemetryError
     };
     let env_filter = EnvFilter::try_new(&filter)
         .map_err(|error| TelemetryError::InvalidFilter { filter: filter.clone(), reason: error.to_string() })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(env_filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(env_filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     let installed = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
