@@ -1,6 +1,9 @@
 //! The real HTTP server on a random port against a fresh PostgreSQL database, and the
 //! real binary as a child process where signals and exit codes matter.
 
+// A failed unwrap is a failed test, which is what these helpers are for.
+#![allow(clippy::unwrap_used)]
+
 use aurore_tests::{TestApp, TestDatabase, aurore_binary};
 use chrono::{Duration as Days, SecondsFormat, Utc};
 use reqwest::StatusCode;
@@ -235,7 +238,8 @@ async fn malformed_oversized_and_foreign_bodies_are_refused_with_the_limit() {
 #[tokio::test(flavor = "multi_thread")]
 async fn query_parameters_are_checked_by_name() {
     let app = TestApp::spawn().await;
-    let cases: [(&[(&str, &str)], &str, &str); 6] = [
+    type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: [Case<'_>; 6] = [
         (&[("from", "2024-01-01T00:00:00Z"), ("to", "2024-01-02T00:00:00Z")], "service", "isNotEmpty"),
         (
             &[("service", "s"), ("from", "2024-01-02T00:00:00Z"), ("to", "2024-01-01T00:00:00Z")],

@@ -1,5 +1,8 @@
 //! The PostgreSQL store against a real server, one fresh database per test.
 
+// A failed unwrap is a failed test, which is what these helpers are for.
+#![allow(clippy::unwrap_used)]
+
 use aurore_domain::{
     Event, EventDraft, EventId, EventPage, EventQuery, EventStore, SortField, SortOrder, StoreError, StoredEvent,
 };

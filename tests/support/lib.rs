@@ -136,6 +136,10 @@ impl TestApp {
 
     /// Starts the app without waiting for readiness (the database may be unreachable).
     pub async fn start(database: TestDatabase, configure: impl FnOnce(&mut aurore::Settings)) -> Self {
+        // `TEST_LOG=debug` shows the app's logs; silent otherwise.
+        if let Ok(level) = std::env::var("TEST_LOG") {
+            let _ = aurore_telemetry::init_logging(&level, aurore_telemetry::LogFormat::Human);
+        }
         let mut settings = test_settings(&database.url);
         configure(&mut settings);
         let application = aurore::Application::build(&settings).await.expect("build the application");

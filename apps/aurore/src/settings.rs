@@ -86,10 +86,10 @@ impl DatabaseUrl {
     fn redacted(&self) -> String {
         let url = &self.0;
         if let Some((scheme, rest)) = url.split_once("://") {
-            if let Some((credentials, host)) = rest.split_once('@') {
-                if let Some((user, _password)) = credentials.split_once(':') {
-                    return format!("{scheme}://{user}:***@{host}");
-                }
+            if let Some((credentials, host)) = rest.split_once('@')
+                && let Some((user, _password)) = credentials.split_once(':')
+            {
+                return format!("{scheme}://{user}:***@{host}");
             }
             return url.clone();
         }

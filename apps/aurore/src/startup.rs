@@ -1,6 +1,6 @@
 //! Builds the service from [`Settings`] and runs it until a shutdown future resolves.
 
-use crate::settings::Settings;
+use crate::settings::{PartitionSettings, Settings};
 use anyhow::Context as _;
 use aurore_domain::{
     BatchWorker, Buffer, EventStore, IngestService, Lifecycle, Limits, PipelineStats, QueryLimits, RetryPolicy,
@@ -102,9 +102,10 @@ impl Application {
             lifecycle.clone(),
             writer_settings,
             settings.writer.writers,
+            settings.partitions.clone(),
             schema_ready.clone(),
         ));
-        let partition_upkeep = tokio::spawn(keep_partitions(store, settings.clone(), schema_ready));
+        let partition_upkeep = tokio::spawn(keep_partitions(store, settings.partitions.clone(), schema_ready));
         tracing::info!("aurore listening on http://{}:{port}", settings.server.host);
         Ok(Self { port, server, lifecycle, buffer, writers, partition_upkeep, drain_deadline })
     }
@@ -151,6 +152,7 @@ async fn run_storage(
     lifecycle: Arc<Lifecycle>,
     settings: WriterSettings,
     writers: usize,
+    partitions: PartitionSettings,
     schema_ready: Arc<tokio::sync::Notify>,
 ) {
     let mut failures = 0;
@@ -168,6 +170,8 @@ async fn run_storage(
             }
         }
     }
+    // Partitions exist before the first write, so writes never race an ATTACH at start-up.
+    ensure_partitions(&store, &partitions).await;
     lifecycle.mark_schema_ready();
     schema_ready.notify_one();
     let store: Arc<dyn EventStore> = store;
@@ -179,20 +183,28 @@ async fn run_storage(
     while tasks.join_next().await.is_some() {}
 }
 
-/// Keeps a partition for every day of the retention window and a few days ahead.
-async fn keep_partitions(store: Arc<PostgresStore>, settings: Settings, schema_ready: Arc<tokio::sync::Notify>) {
+/// Keeps a partition for every day of the retention window and a few days ahead, checking
+/// again every interval after the start-up pass.
+async fn keep_partitions(
+    store: Arc<PostgresStore>,
+    settings: PartitionSettings,
+    schema_ready: Arc<tokio::sync::Notify>,
+) {
     schema_ready.notified().await;
-    let mut ticks = tokio::time::interval(Duration::from_secs(settings.partitions.maintenance_interval_secs));
+    let period = Duration::from_secs(settings.maintenance_interval_secs);
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         ticks.tick().await;
-        let today = Utc::now().date_naive();
-        let first = today - Days::days(settings.partitions.days_behind);
-        let last = today + Days::days(settings.partitions.days_ahead);
-        match store.ensure_partitions(first, last).await {
-            Ok(created) => tracing::info!(created, %first, %last, "event partitions checked"),
-            Err(error) => {
-                tracing::warn!(%error, "cannot create event partitions; new days land in the default partition")
-            }
-        }
+        ensure_partitions(&store, &settings).await;
+    }
+}
+
+async fn ensure_partitions(store: &PostgresStore, settings: &PartitionSettings) {
+    let today = Utc::now().date_naive();
+    let first = today - Days::days(settings.days_behind);
+    let last = today + Days::days(settings.days_ahead);
+    match store.ensure_partitions(first, last).await {
+        Ok(created) => tracing::info!(created, %first, %last, "event partitions checked"),
+        Err(error) => tracing::warn!(%error, "cannot create event partitions; new days land in the default partition"),
     }
 }

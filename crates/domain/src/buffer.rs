@@ -102,34 +102,33 @@ impl Buffer {
     }
 
     /// Waits for events, then for a full batch or `linger`, and takes up to one batch.
-    /// Returns an empty batch only once the buffer is closed and drained.
+    /// Returns an empty batch only once the buffer is closed and drained: a writer that
+    /// lost the race for a small batch to another writer goes back to waiting.
     pub async fn next_batch(&self, linger: Duration) -> Vec<Event> {
         loop {
+            self.wait_until(|queue| !queue.events.is_empty() || queue.closed).await;
+            let deadline = Instant::now() + linger;
+            let _ =
+                timeout_at(deadline, self.wait_until(|queue| queue.events.len() >= self.batch_size || queue.closed))
+                    .await;
+            let mut queue = self.lock();
+            let take = queue.events.len().min(self.batch_size);
+            if take > 0 || queue.closed {
+                return queue.events.drain(..take).collect();
+            }
+        }
+    }
+
+    async fn wait_until(&self, ready: impl Fn(&Queue) -> bool) {
+        loop {
+            // Registered before the check, so a change between the check and the await
+            // still wakes this waiter.
             let changed = self.changed.notified();
-            {
-                let queue = self.lock();
-                if !queue.events.is_empty() || queue.closed {
-                    break;
-                }
+            if ready(&self.lock()) {
+                return;
             }
             changed.await;
         }
-        let deadline = Instant::now() + linger;
-        loop {
-            let changed = self.changed.notified();
-            {
-                let queue = self.lock();
-                if queue.events.len() >= self.batch_size || queue.closed {
-                    break;
-                }
-            }
-            if timeout_at(deadline, changed).await.is_err() {
-                break;
-            }
-        }
-        let mut queue = self.lock();
-        let take = queue.events.len().min(self.batch_size);
-        queue.events.drain(..take).collect()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
@@ -206,6 +205,25 @@ pub(crate) mod tests {
         let batch = writer.await.unwrap();
         assert_eq!(batch.len(), 5);
         assert!(start.elapsed() < Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_writer_that_loses_the_race_for_a_batch_keeps_waiting() {
+        let buffer = std::sync::Arc::new(Buffer::new(100, 5));
+        let linger = Duration::from_millis(10);
+        let spawn_writer = || {
+            let buffer = buffer.clone();
+            tokio::spawn(async move { buffer.next_batch(linger).await })
+        };
+        let (first, second) = (spawn_writer(), spawn_writer());
+        tokio::task::yield_now().await;
+        buffer.push(events(3)).unwrap();
+        tokio::time::sleep(linger * 2).await;
+        let (winner, loser) = if first.is_finished() { (first, second) } else { (second, first) };
+        assert_eq!(winner.await.unwrap().len(), 3);
+        assert!(!loser.is_finished(), "the other writer must not see an empty batch as the end");
+        buffer.push(events(1)).unwrap();
+        assert_eq!(loser.await.unwrap().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,15 +18,25 @@ pub enum SetupError {
 /// Data errors (SQLSTATE class 22, e.g. a NUL byte in text; class 23, constraint
 /// violations; class 54, values over a program limit) are the data's fault; everything
 /// else (lost connections, timeouts, restarts, missing tables during a migration) may pass.
+/// A check violation is the exception: `events` has no CHECK of its own, so it can only be
+/// a partition bound hit while a partition was being attached, which a retry resolves.
 fn is_data_error(state: &SqlState) -> bool {
     let code = state.code();
-    code.starts_with("22") || code.starts_with("23") || code.starts_with("54")
+    *state != SqlState::CHECK_VIOLATION && (code.starts_with("22") || code.starts_with("23") || code.starts_with("54"))
+}
+
+/// The server's own words, not tokio-postgres's bare "db error".
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
 }
 
 pub(crate) fn from_postgres(error: tokio_postgres::Error) -> StoreError {
     match error.code() {
-        Some(state) if is_data_error(state) => StoreError::Rejected(error.to_string()),
-        _ => StoreError::Unavailable(error.to_string()),
+        Some(state) if is_data_error(state) => StoreError::Rejected(describe(&error)),
+        _ => StoreError::Unavailable(describe(&error)),
     }
 }
 
@@ -36,8 +46,7 @@ pub(crate) fn from_diesel(error: diesel::result::Error) -> StoreError {
         Error::DatabaseError(
             DatabaseErrorKind::UniqueViolation
             | DatabaseErrorKind::ForeignKeyViolation
-            | DatabaseErrorKind::NotNullViolation
-            | DatabaseErrorKind::CheckViolation,
+            | DatabaseErrorKind::NotNullViolation,
             _,
         )
         | Error::SerializationError(_)

@@ -1,0 +1,53 @@
+# Aurore's entry points. `just run` and `just test` work on a fresh machine.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# List the recipes.
+default:
+    @just --list
+
+# Run the service on http://127.0.0.1:8080 (finds or starts PostgreSQL; release build).
+run *ARGS:
+    DATABASE_URL="$(scripts/database.sh app)" cargo run --release --bin aurore -- {{ARGS}}
+
+# Every test: unit, tidy, store and HTTP suites against a real PostgreSQL.
+test *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export AURORE_TEST_DATABASE_URL="$(scripts/database.sh admin)"
+    echo "tests use PostgreSQL at $AURORE_TEST_DATABASE_URL"
+    # The process-level tests start the real binary.
+    cargo build --bin aurore
+    if cargo nextest --version >/dev/null 2>&1; then
+        cargo nextest run --workspace --no-fail-fast {{ARGS}}
+    else
+        cargo test --workspace --no-fail-fast {{ARGS}}
+    fi
+
+# Formatting and clippy, warnings denied.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# What CI runs.
+ci: lint test
+
+# Print the URL of the PostgreSQL server in use (starting a local one if needed).
+db:
+    @scripts/database.sh app
+
+# Apply migrations to the database `just run` uses.
+migrate:
+    DATABASE_URL="$(scripts/database.sh app)" cargo run --release --bin aurore -- migrate
+
+# Stop the project-local PostgreSQL cluster, if one was started.
+db-stop:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    [ -f .pgdata/postmaster.pid ] || { echo "no local cluster running"; exit 0; }
+    bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$bin/pg_ctl" -D .pgdata stop; else "$bin/pg_ctl" -D .pgdata stop; fi
