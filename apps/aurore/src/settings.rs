@@ -194,7 +194,7 @@ impl Default for WriterSettings {
             batch_size: 5_000,
             linger_ms: 50,
             writers: 2,
-            max_attempts: 8,
+            max_attempts: 40,
             backoff_base_ms: 100,
             backoff_max_ms: 5_000,
         }
