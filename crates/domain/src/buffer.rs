@@ -1,9 +1,11 @@
 //! The bounded in-memory buffer between ingest and the batch writers.
 
+use crate::completion::Completion;
 use crate::event::Event;
+use crate::ports::JournalSeq;
 use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::{Instant, timeout_at};
@@ -25,15 +27,34 @@ pub struct BufferStats {
     pub rejected: AtomicU64,
 }
 
+/// An accepted event on its way to the store, with what must follow once it is stored.
+#[derive(Debug)]
+pub struct Queued {
+    pub event: Event,
+    /// Its place in the journal, acknowledged once stored; `None` when not journaled.
+    pub seq: Option<JournalSeq>,
+    /// Told the outcome, for a caller that waits until the event is stored.
+    pub completion: Option<Arc<Completion>>,
+}
+
+impl Queued {
+    pub fn new(event: Event) -> Self {
+        Self { event, seq: None, completion: None }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Queue {
-    events: VecDeque<Event>,
+    events: VecDeque<Queued>,
+    /// Places promised to requests that are still being journaled.
+    reserved: usize,
     closed: bool,
 }
 
-/// A FIFO of accepted events, bounded in events. A push is all-or-nothing so a request's
-/// events are accepted together or refused together. Writers wait for a full batch or for
-/// the linger to pass, whichever comes first.
+/// A FIFO of accepted events, bounded in events. Room is reserved before an event is
+/// journaled, so a request's events are accepted together or refused together and an
+/// event that reached the journal always finds its place here. Writers wait for a full
+/// batch or for the linger to pass, whichever comes first.
 #[derive(Debug)]
 pub struct Buffer {
     queue: Mutex<Queue>,
@@ -42,7 +63,44 @@ pub struct Buffer {
     /// Woken when the queue stops being empty, reaches a full batch, or closes: the only
     /// moments a waiting writer can act on, so single-event pushes rarely wake anyone.
     changed: Notify,
+    /// Woken when writers take events out, for pushes that wait for room.
+    room: Notify,
     stats: BufferStats,
+}
+
+/// Room for a number of events, held while they are journaled.
+#[derive(Debug)]
+pub struct Reservation<'a> {
+    buffer: &'a Buffer,
+    count: usize,
+}
+
+impl Reservation<'_> {
+    /// Queues the events the room was reserved for.
+    pub fn fill(mut self, items: Vec<Queued>) {
+        debug_assert!(items.len() <= self.count, "more events than reserved");
+        let count = items.len() as u64;
+        let mut queue = self.buffer.lock();
+        queue.reserved -= self.count;
+        self.count = 0;
+        let before = queue.events.len();
+        queue.events.extend(items);
+        let after = queue.events.len();
+        drop(queue);
+        self.buffer.stats.enqueued.fetch_add(count, Ordering::Relaxed);
+        if before == 0 || (before < self.buffer.batch_size && after >= self.buffer.batch_size) {
+            self.buffer.changed.notify_waiters();
+        }
+    }
+}
+
+impl Drop for Reservation<'_> {
+    fn drop(&mut self) {
+        if self.count > 0 {
+            self.buffer.lock().reserved -= self.count;
+            self.buffer.room.notify_waiters();
+        }
+    }
 }
 
 impl Buffer {
@@ -52,6 +110,7 @@ impl Buffer {
             capacity,
             batch_size: batch_size.max(1),
             changed: Notify::new(),
+            room: Notify::new(),
             stats: BufferStats::default(),
         }
     }
@@ -72,25 +131,45 @@ impl Buffer {
         &self.stats
     }
 
-    /// Appends every event or, when they do not all fit, none.
-    pub fn push(&self, events: Vec<Event>) -> Result<(), BufferError> {
-        let count = events.len() as u64;
+    /// Holds room for `count` events, or refuses when it is not there.
+    pub fn reserve(&self, count: usize) -> Result<Reservation<'_>, BufferError> {
         let mut queue = self.lock();
         if queue.closed {
             return Err(BufferError::Closed);
         }
-        let before = queue.events.len();
-        if before + events.len() > self.capacity {
+        if queue.events.len() + queue.reserved + count > self.capacity {
             drop(queue);
-            self.stats.rejected.fetch_add(count, Ordering::Relaxed);
+            self.stats.rejected.fetch_add(count as u64, Ordering::Relaxed);
             return Err(BufferError::Full { capacity: self.capacity });
         }
-        queue.events.extend(events);
-        let after = queue.events.len();
-        drop(queue);
-        self.stats.enqueued.fetch_add(count, Ordering::Relaxed);
-        if before == 0 || (before < self.batch_size && after >= self.batch_size) {
-            self.changed.notify_waiters();
+        queue.reserved += count;
+        Ok(Reservation { buffer: self, count })
+    }
+
+    /// Appends every event or, when they do not all fit, none.
+    pub fn push(&self, items: Vec<Queued>) -> Result<(), BufferError> {
+        self.reserve(items.len())?.fill(items);
+        Ok(())
+    }
+
+    /// Appends the events once there is room for them, waiting for writers to make it.
+    /// Used to replay the journal, whose backlog may exceed the capacity.
+    pub async fn push_when_room(&self, items: Vec<Queued>) -> Result<(), BufferError> {
+        let count = items.len().min(self.capacity);
+        let mut items = items;
+        while !items.is_empty() {
+            let chunk: Vec<Queued> = items.drain(..count.min(items.len())).collect();
+            loop {
+                let room = self.room.notified();
+                match self.reserve(chunk.len()) {
+                    Ok(reservation) => {
+                        reservation.fill(chunk);
+                        break;
+                    }
+                    Err(BufferError::Full { .. }) => room.await,
+                    Err(error) => return Err(error),
+                }
+            }
         }
         Ok(())
     }
@@ -104,7 +183,7 @@ impl Buffer {
     /// Waits for events, then for a full batch or `linger`, and takes up to one batch.
     /// Returns an empty batch only once the buffer is closed and drained: a writer that
     /// lost the race for a small batch to another writer goes back to waiting.
-    pub async fn next_batch(&self, linger: Duration) -> Vec<Event> {
+    pub async fn next_batch(&self, linger: Duration) -> Vec<Queued> {
         loop {
             self.wait_until(|queue| !queue.events.is_empty() || queue.closed).await;
             let deadline = Instant::now() + linger;
@@ -114,7 +193,10 @@ impl Buffer {
             let mut queue = self.lock();
             let take = queue.events.len().min(self.batch_size);
             if take > 0 || queue.closed {
-                return queue.events.drain(..take).collect();
+                let batch = queue.events.drain(..take).collect();
+                drop(queue);
+                self.room.notify_waiters();
+                return batch;
             }
         }
     }
@@ -157,13 +239,21 @@ pub(crate) mod tests {
             .collect()
     }
 
+    pub(crate) fn queued(count: usize) -> Vec<Queued> {
+        events(count).into_iter().map(Queued::new).collect()
+    }
+
+    fn ids(batch: &[Queued]) -> Vec<crate::EventId> {
+        batch.iter().map(|queued| queued.event.id).collect()
+    }
+
     #[test]
     fn a_push_that_does_not_fit_is_refused_whole() {
         let buffer = Buffer::new(10, 5);
-        buffer.push(events(8)).unwrap();
-        assert_eq!(buffer.push(events(3)), Err(BufferError::Full { capacity: 10 }));
+        buffer.push(queued(8)).unwrap();
+        assert_eq!(buffer.push(queued(3)), Err(BufferError::Full { capacity: 10 }));
         assert_eq!(buffer.len(), 8);
-        buffer.push(events(2)).unwrap();
+        buffer.push(queued(2)).unwrap();
         assert_eq!(buffer.len(), 10);
         assert_eq!(buffer.stats().enqueued.load(Ordering::Relaxed), 10);
         assert_eq!(buffer.stats().rejected.load(Ordering::Relaxed), 3);
@@ -172,19 +262,20 @@ pub(crate) mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_full_batch_is_taken_without_waiting_for_the_linger() {
         let buffer = Buffer::new(100, 5);
-        let sent = events(7);
-        buffer.push(sent.clone()).unwrap();
+        let sent = queued(7);
+        let sent_ids = ids(&sent);
+        buffer.push(sent).unwrap();
         let start = Instant::now();
         let batch = buffer.next_batch(Duration::from_secs(10)).await;
         assert_eq!(start.elapsed(), Duration::ZERO);
-        assert_eq!(batch, sent[..5]);
+        assert_eq!(ids(&batch), sent_ids[..5]);
         assert_eq!(buffer.len(), 2);
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_partial_batch_is_taken_when_the_linger_passes() {
         let buffer = Buffer::new(100, 5);
-        buffer.push(events(3)).unwrap();
+        buffer.push(queued(3)).unwrap();
         let start = Instant::now();
         let batch = buffer.next_batch(Duration::from_millis(250)).await;
         assert_eq!(start.elapsed(), Duration::from_millis(250));
@@ -194,14 +285,14 @@ pub(crate) mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_waiting_writer_wakes_when_the_batch_fills() {
         let buffer = std::sync::Arc::new(Buffer::new(100, 5));
-        buffer.push(events(2)).unwrap();
+        buffer.push(queued(2)).unwrap();
         let writer = tokio::spawn({
             let buffer = buffer.clone();
             async move { buffer.next_batch(Duration::from_secs(60)).await }
         });
         tokio::task::yield_now().await;
         let start = Instant::now();
-        buffer.push(events(3)).unwrap();
+        buffer.push(queued(3)).unwrap();
         let batch = writer.await.unwrap();
         assert_eq!(batch.len(), 5);
         assert!(start.elapsed() < Duration::from_secs(60));
@@ -217,21 +308,21 @@ pub(crate) mod tests {
         };
         let (first, second) = (spawn_writer(), spawn_writer());
         tokio::task::yield_now().await;
-        buffer.push(events(3)).unwrap();
+        buffer.push(queued(3)).unwrap();
         tokio::time::sleep(linger * 2).await;
         let (winner, loser) = if first.is_finished() { (first, second) } else { (second, first) };
         assert_eq!(winner.await.unwrap().len(), 3);
         assert!(!loser.is_finished(), "the other writer must not see an empty batch as the end");
-        buffer.push(events(1)).unwrap();
+        buffer.push(queued(1)).unwrap();
         assert_eq!(loser.await.unwrap().len(), 1);
     }
 
     #[tokio::test(start_paused = true)]
     async fn closing_drains_without_lingering_then_ends() {
         let buffer = Buffer::new(100, 5);
-        buffer.push(events(2)).unwrap();
+        buffer.push(queued(2)).unwrap();
         buffer.close();
-        assert_eq!(buffer.push(events(1)), Err(BufferError::Closed));
+        assert_eq!(buffer.push(queued(1)), Err(BufferError::Closed));
         let start = Instant::now();
         assert_eq!(buffer.next_batch(Duration::from_secs(60)).await.len(), 2);
         assert!(buffer.next_batch(Duration::from_secs(60)).await.is_empty());

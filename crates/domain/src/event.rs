@@ -6,6 +6,9 @@ use serde_json::Value;
 use std::fmt;
 use uuid::Uuid;
 
+/// Namespace of the ids derived from client idempotency keys (UUIDv5).
+const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6175_726f_7265_4000_8000_6964_656d_706f);
+
 /// The public identity of an event (`eventId`): a UUIDv7, so ids sort by ingest time and
 /// index well, with 74 random bits where the original service had 48.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -18,6 +21,11 @@ impl EventId {
 
     pub fn from_uuid(uuid: Uuid) -> Self {
         Self(uuid)
+    }
+
+    /// The id an idempotency key always maps to, so repeats of a request collide.
+    pub fn from_key(key: &str) -> Self {
+        Self(Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, key.as_bytes()))
     }
 
     pub fn as_uuid(&self) -> &Uuid {
@@ -39,9 +47,16 @@ pub struct EventDraft {
     pub message: String,
     /// Always a JSON object when present.
     pub metadata: Option<Value>,
+    /// The client's key for this event: the same key and timestamp are stored once.
+    pub idempotency_key: Option<String>,
 }
 
 impl EventDraft {
+    /// The id this draft gets: derived from its idempotency key, or new and time-ordered.
+    pub fn id(&self) -> EventId {
+        self.idempotency_key.as_deref().map_or_else(EventId::generate, EventId::from_key)
+    }
+
     /// Gives the draft its identity and ingest time. Instants keep microseconds, the
     /// precision PostgreSQL stores, so an event reads back exactly as it was accepted.
     pub fn enrich(self, id: EventId, ingested_at: DateTime<Utc>) -> Event {

@@ -1,12 +1,30 @@
-//! The ingest use case: validate each event, enrich the valid ones, hand them to the buffer.
+//! The ingest use case: validate each event, enrich the valid ones, make them as durable
+//! as asked, and hand them to the buffer.
 
-use crate::buffer::{Buffer, BufferError};
-use crate::event::EventId;
-use crate::ports::Clock;
+use crate::buffer::{Buffer, BufferError, Queued};
+use crate::completion::Completion;
+use crate::event::{Event, EventId};
+use crate::ports::{Clock, Journal, JournalError};
 use crate::validation::{FieldError, Limits, validate_event};
 use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// What `202` promises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// In memory: lost if the process dies before the batch is written.
+    None,
+    /// On disk in the journal (fsync'd): survives a crash, replayed at start-up.
+    #[default]
+    Journal,
+    /// Committed in the event store.
+    Stored,
+}
 
 /// An element of a request that failed validation, by its position in the request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +36,10 @@ pub struct Rejection {
 /// What happened to a request whose valid events were accepted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngestReceipt {
-    /// Ids of the accepted events, in request order.
+    /// Ids of the accepted events, in request order, repeats included.
     pub accepted: Vec<EventId>,
+    /// How many of them repeated an idempotency key seen recently and were not queued again.
+    pub duplicates: usize,
     pub rejected: Vec<Rejection>,
     pub ingested_at: DateTime<Utc>,
 }
@@ -32,50 +52,161 @@ pub enum IngestError {
     Invalid(Vec<Rejection>),
     #[error(transparent)]
     Buffer(#[from] BufferError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// `durability = stored` was asked and the store refused an event's data; it is in
+    /// the dead-letter queue.
+    #[error("an event was refused by the store and dead-lettered")]
+    NotStored,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IngestSettings {
+    pub limits: Limits,
+    /// How long a client idempotency key is remembered in memory.
+    pub recent_keys_ttl: Duration,
+    pub recent_keys_capacity: u64,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self { limits: Limits::default(), recent_keys_ttl: Duration::from_secs(600), recent_keys_capacity: 100_000 }
+    }
 }
 
 #[derive(Debug)]
 pub struct IngestService {
     buffer: Arc<Buffer>,
+    journal: Option<Arc<dyn Journal>>,
     clock: Arc<dyn Clock>,
     limits: Limits,
+    /// Recent (id, timestamp) pairs of keyed events: repeats are answered without
+    /// journaling again. The store's key on (timestamp, id) catches older repeats.
+    recent_keys: moka::sync::Cache<(EventId, DateTime<Utc>), ()>,
 }
 
 impl IngestService {
-    pub fn new(buffer: Arc<Buffer>, clock: Arc<dyn Clock>, limits: Limits) -> Self {
-        Self { buffer, clock, limits }
+    pub fn new(
+        buffer: Arc<Buffer>,
+        journal: Option<Arc<dyn Journal>>,
+        clock: Arc<dyn Clock>,
+        settings: IngestSettings,
+    ) -> Self {
+        let recent_keys = moka::sync::Cache::builder()
+            .max_capacity(settings.recent_keys_capacity)
+            .time_to_live(settings.recent_keys_ttl)
+            .build();
+        Self { buffer, journal, clock, limits: settings.limits, recent_keys }
     }
 
-    /// Accepts the valid events of a request all together, or none when the buffer cannot
-    /// take them all. Invalid elements are reported by index and never block the others;
-    /// an element the adapter could not even decode arrives as its error.
-    pub fn ingest(&self, elements: Vec<Result<Value, FieldError>>) -> Result<IngestReceipt, IngestError> {
+    /// Accepts the valid events of a request all together, or none when there is no room.
+    /// Invalid elements are reported by index and never block the others; an element the
+    /// adapter could not even decode arrives as its error. Returns once the events are as
+    /// durable as `durability` asks.
+    pub async fn ingest(
+        &self,
+        elements: Vec<Result<Value, FieldError>>,
+        durability: Durability,
+    ) -> Result<IngestReceipt, IngestError> {
         if elements.is_empty() {
             return Err(IngestError::Empty);
         }
         let ingested_at = self.clock.now();
-        let mut events = Vec::with_capacity(elements.len());
+        let mut fresh = Vec::with_capacity(elements.len());
+        let mut accepted = Vec::with_capacity(elements.len());
         let mut rejected = Vec::new();
+        let mut keys_seen = HashSet::new();
         for (index, element) in elements.into_iter().enumerate() {
             match element.map_err(|error| vec![error]).and_then(|value| validate_event(value, &self.limits)) {
-                Ok(draft) => events.push(draft.enrich(EventId::generate(), ingested_at)),
+                Ok(draft) => {
+                    let keyed = draft.idempotency_key.is_some();
+                    let event = draft.enrich_with_own_id(ingested_at);
+                    accepted.push(event.id);
+                    let key = (event.id, event.timestamp);
+                    if !keyed || (keys_seen.insert(key) && !self.recent_keys.contains_key(&key)) {
+                        fresh.push(event);
+                    }
+                }
                 Err(errors) => rejected.push(Rejection { index, errors }),
             }
         }
-        if events.is_empty() {
+        if accepted.is_empty() {
             return Err(IngestError::Invalid(rejected));
         }
-        let accepted = events.iter().map(|event| event.id).collect();
-        self.buffer.push(events)?;
-        Ok(IngestReceipt { accepted, rejected, ingested_at })
+        let duplicates = accepted.len() - fresh.len();
+        if !fresh.is_empty() {
+            let keys: Vec<_> = fresh.iter().map(|event| (event.id, event.timestamp)).collect();
+            let completion = self.enqueue(fresh, durability).await?;
+            for key in keys {
+                self.recent_keys.insert(key, ());
+            }
+            if let Some(completion) = completion
+                && !completion.wait().await
+            {
+                return Err(IngestError::NotStored);
+            }
+        }
+        Ok(IngestReceipt { accepted, duplicates, rejected, ingested_at })
     }
+
+    /// Re-enqueues an event that already has its identity (a dead letter being reprocessed).
+    pub async fn requeue(&self, event: Event) -> Result<(), IngestError> {
+        self.enqueue(vec![event], Durability::Journal).await.map(|_| ())
+    }
+
+    async fn enqueue(
+        &self,
+        events: Vec<Event>,
+        durability: Durability,
+    ) -> Result<Option<Arc<Completion>>, IngestError> {
+        let reservation = self.buffer.reserve(events.len())?;
+        let first_seq = match (&self.journal, durability) {
+            (Some(journal), Durability::Journal | Durability::Stored) => Some(journal.append(&events).await?),
+            _ => None,
+        };
+        let completion = (durability == Durability::Stored).then(|| Arc::new(Completion::new(events.len())));
+        let queued = events
+            .into_iter()
+            .enumerate()
+            .map(|(offset, event)| Queued {
+                event,
+                seq: first_seq.map(|first| crate::ports::JournalSeq(first.0 + offset as u64)),
+                completion: completion.clone(),
+            })
+            .collect();
+        reservation.fill(queued);
+        Ok(completion)
+    }
+}
+
+impl crate::event::EventDraft {
+    fn enrich_with_own_id(self, ingested_at: DateTime<Utc>) -> Event {
+        let id = self.id();
+        self.enrich(id, ingested_at)
+    }
+}
+
+/// Feeds every event the journal still holds back into the buffer, waiting for room as
+/// writers drain it. Returns how many were replayed.
+pub async fn replay_journal(journal: &dyn Journal, buffer: &Buffer) -> Result<u64, IngestError> {
+    let mut replayed = 0;
+    while let Some(entries) = journal.next_unacknowledged()? {
+        replayed += entries.len() as u64;
+        let queued =
+            entries.into_iter().map(|(seq, event)| Queued { event, seq: Some(seq), completion: None }).collect();
+        buffer.push_when_room(queued).await?;
+    }
+    Ok(replayed)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ports::JournalSeq;
+    use async_trait::async_trait;
     use chrono::TimeZone;
     use serde_json::json;
+    use std::sync::Mutex;
 
     #[derive(Debug)]
     struct FixedClock(DateTime<Utc>);
@@ -85,54 +216,164 @@ mod tests {
         }
     }
 
-    fn service(capacity: usize) -> (IngestService, Arc<Buffer>, DateTime<Utc>) {
+    /// Keeps appended events in memory; can be told to be full.
+    #[derive(Debug, Default)]
+    struct MemoryJournal {
+        appended: Mutex<Vec<Event>>,
+        full: bool,
+        replay: Mutex<Vec<Vec<(JournalSeq, Event)>>>,
+    }
+
+    #[async_trait]
+    impl Journal for MemoryJournal {
+        async fn append(&self, events: &[Event]) -> Result<JournalSeq, JournalError> {
+            if self.full {
+                return Err(JournalError::Full { limit_bytes: 10 });
+            }
+            let mut appended = self.appended.lock().unwrap();
+            let first = appended.len() as u64;
+            appended.extend_from_slice(events);
+            Ok(JournalSeq(first))
+        }
+        fn acknowledge(&self, _: &[JournalSeq]) {}
+        fn next_unacknowledged(&self) -> Result<Option<Vec<(JournalSeq, Event)>>, JournalError> {
+            Ok(self.replay.lock().unwrap().pop())
+        }
+    }
+
+    struct Setup {
+        ingest: IngestService,
+        buffer: Arc<Buffer>,
+        journal: Arc<MemoryJournal>,
+        now: DateTime<Utc>,
+    }
+
+    fn setup_with(capacity: usize, journal: MemoryJournal) -> Setup {
         let now = Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 1).unwrap();
         let buffer = Arc::new(Buffer::new(capacity, 100));
-        (IngestService::new(buffer.clone(), Arc::new(FixedClock(now)), Limits::default()), buffer, now)
+        let journal = Arc::new(journal);
+        let ingest = IngestService::new(
+            buffer.clone(),
+            Some(journal.clone()),
+            Arc::new(FixedClock(now)),
+            IngestSettings::default(),
+        );
+        Setup { ingest, buffer, journal, now }
+    }
+
+    fn setup(capacity: usize) -> Setup {
+        setup_with(capacity, MemoryJournal::default())
     }
 
     fn event(message: &str) -> Result<Value, FieldError> {
         Ok(json!({"timestamp": "2024-01-15T10:30:00Z", "service": "svc", "message": message}))
     }
 
-    #[test]
-    fn accepts_valid_elements_and_reports_invalid_ones_by_index() {
-        let (ingest, buffer, now) = service(10);
-        let receipt = ingest.ingest(vec![event("a"), Ok(json!({"service": "svc"})), event("c")]).unwrap();
-        assert_eq!(receipt.accepted.len(), 2);
-        assert_eq!(receipt.ingested_at, now);
-        assert_eq!(receipt.rejected.len(), 1);
-        assert_eq!(receipt.rejected[0].index, 1);
-        assert_eq!(buffer.len(), 2);
+    fn keyed(key: &str) -> Result<Value, FieldError> {
+        Ok(json!({"timestamp": "2024-01-15T10:30:00Z", "service": "svc", "message": "m", "idempotencyKey": key}))
     }
 
-    #[test]
-    fn enriches_with_distinct_time_ordered_ids() {
-        let (ingest, _, _) = service(10);
-        let ids = ingest.ingest(vec![event("a"), event("b"), event("c")]).unwrap().accepted;
+    async fn drain(buffer: &Buffer) -> Vec<Queued> {
+        buffer.close();
+        buffer.next_batch(Duration::ZERO).await
+    }
+
+    #[tokio::test]
+    async fn accepts_valid_elements_and_reports_invalid_ones_by_index() {
+        let setup = setup(10);
+        let receipt =
+            setup.ingest.ingest(vec![event("a"), Ok(json!({"service": "svc"})), event("c")], Durability::Journal).await;
+        let receipt = receipt.unwrap();
+        assert_eq!(receipt.accepted.len(), 2);
+        assert_eq!(receipt.ingested_at, setup.now);
+        assert_eq!(receipt.rejected.len(), 1);
+        assert_eq!(receipt.rejected[0].index, 1);
+        assert_eq!(setup.buffer.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn journaled_events_carry_consecutive_positions_and_unjournaled_ones_none() {
+        let setup = setup(10);
+        setup.ingest.ingest(vec![event("a"), event("b")], Durability::Journal).await.unwrap();
+        setup.ingest.ingest(vec![event("c")], Durability::None).await.unwrap();
+        assert_eq!(setup.journal.appended.lock().unwrap().len(), 2, "durability none skips the journal");
+        let seqs: Vec<_> = drain(&setup.buffer).await.iter().map(|queued| queued.seq).collect();
+        assert_eq!(seqs, [Some(JournalSeq(0)), Some(JournalSeq(1)), None]);
+    }
+
+    #[tokio::test]
+    async fn enriches_with_distinct_time_ordered_ids() {
+        let setup = setup(10);
+        let ids =
+            setup.ingest.ingest(vec![event("a"), event("b"), event("c")], Durability::None).await.unwrap().accepted;
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
     }
 
-    #[test]
-    fn a_request_with_nothing_valid_is_an_error() {
-        let (ingest, buffer, _) = service(10);
+    #[tokio::test]
+    async fn a_repeated_idempotency_key_gets_the_same_id_and_is_queued_once() {
+        let setup = setup(10);
+        let first = setup.ingest.ingest(vec![keyed("order-1"), keyed("order-1")], Durability::Journal).await.unwrap();
+        assert_eq!(first.accepted[0], first.accepted[1]);
+        assert_eq!(first.duplicates, 1);
+        let again = setup.ingest.ingest(vec![keyed("order-1"), keyed("order-2")], Durability::Journal).await.unwrap();
+        assert_eq!(again.accepted[0], first.accepted[0]);
+        assert_eq!(again.duplicates, 1);
+        assert_eq!(setup.buffer.len(), 2, "order-1 once, order-2 once");
+        assert_eq!(setup.journal.appended.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_request_with_nothing_valid_is_an_error() {
+        let setup = setup(10);
         let unreadable = FieldError::new("event", "isJson", "line 1 is not JSON");
-        let Err(IngestError::Invalid(rejected)) =
-            ingest.ingest(vec![Ok(json!(1)), Ok(json!({})), Err(unreadable.clone())])
-        else {
+        let result =
+            setup.ingest.ingest(vec![Ok(json!(1)), Ok(json!({})), Err(unreadable.clone())], Durability::Journal);
+        let Err(IngestError::Invalid(rejected)) = result.await else {
             panic!("expected every element to be rejected");
         };
         assert_eq!(rejected.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2]);
         assert_eq!(rejected[2].errors, [unreadable]);
-        assert!(buffer.is_empty());
-        assert_eq!(ingest.ingest(vec![]), Err(IngestError::Empty));
+        assert!(setup.buffer.is_empty());
+        assert_eq!(setup.ingest.ingest(vec![], Durability::Journal).await, Err(IngestError::Empty));
     }
 
-    #[test]
-    fn a_full_buffer_refuses_the_whole_request() {
-        let (ingest, buffer, _) = service(2);
-        let result = ingest.ingest(vec![event("a"), event("b"), event("c")]);
+    #[tokio::test]
+    async fn a_full_buffer_refuses_the_whole_request_before_journaling() {
+        let setup = setup(2);
+        let result = setup.ingest.ingest(vec![event("a"), event("b"), event("c")], Durability::Journal).await;
         assert_eq!(result, Err(IngestError::Buffer(BufferError::Full { capacity: 2 })));
-        assert!(buffer.is_empty());
+        assert!(setup.buffer.is_empty());
+        assert!(setup.journal.appended.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_full_journal_refuses_and_releases_the_reserved_room() {
+        let setup = setup_with(2, MemoryJournal { full: true, ..MemoryJournal::default() });
+        let result = setup.ingest.ingest(vec![event("a"), event("b")], Durability::Journal).await;
+        assert_eq!(result, Err(IngestError::Journal(JournalError::Full { limit_bytes: 10 })));
+        assert!(setup.buffer.reserve(2).is_ok(), "the room held for the refused request is free again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn replay_feeds_the_journal_back_waiting_for_room() {
+        let setup = setup(2);
+        let batch = |first: u64| -> Vec<(JournalSeq, Event)> {
+            crate::buffer::tests::events(2)
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| (JournalSeq(first + i as u64), e))
+                .collect()
+        };
+        setup.journal.replay.lock().unwrap().extend([batch(2), batch(0)]);
+        let buffer = setup.buffer.clone();
+        let replay = tokio::spawn({
+            let journal = setup.journal.clone();
+            async move { replay_journal(journal.as_ref(), &buffer).await }
+        });
+        let first = setup.buffer.next_batch(Duration::from_millis(1)).await;
+        let second = setup.buffer.next_batch(Duration::from_millis(1)).await;
+        assert_eq!(replay.await.unwrap(), Ok(4));
+        let seqs: Vec<_> = first.iter().chain(&second).map(|queued| queued.seq.unwrap().0).collect();
+        assert_eq!(seqs, [0, 1, 2, 3]);
     }
 }

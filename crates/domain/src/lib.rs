@@ -7,7 +7,9 @@
 //! This crate performs no I/O: no database driver, HTTP framework, exporter or filesystem.
 //! Adapters implement the traits in [`ports`]; a tidy test keeps it that way.
 
+pub mod breaker;
 pub mod buffer;
+pub mod completion;
 pub mod event;
 pub mod ingest;
 pub mod lifecycle;
@@ -16,11 +18,16 @@ pub mod ports;
 pub mod query;
 pub mod validation;
 
-pub use buffer::{Buffer, BufferError, BufferStats};
+pub use breaker::{BreakerSettings, BreakerSnapshot, BreakerState, CircuitBreaker};
+pub use buffer::{Buffer, BufferError, BufferStats, Queued, Reservation};
+pub use completion::Completion;
 pub use event::{Event, EventDraft, EventId};
-pub use ingest::{IngestError, IngestReceipt, IngestService, Rejection};
+pub use ingest::{Durability, IngestError, IngestReceipt, IngestService, IngestSettings, Rejection, replay_journal};
 pub use lifecycle::Lifecycle;
-pub use pipeline::{BatchWorker, PipelineStats, RetryPolicy, WriterSettings};
-pub use ports::{Clock, EventStore, StoreError, SystemClock};
+pub use pipeline::{BatchWorker, PipelineStats, RetryPolicy, Sinks, WriterSettings};
+pub use ports::{
+    Clock, DeadLetter, DeadLetterFilter, DeadLetterStats, DeadLetterStore, EventStore, Journal, JournalError,
+    JournalSeq, StoreError, SystemClock,
+};
 pub use query::{Cursor, CursorKey, EventPage, EventQuery, QueryLimits, SortField, SortOrder, StoredEvent};
 pub use validation::{FieldError, Limits};

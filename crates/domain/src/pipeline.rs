@@ -1,25 +1,28 @@
-//! The batch writer: drains the buffer in batches and stores them, retrying transient
-//! failures with exponential backoff and jitter.
+//! The batch writer: drains the buffer in batches and stores them. Transient failures are
+//! retried with backoff and jitter behind a circuit breaker, for as long as it takes: the
+//! journal holds the events meanwhile, and an outage never sends them to dead letters.
+//! A batch the store refuses for its data is split until the poison events are isolated;
+//! only those go to the dead-letter store.
 
-use crate::buffer::Buffer;
+use crate::breaker::CircuitBreaker;
+use crate::buffer::{Buffer, Queued};
 use crate::event::Event;
-use crate::ports::{EventStore, StoreError};
+use crate::ports::{DeadLetterStore, EventStore, Journal, StoreError};
+use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// How often and how patiently a failed batch write is retried.
+/// The pause between attempts after failures.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    pub max_attempts: u32,
     pub base_delay: Duration,
     pub max_delay: Duration,
 }
 
 impl Default for RetryPolicy {
     fn default() -> Self {
-        Self { max_attempts: 8, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(5) }
+        Self { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(5) }
     }
 }
 
@@ -47,22 +50,39 @@ pub struct PipelineStats {
     pub batches_written: AtomicU64,
     pub events_stored: AtomicU64,
     pub write_retries: AtomicU64,
-    /// Events given up on after their retries or refused by the store.
-    pub events_failed: AtomicU64,
+    pub events_dead_lettered: AtomicU64,
+    /// Poison events the dead-letter store refused too; logged in full.
+    pub events_lost: AtomicU64,
 }
 
-/// One writer task. Several may share a buffer and a store.
+/// Where a writer sends what it drains. Shared by every writer.
+#[derive(Debug, Clone)]
+pub struct Sinks {
+    pub store: Arc<dyn EventStore>,
+    pub dead_letters: Arc<dyn DeadLetterStore>,
+    /// Acknowledged once events are stored or dead-lettered; `None` when not journaling.
+    pub journal: Option<Arc<dyn Journal>>,
+    pub breaker: Arc<CircuitBreaker>,
+}
+
+/// One writer task. Several may share a buffer and sinks.
 #[derive(Debug)]
-pub struct BatchWorker<S: ?Sized> {
+pub struct BatchWorker {
     buffer: Arc<Buffer>,
-    store: Arc<S>,
+    sinks: Sinks,
     settings: WriterSettings,
     stats: Arc<PipelineStats>,
 }
 
-impl<S: EventStore + ?Sized> BatchWorker<S> {
-    pub fn new(buffer: Arc<Buffer>, store: Arc<S>, settings: WriterSettings, stats: Arc<PipelineStats>) -> Self {
-        Self { buffer, store, settings, stats }
+/// Why a slice of a batch was not stored.
+struct Refused {
+    reason: String,
+    attempts: u32,
+}
+
+impl BatchWorker {
+    pub fn new(buffer: Arc<Buffer>, sinks: Sinks, settings: WriterSettings, stats: Arc<PipelineStats>) -> Self {
+        Self { buffer, sinks, settings, stats }
     }
 
     /// Runs until the buffer is closed and drained.
@@ -72,75 +92,139 @@ impl<S: EventStore + ?Sized> BatchWorker<S> {
             if batch.is_empty() {
                 return;
             }
-            self.write(&batch).await;
+            self.store(batch).await;
         }
     }
 
-    async fn write(&self, batch: &[Event]) {
-        let mut failures = 0;
-        let error = loop {
-            match self.store.write_batch(batch).await {
+    /// Stores the batch, isolating poison events, then acknowledges every event in the
+    /// journal and tells waiting requests how theirs fared.
+    async fn store(&self, batch: Vec<Queued>) {
+        let events: Vec<&Event> = batch.iter().map(|queued| &queued.event).collect();
+        let mut stored = vec![true; batch.len()];
+        let mut pending: Vec<Range<usize>> = vec![0..batch.len()];
+        while let Some(range) = pending.pop() {
+            match self.write(&events[range.clone()]).await {
                 Ok(()) => {
                     self.stats.batches_written.fetch_add(1, Ordering::Relaxed);
-                    self.stats.events_stored.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    return;
+                    self.stats.events_stored.fetch_add(range.len() as u64, Ordering::Relaxed);
                 }
-                Err(error) if error.is_transient() && failures + 1 < self.settings.retry.max_attempts => {
-                    failures += 1;
-                    let delay = self.settings.retry.delay(failures, fastrand::f64());
-                    tracing::warn!(%error, attempt = failures, retry_in = ?delay, events = batch.len(), "batch write failed; retrying");
-                    self.stats.write_retries.fetch_add(1, Ordering::Relaxed);
-                    tokio::time::sleep(delay).await;
+                Err(refused) if range.len() == 1 => {
+                    stored[range.start] = false;
+                    self.dead_letter(events[range.start], &refused).await;
                 }
-                Err(error) => break error,
+                Err(_) => {
+                    let middle = range.start + range.len() / 2;
+                    pending.push(middle..range.end);
+                    pending.push(range.start..middle);
+                }
             }
-        };
-        self.give_up(batch, &error, failures + 1);
+        }
+        if let Some(journal) = &self.sinks.journal {
+            let seqs: Vec<_> = batch.iter().filter_map(|queued| queued.seq).collect();
+            journal.acknowledge(&seqs);
+        }
+        for (queued, stored) in batch.iter().zip(stored) {
+            if let Some(completion) = &queued.completion {
+                completion.settle(stored);
+            }
+        }
     }
 
-    fn give_up(&self, batch: &[Event], error: &StoreError, attempts: u32) {
-        for event in batch {
-            tracing::error!(event_id = %event.id, service = %event.service, %error, attempts, "event could not be stored");
+    /// Writes until the store takes the events or refuses their data.
+    async fn write(&self, events: &[&Event]) -> Result<(), Refused> {
+        let mut attempts = 0;
+        loop {
+            self.wait_for_circuit().await;
+            attempts += 1;
+            match self.sinks.store.write_batch(events).await {
+                Ok(()) => {
+                    self.sinks.breaker.record_success();
+                    return Ok(());
+                }
+                Err(StoreError::Rejected(reason)) => {
+                    // The database answered; only the data is at fault.
+                    self.sinks.breaker.record_success();
+                    return Err(Refused { reason, attempts });
+                }
+                Err(StoreError::Unavailable(error)) => {
+                    self.sinks.breaker.record_failure(&error);
+                    self.stats.write_retries.fetch_add(1, Ordering::Relaxed);
+                    let delay = self.settings.retry.delay(attempts, fastrand::f64());
+                    tracing::warn!(%error, attempt = attempts, retry_in = ?delay, events = events.len(), "batch write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                }
+            }
         }
-        self.stats.events_failed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+    }
+
+    async fn dead_letter(&self, event: &Event, refused: &Refused) {
+        let mut failures = 0;
+        loop {
+            self.wait_for_circuit().await;
+            match self.sinks.dead_letters.put(event, &refused.reason, refused.attempts).await {
+                Ok(()) => {
+                    tracing::warn!(event_id = %event.id, service = %event.service, reason = %refused.reason, "event dead-lettered");
+                    self.stats.events_dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                Err(StoreError::Unavailable(error)) => {
+                    self.sinks.breaker.record_failure(&error);
+                    failures += 1;
+                    tokio::time::sleep(self.settings.retry.delay(failures, fastrand::f64())).await;
+                }
+                Err(StoreError::Rejected(error)) => {
+                    tracing::error!(event = ?event, reason = %refused.reason, %error, "the dead-letter store refused a poison event; it is lost");
+                    self.stats.events_lost.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
+        }
+    }
+
+    async fn wait_for_circuit(&self) {
+        while let Err(wait) = self.sinks.breaker.permit() {
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
-    use crate::buffer::tests::events;
+    use crate::breaker::{BreakerSettings, BreakerState};
+    use crate::buffer::tests::queued;
+    use crate::completion::Completion;
+    use crate::ports::{DeadLetter, DeadLetterFilter, DeadLetterStats, JournalError, JournalSeq, SystemClock};
     use crate::query::{EventPage, EventQuery};
     use async_trait::async_trait;
-    use std::collections::VecDeque;
+    use std::collections::{HashSet, VecDeque};
     use std::sync::Mutex;
     use tokio::time::Instant;
+    use uuid::Uuid;
 
-    /// An in-memory store whose next write results are scripted.
+    /// An in-memory store: scripted transient failures first, then it refuses any batch
+    /// holding a message that starts with "poison".
     #[derive(Debug, Default)]
-    struct ScriptedStore {
-        script: Mutex<VecDeque<Result<(), StoreError>>>,
-        stored: Mutex<Vec<Event>>,
-        attempts: AtomicU64,
-    }
-
-    impl ScriptedStore {
-        fn failing_with(results: Vec<StoreError>) -> Arc<Self> {
-            let store = Self::default();
-            store.script.lock().unwrap().extend(results.into_iter().map(Err));
-            Arc::new(store)
-        }
+    pub(crate) struct FakeStore {
+        pub(crate) outages: Mutex<VecDeque<StoreError>>,
+        pub(crate) stored: Mutex<Vec<Event>>,
+        pub(crate) attempts: AtomicU64,
     }
 
     #[async_trait]
-    impl EventStore for ScriptedStore {
-        async fn write_batch(&self, events: &[Event]) -> Result<(), StoreError> {
+    impl EventStore for FakeStore {
+        async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError> {
             self.attempts.fetch_add(1, Ordering::Relaxed);
-            let next = self.script.lock().unwrap().pop_front().unwrap_or(Ok(()));
-            if next.is_ok() {
-                self.stored.lock().unwrap().extend_from_slice(events);
+            if let Some(error) = self.outages.lock().unwrap().pop_front() {
+                return Err(error);
             }
-            next
+            if events.iter().any(|event| event.message.starts_with("poison")) {
+                return Err(StoreError::Rejected("invalid byte sequence".into()));
+            }
+            let mut stored = self.stored.lock().unwrap();
+            let known: HashSet<_> = stored.iter().map(|event| event.id).collect();
+            stored.extend(events.iter().filter(|event| !known.contains(&event.id)).map(|event| (*event).clone()));
+            Ok(())
         }
         async fn query(&self, _: &EventQuery) -> Result<EventPage, StoreError> {
             unreachable!("the writer never queries")
@@ -150,30 +234,106 @@ mod tests {
         }
     }
 
-    fn settings(max_attempts: u32) -> WriterSettings {
-        WriterSettings {
-            linger: Duration::from_millis(10),
-            retry: RetryPolicy {
-                max_attempts,
-                base_delay: Duration::from_millis(100),
-                max_delay: Duration::from_secs(1),
-            },
+    #[derive(Debug, Default)]
+    pub(crate) struct FakeDeadLetters {
+        pub(crate) entries: Mutex<Vec<(Event, String, u32)>>,
+    }
+
+    #[async_trait]
+    impl DeadLetterStore for FakeDeadLetters {
+        async fn put(&self, event: &Event, reason: &str, attempts: u32) -> Result<(), StoreError> {
+            self.entries.lock().unwrap().push((event.clone(), reason.to_owned(), attempts));
+            Ok(())
+        }
+        async fn list(&self, _: &DeadLetterFilter) -> Result<(Vec<DeadLetter>, u64), StoreError> {
+            unreachable!()
+        }
+        async fn stats(&self) -> Result<DeadLetterStats, StoreError> {
+            unreachable!()
+        }
+        async fn get(&self, _: Uuid) -> Result<Option<DeadLetter>, StoreError> {
+            unreachable!()
+        }
+        async fn mark_reprocessed(&self, _: Uuid) -> Result<bool, StoreError> {
+            unreachable!()
+        }
+        async fn delete(&self, _: Uuid) -> Result<bool, StoreError> {
+            unreachable!()
         }
     }
 
-    async fn run_to_completion(store: Arc<ScriptedStore>, sent: Vec<Event>, max_attempts: u32) -> Arc<PipelineStats> {
-        let buffer = Arc::new(Buffer::new(1000, 4));
-        buffer.push(sent).unwrap();
-        buffer.close();
-        let stats = Arc::new(PipelineStats::default());
-        BatchWorker::new(buffer, store, settings(max_attempts), stats.clone()).run().await;
-        stats
+    #[derive(Debug, Default)]
+    struct RecordingJournal {
+        acknowledged: Mutex<Vec<JournalSeq>>,
+    }
+
+    #[async_trait]
+    impl Journal for RecordingJournal {
+        async fn append(&self, _: &[Event]) -> Result<JournalSeq, JournalError> {
+            unreachable!("the writer never appends")
+        }
+        fn acknowledge(&self, seqs: &[JournalSeq]) {
+            self.acknowledged.lock().unwrap().extend_from_slice(seqs);
+        }
+        fn next_unacknowledged(&self) -> Result<Option<Vec<(JournalSeq, Event)>>, JournalError> {
+            Ok(None)
+        }
+    }
+
+    struct Harness {
+        store: Arc<FakeStore>,
+        dead_letters: Arc<FakeDeadLetters>,
+        journal: Arc<RecordingJournal>,
+        breaker: Arc<CircuitBreaker>,
+        stats: Arc<PipelineStats>,
+    }
+
+    impl Harness {
+        fn new() -> Self {
+            let settings =
+                BreakerSettings { failure_threshold: 3, success_threshold: 1, open_timeout: Duration::from_secs(10) };
+            Self {
+                store: Arc::default(),
+                dead_letters: Arc::default(),
+                journal: Arc::default(),
+                breaker: Arc::new(CircuitBreaker::new(settings, Arc::new(SystemClock))),
+                stats: Arc::default(),
+            }
+        }
+
+        /// Writes `items` through one writer until the buffer is drained.
+        async fn run(&self, items: Vec<Queued>) {
+            let buffer = Arc::new(Buffer::new(10_000, 4));
+            buffer.push(items).unwrap();
+            buffer.close();
+            let sinks = Sinks {
+                store: self.store.clone(),
+                dead_letters: self.dead_letters.clone(),
+                journal: Some(self.journal.clone()),
+                breaker: self.breaker.clone(),
+            };
+            let settings = WriterSettings {
+                linger: Duration::from_millis(10),
+                retry: RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) },
+            };
+            BatchWorker::new(buffer, sinks, settings, self.stats.clone()).run().await;
+        }
+    }
+
+    fn journaled(items: Vec<Queued>) -> Vec<Queued> {
+        items
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut queued)| {
+                queued.seq = Some(JournalSeq(i as u64));
+                queued
+            })
+            .collect()
     }
 
     #[test]
     fn delays_double_up_to_the_cap_and_jitter_stays_in_the_upper_half() {
-        let policy =
-            RetryPolicy { max_attempts: 10, base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+        let policy = RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
         assert_eq!(policy.delay(1, 1.0), Duration::from_millis(100));
         assert_eq!(policy.delay(1, 0.0), Duration::from_millis(50));
         assert_eq!(policy.delay(3, 1.0), Duration::from_millis(400));
@@ -183,44 +343,54 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn writes_every_event_in_batches_of_the_configured_size() {
-        let store = Arc::new(ScriptedStore::default());
-        let sent = events(10);
-        let stats = run_to_completion(store.clone(), sent.clone(), 3).await;
-        assert_eq!(*store.stored.lock().unwrap(), sent);
-        assert_eq!(stats.batches_written.load(Ordering::Relaxed), 3);
-        assert_eq!(stats.events_stored.load(Ordering::Relaxed), 10);
+    async fn writes_every_event_in_batches_and_acknowledges_the_journal() {
+        let harness = Harness::new();
+        let items = journaled(queued(10));
+        let sent: Vec<Event> = items.iter().map(|queued| queued.event.clone()).collect();
+        harness.run(items).await;
+        assert_eq!(*harness.store.stored.lock().unwrap(), sent);
+        assert_eq!(harness.stats.batches_written.load(Ordering::Relaxed), 3);
+        let mut acknowledged = harness.journal.acknowledged.lock().unwrap().clone();
+        acknowledged.sort();
+        assert_eq!(acknowledged, (0..10).map(JournalSeq).collect::<Vec<_>>());
     }
 
     #[tokio::test(start_paused = true)]
-    async fn transient_failures_are_retried_with_backoff() {
-        let unavailable = || StoreError::Unavailable("connection refused".into());
-        let store = ScriptedStore::failing_with(vec![unavailable(), unavailable()]);
+    async fn an_outage_is_waited_out_behind_the_circuit_and_nothing_is_dead_lettered() {
+        let harness = Harness::new();
+        harness.store.outages.lock().unwrap().extend((0..4).map(|_| StoreError::Unavailable("refused".into())));
         let start = Instant::now();
-        let stats = run_to_completion(store.clone(), events(3), 3).await;
-        assert_eq!(store.stored.lock().unwrap().len(), 3);
-        assert_eq!(stats.write_retries.load(Ordering::Relaxed), 2);
-        assert_eq!(stats.events_failed.load(Ordering::Relaxed), 0);
-        // At least half of each backoff step (100 ms, then 200 ms) was waited.
-        assert!(start.elapsed() >= Duration::from_millis(150), "{:?}", start.elapsed());
+        harness.run(journaled(queued(3))).await;
+        assert_eq!(harness.store.stored.lock().unwrap().len(), 3);
+        assert!(harness.dead_letters.entries.lock().unwrap().is_empty());
+        assert_eq!(harness.stats.write_retries.load(Ordering::Relaxed), 4);
+        let breaker = harness.breaker.snapshot();
+        assert_eq!(breaker.state, BreakerState::Closed);
+        assert_eq!(breaker.opened, 2, "three failures open it, a failed probe reopens it");
+        assert!(start.elapsed() >= Duration::from_secs(20), "two open periods were waited out: {:?}", start.elapsed());
+        assert_eq!(harness.journal.acknowledged.lock().unwrap().len(), 3);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn gives_up_after_the_last_attempt_and_counts_the_events() {
-        let failures = (0..3).map(|_| StoreError::Unavailable("timeout".into())).collect();
-        let store = ScriptedStore::failing_with(failures);
-        let stats = run_to_completion(store.clone(), events(3), 3).await;
-        assert_eq!(store.attempts.load(Ordering::Relaxed), 3);
-        assert!(store.stored.lock().unwrap().is_empty());
-        assert_eq!(stats.events_failed.load(Ordering::Relaxed), 3);
-    }
+    async fn a_poison_event_is_isolated_and_its_batch_mates_land() {
+        let harness = Harness::new();
+        let mut items = journaled(queued(4));
+        items[2].event.message = "poison \u{0}".into();
+        let poison_id = items[2].event.id;
+        let completion = Arc::new(Completion::new(4));
+        for queued in &mut items {
+            queued.completion = Some(completion.clone());
+        }
+        harness.run(items).await;
 
-    #[tokio::test(start_paused = true)]
-    async fn rejected_data_is_not_retried() {
-        let store = ScriptedStore::failing_with(vec![StoreError::Rejected("invalid byte sequence".into())]);
-        let stats = run_to_completion(store.clone(), events(2), 5).await;
-        assert_eq!(store.attempts.load(Ordering::Relaxed), 1);
-        assert_eq!(stats.write_retries.load(Ordering::Relaxed), 0);
-        assert_eq!(stats.events_failed.load(Ordering::Relaxed), 2);
+        let stored: Vec<_> = harness.store.stored.lock().unwrap().iter().map(|event| event.id).collect();
+        assert_eq!(stored.len(), 3);
+        assert!(!stored.contains(&poison_id));
+        let entries = harness.dead_letters.entries.lock().unwrap();
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].0.id, poison_id);
+        assert_eq!(entries[0].1, "invalid byte sequence");
+        assert_eq!(harness.journal.acknowledged.lock().unwrap().len(), 4, "dead-lettered events leave the journal too");
+        assert!(!completion.wait().await, "a waiting request learns one event was not stored");
     }
 }

@@ -5,6 +5,8 @@ use crate::event::Event;
 use crate::query::{EventPage, EventQuery};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
 
 /// Why a store operation failed, as far as the caller's next step is concerned.
 #[derive(Debug, thiserror::Error)]
@@ -30,9 +32,11 @@ impl StoreError {
 #[async_trait]
 pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// Stores every event of `events` or none of them: a batch never half-lands.
+    /// Idempotent on the event id and timestamp: an event already stored is skipped, not
+    /// duplicated and not an error (journal replays and client retries rely on it).
     /// MUST return [`StoreError::Unavailable`] for failures worth retrying and
     /// [`StoreError::Rejected`] only when the data itself is refused.
-    async fn write_batch(&self, events: &[Event]) -> Result<(), StoreError>;
+    async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError>;
 
     /// One page of events for a service and time range, in the query's order, with the
     /// total matching the filter. A cursor page MUST read a bounded number of rows
@@ -56,4 +60,83 @@ impl Clock for SystemClock {
     fn now(&self) -> DateTime<Utc> {
         Utc::now()
     }
+}
+
+/// An event's place in the journal. Consecutive within one append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JournalSeq(pub u64);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    /// No room left: appending would exceed the journal's size limit. Nothing was written.
+    #[error("the journal is full ({limit_bytes} bytes)")]
+    Full { limit_bytes: u64 },
+    /// The disk failed us. Nothing acknowledged before is lost.
+    #[error("journal I/O failed: {0}")]
+    Io(String),
+}
+
+/// The write-ahead journal: what it holds survives a crash until acknowledged as stored.
+#[async_trait]
+pub trait Journal: Send + Sync + std::fmt::Debug + 'static {
+    /// Appends `events` and returns once they are on stable storage, with the position of
+    /// the first (the others follow it). MUST return [`JournalError::Full`] without
+    /// writing anything when they do not fit.
+    async fn append(&self, events: &[Event]) -> Result<JournalSeq, JournalError>;
+
+    /// Records that these events are stored; the space they hold may be reclaimed.
+    fn acknowledge(&self, seqs: &[JournalSeq]);
+
+    /// Events journaled but not acknowledged when the service last stopped, oldest first,
+    /// a segment at a time; `None` once all were handed out. Called only at start-up,
+    /// before any append.
+    fn next_unacknowledged(&self) -> Result<Option<Vec<(JournalSeq, Event)>>, JournalError>;
+}
+
+/// An event the store refused for its data, kept for review and replay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeadLetter {
+    pub id: Uuid,
+    pub event: Event,
+    pub reason: String,
+    pub attempts: u32,
+    pub last_attempt_at: DateTime<Utc>,
+    pub reprocessed: bool,
+    pub reprocessed_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeadLetterFilter {
+    pub service: Option<String>,
+    pub reprocessed: Option<bool>,
+    pub limit: u32,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterStats {
+    pub total: u64,
+    pub by_service: std::collections::BTreeMap<String, u64>,
+    pub reprocessed: u64,
+    pub pending: u64,
+    pub oldest_event: Option<DateTime<Utc>>,
+}
+
+/// Where poison events go.
+#[async_trait]
+pub trait DeadLetterStore: Send + Sync + std::fmt::Debug + 'static {
+    /// Keeps `event` with the reason it could not be stored. MUST accept any event the
+    /// event store refused (e.g. text PostgreSQL cannot hold). Errors follow [`StoreError`].
+    async fn put(&self, event: &Event, reason: &str, attempts: u32) -> Result<(), StoreError>;
+    /// A page of entries, newest first, and the number matching the filter.
+    async fn list(&self, filter: &DeadLetterFilter) -> Result<(Vec<DeadLetter>, u64), StoreError>;
+    async fn stats(&self) -> Result<DeadLetterStats, StoreError>;
+    async fn get(&self, id: Uuid) -> Result<Option<DeadLetter>, StoreError>;
+    /// Marks an entry reprocessed; false when it does not exist or already was.
+    async fn mark_reprocessed(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// False when the entry does not exist.
+    async fn delete(&self, id: Uuid) -> Result<bool, StoreError>;
 }

@@ -16,6 +16,7 @@ pub struct Limits {
     pub max_metadata_bytes: usize,
     pub max_metadata_depth: usize,
     pub max_metadata_keys: usize,
+    pub max_idempotency_key_chars: usize,
 }
 
 impl Default for Limits {
@@ -26,6 +27,7 @@ impl Default for Limits {
             max_metadata_bytes: 16 * 1024,
             max_metadata_depth: 5,
             max_metadata_keys: 100,
+            max_idempotency_key_chars: 256,
         }
     }
 }
@@ -56,7 +58,7 @@ impl FieldError {
 const EARLIEST_YEAR: i32 = 1970;
 const LATEST_YEAR: i32 = 2100;
 
-const FIELDS: [&str; 4] = ["timestamp", "service", "message", "metadata"];
+const FIELDS: [&str; 5] = ["timestamp", "service", "message", "metadata", "idempotencyKey"];
 
 /// Checks one JSON value against the contract and returns the draft or every field error.
 pub fn validate_event(value: Value, limits: &Limits) -> Result<EventDraft, Vec<FieldError>> {
@@ -73,10 +75,17 @@ pub fn validate_event(value: Value, limits: &Limits) -> Result<EventDraft, Vec<F
     let service = check(&mut errors, text_field(&mut object, "service", limits.max_service_chars, "service name"));
     let message = check(&mut errors, text_field(&mut object, "message", limits.max_message_chars, "message"));
     let metadata = check(&mut errors, metadata_field(object.remove("metadata"), limits));
+    let idempotency_key = match object.get("idempotencyKey") {
+        None | Some(Value::Null) => Some(None),
+        Some(_) => check(
+            &mut errors,
+            text_field(&mut object, "idempotencyKey", limits.max_idempotency_key_chars, "idempotencyKey").map(Some),
+        ),
+    };
 
-    match (timestamp, service, message, metadata) {
-        (Some(timestamp), Some(service), Some(message), Some(metadata)) if errors.is_empty() => {
-            Ok(EventDraft { timestamp, service, message, metadata })
+    match (timestamp, service, message, metadata, idempotency_key) {
+        (Some(timestamp), Some(service), Some(message), Some(metadata), Some(idempotency_key)) if errors.is_empty() => {
+            Ok(EventDraft { timestamp, service, message, metadata, idempotency_key })
         }
         _ => Err(errors),
     }

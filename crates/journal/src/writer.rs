@@ -1,0 +1,182 @@
+//! The single writer thread: frames appends, writes them in groups, one fdatasync per
+//! group, rolls segments, and answers each caller once its record is durable.
+
+use crate::record::{self, HEADER_BYTES};
+use crate::{Segment, Shared, io_error, segment_path, sync_dir};
+use aurore_domain::{JournalError, JournalSeq};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+use std::time::Instant;
+
+pub(crate) struct Request {
+    pub(crate) events_json: Vec<u8>,
+    pub(crate) count: u32,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<JournalSeq, JournalError>>,
+}
+
+/// The segment being appended to.
+struct Open {
+    key: u64,
+    file: File,
+    bytes: u64,
+}
+
+struct Writer {
+    shared: Arc<Shared>,
+    next_seq: u64,
+    open: Option<Open>,
+}
+
+pub(crate) fn start(shared: Arc<Shared>, next_seq: u64) -> Result<mpsc::Sender<Request>, JournalError> {
+    let (sender, requests) = mpsc::channel();
+    let mut writer = Writer { shared, next_seq, open: None };
+    std::thread::Builder::new()
+        .name("aurore-journal".into())
+        .spawn(move || writer.run(&requests))
+        .map_err(|error| JournalError::Io(format!("cannot start the journal writer: {error}")))?;
+    Ok(sender)
+}
+
+impl Writer {
+    /// Serves until every sender is gone.
+    fn run(&mut self, requests: &mpsc::Receiver<Request>) {
+        while let Ok(first) = requests.recv() {
+            let group = self.gather(first, requests);
+            self.commit(group);
+        }
+    }
+
+    /// Collects what is waiting, and what arrives within the group-commit wait.
+    fn gather(&self, first: Request, requests: &mpsc::Receiver<Request>) -> Vec<Request> {
+        let settings = &self.shared.settings;
+        let deadline = Instant::now() + settings.group_commit_wait;
+        let mut bytes = first.events_json.len();
+        let mut group = vec![first];
+        while bytes < settings.group_commit_bytes {
+            let next = match requests.try_recv() {
+                Ok(request) => request,
+                Err(_) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match requests.recv_timeout(left) {
+                        Ok(request) => request,
+                        Err(_) => break,
+                    }
+                }
+            };
+            bytes += next.events_json.len();
+            group.push(next);
+        }
+        group
+    }
+
+    fn commit(&mut self, group: Vec<Request>) {
+        let mut accepted: Vec<(Request, JournalSeq)> = Vec::with_capacity(group.len());
+        let mut buffer = Vec::new();
+        let mut pending_in_open = 0u64;
+        let mut counts_per_segment: Vec<(u64, u64, u64)> = Vec::new(); // (segment key, events, bytes)
+        let mut failure = None;
+        for request in group {
+            let length = (HEADER_BYTES + 12 + request.events_json.len()) as u64;
+            let limit = self.shared.settings.max_bytes;
+            let written: u64 = counts_per_segment.iter().map(|(_, _, bytes)| bytes).sum::<u64>();
+            if self.shared.table().total_bytes + written + length > limit {
+                let _ = request.reply.send(Err(JournalError::Full { limit_bytes: limit }));
+                continue;
+            }
+            let open_bytes = self.open.as_ref().map_or(0, |open| open.bytes) + pending_in_open;
+            if self.open.is_none() || (open_bytes > 0 && open_bytes + length > self.shared.settings.segment_bytes) {
+                if let Err(error) = self.flush(&mut buffer).and_then(|()| self.roll()) {
+                    failure = Some(error);
+                    accepted.push((request, JournalSeq(self.next_seq)));
+                    break;
+                }
+                pending_in_open = 0;
+            }
+            let first = JournalSeq(self.next_seq);
+            record::frame(&mut buffer, first, request.count, &request.events_json);
+            self.next_seq += u64::from(request.count);
+            pending_in_open += length;
+            let key = self.open.as_ref().map_or(0, |open| open.key);
+            match counts_per_segment.last_mut() {
+                Some((last_key, events, bytes)) if *last_key == key => {
+                    *events += u64::from(request.count);
+                    *bytes += length;
+                }
+                _ => counts_per_segment.push((key, u64::from(request.count), length)),
+            }
+            accepted.push((request, first));
+        }
+        let outcome = match failure {
+            Some(error) => Err(error),
+            None => self.flush(&mut buffer),
+        };
+        match outcome {
+            Ok(()) => {
+                let mut table = self.shared.table();
+                for (key, events, bytes) in counts_per_segment {
+                    if let Some(segment) = table.segments.get_mut(&key) {
+                        segment.unacknowledged += events;
+                        segment.bytes += bytes;
+                    }
+                    table.total_bytes += bytes;
+                }
+                drop(table);
+                for (request, first) in accepted {
+                    let _ = request.reply.send(Ok(first));
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "journal write failed; the group is refused");
+                for (request, _) in accepted {
+                    let _ = request.reply.send(Err(error.clone()));
+                }
+                // The open segment may end in a partial record: start a fresh one next time.
+                self.open = None;
+            }
+        }
+    }
+
+    /// Writes and fdatasyncs what the group has framed for the open segment.
+    fn flush(&mut self, buffer: &mut Vec<u8>) -> Result<(), JournalError> {
+        if buffer.is_empty() {
+            return Ok(());
+        }
+        let Some(open) = self.open.as_mut() else { return Ok(()) };
+        let path = segment_path(&self.shared.settings.dir, open.key);
+        open.file.write_all(buffer).map_err(|e| io_error("cannot write", &path, e))?;
+        open.file.sync_data().map_err(|e| io_error("cannot sync", &path, e))?;
+        self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
+        open.bytes += buffer.len() as u64;
+        buffer.clear();
+        Ok(())
+    }
+
+    /// Seals the open segment (deleting it if already fully acknowledged) and starts a new
+    /// one named after the next position.
+    fn roll(&mut self) -> Result<(), JournalError> {
+        let dir = self.shared.settings.dir.clone();
+        if let Some(open) = self.open.take() {
+            let mut table = self.shared.table();
+            if let Some(segment) = table.segments.get_mut(&open.key) {
+                segment.sealed = true;
+            }
+            table.reclaim(open.key);
+        }
+        let key = self.next_seq;
+        let path = segment_path(&dir, key);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| io_error("cannot create", &path, e))?;
+        sync_dir(&dir).map_err(|e| io_error("cannot sync", &dir, e))?;
+        self.shared.table().segments.insert(key, Segment { path, bytes: 0, unacknowledged: 0, sealed: false });
+        self.open = Some(Open { key, file, bytes: 0 });
+        Ok(())
+    }
+}
