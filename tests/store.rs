@@ -33,6 +33,7 @@ fn event(service: &str, timestamp: DateTime<Utc>, message: &str) -> Event {
         service: service.to_owned(),
         message: message.to_owned(),
         metadata: Some(json!({"user_id": "12345", "nested": {"ok": true}})),
+        idempotency_key: None,
     }
     .enrich(EventId::generate(), Utc::now())
 }
@@ -48,6 +49,10 @@ fn query(service: &str, from: DateTime<Utc>, to: DateTime<Utc>, page_size: u32, 
         sort_order: order,
         cursor: None,
     }
+}
+
+fn refs(events: &[Event]) -> Vec<&Event> {
+    events.iter().collect()
 }
 
 fn ids(events: &[StoredEvent]) -> Vec<EventId> {
@@ -74,7 +79,7 @@ async fn a_copy_batch_lands_whole_and_reads_back_intact() {
     let store = store(&database).await;
     let now = Utc::now();
     let batch: Vec<Event> = (0..1000).map(|i| event("auth", now - Duration::seconds(i), &format!("m{i}"))).collect();
-    store.write_batch(&batch).await.expect("write batch");
+    store.write_batch(&refs(&batch)).await.expect("write batch");
 
     assert_eq!(database.count("SELECT count(*) AS n FROM events").await, 1000);
     let page = store.query(&query("auth", now - Duration::hours(1), now, 1000, SortOrder::Desc)).await.unwrap();
@@ -94,7 +99,7 @@ async fn a_batch_with_data_postgres_refuses_lands_not_at_all() {
     let mut batch: Vec<Event> = (0..10).map(|i| event("auth", Utc::now(), &format!("m{i}"))).collect();
     batch[7].message = "nul \u{0} byte".to_owned();
 
-    let error = store.write_batch(&batch).await.expect_err("PostgreSQL refuses NUL in text");
+    let error = store.write_batch(&refs(&batch)).await.expect_err("PostgreSQL refuses NUL in text");
     assert!(matches!(error, StoreError::Rejected(_)), "{error:?}");
     assert_eq!(database.count("SELECT count(*) AS n FROM events").await, 0);
 }
@@ -109,7 +114,7 @@ async fn queries_filter_by_service_and_inclusive_range_in_either_order() {
         batch.push(event("auth", base + Duration::minutes(minute), &format!("auth {minute}")));
         batch.push(event("billing", base + Duration::minutes(minute), &format!("billing {minute}")));
     }
-    store.write_batch(&batch).await.unwrap();
+    store.write_batch(&refs(&batch)).await.unwrap();
 
     let (from, to) = (base + Duration::minutes(2), base + Duration::minutes(5));
     let page = store.query(&query("auth", from, to, 100, SortOrder::Desc)).await.unwrap();
@@ -137,7 +142,7 @@ async fn cursor_pages_cover_every_row_exactly_once_whatever_the_sort() {
     // Many rows share a timestamp and a message, so the id tie-breaker must do its job.
     let batch: Vec<Event> =
         (0..257).map(|i| event("auth", base + Duration::seconds(i / 10), &format!("m{}", i % 7))).collect();
-    store.write_batch(&batch).await.unwrap();
+    store.write_batch(&refs(&batch)).await.unwrap();
     let expected: HashSet<EventId> = batch.iter().map(|event| event.id).collect();
 
     for sort_field in [SortField::Timestamp, SortField::Message, SortField::CreatedAt] {
@@ -156,7 +161,7 @@ async fn a_write_to_a_day_without_a_partition_still_lands() {
     let database = TestDatabase::create().await;
     let store = store(&database).await;
     let long_ago = Utc.with_ymd_and_hms(2001, 9, 9, 1, 46, 40).unwrap();
-    store.write_batch(&[event("archive", long_ago, "old")]).await.expect("write into the default partition");
+    store.write_batch(&[&event("archive", long_ago, "old")]).await.expect("write into the default partition");
 
     let in_default = "SELECT count(*) AS n FROM events_default";
     assert_eq!(database.count(in_default).await, 1);
@@ -179,4 +184,46 @@ async fn partitions_cover_the_requested_days() {
     let partitions = "SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'events'::regclass";
     // Five days plus the default partition.
     assert_eq!(database.count(partitions).await, 6);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writing_stored_events_again_skips_them_instead_of_duplicating() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let batch: Vec<Event> = (0..50).map(|i| event("replay", Utc::now(), &format!("m{i}"))).collect();
+    store.write_batch(&refs(&batch[..20])).await.expect("first part");
+    // A replay: half already stored, half new. COPY hits the key and the insert path runs.
+    store.write_batch(&refs(&batch)).await.expect("replayed batch");
+    store.write_batch(&refs(&batch)).await.expect("fully stored batch");
+    assert_eq!(database.count("SELECT count(*) AS n FROM events").await, 50);
+    assert_eq!(database.count("SELECT count(DISTINCT id) AS n FROM events").await, 50);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dead_letters_keep_what_postgres_refuses_and_can_be_managed() {
+    use aurore_domain::{DeadLetterFilter, DeadLetterStore};
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let mut poison = event("billing", Utc::now(), "nul \u{0} inside");
+    poison.service = "bill\u{0}ing".into();
+    store.put(&poison, "invalid byte sequence for encoding \"UTF8\": 0x00", 3).await.expect("put");
+    store.put(&event("auth", Utc::now(), "other"), "refused", 1).await.expect("put");
+
+    let (entries, total) =
+        store.list(&DeadLetterFilter { limit: 10, ..DeadLetterFilter::default() }).await.expect("list");
+    assert_eq!((entries.len(), total), (2, 2));
+    let kept = entries.iter().find(|entry| entry.event.id == poison.id).expect("the poison event");
+    assert_eq!(kept.event, poison, "the original event is kept exactly, NUL bytes included");
+    assert_eq!(kept.attempts, 3);
+
+    let only_auth = DeadLetterFilter { service: Some("auth".into()), limit: 10, ..DeadLetterFilter::default() };
+    assert_eq!(store.list(&only_auth).await.unwrap().1, 1);
+    assert!(store.mark_reprocessed(kept.id).await.unwrap());
+    assert!(!store.mark_reprocessed(kept.id).await.unwrap(), "only once");
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.total, stats.reprocessed, stats.pending), (2, 1, 1));
+    assert!(store.get(kept.id).await.unwrap().unwrap().reprocessed);
+    assert!(store.delete(kept.id).await.unwrap());
+    assert!(store.get(kept.id).await.unwrap().is_none());
+    assert!(!store.delete(kept.id).await.unwrap());
 }

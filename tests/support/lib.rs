@@ -105,13 +105,15 @@ mod tests {
 pub struct TestApp {
     pub address: String,
     pub database: TestDatabase,
+    /// Taken out by tests that look at the journal after the app stopped.
+    pub journal: Option<tempfile::TempDir>,
     pub client: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
 
-/// Settings for a test: port 0, a short linger, the given database.
-pub fn test_settings(database_url: &str) -> aurore::Settings {
+/// Settings for a test: port 0, a short linger, the given database and journal.
+pub fn test_settings(database_url: &str, journal: &std::path::Path) -> aurore::Settings {
     let mut settings = aurore::Settings::default();
     settings.server.port = 0;
     settings.server.workers = 2;
@@ -119,6 +121,8 @@ pub fn test_settings(database_url: &str) -> aurore::Settings {
     settings.partitions.days_behind = 2;
     settings.partitions.days_ahead = 2;
     settings.database.url = serde_json::from_value(serde_json::Value::String(database_url.to_owned())).expect("url");
+    settings.journal.dir = journal.to_owned();
+    settings.journal.segment_bytes = 1 << 20;
     settings
 }
 
@@ -140,7 +144,8 @@ impl TestApp {
         if let Ok(level) = std::env::var("TEST_LOG") {
             let _ = aurore_telemetry::init_logging(&level, aurore_telemetry::LogFormat::Human);
         }
-        let mut settings = test_settings(&database.url);
+        let journal = tempfile::tempdir().expect("journal directory");
+        let mut settings = test_settings(&database.url, journal.path());
         configure(&mut settings);
         let application = aurore::Application::build(&settings).await.expect("build the application");
         let address = format!("http://127.0.0.1:{}", application.port());
@@ -148,7 +153,14 @@ impl TestApp {
         let task = tokio::spawn(application.run_until(async {
             let _ = signal.await;
         }));
-        Self { address, database, client: reqwest::Client::new(), shutdown: Some(shutdown), task: Some(task) }
+        Self {
+            address,
+            database,
+            journal: Some(journal),
+            client: reqwest::Client::new(),
+            shutdown: Some(shutdown),
+            task: Some(task),
+        }
     }
 
     pub async fn wait_until_ready(&self) {

@@ -2,12 +2,13 @@
 //! `AURORE__SECTION__KEY` environment variables. Checked once at start-up; every error
 //! names the key. No setting is required.
 
+use aurore_domain::Durability;
 use aurore_telemetry::LogFormat;
 use config::{Config, Environment, File, FileFormat};
 use garde::Validate;
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -28,7 +29,13 @@ pub struct Settings {
     #[garde(dive)]
     pub buffer: BufferSettings,
     #[garde(dive)]
+    pub ingest: IngestConfig,
+    #[garde(dive)]
+    pub journal: JournalConfig,
+    #[garde(dive)]
     pub writer: WriterSettings,
+    #[garde(dive)]
+    pub circuit_breaker: CircuitBreakerConfig,
     #[garde(dive)]
     pub limits: LimitSettings,
     #[garde(dive)]
@@ -179,9 +186,6 @@ pub struct WriterSettings {
     /// Concurrent writer tasks, each with its own connection.
     #[garde(range(min = 1, max = 64))]
     pub writers: usize,
-    /// Attempts per batch, the first included, before its events are given up.
-    #[garde(range(min = 1, max = 1000))]
-    pub max_attempts: u32,
     #[garde(range(min = 1, max = 60_000))]
     pub backoff_base_ms: u64,
     #[garde(range(min = 1, max = 600_000))]
@@ -190,13 +194,83 @@ pub struct WriterSettings {
 
 impl Default for WriterSettings {
     fn default() -> Self {
+        Self { batch_size: 5_000, linger_ms: 50, writers: 2, backoff_base_ms: 100, backoff_max_ms: 5_000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// What `202` promises by default: `none` (in memory), `journal` (fsync'd to the
+    /// journal) or `stored` (committed in PostgreSQL). Requests may ask otherwise.
+    #[garde(skip)]
+    pub durability: Durability,
+    /// How long an idempotency key is remembered in memory (older repeats are still
+    /// stored once, by the database key).
+    #[garde(range(min = 1, max = 86_400))]
+    pub idempotency_ttl_secs: u64,
+    #[garde(range(min = 0, max = 100_000_000))]
+    pub idempotency_cache_entries: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self { durability: Durability::Journal, idempotency_ttl_secs: 600, idempotency_cache_entries: 100_000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct JournalConfig {
+    /// Directory of the journal's segment files; give each replica its own.
+    #[garde(skip)]
+    pub dir: PathBuf,
+    /// Past this size on disk, ingest answers 503 until writers catch up.
+    #[garde(range(min = 1_048_576))]
+    pub max_bytes: u64,
+    #[garde(range(min = 4096, max = self.max_bytes))]
+    pub segment_bytes: u64,
+    /// How long the journal waits for more appends to share one fsync.
+    #[garde(range(max = 100_000))]
+    pub group_commit_wait_us: u64,
+    /// A group is written as soon as it holds this many bytes.
+    #[garde(range(min = 4096, max = 1_073_741_824))]
+    pub group_commit_bytes: usize,
+}
+
+impl Default for JournalConfig {
+    fn default() -> Self {
         Self {
-            batch_size: 5_000,
-            linger_ms: 50,
-            writers: 2,
-            max_attempts: 40,
-            backoff_base_ms: 100,
-            backoff_max_ms: 5_000,
+            dir: PathBuf::from(".aurore/journal"),
+            max_bytes: 1 << 30,
+            segment_bytes: 64 << 20,
+            group_commit_wait_us: 1000,
+            group_commit_bytes: 4 << 20,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct CircuitBreakerConfig {
+    /// Consecutive failed writes that open the circuit (writers pause).
+    #[garde(range(min = 1, max = 1000))]
+    pub failure_threshold: u32,
+    /// Consecutive successes while half-open that close it.
+    #[garde(range(min = 1, max = 1000))]
+    pub success_threshold: u32,
+    /// How long writers pause before one probe.
+    #[garde(range(min = 1, max = 3600))]
+    pub open_timeout_secs: u64,
+}
+
+impl Default for CircuitBreakerConfig {
+    fn default() -> Self {
+        let defaults = aurore_domain::BreakerSettings::default();
+        Self {
+            failure_threshold: defaults.failure_threshold,
+            success_threshold: defaults.success_threshold,
+            open_timeout_secs: defaults.open_timeout.as_secs(),
         }
     }
 }
@@ -214,6 +288,8 @@ pub struct LimitSettings {
     pub max_metadata_depth: usize,
     #[garde(range(min = 0, max = 100_000))]
     pub max_metadata_keys: usize,
+    #[garde(range(min = 1, max = 10_000))]
+    pub max_idempotency_key_chars: usize,
 }
 
 impl Default for LimitSettings {
@@ -225,6 +301,7 @@ impl Default for LimitSettings {
             max_metadata_bytes: limits.max_metadata_bytes,
             max_metadata_depth: limits.max_metadata_depth,
             max_metadata_keys: limits.max_metadata_keys,
+            max_idempotency_key_chars: limits.max_idempotency_key_chars,
         }
     }
 }

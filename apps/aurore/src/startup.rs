@@ -3,10 +3,11 @@
 use crate::settings::{PartitionSettings, Settings};
 use anyhow::Context as _;
 use aurore_domain::{
-    BatchWorker, Buffer, EventStore, IngestService, Lifecycle, Limits, PipelineStats, QueryLimits, RetryPolicy,
-    SystemClock, WriterSettings,
+    BatchWorker, BreakerSettings, Buffer, CircuitBreaker, Clock, IngestService, IngestSettings, Journal, Lifecycle,
+    Limits, PipelineStats, QueryLimits, RetryPolicy, Sinks, SystemClock, WriterSettings, replay_journal,
 };
 use aurore_http::{AppState, RequestLimits, ServerOptions};
+use aurore_journal::{FileJournal, JournalSettings};
 use aurore_store_postgres::{PostgresSettings, PostgresStore};
 use chrono::{Duration as Days, Utc};
 use std::future::Future;
@@ -15,8 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::task::{JoinHandle, JoinSet};
 
-/// The running service: the HTTP server plus the storage side (migrations, writers,
-/// partition upkeep), which keeps retrying in the background while PostgreSQL is away.
+/// The running service: the HTTP server, the journal replay, and the storage side
+/// (migrations, writers, partition upkeep), which keeps retrying while PostgreSQL is away.
 pub struct Application {
     port: u16,
     server: aurore_http::Server,
@@ -24,7 +25,7 @@ pub struct Application {
     buffer: Arc<Buffer>,
     /// Finishes once the buffer is closed and every writer has drained it.
     writers: JoinHandle<()>,
-    partition_upkeep: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
     drain_deadline: Duration,
 }
 
@@ -44,20 +45,59 @@ pub fn postgres_settings(settings: &Settings) -> PostgresSettings {
     }
 }
 
+fn journal_settings(settings: &Settings) -> JournalSettings {
+    JournalSettings {
+        dir: settings.journal.dir.clone(),
+        max_bytes: settings.journal.max_bytes,
+        segment_bytes: settings.journal.segment_bytes,
+        group_commit_wait: Duration::from_micros(settings.journal.group_commit_wait_us),
+        group_commit_bytes: settings.journal.group_commit_bytes,
+    }
+}
+
+fn ingest_settings(settings: &Settings) -> IngestSettings {
+    let limits = &settings.limits;
+    IngestSettings {
+        limits: Limits {
+            max_service_chars: limits.max_service_chars,
+            max_message_chars: limits.max_message_chars,
+            max_metadata_bytes: limits.max_metadata_bytes,
+            max_metadata_depth: limits.max_metadata_depth,
+            max_metadata_keys: limits.max_metadata_keys,
+            max_idempotency_key_chars: limits.max_idempotency_key_chars,
+        },
+        recent_keys_ttl: Duration::from_secs(settings.ingest.idempotency_ttl_secs),
+        recent_keys_capacity: settings.ingest.idempotency_cache_entries,
+    }
+}
+
 impl Application {
-    /// Binds the port and starts everything. Returns while PostgreSQL may still be
-    /// unreachable: readiness stays 503 and events wait in the buffer until it answers.
+    /// Opens the journal, binds the port and starts everything. Returns while PostgreSQL
+    /// may still be unreachable: readiness stays 503 and events wait in the journal.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
         let store = Arc::new(PostgresStore::connect(&postgres_settings(settings))?);
+        let (journal, recovered) = FileJournal::open(journal_settings(settings))
+            .with_context(|| format!("cannot open the journal in {}", settings.journal.dir.display()))?;
+        tracing::info!(
+            dir = %settings.journal.dir.display(),
+            segments = recovered.segments,
+            events = recovered.events,
+            damaged_segments = recovered.damaged_segments,
+            truncated_bytes = recovered.truncated_bytes,
+            "journal opened"
+        );
+        let journal: Arc<dyn Journal> = Arc::new(journal);
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let lifecycle = Arc::new(Lifecycle::default());
         let buffer = Arc::new(Buffer::new(settings.buffer.capacity, settings.writer.batch_size));
-        let limits = Limits {
-            max_service_chars: settings.limits.max_service_chars,
-            max_message_chars: settings.limits.max_message_chars,
-            max_metadata_bytes: settings.limits.max_metadata_bytes,
-            max_metadata_depth: settings.limits.max_metadata_depth,
-            max_metadata_keys: settings.limits.max_metadata_keys,
-        };
+        let breaker = Arc::new(CircuitBreaker::new(
+            BreakerSettings {
+                failure_threshold: settings.circuit_breaker.failure_threshold,
+                success_threshold: settings.circuit_breaker.success_threshold,
+                open_timeout: Duration::from_secs(settings.circuit_breaker.open_timeout_secs),
+            },
+            clock.clone(),
+        ));
         let query_limits = QueryLimits {
             max_service_chars: settings.limits.max_service_chars,
             max_range_days: settings.query.max_range_days,
@@ -70,9 +110,12 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{}", settings.server.host, settings.server.port))?;
         let port = listener.local_addr()?.port();
         let state = AppState {
-            ingest: IngestService::new(buffer.clone(), Arc::new(SystemClock), limits),
+            ingest: IngestService::new(buffer.clone(), Some(journal.clone()), clock, ingest_settings(settings)),
             store: store.clone(),
+            dead_letters: store.clone(),
+            breaker: breaker.clone(),
             lifecycle: lifecycle.clone(),
+            durability: settings.ingest.durability,
             request_limits: RequestLimits {
                 max_body_bytes: settings.server.max_body_bytes,
                 max_events_per_request: settings.server.max_events_per_request,
@@ -90,24 +133,33 @@ impl Application {
         let writer_settings = WriterSettings {
             linger: settings.linger(),
             retry: RetryPolicy {
-                max_attempts: settings.writer.max_attempts,
                 base_delay: Duration::from_millis(settings.writer.backoff_base_ms),
                 max_delay: Duration::from_millis(settings.writer.backoff_max_ms),
             },
         };
+        let sinks =
+            Sinks { store: store.clone(), dead_letters: store.clone(), journal: Some(journal.clone()), breaker };
         let schema_ready = Arc::new(tokio::sync::Notify::new());
         let writers = tokio::spawn(run_storage(
             store.clone(),
             buffer.clone(),
             lifecycle.clone(),
-            writer_settings,
-            settings.writer.writers,
+            Writers { sinks, settings: writer_settings, count: settings.writer.writers },
             settings.partitions.clone(),
             schema_ready.clone(),
         ));
+        let replay = tokio::spawn(replay(journal, buffer.clone(), lifecycle.clone()));
         let partition_upkeep = tokio::spawn(keep_partitions(store, settings.partitions.clone(), schema_ready));
         tracing::info!("aurore listening on http://{}:{port}", settings.server.host);
-        Ok(Self { port, server, lifecycle, buffer, writers, partition_upkeep, drain_deadline })
+        Ok(Self {
+            port,
+            server,
+            lifecycle,
+            buffer,
+            writers,
+            background: vec![replay, partition_upkeep],
+            drain_deadline,
+        })
     }
 
     pub fn port(&self) -> u16 {
@@ -115,7 +167,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops taking requests, drains the buffer to
-    /// PostgreSQL within the deadline and returns.
+    /// PostgreSQL within the deadline and returns. Journaled events still buffered at the
+    /// deadline stay in the journal for the next start; an error reports any others.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let handle = self.server.handle();
         let mut server = tokio::spawn(self.server);
@@ -126,32 +179,45 @@ impl Application {
         self.lifecycle.begin_shutdown();
         handle.stop(true).await;
         self.buffer.close();
-        let waiting = self.buffer.len();
-        tracing::info!(events = waiting, deadline = ?self.drain_deadline, "draining the buffer");
+        tracing::info!(events = self.buffer.len(), deadline = ?self.drain_deadline, "draining the buffer");
         let drained = tokio::time::timeout(self.drain_deadline, self.writers).await;
-        self.partition_upkeep.abort();
-        match drained {
-            Ok(_) => {
-                tracing::info!("buffer drained; bye");
-                Ok(())
-            }
-            Err(_) => {
-                let lost = self.buffer.len();
-                tracing::error!(events = lost, "drain deadline passed with events still buffered");
-                anyhow::bail!("{lost} events were still buffered when the drain deadline passed")
-            }
+        for task in self.background {
+            task.abort();
         }
+        if drained.is_ok() {
+            tracing::info!("buffer drained; bye");
+            return Ok(());
+        }
+        let left = self.buffer.take_all();
+        let unjournaled = left.iter().filter(|queued| queued.seq.is_none()).count();
+        tracing::warn!(
+            journaled = left.len() - unjournaled,
+            "drain deadline passed; journaled events will be replayed at the next start"
+        );
+        if unjournaled > 0 {
+            tracing::error!(events = unjournaled, "events accepted with durability=none were lost");
+            anyhow::bail!(
+                "{unjournaled} events accepted without the journal were still buffered at the drain deadline"
+            );
+        }
+        Ok(())
     }
 }
 
-/// Migrates (retrying while PostgreSQL is unreachable), then runs the writers until the
-/// buffer is closed and drained.
+/// The writer tasks to start once the schema is ready.
+struct Writers {
+    sinks: Sinks,
+    settings: WriterSettings,
+    count: usize,
+}
+
+/// Migrates (retrying while PostgreSQL is unreachable), creates partitions, then runs the
+/// writers until the buffer is closed and drained.
 async fn run_storage(
     store: Arc<PostgresStore>,
     buffer: Arc<Buffer>,
     lifecycle: Arc<Lifecycle>,
-    settings: WriterSettings,
-    writers: usize,
+    writers: Writers,
     partitions: PartitionSettings,
     schema_ready: Arc<tokio::sync::Notify>,
 ) {
@@ -164,7 +230,7 @@ async fn run_storage(
             }
             Err(error) => {
                 failures += 1;
-                let delay = settings.retry.delay(failures, fastrand::f64());
+                let delay = writers.settings.retry.delay(failures, fastrand::f64());
                 tracing::warn!(%error, retry_in = ?delay, "cannot migrate the database yet");
                 tokio::time::sleep(delay).await;
             }
@@ -174,13 +240,24 @@ async fn run_storage(
     ensure_partitions(&store, &partitions).await;
     lifecycle.mark_schema_ready();
     schema_ready.notify_one();
-    let store: Arc<dyn EventStore> = store;
     let stats = Arc::new(PipelineStats::default());
     let mut tasks = JoinSet::new();
-    for _ in 0..writers {
-        tasks.spawn(BatchWorker::new(buffer.clone(), store.clone(), settings.clone(), stats.clone()).run());
+    for _ in 0..writers.count {
+        tasks.spawn(
+            BatchWorker::new(buffer.clone(), writers.sinks.clone(), writers.settings.clone(), stats.clone()).run(),
+        );
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// Puts what the journal held at start-up back into the pipeline, then opens ingest.
+async fn replay(journal: Arc<dyn Journal>, buffer: Arc<Buffer>, lifecycle: Arc<Lifecycle>) {
+    match replay_journal(journal.as_ref(), &buffer).await {
+        Ok(0) => {}
+        Ok(events) => tracing::info!(events, "journal replayed"),
+        Err(error) => tracing::error!(%error, "journal replay stopped; the rest is replayed at the next start"),
+    }
+    lifecycle.mark_replayed();
 }
 
 /// Keeps a partition for every day of the retention window and a few days ahead, checking

@@ -174,6 +174,11 @@ impl Buffer {
         Ok(())
     }
 
+    /// Empties the buffer, for a shutdown that can wait no longer.
+    pub fn take_all(&self) -> Vec<Queued> {
+        self.lock().events.drain(..).collect()
+    }
+
     /// Refuses further pushes; writers drain what is left without lingering.
     pub fn close(&self) {
         self.lock().closed = true;

@@ -2,6 +2,7 @@
 //! stored once enriched ([`Event`]).
 
 use chrono::{DateTime, SubsecRound, Utc};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::fmt;
 use uuid::Uuid;
@@ -11,7 +12,8 @@ const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6175_726f_7265_4000_8000_6
 
 /// The public identity of an event (`eventId`): a UUIDv7, so ids sort by ingest time and
 /// index well, with 74 random bits where the original service had 48.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct EventId(Uuid);
 
 impl EventId {
@@ -71,8 +73,9 @@ impl EventDraft {
     }
 }
 
-/// An accepted event, as it travels through the buffer to the store.
-#[derive(Debug, Clone, PartialEq)]
+/// An accepted event, as it travels through the buffer to the store. Its serde form is
+/// the one the journal and the dead-letter store keep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub id: EventId,
     pub timestamp: DateTime<Utc>,

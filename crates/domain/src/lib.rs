@@ -26,8 +26,8 @@ pub use ingest::{Durability, IngestError, IngestReceipt, IngestService, IngestSe
 pub use lifecycle::Lifecycle;
 pub use pipeline::{BatchWorker, PipelineStats, RetryPolicy, Sinks, WriterSettings};
 pub use ports::{
-    Clock, DeadLetter, DeadLetterFilter, DeadLetterStats, DeadLetterStore, EventStore, Journal, JournalError,
-    JournalSeq, StoreError, SystemClock,
+    Clock, ConnectionStats, DeadLetter, DeadLetterFilter, DeadLetterStats, DeadLetterStore, EventStore, Journal,
+    JournalError, JournalSeq, StoreError, SystemClock,
 };
 pub use query::{Cursor, CursorKey, EventPage, EventQuery, QueryLimits, SortField, SortOrder, StoredEvent};
 pub use validation::{FieldError, Limits};

@@ -45,6 +45,19 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Answers `Ok` when the store can serve reads and writes right now.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The state of the store's connections, for health reports.
+    fn connections(&self) -> ConnectionStats {
+        ConnectionStats::default()
+    }
+}
+
+/// Connections a store holds, as `/health/database` reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct ConnectionStats {
+    pub active: usize,
+    pub idle: usize,
+    pub waiting: usize,
 }
 
 /// The source of "now", so time-dependent rules are testable without sleeping.

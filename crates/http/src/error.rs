@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use aurore_domain::{BufferError, FieldError, IngestError, Rejection, StoreError};
+use aurore_domain::{BufferError, FieldError, IngestError, JournalError, Rejection, StoreError};
 use serde_json::json;
 use std::time::Duration;
 
@@ -24,6 +24,16 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("buffer full")]
     BufferFull { retry_after: Duration },
+    #[error("journal full")]
+    JournalFull,
+    #[error("journal unavailable")]
+    JournalFailed(#[source] JournalError),
+    #[error("an event was dead-lettered while the request waited for it to be stored")]
+    NotStored,
+    #[error("dead letter {0} not found")]
+    DeadLetterNotFound(String),
+    #[error("dead letter {0} was already reprocessed")]
+    AlreadyReprocessed(String),
     #[error("shutting down")]
     ShuttingDown,
     #[error("not ready: {0}")]
@@ -45,6 +55,9 @@ impl ApiError {
             IngestError::Invalid(rejections) => Self::InvalidBatch(rejections),
             IngestError::Buffer(BufferError::Full { .. }) => Self::BufferFull { retry_after },
             IngestError::Buffer(BufferError::Closed) => Self::ShuttingDown,
+            IngestError::Journal(JournalError::Full { .. }) => Self::JournalFull,
+            IngestError::Journal(error) => Self::JournalFailed(error),
+            IngestError::NotStored => Self::NotStored,
         }
     }
 }
@@ -72,8 +85,15 @@ impl ResponseError for ApiError {
             // Backpressure: the buffer is full, the client should slow down and retry.
             Self::BufferFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             // The service cannot take work right now but will again: retry elsewhere or later.
-            Self::ShuttingDown | Self::NotReady(_) | Self::StoreUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::NotFound { .. } => StatusCode::NOT_FOUND,
+            Self::ShuttingDown
+            | Self::NotReady(_)
+            | Self::StoreUnavailable(_)
+            | Self::JournalFull
+            | Self::JournalFailed(_) => StatusCode::SERVICE_UNAVAILABLE,
+            // Valid by the contract but refused by the store for its data; kept as a dead letter.
+            Self::NotStored => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound { .. } | Self::DeadLetterNotFound(_) => StatusCode::NOT_FOUND,
+            Self::AlreadyReprocessed(_) => StatusCode::CONFLICT,
         }
     }
 
@@ -133,6 +153,29 @@ impl ResponseError for ApiError {
                     Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
                 )
             }
+            Self::JournalFull => (
+                json!({"status": "service_unavailable", "statusCode": 503, "message": "System under pressure. Please retry later.", "errorCode": "JOURNAL_FULL"}),
+                Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
+            ),
+            Self::JournalFailed(cause) => {
+                tracing::error!(error = %cause, "the journal refused an append");
+                (
+                    json!({"status": "service_unavailable", "statusCode": 503, "message": "System under pressure. Please retry later.", "errorCode": "SERVICE_UNAVAILABLE"}),
+                    Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
+                )
+            }
+            Self::NotStored => (
+                json!({"status": "error", "statusCode": 422, "message": "The store refused an event's data; it was kept in the dead-letter queue (GET /dlq).", "errorCode": "DEAD_LETTERED"}),
+                None,
+            ),
+            Self::DeadLetterNotFound(id) => (
+                json!({"statusCode": 404, "error": "Not Found", "message": format!("dead letter {id} not found")}),
+                None,
+            ),
+            Self::AlreadyReprocessed(id) => (
+                json!({"statusCode": 409, "error": "Conflict", "message": format!("dead letter {id} was already reprocessed")}),
+                None,
+            ),
             Self::NotFound { method, path } => {
                 (json!({"statusCode": 404, "error": "Not Found", "message": format!("Cannot {method} {path}")}), None)
             }

@@ -4,7 +4,7 @@ use crate::AppState;
 use crate::error::{ApiError, rejections_json};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use aurore_domain::{FieldError, IngestError, IngestReceipt};
+use aurore_domain::{Durability, FieldError, IngestError, IngestReceipt};
 use chrono::SecondsFormat;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -21,11 +21,27 @@ pub(crate) async fn post_events(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    if !state.lifecycle.replayed() {
+        return Err(ApiError::NotReady("replaying the journal"));
+    }
+    let durability = durability(&request, state.durability)?;
     let bytes = read_body(&request, payload, state.request_limits.max_body_bytes).await?;
     let retry_after = state.retry_after;
     match parse(&request, &bytes)? {
-        Body::Single(value) => {
-            let receipt = state.ingest.ingest(vec![Ok(value)]).map_err(|error| match error {
+        Body::Single(mut value) => {
+            if let Some(key) = request.headers().get(IDEMPOTENCY_KEY)
+                && let Value::Object(event) = &mut value
+            {
+                let key = key.to_str().map_err(|_| {
+                    ApiError::Invalid(vec![FieldError::new(
+                        "Idempotency-Key",
+                        "isString",
+                        "Idempotency-Key must be visible ASCII",
+                    )])
+                })?;
+                event.entry("idempotencyKey").or_insert_with(|| Value::String(key.to_owned()));
+            }
+            let receipt = state.ingest.ingest(vec![Ok(value)], durability).await.map_err(|error| match error {
                 // A lone event's errors are reported by field, without an index.
                 IngestError::Invalid(mut rejections) => {
                     ApiError::Invalid(rejections.pop().map(|rejection| rejection.errors).unwrap_or_default())
@@ -45,19 +61,50 @@ pub(crate) async fn post_events(
             if elements.len() > limit {
                 return Err(ApiError::TooManyEvents { limit });
             }
-            let receipt = state.ingest.ingest(elements).map_err(|error| ApiError::from_ingest(error, retry_after))?;
+            let receipt = state
+                .ingest
+                .ingest(elements, durability)
+                .await
+                .map_err(|error| ApiError::from_ingest(error, retry_after))?;
             let event_ids: Vec<String> = receipt.accepted.iter().map(ToString::to_string).collect();
             Ok(HttpResponse::Accepted().json(json!({
                 "statusCode": 202,
                 "message": "Events accepted",
                 "status": "accepted",
                 "accepted": receipt.accepted.len(),
+                "duplicates": receipt.duplicates,
                 "rejected": receipt.rejected.len(),
                 "event_ids": event_ids,
                 "errors": rejections_json(&receipt.rejected),
                 "queued_at": queued_at(&receipt),
             })))
         }
+    }
+}
+
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// A request may ask for another durability than the server's default, with the query
+/// parameter `durability=` or the header `Prefer: durability=` (`none`, `journal`, `stored`).
+fn durability(request: &HttpRequest, default: Durability) -> Result<Durability, ApiError> {
+    let from_query = serde_urlencoded::from_str::<Vec<(String, String)>>(request.query_string())
+        .ok()
+        .and_then(|pairs| pairs.into_iter().find(|(name, _)| name == "durability").map(|(_, value)| value));
+    let from_header = request
+        .headers()
+        .get_all(header::HeaderName::from_static("prefer"))
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .find_map(|preference| preference.trim().strip_prefix("durability=").map(str::to_owned));
+    match from_query.or(from_header) {
+        None => Ok(default),
+        Some(text) => serde_json::from_value(Value::String(text.trim().to_ascii_lowercase())).map_err(|_| {
+            ApiError::Invalid(vec![FieldError::new(
+                "durability",
+                "isIn",
+                "durability must be one of: none, journal, stored",
+            )])
+        }),
     }
 }
 

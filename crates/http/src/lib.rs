@@ -2,13 +2,14 @@
 //! outcomes into the contract's responses. Status codes are decided in [`error`] only.
 //! This crate holds no business rule and no SQL.
 
+mod dlq;
 mod error;
 mod health;
 mod ingest;
 mod query;
 
 use actix_web::{App, HttpRequest, HttpServer, web};
-use aurore_domain::{EventStore, IngestService, Lifecycle, QueryLimits};
+use aurore_domain::{CircuitBreaker, DeadLetterStore, Durability, EventStore, IngestService, Lifecycle, QueryLimits};
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,7 +30,11 @@ pub struct RequestLimits {
 pub struct AppState {
     pub ingest: IngestService,
     pub store: Arc<dyn EventStore>,
+    pub dead_letters: Arc<dyn DeadLetterStore>,
+    pub breaker: Arc<CircuitBreaker>,
     pub lifecycle: Arc<Lifecycle>,
+    /// What `202` means unless a request asks otherwise.
+    pub durability: Durability,
     pub request_limits: RequestLimits,
     pub query_limits: QueryLimits,
     /// What a full buffer tells clients to wait before retrying.
@@ -54,7 +59,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/health/ready", web::get().to(health::ready))
         .route("/ready", web::get().to(health::ready))
         .route("/health/live", web::get().to(health::live))
-        .route("/live", web::get().to(health::live));
+        .route("/live", web::get().to(health::live))
+        .route("/health/database", web::get().to(health::database))
+        .route("/dlq", web::get().to(dlq::list))
+        .route("/dlq/statistics", web::get().to(dlq::statistics))
+        .service(web::resource("/dlq/{id}").route(web::get().to(dlq::get)).route(web::delete().to(dlq::delete)))
+        .route("/dlq/{id}/reprocess", web::patch().to(dlq::reprocess));
 }
 
 async fn not_found(request: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {

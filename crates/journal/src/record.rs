@@ -8,52 +8,17 @@
 //! A record is whole or it is not there: a short read or a checksum mismatch ends the
 //! readable part of a segment.
 
-use aurore_domain::{Event, EventId, JournalSeq};
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-use uuid::Uuid;
+use aurore_domain::{Event, JournalSeq};
 
 pub(crate) const HEADER_BYTES: usize = 8;
 const PAYLOAD_PREFIX_BYTES: usize = 12;
 /// No honest record is larger; a bigger length is corruption.
 pub(crate) const MAX_PAYLOAD_BYTES: usize = 256 * 1024 * 1024;
 
-#[derive(Serialize)]
-struct EventRef<'a> {
-    id: &'a Uuid,
-    timestamp: &'a DateTime<Utc>,
-    service: &'a str,
-    message: &'a str,
-    metadata: &'a Option<Value>,
-    ingested_at: &'a DateTime<Utc>,
-}
-
-#[derive(Deserialize)]
-struct OwnedEvent {
-    id: Uuid,
-    timestamp: DateTime<Utc>,
-    service: String,
-    message: String,
-    metadata: Option<Value>,
-    ingested_at: DateTime<Utc>,
-}
-
 /// The events of one append, encoded by the caller so the writer thread only frames them.
 pub(crate) fn encode_events(events: &[Event]) -> Vec<u8> {
-    let refs: Vec<EventRef<'_>> = events
-        .iter()
-        .map(|event| EventRef {
-            id: event.id.as_uuid(),
-            timestamp: &event.timestamp,
-            service: &event.service,
-            message: &event.message,
-            metadata: &event.metadata,
-            ingested_at: &event.ingested_at,
-        })
-        .collect();
     // Serialising plain strings, numbers and JSON values cannot fail.
-    serde_json::to_vec(&refs).unwrap_or_default()
+    serde_json::to_vec(events).unwrap_or_default()
 }
 
 /// Appends a framed record to `out`; returns its length on disk.
@@ -114,21 +79,10 @@ pub(crate) fn scan(bytes: &[u8]) -> Scan<'_> {
 }
 
 pub(crate) fn decode_events(record: &Record<'_>) -> Result<Vec<(JournalSeq, Event)>, serde_json::Error> {
-    let events: Vec<OwnedEvent> = serde_json::from_slice(record.events_json)?;
+    let events: Vec<Event> = serde_json::from_slice(record.events_json)?;
     Ok(events
         .into_iter()
         .enumerate()
-        .map(|(offset, event)| {
-            let seq = JournalSeq(record.first.0 + offset as u64);
-            let event = Event {
-                id: EventId::from_uuid(event.id),
-                timestamp: event.timestamp,
-                service: event.service,
-                message: event.message,
-                metadata: event.metadata,
-                ingested_at: event.ingested_at,
-            };
-            (seq, event)
-        })
+        .map(|(offset, event)| (JournalSeq(record.first.0 + offset as u64), event))
         .collect())
 }

@@ -5,15 +5,17 @@
 //! partition upkeep, health) goes through diesel-async. Driver errors become
 //! [`StoreError`]s here and nowhere else. This crate knows SQL; no other crate does.
 
+mod dead_letters;
 mod error;
 mod page;
 mod schema;
 
 use async_trait::async_trait;
-use aurore_domain::{Event, EventPage, EventQuery, EventStore, StoreError};
+use aurore_domain::{ConnectionStats, Event, EventPage, EventQuery, EventStore, StoreError};
 use chrono::NaiveDate;
 use diesel::sql_types::{BigInt, Date};
 use diesel::{ExpressionMethods, QueryDsl};
+use diesel_async::AsyncConnection;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
@@ -23,6 +25,7 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio_postgres::NoTls;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
 pub use error::SetupError;
@@ -55,6 +58,30 @@ impl std::fmt::Debug for PostgresStore {
             .field("queries", &self.queries.status())
             .field("writes", &self.writes.status())
             .finish()
+    }
+}
+
+#[derive(diesel::Insertable)]
+#[diesel(table_name = schema::events)]
+struct NewEvent<'a> {
+    id: &'a uuid::Uuid,
+    timestamp: &'a chrono::DateTime<chrono::Utc>,
+    service: &'a str,
+    message: &'a str,
+    metadata: Option<&'a serde_json::Value>,
+    ingested_at: &'a chrono::DateTime<chrono::Utc>,
+}
+
+impl<'a> From<&'a Event> for NewEvent<'a> {
+    fn from(event: &'a Event) -> Self {
+        Self {
+            id: event.id.as_uuid(),
+            timestamp: &event.timestamp,
+            service: &event.service,
+            message: &event.message,
+            metadata: event.metadata.as_ref(),
+            ingested_at: &event.ingested_at,
+        }
     }
 }
 
@@ -143,37 +170,69 @@ impl PostgresStore {
         Ok(created.created.unsigned_abs())
     }
 
-    async fn query_connection(
+    /// `INSERT … ON CONFLICT DO NOTHING` in one transaction, in chunks that stay under
+    /// PostgreSQL's 65,535 bind parameters per statement.
+    async fn insert_skipping_stored(&self, events: &[&Event]) -> Result<(), StoreError> {
+        const ROWS_PER_STATEMENT: usize = 5_000;
+        let rows: Vec<NewEvent<'_>> = events.iter().map(|event| NewEvent::from(*event)).collect();
+        let mut connection = self.query_connection().await?;
+        connection
+            .transaction(async |connection| {
+                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                    diesel::insert_into(schema::events::table)
+                        .values(chunk)
+                        .on_conflict_do_nothing()
+                        .execute(connection)
+                        .await?;
+                }
+                Ok::<_, diesel::result::Error>(())
+            })
+            .await
+            .map_err(error::from_diesel)
+    }
+
+    pub(crate) async fn query_connection(
         &self,
     ) -> Result<deadpool::managed::Object<AsyncDieselConnectionManager<AsyncPgConnection>>, StoreError> {
         self.queries.get().await.map_err(|error| StoreError::Unavailable(error.to_string()))
     }
 }
 
+/// The fast path: one binary COPY, which commits whole or not at all.
+async fn copy(client: &tokio_postgres::Client, events: &[&Event]) -> Result<(), tokio_postgres::Error> {
+    let sink = client.copy_in(COPY_EVENTS).await?;
+    let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
+    let mut writer = std::pin::pin!(writer);
+    for event in events {
+        writer
+            .as_mut()
+            .write(&[
+                event.id.as_uuid(),
+                &event.timestamp,
+                &event.service,
+                &event.message,
+                &event.metadata,
+                &event.ingested_at,
+            ])
+            .await?;
+    }
+    writer.finish().await?;
+    Ok(())
+}
+
 #[async_trait]
 impl EventStore for PostgresStore {
-    async fn write_batch(&self, events: &[Event]) -> Result<(), StoreError> {
+    async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError> {
         let client = self.writes.get().await.map_err(|error| StoreError::Unavailable(error.to_string()))?;
-        // COPY is a single statement: it commits whole or not at all.
-        let sink = client.copy_in(COPY_EVENTS).await.map_err(error::from_postgres)?;
-        let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
-        let mut writer = std::pin::pin!(writer);
-        for event in events {
-            writer
-                .as_mut()
-                .write(&[
-                    event.id.as_uuid(),
-                    &event.timestamp,
-                    &event.service,
-                    &event.message,
-                    &event.metadata,
-                    &event.ingested_at,
-                ])
-                .await
-                .map_err(error::from_postgres)?;
+        match copy(&client, events).await {
+            Err(copy_error) if copy_error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                // Some events are already stored (a journal replay or a client retry):
+                // the slower path skips them.
+                tracing::debug!(events = events.len(), "batch holds stored events; inserting the rest");
+                self.insert_skipping_stored(events).await
+            }
+            result => result.map_err(error::from_postgres),
         }
-        writer.finish().await.map_err(error::from_postgres)?;
-        Ok(())
     }
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
@@ -187,6 +246,16 @@ impl EventStore for PostgresStore {
             .map_err(error::from_diesel)?;
         let (events, has_more) = page::fetch(&mut connection, query).await?;
         Ok(EventPage { events, total: total.unsigned_abs(), has_more })
+    }
+
+    fn connections(&self) -> ConnectionStats {
+        let queries = self.queries.status();
+        let writes = self.writes.status();
+        ConnectionStats {
+            active: (queries.size - queries.available) + (writes.size - writes.available),
+            idle: queries.available + writes.available,
+            waiting: queries.waiting + writes.waiting,
+        }
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -1,0 +1,134 @@
+//! The dead-letter queue: inspect, count, replay and delete events the store refused.
+
+use crate::AppState;
+use crate::error::ApiError;
+use actix_web::{HttpRequest, HttpResponse, web};
+use aurore_domain::{DeadLetter, DeadLetterFilter, FieldError};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const DEFAULT_LIMIT: u32 = 100;
+const MAX_LIMIT: u32 = 1000;
+
+fn iso(instant: &DateTime<Utc>) -> String {
+    instant.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The list view of an entry, with the contract's field names.
+fn summary(entry: &DeadLetter) -> Value {
+    json!({
+        "id": entry.id,
+        "eventId": entry.event.id.to_string(),
+        "service": entry.event.service,
+        "failureReason": entry.reason,
+        "retryCount": entry.attempts,
+        "lastAttemptAt": iso(&entry.last_attempt_at),
+        "reprocessed": entry.reprocessed,
+        "reprocessedAt": entry.reprocessed_at.as_ref().map(iso),
+        "createdAt": iso(&entry.created_at),
+        "updatedAt": iso(&entry.updated_at),
+    })
+}
+
+fn filter(request: &HttpRequest) -> Result<DeadLetterFilter, ApiError> {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(request.query_string()).map_err(|error| {
+        ApiError::Invalid(vec![FieldError::new("query", "isQueryString", format!("malformed query string: {error}"))])
+    })?;
+    let mut filter = DeadLetterFilter { limit: DEFAULT_LIMIT, ..DeadLetterFilter::default() };
+    let mut errors = Vec::new();
+    for (name, value) in pairs {
+        match name.as_str() {
+            "service" => filter.service = Some(value),
+            "reprocessed" => match value.as_str() {
+                "true" => filter.reprocessed = Some(true),
+                "false" => filter.reprocessed = Some(false),
+                _ => errors.push(FieldError::new("reprocessed", "isBoolean", "reprocessed must be true or false")),
+            },
+            "limit" => match value.parse::<u32>() {
+                Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => filter.limit = limit,
+                _ => errors.push(FieldError::new(
+                    "limit",
+                    "max",
+                    format!("limit must be an integer from 1 to {MAX_LIMIT}"),
+                )),
+            },
+            "offset" => match value.parse::<u64>() {
+                Ok(offset) => filter.offset = offset,
+                Err(_) => errors.push(FieldError::new("offset", "min", "offset must be an integer of at least 0")),
+            },
+            other => {
+                errors.push(FieldError::new(other, "whitelistValidation", format!("property {other} should not exist")))
+            }
+        }
+    }
+    if errors.is_empty() { Ok(filter) } else { Err(ApiError::Invalid(errors)) }
+}
+
+pub(crate) async fn list(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let filter = filter(&request)?;
+    let (entries, total) = state.dead_letters.list(&filter).await.map_err(ApiError::StoreUnavailable)?;
+    let events: Vec<Value> = entries.iter().map(summary).collect();
+    Ok(HttpResponse::Ok()
+        .json(json!({"events": events, "total": total, "limit": filter.limit, "offset": filter.offset})))
+}
+
+pub(crate) async fn statistics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let stats = state.dead_letters.stats().await.map_err(ApiError::StoreUnavailable)?;
+    Ok(HttpResponse::Ok().json(stats))
+}
+
+/// An unknown or malformed id is simply not found.
+fn entry_id(path: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(path).map_err(|_| ApiError::DeadLetterNotFound(path.to_owned()))
+}
+
+async fn find(state: &AppState, path: &str) -> Result<DeadLetter, ApiError> {
+    let id = entry_id(path)?;
+    state
+        .dead_letters
+        .get(id)
+        .await
+        .map_err(ApiError::StoreUnavailable)?
+        .ok_or_else(|| ApiError::DeadLetterNotFound(path.to_owned()))
+}
+
+pub(crate) async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let entry = find(&state, &path).await?;
+    let mut body = summary(&entry);
+    body["originalTimestamp"] = json!(iso(&entry.event.timestamp));
+    body["originalEvent"] = json!({
+        "eventId": entry.event.id.to_string(),
+        "timestamp": iso(&entry.event.timestamp),
+        "service": entry.event.service,
+        "message": entry.event.message,
+        "metadata": entry.event.metadata,
+        "ingestedAt": iso(&entry.event.ingested_at),
+    });
+    Ok(HttpResponse::Ok().json(body))
+}
+
+/// Sends the event through the pipeline again under its own id (so a replay that already
+/// landed is not duplicated) and marks the entry reprocessed.
+pub(crate) async fn reprocess(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let entry = find(&state, &path).await?;
+    if entry.reprocessed {
+        return Err(ApiError::AlreadyReprocessed(path.into_inner()));
+    }
+    if !state.dead_letters.mark_reprocessed(entry.id).await.map_err(ApiError::StoreUnavailable)? {
+        return Err(ApiError::AlreadyReprocessed(path.into_inner()));
+    }
+    let event_id = entry.event.id.to_string();
+    state.ingest.requeue(entry.event).await.map_err(|error| ApiError::from_ingest(error, state.retry_after))?;
+    Ok(HttpResponse::Ok()
+        .json(json!({"id": entry.id, "eventId": event_id, "status": "reprocessed", "message": "Event re-enqueued"})))
+}
+
+pub(crate) async fn delete(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let id = entry_id(&path)?;
+    if state.dead_letters.delete(id).await.map_err(ApiError::StoreUnavailable)? {
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::DeadLetterNotFound(path.into_inner()))
+    }
+}
