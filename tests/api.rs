@@ -344,11 +344,16 @@ async fn without_a_database_the_service_stays_up_but_not_ready() {
 }
 
 /// Starts the real binary and returns it with the port it reported.
-fn start_binary(database_url: &str, extra_env: &[(&str, &str)]) -> (std::process::Child, u16) {
+fn start_binary(
+    database_url: &str,
+    journal: &std::path::Path,
+    extra_env: &[(&str, &str)],
+) -> (std::process::Child, u16) {
     let mut command = Command::new(aurore_binary());
     command
         .env_clear()
         .env("AURORE__DATABASE__URL", database_url)
+        .env("AURORE__JOURNAL__DIR", journal)
         .env("AURORE__SERVER__PORT", "0")
         .env("AURORE__PARTITIONS__DAYS_BEHIND", "1")
         .env("AURORE__PARTITIONS__DAYS_AHEAD", "1")
@@ -378,9 +383,11 @@ async fn sigterm_flushes_the_buffer_to_postgres_and_exits_zero() {
     use nix::unistd::Pid;
 
     let database = TestDatabase::create().await;
+    let journal = tempfile::tempdir().unwrap();
     // A linger of a minute and huge batches: nothing is written unless shutdown flushes it.
     let (mut child, port) = start_binary(
         &database.url,
+        journal.path(),
         &[("AURORE__WRITER__LINGER_MS", "60000"), ("AURORE__WRITER__BATCH_SIZE", "1000000")],
     );
     let client = reqwest::Client::new();
@@ -402,6 +409,8 @@ async fn sigterm_flushes_the_buffer_to_postgres_and_exits_zero() {
     let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}");
     assert_eq!(database.count(stored).await, 300);
+    let left: Vec<_> = std::fs::read_dir(journal.path()).unwrap().collect();
+    assert!(left.is_empty(), "a clean stop leaves nothing to replay: {left:?}");
 }
 
 #[test]

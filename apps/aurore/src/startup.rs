@@ -23,6 +23,7 @@ pub struct Application {
     server: aurore_http::Server,
     lifecycle: Arc<Lifecycle>,
     buffer: Arc<Buffer>,
+    journal: Arc<FileJournal>,
     /// Finishes once the buffer is closed and every writer has drained it.
     writers: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
@@ -86,7 +87,8 @@ impl Application {
             truncated_bytes = recovered.truncated_bytes,
             "journal opened"
         );
-        let journal: Arc<dyn Journal> = Arc::new(journal);
+        let file_journal = Arc::new(journal);
+        let journal: Arc<dyn Journal> = file_journal.clone();
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let lifecycle = Arc::new(Lifecycle::default());
         let buffer = Arc::new(Buffer::new(settings.buffer.capacity, settings.writer.batch_size));
@@ -156,6 +158,7 @@ impl Application {
             server,
             lifecycle,
             buffer,
+            journal: file_journal,
             writers,
             background: vec![replay, partition_upkeep],
             drain_deadline,
@@ -184,6 +187,7 @@ impl Application {
         for task in self.background {
             task.abort();
         }
+        self.journal.close().await;
         if drained.is_ok() {
             tracing::info!("buffer drained; bye");
             return Ok(());

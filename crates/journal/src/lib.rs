@@ -174,6 +174,15 @@ impl FileJournal {
         self.shared.table().segments.len()
     }
 
+    /// Stops taking appends and deletes every segment whose events are all acknowledged,
+    /// so a clean stop leaves only what still needs replaying.
+    pub async fn close(&self) {
+        let (reply, closed) = tokio::sync::oneshot::channel();
+        if self.requests.send(writer::Request::Close(reply)).is_ok() {
+            let _ = closed.await;
+        }
+    }
+
     /// fsyncs done since start: appends per fsync shows how well group commit works.
     pub fn fsyncs(&self) -> u64 {
         self.shared.fsyncs.load(Ordering::Relaxed)
@@ -188,8 +197,8 @@ impl Journal for FileJournal {
         let events_json = record::encode_events(events);
         let (reply, outcome) = tokio::sync::oneshot::channel();
         self.requests
-            .send(writer::Request { events_json, count, reply })
-            .map_err(|_| JournalError::Io("the journal writer has stopped".into()))?;
+            .send(writer::Request::Append(writer::Append { events_json, count, reply }))
+            .map_err(|_| JournalError::Io("the journal is closed".into()))?;
         outcome.await.map_err(|_| JournalError::Io("the journal writer has stopped".into()))?
     }
 

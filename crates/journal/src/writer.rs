@@ -10,7 +10,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, mpsc};
 use std::time::Instant;
 
-pub(crate) struct Request {
+pub(crate) enum Request {
+    Append(Append),
+    /// Seal the open segment, delete what is fully acknowledged, and stop.
+    Close(tokio::sync::oneshot::Sender<()>),
+}
+
+pub(crate) struct Append {
     pub(crate) events_json: Vec<u8>,
     pub(crate) count: u32,
     pub(crate) reply: tokio::sync::oneshot::Sender<Result<JournalSeq, JournalError>>,
@@ -40,16 +46,28 @@ pub(crate) fn start(shared: Arc<Shared>, next_seq: u64) -> Result<mpsc::Sender<R
 }
 
 impl Writer {
-    /// Serves until every sender is gone.
+    /// Serves until closed or until every sender is gone.
     fn run(&mut self, requests: &mpsc::Receiver<Request>) {
-        while let Ok(first) = requests.recv() {
-            let group = self.gather(first, requests);
+        while let Ok(request) = requests.recv() {
+            let Request::Append(first) = request else { return self.close(request) };
+            let (group, close) = self.gather(first, requests);
             self.commit(group);
+            if let Some(close) = close {
+                return self.close(close);
+            }
         }
     }
 
-    /// Collects what is waiting, and what arrives within the group-commit wait.
-    fn gather(&self, first: Request, requests: &mpsc::Receiver<Request>) -> Vec<Request> {
+    fn close(&mut self, request: Request) {
+        self.seal();
+        if let Request::Close(reply) = request {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Collects what is waiting, and what arrives within the group-commit wait. A close
+    /// request ends the group and is returned to be served after it.
+    fn gather(&self, first: Append, requests: &mpsc::Receiver<Request>) -> (Vec<Append>, Option<Request>) {
         let settings = &self.shared.settings;
         let deadline = Instant::now() + settings.group_commit_wait;
         let mut bytes = first.events_json.len();
@@ -68,14 +86,19 @@ impl Writer {
                     }
                 }
             };
-            bytes += next.events_json.len();
-            group.push(next);
+            match next {
+                Request::Append(append) => {
+                    bytes += append.events_json.len();
+                    group.push(append);
+                }
+                close @ Request::Close(_) => return (group, Some(close)),
+            }
         }
-        group
+        (group, None)
     }
 
-    fn commit(&mut self, group: Vec<Request>) {
-        let mut accepted: Vec<(Request, JournalSeq)> = Vec::with_capacity(group.len());
+    fn commit(&mut self, group: Vec<Append>) {
+        let mut accepted: Vec<(Append, JournalSeq)> = Vec::with_capacity(group.len());
         let mut buffer = Vec::new();
         let mut pending_in_open = 0u64;
         let mut counts_per_segment: Vec<(u64, u64, u64)> = Vec::new(); // (segment key, events, bytes)
@@ -156,10 +179,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Seals the open segment (deleting it if already fully acknowledged) and starts a new
-    /// one named after the next position.
-    fn roll(&mut self) -> Result<(), JournalError> {
-        let dir = self.shared.settings.dir.clone();
+    /// Seals the open segment, deleting it if already fully acknowledged.
+    fn seal(&mut self) {
         if let Some(open) = self.open.take() {
             let mut table = self.shared.table();
             if let Some(segment) = table.segments.get_mut(&open.key) {
@@ -167,6 +188,12 @@ impl Writer {
             }
             table.reclaim(open.key);
         }
+    }
+
+    /// Seals the open segment and starts a new one named after the next position.
+    fn roll(&mut self) -> Result<(), JournalError> {
+        let dir = self.shared.settings.dir.clone();
+        self.seal();
         let key = self.next_seq;
         let path = segment_path(&dir, key);
         let file = OpenOptions::new()

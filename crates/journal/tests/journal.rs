@@ -122,6 +122,18 @@ async fn concurrent_appends_share_fsyncs() {
 }
 
 #[tokio::test]
+async fn closing_deletes_what_is_fully_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = open(dir.path());
+    let first = journal.append(&events(3, "done")).await.unwrap();
+    journal.acknowledge(&(0..3).map(|i| JournalSeq(first.0 + i)).collect::<Vec<_>>());
+    assert_eq!(segment_files(dir.path()).len(), 1, "the open segment stays while appends may come");
+    journal.close().await;
+    assert!(segment_files(dir.path()).is_empty());
+    assert!(journal.append(&events(1, "late")).await.is_err(), "a closed journal takes no appends");
+}
+
+#[tokio::test]
 async fn a_torn_tail_is_cut_at_the_last_good_record() {
     let dir = tempfile::tempdir().unwrap();
     {
