@@ -4,13 +4,12 @@
 // A failed unwrap is a failed test, which is what these helpers are for.
 #![allow(clippy::unwrap_used)]
 
-use aurore_tests::{TestApp, TestDatabase, aurore_binary};
+use aurore_tests::{Service, TestApp, TestDatabase, aurore_binary};
 use chrono::{Duration as Days, SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 fn iso(instant: chrono::DateTime<Utc>) -> String {
@@ -343,70 +342,26 @@ async fn without_a_database_the_service_stays_up_but_not_ready() {
     assert!(segments > 0, "the buffered event is still in the journal");
 }
 
-/// Starts the real binary and returns it with the port it reported.
-fn start_binary(
-    database_url: &str,
-    journal: &std::path::Path,
-    extra_env: &[(&str, &str)],
-) -> (std::process::Child, u16) {
-    let mut command = Command::new(aurore_binary());
-    command
-        .env_clear()
-        .env("AURORE__DATABASE__URL", database_url)
-        .env("AURORE__JOURNAL__DIR", journal)
-        .env("AURORE__SERVER__PORT", "0")
-        .env("AURORE__PARTITIONS__DAYS_BEHIND", "1")
-        .env("AURORE__PARTITIONS__DAYS_AHEAD", "1")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    for (key, value) in extra_env {
-        command.env(key, value);
-    }
-    let mut child = command.spawn().expect("start aurore");
-    let stderr = child.stderr.take().expect("stderr");
-    let (port_tx, port_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            if let Some(port) = line.split("listening on http://127.0.0.1:").nth(1) {
-                let _ = port_tx.send(port.trim().parse::<u16>().expect("port"));
-            }
-        }
-    });
-    let port = port_rx.recv_timeout(Duration::from_secs(30)).expect("aurore reported its port");
-    (child, port)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_flushes_the_buffer_to_postgres_and_exits_zero() {
-    use nix::sys::signal::{Signal, kill};
-    use nix::unistd::Pid;
-
     let database = TestDatabase::create().await;
     let journal = tempfile::tempdir().unwrap();
     // A linger of a minute and huge batches: nothing is written unless shutdown flushes it.
-    let (mut child, port) = start_binary(
+    let service = Service::start(
         &database.url,
         journal.path(),
         &[("AURORE__WRITER__LINGER_MS", "60000"), ("AURORE__WRITER__BATCH_SIZE", "1000000")],
     );
-    let client = reqwest::Client::new();
-    let address = format!("http://127.0.0.1:{port}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while !client.get(format!("{address}/health/ready")).send().await.is_ok_and(|r| r.status().is_success()) {
-        assert!(tokio::time::Instant::now() < deadline, "aurore never became ready");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    service.wait_until_ready().await;
     for batch in 0..3 {
         let events: Vec<Value> = (0..100).map(|i| event("sigterm", &format!("{batch}-{i}"))).collect();
-        let response = client.post(format!("{address}/events")).json(&events).send().await.unwrap();
+        let response = service.client.post(format!("{}/events", service.address)).json(&events).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::ACCEPTED);
     }
     let stored = "SELECT count(*) AS n FROM events WHERE service = 'sigterm'";
     assert_eq!(database.count(stored).await, 0, "still buffered before the signal");
 
-    kill(Pid::from_raw(i32::try_from(child.id()).unwrap()), Signal::SIGTERM).unwrap();
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let status = service.terminate().await;
     assert!(status.success(), "{status:?}");
     assert_eq!(database.count(stored).await, 300);
     let left: Vec<_> = std::fs::read_dir(journal.path()).unwrap().collect();

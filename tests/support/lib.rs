@@ -208,3 +208,75 @@ pub fn aurore_binary() -> std::path::PathBuf {
     );
     binary
 }
+
+/// The real `aurore` binary as a child process, on a port it picks.
+#[derive(Debug)]
+pub struct Service {
+    child: std::process::Child,
+    pub address: String,
+    pub client: reqwest::Client,
+}
+
+impl Service {
+    /// Starts the binary against `database_url` with its journal in `journal`, and waits
+    /// until it reports the port it listens on.
+    pub fn start(database_url: &str, journal: &std::path::Path, extra_env: &[(&str, &str)]) -> Self {
+        use std::io::{BufRead, BufReader};
+        let mut command = std::process::Command::new(aurore_binary());
+        command
+            .env_clear()
+            .env("AURORE__DATABASE__URL", database_url)
+            .env("AURORE__JOURNAL__DIR", journal)
+            .env("AURORE__SERVER__PORT", "0")
+            .env("AURORE__PARTITIONS__DAYS_BEHIND", "1")
+            .env("AURORE__PARTITIONS__DAYS_AHEAD", "1")
+            .env("RUST_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (key, value) in extra_env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().expect("start aurore");
+        let stderr = child.stderr.take().expect("stderr");
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        // Keeps reading so the child never blocks on a full pipe; echoes with TEST_LOG.
+        std::thread::spawn(move || {
+            let echo = std::env::var_os("TEST_LOG").is_some();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[aurore] {line}");
+                }
+                if let Some(port) = line.split("listening on http://127.0.0.1:").nth(1) {
+                    let _ = port_tx.send(port.trim().parse::<u16>().expect("port"));
+                }
+            }
+        });
+        let port = port_rx.recv_timeout(Duration::from_secs(30)).expect("aurore reported its port");
+        Self { child, address: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new() }
+    }
+
+    pub async fn wait_until_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let ready = format!("{}/health/ready", self.address);
+        while !self.client.get(&ready).send().await.is_ok_and(|response| response.status().is_success()) {
+            assert!(tokio::time::Instant::now() < deadline, "aurore never became ready");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// SIGTERM, then the exit status.
+    pub async fn terminate(self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGTERM).await
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub async fn kill(self) -> std::process::ExitStatus {
+        self.signal(nix::sys::signal::Signal::SIGKILL).await
+    }
+
+    async fn signal(mut self, signal: nix::sys::signal::Signal) -> std::process::ExitStatus {
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"));
+        nix::sys::signal::kill(pid, signal).expect("signal aurore");
+        tokio::task::spawn_blocking(move || self.child.wait()).await.expect("wait task").expect("wait for aurore")
+    }
+}

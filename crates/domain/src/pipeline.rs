@@ -101,7 +101,9 @@ impl BatchWorker {
     async fn store(&self, batch: Vec<Queued>) {
         let events: Vec<&Event> = batch.iter().map(|queued| &queued.event).collect();
         let mut stored = vec![true; batch.len()];
-        let mut pending: Vec<Range<usize>> = vec![0..batch.len()];
+        // Slices still to write; a refused slice is split in two until one event remains.
+        let mut pending: Vec<Range<usize>> = Vec::with_capacity(2);
+        pending.push(0..batch.len());
         while let Some(range) = pending.pop() {
             match self.write(&events[range.clone()]).await {
                 Ok(()) => {
@@ -386,7 +388,7 @@ pub(crate) mod tests {
         let stored: Vec<_> = harness.store.stored.lock().unwrap().iter().map(|event| event.id).collect();
         assert_eq!(stored.len(), 3);
         assert!(!stored.contains(&poison_id));
-        let entries = harness.dead_letters.entries.lock().unwrap();
+        let entries = harness.dead_letters.entries.lock().unwrap().clone();
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].0.id, poison_id);
         assert_eq!(entries[0].1, "invalid byte sequence");

@@ -1,0 +1,385 @@
+//! What `202` promises: events survive kill -9, database outages and poison batch-mates,
+//! exactly once. Real binary, real files, real PostgreSQL (through a proxy that can cut it).
+
+// A failed unwrap is a failed test, which is what these helpers are for.
+#![allow(clippy::unwrap_used)]
+
+use aurore_tests::{Service, TestApp, TestDatabase};
+use chrono::{SecondsFormat, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
+
+fn event(service: &str, message: &str) -> Value {
+    json!({"timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true), "service": service, "message": message})
+}
+
+/// Posts arrays of `size` events in a loop until `stop`, returning the acknowledged ids.
+/// Requests cut off by a kill simply do not count.
+async fn load(
+    client: reqwest::Client,
+    address: String,
+    service: &'static str,
+    size: usize,
+    stop: Arc<AtomicBool>,
+) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    let mut round = 0;
+    while !stop.load(Ordering::Relaxed) {
+        round += 1;
+        let events: Vec<Value> = (0..size).map(|i| event(service, &format!("{round}-{i}"))).collect();
+        let Ok(response) = client.post(format!("{address}/events")).json(&events).send().await else { break };
+        if response.status() == StatusCode::ACCEPTED {
+            let Ok(body) = response.json::<Value>().await else { break };
+            acknowledged.extend(body["event_ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_owned()));
+        } else {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    acknowledged
+}
+
+async fn run_load_for(client: &reqwest::Client, address: &str, service: &'static str, length: Duration) -> Vec<String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> =
+        (0..4).map(|_| tokio::spawn(load(client.clone(), address.to_owned(), service, 20, stop.clone()))).collect();
+    tokio::time::sleep(length).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = Vec::new();
+    for client in clients {
+        acknowledged.extend(client.await.unwrap());
+    }
+    acknowledged
+}
+
+/// Waits until every acknowledged id of `service` is stored, then checks none is stored
+/// twice. Returns the rows stored (acknowledged ones, plus any whose response was cut off).
+async fn assert_all_stored_once(database: &TestDatabase, service: &str, acknowledged: &HashSet<String>) -> i64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let missing = acknowledged.difference(&stored_ids(database, service).await).count();
+        if missing == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{missing} of {} acknowledged events lost", acknowledged.len());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let rows = database.count(&format!("SELECT count(*) AS n FROM events WHERE service = '{service}'")).await;
+    let distinct =
+        database.count(&format!("SELECT count(DISTINCT id) AS n FROM events WHERE service = '{service}'")).await;
+    assert_eq!(rows, distinct, "no event is stored twice");
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_under_load_loses_and_duplicates_nothing() {
+    let cycles: usize = std::env::var("AURORE_KILL_CYCLES").ok().and_then(|n| n.parse().ok()).unwrap_or(5);
+    let database = TestDatabase::create().await;
+    let journal = tempfile::tempdir().unwrap();
+    let mut acknowledged = HashSet::new();
+    for _ in 0..cycles {
+        let service = Service::start(&database.url, journal.path(), &[]);
+        service.wait_until_ready().await;
+        acknowledged
+            .extend(run_load_for(&service.client, &service.address, "killed", Duration::from_millis(400)).await);
+        // Keep the load on while the kill lands: requests in flight are cut off mid-way.
+        let stop = Arc::new(AtomicBool::new(false));
+        let in_flight = tokio::spawn(load(service.client.clone(), service.address.clone(), "killed", 20, stop.clone()));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        service.kill().await;
+        stop.store(true, Ordering::Relaxed);
+        acknowledged.extend(in_flight.await.unwrap());
+    }
+    let service = Service::start(&database.url, journal.path(), &[]);
+    service.wait_until_ready().await;
+    assert!(acknowledged.len() > 1000, "the load got through: {}", acknowledged.len());
+    let stored = assert_all_stored_once(&database, "killed", &acknowledged).await;
+    println!(
+        "kill -9 cycles: {cycles}, acknowledged: {}, stored: {stored}, lost: 0, duplicated: 0",
+        acknowledged.len()
+    );
+    assert!(service.terminate().await.success());
+}
+
+async fn stored_ids(database: &TestDatabase, service: &str) -> HashSet<String> {
+    #[derive(diesel::QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = diesel::sql_types::Uuid)]
+        id: uuid::Uuid,
+    }
+    let mut connection = database.connection().await;
+    let ids: Vec<Id> = diesel_async::RunQueryDsl::load(
+        diesel::sql_query(format!("SELECT id FROM events WHERE service = '{service}'")),
+        &mut connection,
+    )
+    .await
+    .unwrap();
+    ids.into_iter().map(|row| row.id.to_string()).collect()
+}
+
+/// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones,
+/// then let traffic through again: a database outage on demand.
+struct Proxy {
+    port: u16,
+    open: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = tokio::spawn({
+            let (open, connections) = (open.clone(), connections.clone());
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !open.load(Ordering::SeqCst) {
+                        continue; // dropped at once: connection refused, in effect
+                    }
+                    let upstream = upstream.clone();
+                    connections.lock().await.push(tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    }));
+                }
+            }
+        });
+        Self { port, open, connections, accept }
+    }
+
+    async fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for connection in self.connections.lock().await.drain(..) {
+            connection.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// `url` with its host and port replaced by the proxy's.
+fn through(url: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (credentials, rest) = rest.split_once('@').unwrap();
+    let (authority, path) = rest.split_once('/').unwrap();
+    (format!("{scheme}://{credentials}@127.0.0.1:{port}/{path}"), authority.to_owned())
+}
+
+async fn circuit(app: &TestApp) -> Value {
+    let health: Value =
+        app.client.get(format!("{}/health/database", app.address)).send().await.unwrap().json().await.unwrap();
+    health["circuitBreaker"].clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_under_load_loses_nothing_and_the_circuit_opens_and_closes() {
+    let database = TestDatabase::create().await;
+    let (_, upstream) = through(&database.url, 0);
+    let proxy = Proxy::start(upstream).await;
+    let (proxied_url, _) = through(&database.url, proxy.port);
+    let app = TestApp::start(database, |settings| {
+        settings.database.url = serde_json::from_value(json!(proxied_url)).unwrap();
+        settings.database.connect_timeout_ms = 500;
+        settings.circuit_breaker.failure_threshold = 3;
+        settings.circuit_breaker.open_timeout_secs = 1;
+        settings.writer.backoff_max_ms = 200;
+    })
+    .await;
+    app.wait_until_ready().await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(load(app.client.clone(), app.address.clone(), "outage", 20, stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.cut().await;
+    let mut states_seen = HashSet::new();
+    for _ in 0..30 {
+        states_seen.insert(circuit(&app).await["state"].as_str().unwrap().to_owned());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    proxy.restore();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut acknowledged = HashSet::new();
+    for client in clients {
+        acknowledged.extend(client.await.unwrap());
+    }
+
+    assert!(states_seen.contains("OPEN"), "the circuit opened during the outage: {states_seen:?}");
+    assert!(acknowledged.len() > 500, "ingest kept accepting into the journal: {}", acknowledged.len());
+    let stored = assert_all_stored_once(&app.database, "outage", &acknowledged).await;
+    assert_eq!(stored, i64::try_from(acknowledged.len()).unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while circuit(&app).await["state"] != "CLOSED" {
+        assert!(tokio::time::Instant::now() < deadline, "the circuit closed again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let breaker = circuit(&app).await;
+    assert!(breaker["opened"].as_u64().unwrap() >= 1, "{breaker}");
+    let dead: Value =
+        app.client.get(format!("{}/dlq/statistics", app.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(dead["total"], 0, "an outage never sends events to dead letters");
+    drop(proxy);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_poison_event_goes_to_the_dlq_while_its_batch_mates_land() {
+    let app = TestApp::spawn().await;
+    let mut batch: Vec<Value> = (0..50).map(|i| event("poison", &format!("fine {i}"))).collect();
+    batch[17] = event("poison", "bad \u{0} byte");
+    let response = app.post_json(&Value::Array(batch)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let receipt: Value = response.json().await.unwrap();
+    let poison_id = receipt["event_ids"][17].as_str().unwrap().to_owned();
+    let stored = "SELECT count(*) AS n FROM events WHERE service = 'poison'";
+    assert_eq!(app.database.wait_for_count(stored, 49, Duration::from_secs(10)).await, 49);
+
+    let dlq = |path: String| app.client.get(format!("{}{path}", app.address)).send();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let listed: Value = loop {
+        let listed: Value = dlq("/dlq?service=poison".into()).await.unwrap().json().await.unwrap();
+        if listed["total"] == 1 || tokio::time::Instant::now() > deadline {
+            break listed;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(listed["total"], 1, "{listed}");
+    let entry = &listed["events"][0];
+    assert_eq!(entry["eventId"], poison_id.as_str());
+    assert!(entry["failureReason"].as_str().unwrap().contains("0x00"), "{entry}");
+    assert!(entry["retryCount"].as_u64().unwrap() >= 1);
+    let id = entry["id"].as_str().unwrap().to_owned();
+
+    let one: Value = dlq(format!("/dlq/{id}")).await.unwrap().json().await.unwrap();
+    assert_eq!(one["originalEvent"]["message"], "bad \u{0} byte", "the original event is kept exactly");
+    let stats: Value = dlq("/dlq/statistics".into()).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        (stats["total"].clone(), stats["pending"].clone(), stats["byService"]["poison"].clone()),
+        (json!(1), json!(1), json!(1))
+    );
+
+    let reprocess = |id: String| app.client.patch(format!("{}/dlq/{id}/reprocess", app.address)).send();
+    assert_eq!(reprocess(id.clone()).await.unwrap().status(), StatusCode::OK);
+    assert_eq!(reprocess(id.clone()).await.unwrap().status(), StatusCode::CONFLICT);
+    // Still poison: it goes through the pipeline again and lands in the queue again.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stats: Value = dlq("/dlq/statistics".into()).await.unwrap().json().await.unwrap();
+        if stats["total"] == 2 {
+            assert_eq!(stats["reprocessed"], 1);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{stats}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delete = |id: String| app.client.delete(format!("{}/dlq/{id}", app.address)).send();
+    assert_eq!(delete(id.clone()).await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert_eq!(delete(id.clone()).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(dlq(format!("/dlq/{id}")).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(dlq("/dlq/not-a-uuid".into()).await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert_eq!(dlq("/dlq?limit=0".into()).await.unwrap().status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_idempotency_key_is_stored_once_however_often_it_is_sent() {
+    let app = TestApp::spawn().await;
+    let timestamp = "2026-11-23T10:00:00.000Z";
+    let body = json!({"timestamp": timestamp, "service": "keys", "message": "charge card"});
+    let mut ids = HashSet::new();
+    for _ in 0..3 {
+        let response = app
+            .client
+            .post(format!("{}/events", app.address))
+            .header("Idempotency-Key", "order-42")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+        ids.insert(response.json::<Value>().await.unwrap()["event_id"].as_str().unwrap().to_owned());
+    }
+    let keyed = json!([{"timestamp": timestamp, "service": "keys", "message": "charge card", "idempotencyKey": "order-42"},
+                       {"timestamp": timestamp, "service": "keys", "message": "ship", "idempotencyKey": "order-43"}]);
+    let receipt: Value = app.post_json(&keyed).await.json().await.unwrap();
+    ids.insert(receipt["event_ids"][0].as_str().unwrap().to_owned());
+    assert_eq!(ids.len(), 1, "the same key and timestamp always get the same id");
+    assert_eq!(receipt["duplicates"], 1);
+    let stored = "SELECT count(*) AS n FROM events WHERE service = 'keys'";
+    assert_eq!(app.database.wait_for_count(stored, 2, Duration::from_secs(5)).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn durability_stored_answers_after_the_commit() {
+    // A long linger: a journaled event is still waiting when its 202 arrives.
+    let app = TestApp::spawn_with(|settings| settings.writer.linger_ms = 1000).await;
+    let journaled = "SELECT count(*) AS n FROM events WHERE service = 'journaled'";
+    let committed = "SELECT count(*) AS n FROM events WHERE service = 'committed'";
+    assert_eq!(app.post_json(&event("journaled", "m")).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(app.database.count(journaled).await, 0, "durability=journal answers before the write");
+
+    let response = app
+        .client
+        .post(format!("{}/events", app.address))
+        .header("Prefer", "durability=stored")
+        .json(&event("committed", "m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(app.database.count(committed).await, 1, "durability=stored answers after the commit");
+
+    let response = app
+        .client
+        .post(format!("{}/events?durability=eventually", app.address))
+        .json(&event("x", "m"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_full_journal_answers_503_with_retry_after() {
+    let database = TestDatabase::create().await;
+    let app = TestApp::start(database, |settings| {
+        // No database: nothing drains, so the journal fills.
+        settings.database.url = serde_json::from_value(json!("postgres://postgres@127.0.0.1:1/none")).unwrap();
+        settings.journal.max_bytes = 1 << 20;
+        settings.journal.segment_bytes = 1 << 18;
+        settings.shutdown.drain_deadline_secs = 1;
+    })
+    .await;
+    let big = "x".repeat(1500);
+    let mut statuses = Vec::new();
+    for round in 0..20 {
+        let batch: Vec<Value> = (0..100).map(|i| event("full", &format!("{round} {i} {big}"))).collect();
+        let response = app.post_json(&Value::Array(batch)).await;
+        let status = response.status();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert!(response.headers().contains_key("retry-after"));
+            assert_eq!(response.json::<Value>().await.unwrap()["errorCode"], "JOURNAL_FULL");
+        }
+        statuses.push(status);
+    }
+    assert_eq!(statuses[0], StatusCode::ACCEPTED);
+    assert!(statuses.contains(&StatusCode::SERVICE_UNAVAILABLE), "{statuses:?}");
+}
