@@ -244,7 +244,7 @@ impl Default for JournalConfig {
             dir: PathBuf::from(".aurore/journal"),
             max_bytes: 1 << 30,
             segment_bytes: 64 << 20,
-            group_commit_wait_us: 1000,
+            group_commit_wait_us: 0,
             group_commit_bytes: 4 << 20,
         }
     }
@@ -290,6 +290,19 @@ pub struct LimitSettings {
     pub max_metadata_keys: usize,
     #[garde(range(min = 1, max = 10_000))]
     pub max_idempotency_key_chars: usize,
+}
+
+impl LimitSettings {
+    pub fn to_limits(&self) -> aurore_domain::Limits {
+        aurore_domain::Limits {
+            max_service_chars: self.max_service_chars,
+            max_message_chars: self.max_message_chars,
+            max_metadata_bytes: self.max_metadata_bytes,
+            max_metadata_depth: self.max_metadata_depth,
+            max_metadata_keys: self.max_metadata_keys,
+            max_idempotency_key_chars: self.max_idempotency_key_chars,
+        }
+    }
 }
 
 impl Default for LimitSettings {

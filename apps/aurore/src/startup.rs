@@ -4,7 +4,7 @@ use crate::settings::{PartitionSettings, Settings};
 use anyhow::Context as _;
 use aurore_domain::{
     BatchWorker, BreakerSettings, Buffer, CircuitBreaker, Clock, IngestService, IngestSettings, Journal, Lifecycle,
-    Limits, PipelineStats, QueryLimits, RetryPolicy, Sinks, SystemClock, WriterSettings, replay_journal,
+    PipelineStats, QueryLimits, RetryPolicy, Sinks, SystemClock, WriterSettings, replay_journal,
 };
 use aurore_http::{AppState, RequestLimits, ServerOptions};
 use aurore_journal::{FileJournal, JournalSettings};
@@ -57,16 +57,8 @@ fn journal_settings(settings: &Settings) -> JournalSettings {
 }
 
 fn ingest_settings(settings: &Settings) -> IngestSettings {
-    let limits = &settings.limits;
     IngestSettings {
-        limits: Limits {
-            max_service_chars: limits.max_service_chars,
-            max_message_chars: limits.max_message_chars,
-            max_metadata_bytes: limits.max_metadata_bytes,
-            max_metadata_depth: limits.max_metadata_depth,
-            max_metadata_keys: limits.max_metadata_keys,
-            max_idempotency_key_chars: limits.max_idempotency_key_chars,
-        },
+        limits: settings.limits.to_limits(),
         recent_keys_ttl: Duration::from_secs(settings.ingest.idempotency_ttl_secs),
         recent_keys_capacity: settings.ingest.idempotency_cache_entries,
     }

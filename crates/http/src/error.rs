@@ -74,6 +74,14 @@ fn whole_seconds(duration: Duration) -> u64 {
 
 const SERVICE_UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
 
+/// The contract's 503 body, with what ran short.
+fn under_pressure(code: &str) -> (serde_json::Value, Option<u64>) {
+    (
+        json!({"status": "service_unavailable", "statusCode": 503, "message": "System under pressure. Please retry later.", "errorCode": code}),
+        Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
+    )
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -148,21 +156,12 @@ impl ResponseError for ApiError {
             ),
             Self::StoreUnavailable(cause) => {
                 tracing::error!(error = %cause, "storage unavailable while serving a request");
-                (
-                    json!({"status": "service_unavailable", "statusCode": 503, "message": "System under pressure. Please retry later.", "errorCode": "SERVICE_UNAVAILABLE"}),
-                    Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
-                )
+                under_pressure("SERVICE_UNAVAILABLE")
             }
-            Self::JournalFull => (
-                json!({"status": "service_unavailable", "statusCode": 503, "message": "System under pressure. Please retry later.", "errorCode": "JOURNAL_FULL"}),
-                Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
-            ),
+            Self::JournalFull => under_pressure("JOURNAL_FULL"),
             Self::JournalFailed(cause) => {
                 tracing::error!(error = %cause, "the journal refused an append");
-                (
-                    json!({"status": "service_unavailable", "statusCode": 503, "message": "System under pressure. Please retry later.", "errorCode": "SERVICE_UNAVAILABLE"}),
-                    Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
-                )
+                under_pressure("SERVICE_UNAVAILABLE")
             }
             Self::NotStored => (
                 json!({"status": "error", "statusCode": 422, "message": "The store refused an event's data; it was kept in the dead-letter queue (GET /dlq).", "errorCode": "DEAD_LETTERED"}),
