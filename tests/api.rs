@@ -273,7 +273,9 @@ async fn query_parameters_are_checked_by_name() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_full_buffer_answers_429_with_retry_after_and_takes_nothing() {
+    // In memory only: with the journal, events that do not fit wait there instead.
     let app = TestApp::spawn_with(|settings| {
+        settings.ingest.durability = aurore_domain::Durability::None;
         settings.buffer.capacity = 10;
         settings.buffer.retry_after_secs = 7;
     })

@@ -201,6 +201,8 @@ async fn a_database_outage_under_load_loses_nothing_and_the_circuit_opens_and_cl
         settings.circuit_breaker.failure_threshold = 3;
         settings.circuit_breaker.open_timeout_secs = 1;
         settings.writer.backoff_max_ms = 200;
+        // Far less memory than the outage needs: the rest waits in the journal.
+        settings.buffer.capacity = 100;
     })
     .await;
     app.wait_until_ready().await;
@@ -225,7 +227,7 @@ async fn a_database_outage_under_load_loses_nothing_and_the_circuit_opens_and_cl
     }
 
     assert!(states_seen.contains("OPEN"), "the circuit opened during the outage: {states_seen:?}");
-    assert!(acknowledged.len() > 500, "ingest kept accepting into the journal: {}", acknowledged.len());
+    assert!(acknowledged.len() > 2000, "ingest kept accepting into the journal: {}", acknowledged.len());
     let stored = assert_all_stored_once(&app.database, "outage", &acknowledged).await;
     assert_eq!(stored, i64::try_from(acknowledged.len()).unwrap());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

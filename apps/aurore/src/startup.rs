@@ -185,7 +185,7 @@ impl Application {
             return Ok(());
         }
         let left = self.buffer.take_all();
-        let unjournaled = left.iter().filter(|queued| queued.seq.is_none()).count();
+        let unjournaled = left.queued.iter().filter(|queued| queued.seq.is_none()).count();
         tracing::warn!(
             journaled = left.len() - unjournaled,
             "drain deadline passed; journaled events will be replayed at the next start"

@@ -2,7 +2,7 @@
 
 use crate::completion::Completion;
 use crate::event::Event;
-use crate::ports::JournalSeq;
+use crate::ports::{JournalSeq, RecordRef};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,7 +24,6 @@ pub enum BufferError {
 #[derive(Debug, Default)]
 pub struct BufferStats {
     pub enqueued: AtomicU64,
-    pub rejected: AtomicU64,
 }
 
 /// An accepted event on its way to the store, with what must follow once it is stored.
@@ -43,17 +42,86 @@ impl Queued {
     }
 }
 
+/// Journaled events the buffer had no room for: only where to read them is kept in memory.
+#[derive(Debug)]
+pub struct Spilled {
+    pub record: RecordRef,
+    pub events: usize,
+    pub completion: Option<Arc<Completion>>,
+}
+
+#[derive(Debug)]
+enum Entry {
+    Memory(Queued),
+    Spilled(Spilled),
+}
+
+/// What a writer takes from the buffer: events in memory and records to read back.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub queued: Vec<Queued>,
+    pub spilled: Vec<Spilled>,
+}
+
+impl Batch {
+    fn add(&mut self, entry: Entry) {
+        match entry {
+            Entry::Memory(queued) => self.queued.push(queued),
+            Entry::Spilled(spilled) => self.spilled.push(spilled),
+        }
+    }
+
+    /// Events in the batch, spilled ones included.
+    pub fn len(&self) -> usize {
+        self.queued.len() + self.spilled.iter().map(|spilled| spilled.events).sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.queued.is_empty() && self.spilled.is_empty()
+    }
+}
+
 #[derive(Debug, Default)]
 struct Queue {
-    events: VecDeque<Queued>,
+    entries: VecDeque<Entry>,
+    /// Events held in memory: what the capacity bounds.
+    in_memory: usize,
+    /// Events queued in all, spilled ones included.
+    events: usize,
     /// Places promised to requests that are still being journaled.
     reserved: usize,
     closed: bool,
 }
 
-/// A FIFO of accepted events, bounded in events. Room is reserved before an event is
-/// journaled, so a request's events are accepted together or refused together and an
-/// event that reached the journal always finds its place here. Writers wait for a full
+impl Queue {
+    fn push(&mut self, entry: Entry) {
+        match &entry {
+            Entry::Memory(_) => {
+                self.in_memory += 1;
+                self.events += 1;
+            }
+            Entry::Spilled(spilled) => self.events += spilled.events,
+        }
+        self.entries.push_back(entry);
+    }
+
+    fn pop(&mut self) -> Option<Entry> {
+        let entry = self.entries.pop_front()?;
+        match &entry {
+            Entry::Memory(_) => {
+                self.in_memory -= 1;
+                self.events -= 1;
+            }
+            Entry::Spilled(spilled) => self.events -= spilled.events,
+        }
+        Some(entry)
+    }
+}
+
+/// A FIFO of accepted events, bounded in events held in memory. Room is reserved before an
+/// event is journaled, so a request's events are accepted together or refused together and
+/// an event that reached the journal always finds its place here. When there is no room,
+/// journaled events can still be queued as [`Spilled`] references, read back by the writer. Writers wait for a full
 /// batch or for the linger to pass, whichever comes first.
 #[derive(Debug)]
 pub struct Buffer {
@@ -83,14 +151,14 @@ impl Reservation<'_> {
         let mut queue = self.buffer.lock();
         queue.reserved -= self.count;
         self.count = 0;
-        let before = queue.events.len();
-        queue.events.extend(items);
-        let after = queue.events.len();
+        let before = queue.events;
+        for item in items {
+            queue.push(Entry::Memory(item));
+        }
+        let after = queue.events;
         drop(queue);
         self.buffer.stats.enqueued.fetch_add(count, Ordering::Relaxed);
-        if before == 0 || (before < self.buffer.batch_size && after >= self.buffer.batch_size) {
-            self.buffer.changed.notify_waiters();
-        }
+        self.buffer.wake_writers(before, after);
     }
 }
 
@@ -119,8 +187,9 @@ impl Buffer {
         self.capacity
     }
 
+    /// Events queued, spilled ones included.
     pub fn len(&self) -> usize {
-        self.lock().events.len()
+        self.lock().events
     }
 
     pub fn is_empty(&self) -> bool {
@@ -137,13 +206,34 @@ impl Buffer {
         if queue.closed {
             return Err(BufferError::Closed);
         }
-        if queue.events.len() + queue.reserved + count > self.capacity {
-            drop(queue);
-            self.stats.rejected.fetch_add(count as u64, Ordering::Relaxed);
+        if queue.in_memory + queue.reserved + count > self.capacity {
             return Err(BufferError::Full { capacity: self.capacity });
         }
         queue.reserved += count;
         Ok(Reservation { buffer: self, count })
+    }
+
+    /// Queues journaled events without holding them in memory; there is always room.
+    pub fn push_spilled(&self, spilled: Spilled) -> Result<(), BufferError> {
+        let count = spilled.events as u64;
+        let mut queue = self.lock();
+        if queue.closed {
+            return Err(BufferError::Closed);
+        }
+        let before = queue.events;
+        queue.push(Entry::Spilled(spilled));
+        let after = queue.events;
+        drop(queue);
+        self.stats.enqueued.fetch_add(count, Ordering::Relaxed);
+        self.wake_writers(before, after);
+        Ok(())
+    }
+
+    /// Wakes writers when the queue stops being empty or reaches a full batch.
+    fn wake_writers(&self, before: usize, after: usize) {
+        if before == 0 || (before < self.batch_size && after >= self.batch_size) {
+            self.changed.notify_waiters();
+        }
     }
 
     /// Appends every event or, when they do not all fit, none.
@@ -175,8 +265,13 @@ impl Buffer {
     }
 
     /// Empties the buffer, for a shutdown that can wait no longer.
-    pub fn take_all(&self) -> Vec<Queued> {
-        self.lock().events.drain(..).collect()
+    pub fn take_all(&self) -> Batch {
+        let mut queue = self.lock();
+        let mut batch = Batch::default();
+        while let Some(entry) = queue.pop() {
+            batch.add(entry);
+        }
+        batch
     }
 
     /// Refuses further pushes; writers drain what is left without lingering.
@@ -188,17 +283,20 @@ impl Buffer {
     /// Waits for events, then for a full batch or `linger`, and takes up to one batch.
     /// Returns an empty batch only once the buffer is closed and drained: a writer that
     /// lost the race for a small batch to another writer goes back to waiting.
-    pub async fn next_batch(&self, linger: Duration) -> Vec<Queued> {
+    pub async fn next_batch(&self, linger: Duration) -> Batch {
         loop {
-            self.wait_until(|queue| !queue.events.is_empty() || queue.closed).await;
+            self.wait_until(|queue| queue.events > 0 || queue.closed).await;
             let deadline = Instant::now() + linger;
             let _ =
-                timeout_at(deadline, self.wait_until(|queue| queue.events.len() >= self.batch_size || queue.closed))
-                    .await;
+                timeout_at(deadline, self.wait_until(|queue| queue.events >= self.batch_size || queue.closed)).await;
             let mut queue = self.lock();
-            let take = queue.events.len().min(self.batch_size);
-            if take > 0 || queue.closed {
-                let batch = queue.events.drain(..take).collect();
+            let mut batch = Batch::default();
+            while batch.len() < self.batch_size
+                && let Some(entry) = queue.pop()
+            {
+                batch.add(entry);
+            }
+            if !batch.is_empty() || queue.closed {
                 drop(queue);
                 self.room.notify_waiters();
                 return batch;
@@ -261,7 +359,6 @@ pub(crate) mod tests {
         buffer.push(queued(2)).unwrap();
         assert_eq!(buffer.len(), 10);
         assert_eq!(buffer.stats().enqueued.load(Ordering::Relaxed), 10);
-        assert_eq!(buffer.stats().rejected.load(Ordering::Relaxed), 3);
     }
 
     #[tokio::test(start_paused = true)]
@@ -273,7 +370,7 @@ pub(crate) mod tests {
         let start = Instant::now();
         let batch = buffer.next_batch(Duration::from_secs(10)).await;
         assert_eq!(start.elapsed(), Duration::ZERO);
-        assert_eq!(ids(&batch), sent_ids[..5]);
+        assert_eq!(ids(&batch.queued), sent_ids[..5]);
         assert_eq!(buffer.len(), 2);
     }
 
@@ -320,6 +417,19 @@ pub(crate) mod tests {
         assert!(!loser.is_finished(), "the other writer must not see an empty batch as the end");
         buffer.push(queued(1)).unwrap();
         assert_eq!(loser.await.unwrap().len(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn spilled_events_queue_beyond_the_capacity_and_count_toward_batches() {
+        let buffer = Buffer::new(2, 5);
+        buffer.push(queued(2)).unwrap();
+        assert!(buffer.reserve(1).is_err(), "memory is full");
+        let record = RecordRef { segment: 0, offset: 0 };
+        buffer.push_spilled(Spilled { record, events: 4, completion: None }).unwrap();
+        assert_eq!(buffer.len(), 6);
+        let batch = buffer.next_batch(Duration::from_secs(60)).await;
+        assert_eq!((batch.queued.len(), batch.spilled.len(), batch.len()), (2, 1, 6));
+        assert!(buffer.reserve(2).is_ok(), "taking the batch freed the memory");
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,10 +1,10 @@
 //! The ingest use case: validate each event, enrich the valid ones, make them as durable
 //! as asked, and hand them to the buffer.
 
-use crate::buffer::{Buffer, BufferError, Queued};
+use crate::buffer::{Buffer, BufferError, Queued, Spilled};
 use crate::completion::Completion;
 use crate::event::{Event, EventId};
-use crate::ports::{Clock, Journal, JournalError};
+use crate::ports::{Clock, Journal, JournalError, JournalSeq};
 use crate::validation::{FieldError, Limits, validate_event};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -154,27 +154,44 @@ impl IngestService {
         self.enqueue(vec![event], Durability::Journal).await.map(|_| ())
     }
 
+    /// Journals the events (unless `durability` is `none`) and queues them: in memory when
+    /// there is room, otherwise as a reference to the journal, so ingest goes on accepting
+    /// while writers are paused, until the journal itself is full.
     async fn enqueue(
         &self,
         events: Vec<Event>,
         durability: Durability,
     ) -> Result<Option<Arc<Completion>>, IngestError> {
-        let reservation = self.buffer.reserve(events.len())?;
-        let first_seq = match (&self.journal, durability) {
-            (Some(journal), Durability::Journal | Durability::Stored) => Some(journal.append(&events).await?),
-            _ => None,
+        let journal = self.journal.as_ref().filter(|_| durability != Durability::None);
+        let reservation = match (self.buffer.reserve(events.len()), journal) {
+            (Ok(reservation), _) => Some(reservation),
+            (Err(BufferError::Full { .. }), Some(_)) => None,
+            (Err(error), _) => return Err(error.into()),
+        };
+        let appended = match journal {
+            Some(journal) => Some(journal.append(&events).await?),
+            None => None,
         };
         let completion = (durability == Durability::Stored).then(|| Arc::new(Completion::new(events.len())));
-        let queued = events
-            .into_iter()
-            .enumerate()
-            .map(|(offset, event)| Queued {
-                event,
-                seq: first_seq.map(|first| crate::ports::JournalSeq(first.0 + offset as u64)),
-                completion: completion.clone(),
-            })
-            .collect();
-        reservation.fill(queued);
+        match (reservation, appended) {
+            (Some(reservation), appended) => {
+                let queued = events
+                    .into_iter()
+                    .enumerate()
+                    .map(|(offset, event)| Queued {
+                        event,
+                        seq: appended.map(|appended| JournalSeq(appended.first.0 + offset as u64)),
+                        completion: completion.clone(),
+                    })
+                    .collect();
+                reservation.fill(queued);
+            }
+            (None, Some(appended)) => {
+                let spilled = Spilled { record: appended.record, events: events.len(), completion: completion.clone() };
+                self.buffer.push_spilled(spilled)?;
+            }
+            (None, None) => unreachable!("without a journal a full buffer refuses before this point"),
+        }
         Ok(completion)
     }
 }
@@ -202,7 +219,7 @@ pub async fn replay_journal(journal: &dyn Journal, buffer: &Buffer) -> Result<u6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::JournalSeq;
+    use crate::ports::{Appended, RecordRef};
     use async_trait::async_trait;
     use chrono::TimeZone;
     use serde_json::json;
@@ -226,14 +243,18 @@ mod tests {
 
     #[async_trait]
     impl Journal for MemoryJournal {
-        async fn append(&self, events: &[Event]) -> Result<JournalSeq, JournalError> {
+        async fn append(&self, events: &[Event]) -> Result<Appended, JournalError> {
             if self.full {
                 return Err(JournalError::Full { limit_bytes: 10 });
             }
             let mut appended = self.appended.lock().unwrap();
             let first = appended.len() as u64;
             appended.extend_from_slice(events);
-            Ok(JournalSeq(first))
+            Ok(Appended { first: JournalSeq(first), record: RecordRef { segment: 0, offset: first } })
+        }
+        async fn read(&self, record: RecordRef) -> Result<Vec<(JournalSeq, Event)>, JournalError> {
+            let appended = self.appended.lock().unwrap();
+            Ok(vec![(JournalSeq(record.offset), appended[usize::try_from(record.offset).unwrap()].clone())])
         }
         fn acknowledge(&self, _: &[JournalSeq]) {}
         fn next_unacknowledged(&self) -> Result<Option<Vec<(JournalSeq, Event)>>, JournalError> {
@@ -273,7 +294,7 @@ mod tests {
         Ok(json!({"timestamp": "2024-01-15T10:30:00Z", "service": "svc", "message": "m", "idempotencyKey": key}))
     }
 
-    async fn drain(buffer: &Buffer) -> Vec<Queued> {
+    async fn drain(buffer: &Buffer) -> crate::buffer::Batch {
         buffer.close();
         buffer.next_batch(Duration::ZERO).await
     }
@@ -297,7 +318,7 @@ mod tests {
         setup.ingest.ingest(vec![event("a"), event("b")], Durability::Journal).await.unwrap();
         setup.ingest.ingest(vec![event("c")], Durability::None).await.unwrap();
         assert_eq!(setup.journal.appended.lock().unwrap().len(), 2, "durability none skips the journal");
-        let seqs: Vec<_> = drain(&setup.buffer).await.iter().map(|queued| queued.seq).collect();
+        let seqs: Vec<_> = drain(&setup.buffer).await.queued.iter().map(|queued| queued.seq).collect();
         assert_eq!(seqs, [Some(JournalSeq(0)), Some(JournalSeq(1)), None]);
     }
 
@@ -338,12 +359,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_full_buffer_refuses_the_whole_request_before_journaling() {
+    async fn without_the_journal_a_full_buffer_refuses_the_whole_request() {
         let setup = setup(2);
-        let result = setup.ingest.ingest(vec![event("a"), event("b"), event("c")], Durability::Journal).await;
+        let result = setup.ingest.ingest(vec![event("a"), event("b"), event("c")], Durability::None).await;
         assert_eq!(result, Err(IngestError::Buffer(BufferError::Full { capacity: 2 })));
         assert!(setup.buffer.is_empty());
         assert!(setup.journal.appended.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn journaled_events_spill_to_the_journal_when_memory_is_full() {
+        let setup = setup(1);
+        setup.ingest.ingest(vec![event("in memory")], Durability::Journal).await.unwrap();
+        setup.ingest.ingest(vec![event("on disk")], Durability::Journal).await.unwrap();
+        assert_eq!(setup.buffer.len(), 2);
+        let batch = drain(&setup.buffer).await;
+        assert_eq!(batch.queued.len(), 1);
+        assert_eq!(batch.spilled.len(), 1);
+        let read_back = setup.journal.read(batch.spilled[0].record).await.unwrap();
+        assert_eq!(read_back[0].1.message, "on disk");
     }
 
     #[tokio::test]
@@ -373,7 +407,7 @@ mod tests {
         let first = setup.buffer.next_batch(Duration::from_millis(1)).await;
         let second = setup.buffer.next_batch(Duration::from_millis(1)).await;
         assert_eq!(replay.await.unwrap(), Ok(4));
-        let seqs: Vec<_> = first.iter().chain(&second).map(|queued| queued.seq.unwrap().0).collect();
+        let seqs: Vec<_> = first.queued.iter().chain(&second.queued).map(|queued| queued.seq.unwrap().0).collect();
         assert_eq!(seqs, [0, 1, 2, 3]);
     }
 }

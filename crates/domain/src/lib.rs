@@ -19,15 +19,15 @@ pub mod query;
 pub mod validation;
 
 pub use breaker::{BreakerSettings, BreakerSnapshot, BreakerState, CircuitBreaker};
-pub use buffer::{Buffer, BufferError, BufferStats, Queued, Reservation};
+pub use buffer::{Batch, Buffer, BufferError, BufferStats, Queued, Reservation, Spilled};
 pub use completion::Completion;
 pub use event::{Event, EventDraft, EventId};
 pub use ingest::{Durability, IngestError, IngestReceipt, IngestService, IngestSettings, Rejection, replay_journal};
 pub use lifecycle::Lifecycle;
 pub use pipeline::{BatchWorker, PipelineStats, RetryPolicy, Sinks, WriterSettings};
 pub use ports::{
-    Clock, ConnectionStats, DeadLetter, DeadLetterFilter, DeadLetterStats, DeadLetterStore, EventStore, Journal,
-    JournalError, JournalSeq, StoreError, SystemClock,
+    Appended, Clock, ConnectionStats, DeadLetter, DeadLetterFilter, DeadLetterStats, DeadLetterStore, EventStore,
+    Journal, JournalError, JournalSeq, RecordRef, StoreError, SystemClock,
 };
 pub use query::{Cursor, CursorKey, EventPage, EventQuery, QueryLimits, SortField, SortOrder, StoredEvent};
 pub use validation::{FieldError, Limits};

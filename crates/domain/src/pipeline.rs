@@ -5,9 +5,9 @@
 //! only those go to the dead-letter store.
 
 use crate::breaker::CircuitBreaker;
-use crate::buffer::{Buffer, Queued};
+use crate::buffer::{Batch, Buffer, Queued};
 use crate::event::Event;
-use crate::ports::{DeadLetterStore, EventStore, Journal, StoreError};
+use crate::ports::{DeadLetterStore, EventStore, Journal, JournalError, StoreError};
 use std::ops::Range;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -92,8 +92,35 @@ impl BatchWorker {
             if batch.is_empty() {
                 return;
             }
-            self.store(batch).await;
+            let queued = self.read_spilled(batch).await;
+            self.store(queued).await;
         }
+    }
+
+    /// Brings spilled events back from the journal. A record that cannot be read stays
+    /// unacknowledged in the journal and is replayed at the next start.
+    async fn read_spilled(&self, batch: Batch) -> Vec<Queued> {
+        let mut queued = batch.queued;
+        for spilled in batch.spilled {
+            let read = match &self.sinks.journal {
+                Some(journal) => journal.read(spilled.record).await,
+                None => Err(JournalError::Io("spilled events without a journal".into())),
+            };
+            match read {
+                Ok(events) => queued.extend(events.into_iter().map(|(seq, event)| Queued {
+                    event,
+                    seq: Some(seq),
+                    completion: spilled.completion.clone(),
+                })),
+                Err(error) => {
+                    tracing::error!(%error, events = spilled.events, "cannot read spilled events back; they wait in the journal for the next start");
+                    if let Some(completion) = &spilled.completion {
+                        (0..spilled.events).for_each(|_| completion.settle(false));
+                    }
+                }
+            }
+        }
+        queued
     }
 
     /// Stores the batch, isolating poison events, then acknowledges every event in the
@@ -196,7 +223,7 @@ pub(crate) mod tests {
     use crate::breaker::{BreakerSettings, BreakerState};
     use crate::buffer::tests::queued;
     use crate::completion::Completion;
-    use crate::ports::{DeadLetter, DeadLetterFilter, DeadLetterStats, JournalError, JournalSeq, SystemClock};
+    use crate::ports::{Appended, DeadLetter, DeadLetterFilter, DeadLetterStats, JournalSeq, RecordRef, SystemClock};
     use crate::query::{EventPage, EventQuery};
     use async_trait::async_trait;
     use std::collections::{HashSet, VecDeque};
@@ -271,8 +298,11 @@ pub(crate) mod tests {
 
     #[async_trait]
     impl Journal for RecordingJournal {
-        async fn append(&self, _: &[Event]) -> Result<JournalSeq, JournalError> {
+        async fn append(&self, _: &[Event]) -> Result<Appended, JournalError> {
             unreachable!("the writer never appends")
+        }
+        async fn read(&self, _: RecordRef) -> Result<Vec<(JournalSeq, Event)>, JournalError> {
+            unreachable!("these tests spill nothing")
         }
         fn acknowledge(&self, seqs: &[JournalSeq]) {
             self.acknowledged.lock().unwrap().extend_from_slice(seqs);

@@ -79,6 +79,20 @@ impl Clock for SystemClock {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct JournalSeq(pub u64);
 
+/// Where the journal put one append, so it can be read back. Only the journal interprets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordRef {
+    pub segment: u64,
+    pub offset: u64,
+}
+
+/// The outcome of an append: the position of its first event and where it lies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub first: JournalSeq,
+    pub record: RecordRef,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum JournalError {
     /// No room left: appending would exceed the journal's size limit. Nothing was written.
@@ -95,7 +109,10 @@ pub trait Journal: Send + Sync + std::fmt::Debug + 'static {
     /// Appends `events` and returns once they are on stable storage, with the position of
     /// the first (the others follow it). MUST return [`JournalError::Full`] without
     /// writing anything when they do not fit.
-    async fn append(&self, events: &[Event]) -> Result<JournalSeq, JournalError>;
+    async fn append(&self, events: &[Event]) -> Result<Appended, JournalError>;
+
+    /// Reads back one append that is not acknowledged yet.
+    async fn read(&self, record: RecordRef) -> Result<Vec<(JournalSeq, Event)>, JournalError>;
 
     /// Records that these events are stored; the space they hold may be reclaimed.
     fn acknowledge(&self, seqs: &[JournalSeq]);

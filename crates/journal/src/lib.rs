@@ -12,7 +12,7 @@ mod record;
 mod writer;
 
 use async_trait::async_trait;
-use aurore_domain::{Event, Journal, JournalError, JournalSeq};
+use aurore_domain::{Appended, Event, Journal, JournalError, JournalSeq, RecordRef};
 use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::io;
@@ -108,6 +108,29 @@ fn segment_path(dir: &Path, first: u64) -> PathBuf {
     dir.join(format!("{first:020}.seg"))
 }
 
+/// Reads the one record at `offset`, checking its checksum.
+fn read_record(path: &Path, offset: u64) -> Result<Vec<(JournalSeq, Event)>, JournalError> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = fs::File::open(path).map_err(|e| io_error("cannot open", path, e))?;
+    file.seek(SeekFrom::Start(offset)).map_err(|e| io_error("cannot seek in", path, e))?;
+    let mut header = [0; record::HEADER_BYTES];
+    file.read_exact(&mut header).map_err(|e| io_error("cannot read", path, e))?;
+    let payload_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    if payload_len > record::MAX_PAYLOAD_BYTES {
+        return Err(JournalError::Io(format!("no record at {offset} in {}", path.display())));
+    }
+    let mut bytes = header.to_vec();
+    bytes.resize(record::HEADER_BYTES + payload_len, 0);
+    file.read_exact(&mut bytes[record::HEADER_BYTES..]).map_err(|e| io_error("cannot read", path, e))?;
+    let scan = record::scan(&bytes);
+    let record = scan
+        .records
+        .first()
+        .ok_or_else(|| JournalError::Io(format!("corrupt record at {offset} in {}", path.display())))?;
+    record::decode_events(record)
+        .map_err(|e| JournalError::Io(format!("undecodable record in {}: {e}", path.display())))
+}
+
 fn sync_dir(dir: &Path) -> io::Result<()> {
     fs::File::open(dir)?.sync_all()
 }
@@ -191,7 +214,7 @@ impl FileJournal {
 
 #[async_trait]
 impl Journal for FileJournal {
-    async fn append(&self, events: &[Event]) -> Result<JournalSeq, JournalError> {
+    async fn append(&self, events: &[Event]) -> Result<Appended, JournalError> {
         let count =
             u32::try_from(events.len()).map_err(|_| JournalError::Io("too many events in one append".into()))?;
         let events_json = record::encode_events(events);
@@ -200,6 +223,13 @@ impl Journal for FileJournal {
             .send(writer::Request::Append(writer::Append { events_json, count, reply }))
             .map_err(|_| JournalError::Io("the journal is closed".into()))?;
         outcome.await.map_err(|_| JournalError::Io("the journal writer has stopped".into()))?
+    }
+
+    async fn read(&self, record: RecordRef) -> Result<Vec<(JournalSeq, Event)>, JournalError> {
+        let path = segment_path(&self.shared.settings.dir, record.segment);
+        tokio::task::spawn_blocking(move || read_record(&path, record.offset))
+            .await
+            .map_err(|error| JournalError::Io(format!("journal read task failed: {error}")))?
     }
 
     fn acknowledge(&self, seqs: &[JournalSeq]) {

@@ -3,7 +3,7 @@
 
 use crate::record::{self, HEADER_BYTES};
 use crate::{Segment, Shared, io_error, segment_path, sync_dir};
-use aurore_domain::{JournalError, JournalSeq};
+use aurore_domain::{Appended, JournalError, JournalSeq, RecordRef};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::atomic::Ordering;
@@ -19,7 +19,7 @@ pub(crate) enum Request {
 pub(crate) struct Append {
     pub(crate) events_json: Vec<u8>,
     pub(crate) count: u32,
-    pub(crate) reply: tokio::sync::oneshot::Sender<Result<JournalSeq, JournalError>>,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<Appended, JournalError>>,
 }
 
 /// The segment being appended to.
@@ -98,7 +98,7 @@ impl Writer {
     }
 
     fn commit(&mut self, group: Vec<Append>) {
-        let mut accepted: Vec<(Append, JournalSeq)> = Vec::with_capacity(group.len());
+        let mut accepted: Vec<(Append, Appended)> = Vec::with_capacity(group.len());
         let mut buffer = Vec::new();
         let mut pending_in_open = 0u64;
         let mut counts_per_segment: Vec<(u64, u64, u64)> = Vec::new(); // (segment key, events, bytes)
@@ -115,16 +115,19 @@ impl Writer {
             if self.open.is_none() || (open_bytes > 0 && open_bytes + length > self.shared.settings.segment_bytes) {
                 if let Err(error) = self.flush(&mut buffer).and_then(|()| self.roll()) {
                     failure = Some(error);
-                    accepted.push((request, JournalSeq(self.next_seq)));
+                    let nowhere =
+                        Appended { first: JournalSeq(self.next_seq), record: RecordRef { segment: 0, offset: 0 } };
+                    accepted.push((request, nowhere));
                     break;
                 }
                 pending_in_open = 0;
             }
             let first = JournalSeq(self.next_seq);
+            let (key, flushed) = self.open.as_ref().map_or((0, 0), |open| (open.key, open.bytes));
+            let record = RecordRef { segment: key, offset: flushed + buffer.len() as u64 };
             record::frame(&mut buffer, first, request.count, &request.events_json);
             self.next_seq += u64::from(request.count);
             pending_in_open += length;
-            let key = self.open.as_ref().map_or(0, |open| open.key);
             match counts_per_segment.last_mut() {
                 Some((last_key, events, bytes)) if *last_key == key => {
                     *events += u64::from(request.count);
@@ -132,7 +135,7 @@ impl Writer {
                 }
                 _ => counts_per_segment.push((key, u64::from(request.count), length)),
             }
-            accepted.push((request, first));
+            accepted.push((request, Appended { first, record }));
         }
         let outcome = match failure {
             Some(error) => Err(error),
@@ -149,8 +152,8 @@ impl Writer {
                     table.total_bytes += bytes;
                 }
                 drop(table);
-                for (request, first) in accepted {
-                    let _ = request.reply.send(Ok(first));
+                for (request, appended) in accepted {
+                    let _ = request.reply.send(Ok(appended));
                 }
             }
             Err(error) => {

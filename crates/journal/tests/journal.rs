@@ -64,8 +64,11 @@ async fn appended_events_come_back_intact_after_a_restart() {
     {
         let (journal, report) = open(dir.path());
         assert_eq!(report, RecoveryReport::default());
-        assert_eq!(journal.append(&first).await.unwrap(), JournalSeq(0));
-        assert_eq!(journal.append(&second).await.unwrap(), JournalSeq(3));
+        assert_eq!(journal.append(&first).await.unwrap().first, JournalSeq(0));
+        let appended = journal.append(&second).await.unwrap();
+        assert_eq!(appended.first, JournalSeq(3));
+        let read_back: Vec<Event> = journal.read(appended.record).await.unwrap().into_iter().map(|(_, e)| e).collect();
+        assert_eq!(read_back, second, "an append reads back from where it was put");
     }
     let (journal, report) = open(dir.path());
     assert_eq!(report.events, 5);
@@ -73,7 +76,11 @@ async fn appended_events_come_back_intact_after_a_restart() {
     let expected: Vec<(JournalSeq, Event)> =
         first.into_iter().chain(second).enumerate().map(|(i, event)| (JournalSeq(i as u64), event)).collect();
     assert_eq!(replayed, expected);
-    assert_eq!(journal.append(&events(1, "c")).await.unwrap(), JournalSeq(5), "positions continue after a restart");
+    assert_eq!(
+        journal.append(&events(1, "c")).await.unwrap().first,
+        JournalSeq(5),
+        "positions continue after a restart"
+    );
 }
 
 #[tokio::test]
@@ -82,7 +89,7 @@ async fn fully_acknowledged_segments_are_deleted_and_not_replayed() {
     let (journal, _) = open(dir.path());
     let mut seqs = Vec::new();
     for round in 0..20 {
-        let first = journal.append(&events(5, &format!("round {round}"))).await.unwrap();
+        let first = journal.append(&events(5, &format!("round {round}"))).await.unwrap().first;
         seqs.extend((0..5).map(|i| JournalSeq(first.0 + i)));
     }
     let segments_before = journal.segments();
@@ -110,7 +117,7 @@ async fn concurrent_appends_share_fsyncs() {
     let appends: Vec<_> = (0..200)
         .map(|i| {
             let journal = journal.clone();
-            tokio::spawn(async move { journal.append(&events(1, &i.to_string())).await.unwrap() })
+            tokio::spawn(async move { journal.append(&events(1, &i.to_string())).await.unwrap().first })
         })
         .collect();
     let mut seqs = BTreeSet::new();
@@ -125,7 +132,7 @@ async fn concurrent_appends_share_fsyncs() {
 async fn closing_deletes_what_is_fully_acknowledged() {
     let dir = tempfile::tempdir().unwrap();
     let (journal, _) = open(dir.path());
-    let first = journal.append(&events(3, "done")).await.unwrap();
+    let first = journal.append(&events(3, "done")).await.unwrap().first;
     journal.acknowledge(&(0..3).map(|i| JournalSeq(first.0 + i)).collect::<Vec<_>>());
     assert_eq!(segment_files(dir.path()).len(), 1, "the open segment stays while appends may come");
     journal.close().await;
@@ -233,7 +240,10 @@ proptest! {
             match op {
                 Op::Append(count) => {
                     let batch = events(count, "model");
-                    let first = runtime.block_on(journal.append(&batch)).unwrap();
+                    let result = runtime.block_on(journal.append(&batch)).unwrap();
+                    let read_back = runtime.block_on(journal.read(result.record)).unwrap();
+                    prop_assert_eq!(read_back.iter().map(|(_, e)| e).collect::<Vec<_>>(), batch.iter().collect::<Vec<_>>());
+                    let first = result.first;
                     for (offset, event) in batch.into_iter().enumerate() {
                         let seq = first.0 + offset as u64;
                         prop_assert!(appended.insert(seq, event).is_none(), "position {} of a live event handed out twice", seq);
