@@ -36,6 +36,18 @@ fmt:
 # What CI runs.
 ci: lint test
 
+# Criterion micro-benchmarks of the hot path (parse/validate/enrich, journal append).
+bench *ARGS:
+    cargo bench -p aurore-domain -p aurore-journal --bench ingest --bench append -- {{ARGS}}
+
+# Raw COPY baseline, then Aurore under loadgen scenarios; prints a table (SECONDS per scenario).
+loadtest SECONDS="20":
+    scripts/loadtest.sh {{SECONDS}}
+
+# Drive a running Aurore: e.g. `just loadgen run --mode array --batch 1000 --verify`.
+loadgen *ARGS:
+    cargo run --release --bin aurore-loadgen -- {{ARGS}}
+
 # Print the URL of the PostgreSQL server in use (starting a local one if needed).
 db:
     @scripts/database.sh app

@@ -170,7 +170,7 @@ pub struct BufferSettings {
 
 impl Default for BufferSettings {
     fn default() -> Self {
-        Self { capacity: 100_000, retry_after_secs: 5 }
+        Self { capacity: 50_000, retry_after_secs: 5 }
     }
 }
 

@@ -135,9 +135,9 @@ impl IngestService {
         }
         let duplicates = accepted.len() - fresh.len();
         if !fresh.is_empty() {
-            let keys: Vec<_> = fresh.iter().map(|event| (event.id, event.timestamp)).collect();
             let completion = self.enqueue(fresh, durability).await?;
-            for key in keys {
+            // Only keyed events can repeat; remembering the others would cost for nothing.
+            for key in keys_seen {
                 self.recent_keys.insert(key, ());
             }
             if let Some(completion) = completion

@@ -39,8 +39,8 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError>;
 
     /// One page of events for a service and time range, in the query's order, with the
-    /// total matching the filter. A cursor page MUST read a bounded number of rows
-    /// whatever its depth.
+    /// total matching the filter for page-numbered queries. A cursor page MUST read a
+    /// bounded number of rows whatever its depth, so it carries no total.
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError>;
 
     /// Answers `Ok` when the store can serve reads and writes right now.

@@ -336,8 +336,9 @@ pub struct StoredEvent {
 #[derive(Debug, Clone, PartialEq)]
 pub struct EventPage {
     pub events: Vec<StoredEvent>,
-    /// Every event matching the filter, across all pages.
-    pub total: u64,
+    /// Every event matching the filter, across all pages. Not counted for cursor pages:
+    /// a count costs as much as reading every match, which is what cursors avoid.
+    pub total: Option<u64>,
     pub has_more: bool,
 }
 

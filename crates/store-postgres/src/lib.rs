@@ -237,15 +237,21 @@ impl EventStore for PostgresStore {
 
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
         let mut connection = self.query_connection().await?;
-        let total: i64 = schema::events::table
-            .filter(schema::events::service.eq(&query.service))
-            .filter(schema::events::timestamp.between(query.from, query.to))
-            .count()
-            .get_result(&mut connection)
-            .await
-            .map_err(error::from_diesel)?;
+        let total = match query.cursor {
+            Some(_) => None,
+            None => Some(
+                schema::events::table
+                    .filter(schema::events::service.eq(&query.service))
+                    .filter(schema::events::timestamp.between(query.from, query.to))
+                    .count()
+                    .get_result::<i64>(&mut connection)
+                    .await
+                    .map_err(error::from_diesel)?
+                    .unsigned_abs(),
+            ),
+        };
         let (events, has_more) = page::fetch(&mut connection, query).await?;
-        Ok(EventPage { events, total: total.unsigned_abs(), has_more })
+        Ok(EventPage { events, total, has_more })
     }
 
     fn connections(&self) -> ConnectionStats {

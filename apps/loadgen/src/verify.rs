@@ -1,0 +1,69 @@
+//! Checking, through the query API, that every acknowledged event is stored exactly once.
+
+use crate::drive::Outcome;
+use crate::{RunArgs, events};
+use serde::Serialize;
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+#[derive(Debug, Serialize)]
+pub struct Verification {
+    pub acknowledged: usize,
+    /// Rows of this run found, acknowledged or not (a request cut off after journaling may
+    /// be stored without its acknowledgement having arrived).
+    pub stored: usize,
+    pub lost: usize,
+    pub duplicated: usize,
+}
+
+/// Walks every service of the run with `next_cursor` until all acknowledged events show up
+/// or `--verify-timeout` passes, then counts what is missing and what appears twice.
+pub async fn verify(args: &RunArgs, run_id: &str, outcome: &Outcome) -> anyhow::Result<Verification> {
+    let client = reqwest::Client::new();
+    let from = (outcome.started - chrono::Duration::minutes(5)).to_rfc3339();
+    let acknowledged: HashSet<&str> = outcome.acknowledged.iter().map(String::as_str).collect();
+    let deadline = tokio::time::Instant::now() + args.verify_timeout;
+    loop {
+        let to = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for index in 0..args.services.max(1) {
+            let service = events::service(run_id, index);
+            let mut cursor: Option<String> = None;
+            loop {
+                let mut query = vec![
+                    ("service", service.as_str()),
+                    ("from", from.as_str()),
+                    ("to", to.as_str()),
+                    ("pageSize", "1000"),
+                    ("sortOrder", "ASC"),
+                ];
+                if let Some(cursor) = &cursor {
+                    query.push(("cursor", cursor));
+                }
+                let page: serde_json::Value = client
+                    .get(format!("{}/events", args.url))
+                    .query(&query)
+                    .send()
+                    .await?
+                    .error_for_status()?
+                    .json()
+                    .await?;
+                for event in page["events"].as_array().into_iter().flatten() {
+                    if let Some(id) = event["eventId"].as_str() {
+                        *seen.entry(id.to_owned()).or_default() += 1;
+                    }
+                }
+                match page["next_cursor"].as_str() {
+                    Some(next) => cursor = Some(next.to_owned()),
+                    None => break,
+                }
+            }
+        }
+        let lost = acknowledged.iter().filter(|id| !seen.contains_key(**id)).count();
+        if lost == 0 || tokio::time::Instant::now() >= deadline {
+            let duplicated = seen.values().map(|count| count - 1).sum();
+            return Ok(Verification { acknowledged: acknowledged.len(), stored: seen.len(), lost, duplicated });
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

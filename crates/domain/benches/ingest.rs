@@ -1,0 +1,47 @@
+//! The ingest hot path without I/O: parse, validate and enrich one event and an array of
+//! 1,000. `just bench` runs it.
+
+use aurore_domain::EventId;
+use aurore_domain::validation::{Limits, validate_event};
+use chrono::Utc;
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use serde_json::{Value, json};
+use std::hint::black_box;
+
+fn event(i: usize) -> Value {
+    json!({"timestamp": "2024-01-15T10:30:00.000Z", "service": format!("service-{}", i % 10),
+           "message": format!("checkout session completed for request {i:08x} in region eu-west-1"),
+           "metadata": {"user_id": format!("usr_{i:06}"), "ip_address": "10.1.2.3", "attempt": 1}})
+}
+
+fn accept(body: &[u8], limits: &Limits) -> usize {
+    let parsed: Value = serde_json::from_slice(body).expect("valid JSON");
+    let values = match parsed {
+        Value::Array(items) => items,
+        single => vec![single],
+    };
+    let now = Utc::now();
+    values
+        .into_iter()
+        .filter_map(|value| validate_event(value, limits).ok())
+        .map(|draft| draft.enrich(EventId::generate(), now))
+        .count()
+}
+
+fn benches(c: &mut Criterion) {
+    let limits = Limits::default();
+    let one = serde_json::to_vec(&event(1)).expect("encode");
+    let thousand = serde_json::to_vec(&Value::Array((0..1000).map(event).collect())).expect("encode");
+
+    let mut group = c.benchmark_group("ingest");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function("parse_validate_enrich/1", |b| b.iter(|| accept(black_box(&one), &limits)));
+    group.throughput(Throughput::Elements(1000));
+    group.bench_function("parse_validate_enrich/1000", |b| {
+        b.iter_batched(|| thousand.clone(), |body| accept(black_box(&body), &limits), BatchSize::SmallInput)
+    });
+    group.finish();
+}
+
+criterion_group!(ingest, benches);
+criterion_main!(ingest);
