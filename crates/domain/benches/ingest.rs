@@ -14,7 +14,7 @@ fn event(i: usize) -> Value {
            "metadata": {"user_id": format!("usr_{i:06}"), "ip_address": "10.1.2.3", "attempt": 1}})
 }
 
-fn accept(body: &[u8], limits: &Limits) -> usize {
+fn accept(body: &[u8], limits: &Limits) -> Vec<aurore_domain::Event> {
     let parsed: Value = serde_json::from_slice(body).expect("valid JSON");
     let values = match parsed {
         Value::Array(items) => items,
@@ -25,7 +25,7 @@ fn accept(body: &[u8], limits: &Limits) -> usize {
         .into_iter()
         .filter_map(|value| validate_event(value, limits).ok())
         .map(|draft| draft.enrich(EventId::generate(), now))
-        .count()
+        .collect()
 }
 
 fn benches(c: &mut Criterion) {
