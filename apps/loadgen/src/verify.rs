@@ -16,54 +16,65 @@ pub struct Verification {
     pub duplicated: usize,
 }
 
-/// Walks every service of the run with `next_cursor` until all acknowledged events show up
-/// or `--verify-timeout` passes, then counts what is missing and what appears twice.
+/// Waits until the service has stored as many events of the run as were acknowledged (or
+/// the count stops growing, or `--verify-timeout` passes), then walks every service of the
+/// run with `next_cursor` once and counts what is missing and what appears twice.
 pub async fn verify(args: &RunArgs, run_id: &str, outcome: &Outcome) -> anyhow::Result<Verification> {
     let client = reqwest::Client::new();
     let from = (outcome.started - chrono::Duration::minutes(5)).to_rfc3339();
+    let to = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
+    let services: Vec<String> = (0..args.services.max(1)).map(|index| events::service(run_id, index)).collect();
     let acknowledged: HashSet<&str> = outcome.acknowledged.iter().map(String::as_str).collect();
+
     let deadline = tokio::time::Instant::now() + args.verify_timeout;
+    let mut last = (0, tokio::time::Instant::now());
     loop {
-        let to = (chrono::Utc::now() + chrono::Duration::minutes(5)).to_rfc3339();
-        let mut seen: HashMap<String, usize> = HashMap::new();
-        for index in 0..args.services.max(1) {
-            let service = events::service(run_id, index);
-            let mut cursor: Option<String> = None;
-            loop {
-                let mut query = vec![
-                    ("service", service.as_str()),
-                    ("from", from.as_str()),
-                    ("to", to.as_str()),
-                    ("pageSize", "1000"),
-                    ("sortOrder", "ASC"),
-                ];
-                if let Some(cursor) = &cursor {
-                    query.push(("cursor", cursor));
-                }
-                let page: serde_json::Value = client
-                    .get(format!("{}/events", args.url))
-                    .query(&query)
-                    .send()
-                    .await?
-                    .error_for_status()?
-                    .json()
-                    .await?;
-                for event in page["events"].as_array().into_iter().flatten() {
-                    if let Some(id) = event["eventId"].as_str() {
-                        *seen.entry(id.to_owned()).or_default() += 1;
-                    }
-                }
-                match page["next_cursor"].as_str() {
-                    Some(next) => cursor = Some(next.to_owned()),
-                    None => break,
-                }
-            }
+        let mut stored = 0;
+        for service in &services {
+            let query = [("service", service.as_str()), ("from", from.as_str()), ("to", to.as_str()), ("pageSize", "1")];
+            let page: serde_json::Value =
+                client.get(format!("{}/events", args.url)).query(&query).send().await?.error_for_status()?.json().await?;
+            stored += page["total"].as_u64().unwrap_or(0);
         }
-        let lost = acknowledged.iter().filter(|id| !seen.contains_key(**id)).count();
-        if lost == 0 || tokio::time::Instant::now() >= deadline {
-            let duplicated = seen.values().map(|count| count - 1).sum();
-            return Ok(Verification { acknowledged: acknowledged.len(), stored: seen.len(), lost, duplicated });
+        let now = tokio::time::Instant::now();
+        if stored != last.0 {
+            last = (stored, now);
+        }
+        let stalled = now.duration_since(last.1) >= Duration::from_secs(5);
+        if stored as usize >= acknowledged.len() || stalled || now >= deadline {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for service in &services {
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut query = vec![
+                ("service", service.as_str()),
+                ("from", from.as_str()),
+                ("to", to.as_str()),
+                ("pageSize", "1000"),
+                ("sortOrder", "ASC"),
+            ];
+            if let Some(cursor) = &cursor {
+                query.push(("cursor", cursor));
+            }
+            let page: serde_json::Value =
+                client.get(format!("{}/events", args.url)).query(&query).send().await?.error_for_status()?.json().await?;
+            for event in page["events"].as_array().into_iter().flatten() {
+                if let Some(id) = event["eventId"].as_str() {
+                    *seen.entry(id.to_owned()).or_default() += 1;
+                }
+            }
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = Some(next.to_owned()),
+                None => break,
+            }
+        }
+    }
+    let lost = acknowledged.iter().filter(|id| !seen.contains_key(**id)).count();
+    let duplicated = seen.values().map(|count| count - 1).sum();
+    Ok(Verification { acknowledged: acknowledged.len(), stored: seen.len(), lost, duplicated })
 }
