@@ -31,10 +31,9 @@ pub async fn verify(args: &RunArgs, run_id: &str, outcome: &Outcome) -> anyhow::
     loop {
         let mut stored = 0;
         for service in &services {
-            let query = [("service", service.as_str()), ("from", from.as_str()), ("to", to.as_str()), ("pageSize", "1")];
-            let page: serde_json::Value =
-                client.get(format!("{}/events", args.url)).query(&query).send().await?.error_for_status()?.json().await?;
-            stored += page["total"].as_u64().unwrap_or(0);
+            let query =
+                [("service", service.as_str()), ("from", from.as_str()), ("to", to.as_str()), ("pageSize", "1")];
+            stored += page(&client, &args.url, &query).await?["total"].as_u64().unwrap_or(0);
         }
         let now = tokio::time::Instant::now();
         if stored != last.0 {
@@ -61,8 +60,7 @@ pub async fn verify(args: &RunArgs, run_id: &str, outcome: &Outcome) -> anyhow::
             if let Some(cursor) = &cursor {
                 query.push(("cursor", cursor));
             }
-            let page: serde_json::Value =
-                client.get(format!("{}/events", args.url)).query(&query).send().await?.error_for_status()?.json().await?;
+            let page = page(&client, &args.url, &query).await?;
             for event in page["events"].as_array().into_iter().flatten() {
                 if let Some(id) = event["eventId"].as_str() {
                     *seen.entry(id.to_owned()).or_default() += 1;
@@ -77,4 +75,8 @@ pub async fn verify(args: &RunArgs, run_id: &str, outcome: &Outcome) -> anyhow::
     let lost = acknowledged.iter().filter(|id| !seen.contains_key(**id)).count();
     let duplicated = seen.values().map(|count| count - 1).sum();
     Ok(Verification { acknowledged: acknowledged.len(), stored: seen.len(), lost, duplicated })
+}
+
+async fn page(client: &reqwest::Client, url: &str, query: &[(&str, &str)]) -> anyhow::Result<serde_json::Value> {
+    Ok(client.get(format!("{url}/events")).query(query).send().await?.error_for_status()?.json().await?)
 }
