@@ -4,7 +4,7 @@
 // A failed unwrap is a failed test, which is what these helpers are for.
 #![allow(clippy::unwrap_used)]
 
-use aurore_tests::{Service, TestApp, TestDatabase, aurore_binary};
+use aurore_tests::{Service, TestApp, TestDatabase, aurore_binary, poll};
 use chrono::{Duration as Days, SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -47,21 +47,12 @@ async fn walk_all(app: &TestApp, service: &str, page_size: &str) -> Vec<Value> {
 
 /// Polls `GET /events` until it reports `expected` events for `service` or `within` passes.
 async fn wait_for_total(app: &TestApp, service: &str, expected: u64, within: Duration) -> u64 {
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
+    let probe = || async {
         let (from, to) = window();
-        let body: Value = app
-            .get_events(&[("service", service), ("from", &from), ("to", &to), ("pageSize", "1")])
-            .await
-            .json()
-            .await
-            .unwrap();
-        let total = body["total"].as_u64().unwrap();
-        if total == expected || tokio::time::Instant::now() >= deadline {
-            return total;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        let query = [("service", service), ("from", &from), ("to", &to), ("pageSize", "1")];
+        app.get_events(&query).await.json::<Value>().await.unwrap()["total"].as_u64().unwrap()
+    };
+    poll(within, probe, |total| *total == expected).await
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -78,14 +69,8 @@ async fn the_contract_sample_is_accepted_and_read_back_with_the_contract_fields(
     let event_id = receipt["event_id"].as_str().unwrap().to_owned();
 
     let query = [("service", "auth-service"), ("from", "2024-01-15T00:00:00Z"), ("to", "2024-01-16T00:00:00Z")];
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let body = loop {
-        let body: Value = app.get_events(&query).await.json().await.unwrap();
-        if body["total"] == 1 || tokio::time::Instant::now() > deadline {
-            break body;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let probe = || async { app.get_events(&query).await.json::<Value>().await.unwrap() };
+    let body = poll(Duration::from_secs(5), probe, |body| body["total"] == 1).await;
     assert_eq!(body["total"], 1, "{body}");
     let stored = &body["events"][0];
     assert_eq!(stored["eventId"], event_id.as_str());

@@ -4,7 +4,7 @@
 // A failed unwrap is a failed test, which is what these helpers are for.
 #![allow(clippy::unwrap_used)]
 
-use aurore_tests::{Service, TestApp, TestDatabase};
+use aurore_tests::{Service, TestApp, TestDatabase, poll};
 use chrono::{SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -61,15 +61,9 @@ async fn run_load_for(client: &reqwest::Client, address: &str, service: &'static
 /// Waits until every acknowledged id of `service` is stored, then checks none is stored
 /// twice. Returns the rows stored (acknowledged ones, plus any whose response was cut off).
 async fn assert_all_stored_once(database: &TestDatabase, service: &str, acknowledged: &HashSet<String>) -> i64 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let missing = acknowledged.difference(&stored_ids(database, service).await).count();
-        if missing == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{missing} of {} acknowledged events lost", acknowledged.len());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let missing = || async { acknowledged.difference(&stored_ids(database, service).await).count() };
+    let missing = poll(Duration::from_secs(30), missing, |missing| *missing == 0).await;
+    assert_eq!(missing, 0, "{missing} of {} acknowledged events lost", acknowledged.len());
     let rows = database.count(&format!("SELECT count(*) AS n FROM events WHERE service = '{service}'")).await;
     let distinct =
         database.count(&format!("SELECT count(DISTINCT id) AS n FROM events WHERE service = '{service}'")).await;
@@ -230,12 +224,8 @@ async fn a_database_outage_under_load_loses_nothing_and_the_circuit_opens_and_cl
     assert!(acknowledged.len() > 2000, "ingest kept accepting into the journal: {}", acknowledged.len());
     let stored = assert_all_stored_once(&app.database, "outage", &acknowledged).await;
     assert_eq!(stored, i64::try_from(acknowledged.len()).unwrap());
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while circuit(&app).await["state"] != "CLOSED" {
-        assert!(tokio::time::Instant::now() < deadline, "the circuit closed again");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let breaker = circuit(&app).await;
+    let breaker = poll(Duration::from_secs(10), || circuit(&app), |breaker| breaker["state"] == "CLOSED").await;
+    assert_eq!(breaker["state"], "CLOSED", "the circuit closed again");
     assert!(breaker["opened"].as_u64().unwrap() >= 1, "{breaker}");
     let dead: Value =
         app.client.get(format!("{}/dlq/statistics", app.address)).send().await.unwrap().json().await.unwrap();
@@ -256,14 +246,8 @@ async fn a_poison_event_goes_to_the_dlq_while_its_batch_mates_land() {
     assert_eq!(app.database.wait_for_count(stored, 49, Duration::from_secs(10)).await, 49);
 
     let dlq = |path: String| app.client.get(format!("{}{path}", app.address)).send();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    let listed: Value = loop {
-        let listed: Value = dlq("/dlq?service=poison".into()).await.unwrap().json().await.unwrap();
-        if listed["total"] == 1 || tokio::time::Instant::now() > deadline {
-            break listed;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let probe = || async { dlq("/dlq?service=poison".into()).await.unwrap().json::<Value>().await.unwrap() };
+    let listed = poll(Duration::from_secs(10), probe, |listed| listed["total"] == 1).await;
     assert_eq!(listed["total"], 1, "{listed}");
     let entry = &listed["events"][0];
     assert_eq!(entry["eventId"], poison_id.as_str());
@@ -283,16 +267,9 @@ async fn a_poison_event_goes_to_the_dlq_while_its_batch_mates_land() {
     assert_eq!(reprocess(id.clone()).await.unwrap().status(), StatusCode::OK);
     assert_eq!(reprocess(id.clone()).await.unwrap().status(), StatusCode::CONFLICT);
     // Still poison: it goes through the pipeline again and lands in the queue again.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let stats: Value = dlq("/dlq/statistics".into()).await.unwrap().json().await.unwrap();
-        if stats["total"] == 2 {
-            assert_eq!(stats["reprocessed"], 1);
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{stats}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let probe = || async { dlq("/dlq/statistics".into()).await.unwrap().json::<Value>().await.unwrap() };
+    let stats = poll(Duration::from_secs(10), probe, |stats| stats["total"] == 2).await;
+    assert_eq!((stats["total"].clone(), stats["reprocessed"].clone()), (json!(2), json!(1)), "{stats}");
     let delete = |id: String| app.client.delete(format!("{}/dlq/{id}", app.address)).send();
     assert_eq!(delete(id.clone()).await.unwrap().status(), StatusCode::NO_CONTENT);
     assert_eq!(delete(id.clone()).await.unwrap().status(), StatusCode::NOT_FOUND);

@@ -13,6 +13,22 @@ pub fn admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// Calls `probe` every 20 ms until `done` holds for what it returns or `within` passes, and
+/// returns the last value: callers assert on it, so a timeout fails with the value in view.
+pub async fn poll<T, Fut>(within: Duration, mut probe: impl FnMut() -> Fut, done: impl Fn(&T) -> bool) -> T
+where
+    Fut: std::future::Future<Output = T>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let value = probe().await;
+        if done(&value) || tokio::time::Instant::now() >= deadline {
+            return value;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// `url` with its database name replaced.
 fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
@@ -58,14 +74,7 @@ impl TestDatabase {
 
     /// Polls `sql` until it returns `expected` or `within` passes; returns the last value.
     pub async fn wait_for_count(&self, sql: &str, expected: i64, within: Duration) -> i64 {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            let found = self.count(sql).await;
-            if found == expected || tokio::time::Instant::now() >= deadline {
-                return found;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        poll(within, || self.count(sql), |found| *found == expected).await
     }
 }
 
