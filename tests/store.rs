@@ -8,7 +8,7 @@ use aurore_domain::{
 };
 use aurore_store_postgres::{PostgresSettings, PostgresStore};
 use aurore_tests::TestDatabase;
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
 use serde_json::json;
 use std::collections::HashSet;
 
@@ -226,4 +226,30 @@ async fn dead_letters_keep_what_postgres_refuses_and_can_be_managed() {
     assert!(store.delete(kept.id).await.unwrap());
     assert!(store.get(kept.id).await.unwrap().is_none());
     assert!(!store.delete(kept.id).await.unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn totals_are_exact_across_whole_and_partial_hours_and_replays() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    // Microseconds, as stored, so the expected counts compare like PostgreSQL does.
+    let start = (Utc::now() - Duration::hours(20)).trunc_subsecs(6);
+    // One event every 7 minutes for 15 hours, so hours hold uneven counts.
+    let batch: Vec<Event> = (0..130).map(|i| event("hours", start + Duration::minutes(7 * i), "m")).collect();
+    store.write_batch(&refs(&batch[..70])).await.unwrap();
+    store.write_batch(&refs(&batch)).await.expect("a replay of the first 70 plus 60 new");
+    let exact = |from: DateTime<Utc>, to: DateTime<Utc>| {
+        batch.iter().filter(|event| event.timestamp >= from && event.timestamp <= to).count() as u64
+    };
+    let ranges = [
+        (start, start + Duration::hours(16)),
+        (start + Duration::minutes(13), start + Duration::minutes(611)),
+        (start + Duration::minutes(61), start + Duration::minutes(64)),
+        (batch[10].timestamp, batch[50].timestamp),
+        (start - Duration::days(1), start + Duration::days(1)),
+    ];
+    for (from, to) in ranges {
+        let page = store.query(&query("hours", from, to, 1, SortOrder::Desc)).await.unwrap();
+        assert_eq!(page.total, Some(exact(from, to)), "{from} .. {to}");
+    }
 }

@@ -5,6 +5,7 @@
 //! partition upkeep, health) goes through diesel-async. Driver errors become
 //! [`StoreError`]s here and nowhere else. This crate knows SQL; no other crate does.
 
+mod counts;
 mod dead_letters;
 mod error;
 mod page;
@@ -14,8 +15,7 @@ use async_trait::async_trait;
 use aurore_domain::{ConnectionStats, Event, EventPage, EventQuery, EventStore, StoreError};
 use chrono::NaiveDate;
 use diesel::sql_types::{BigInt, Date};
-use diesel::{ExpressionMethods, QueryDsl};
-use diesel_async::AsyncConnection;
+
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
@@ -58,30 +58,6 @@ impl std::fmt::Debug for PostgresStore {
             .field("queries", &self.queries.status())
             .field("writes", &self.writes.status())
             .finish()
-    }
-}
-
-#[derive(diesel::Insertable)]
-#[diesel(table_name = schema::events)]
-struct NewEvent<'a> {
-    id: &'a uuid::Uuid,
-    timestamp: &'a chrono::DateTime<chrono::Utc>,
-    service: &'a str,
-    message: &'a str,
-    metadata: Option<&'a serde_json::Value>,
-    ingested_at: &'a chrono::DateTime<chrono::Utc>,
-}
-
-impl<'a> From<&'a Event> for NewEvent<'a> {
-    fn from(event: &'a Event) -> Self {
-        Self {
-            id: event.id.as_uuid(),
-            timestamp: &event.timestamp,
-            service: &event.service,
-            message: &event.message,
-            metadata: event.metadata.as_ref(),
-            ingested_at: &event.ingested_at,
-        }
     }
 }
 
@@ -170,27 +146,6 @@ impl PostgresStore {
         Ok(created.created.unsigned_abs())
     }
 
-    /// `INSERT … ON CONFLICT DO NOTHING` in one transaction, in chunks that stay under
-    /// PostgreSQL's 65,535 bind parameters per statement.
-    async fn insert_skipping_stored(&self, events: &[&Event]) -> Result<(), StoreError> {
-        const ROWS_PER_STATEMENT: usize = 5_000;
-        let rows: Vec<NewEvent<'_>> = events.iter().map(|event| NewEvent::from(*event)).collect();
-        let mut connection = self.query_connection().await?;
-        connection
-            .transaction(async |connection| {
-                for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-                    diesel::insert_into(schema::events::table)
-                        .values(chunk)
-                        .on_conflict_do_nothing()
-                        .execute(connection)
-                        .await?;
-                }
-                Ok::<_, diesel::result::Error>(())
-            })
-            .await
-            .map_err(error::from_diesel)
-    }
-
     pub(crate) async fn query_connection(
         &self,
     ) -> Result<deadpool::managed::Object<AsyncDieselConnectionManager<AsyncPgConnection>>, StoreError> {
@@ -198,9 +153,10 @@ impl PostgresStore {
     }
 }
 
-/// The fast path: one binary COPY, which commits whole or not at all.
-async fn copy(client: &tokio_postgres::Client, events: &[&Event]) -> Result<(), tokio_postgres::Error> {
-    let sink = client.copy_in(COPY_EVENTS).await?;
+/// The fast path: one binary COPY and the hourly counts, in one transaction.
+async fn copy(client: &mut tokio_postgres::Client, events: &[&Event]) -> Result<(), tokio_postgres::Error> {
+    let transaction = client.transaction().await?;
+    let sink = transaction.copy_in(COPY_EVENTS).await?;
     let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     let mut writer = std::pin::pin!(writer);
     for event in events {
@@ -217,19 +173,47 @@ async fn copy(client: &tokio_postgres::Client, events: &[&Event]) -> Result<(), 
             .await?;
     }
     writer.finish().await?;
-    Ok(())
+    counts::add(&transaction, counts::of_events(events)).await?;
+    transaction.commit().await
+}
+
+const INSERT_NEW_EVENTS: &str = r#"INSERT INTO events (id, "timestamp", service, message, metadata, ingested_at)
+    SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::text[], $4::text[], $5::jsonb[], $6::timestamptz[])
+    ON CONFLICT DO NOTHING
+    RETURNING service, "timestamp""#;
+
+/// The path for batches that hold stored events (a journal replay, a client retry): one
+/// `INSERT … ON CONFLICT DO NOTHING` over arrays (no bind-parameter limit), counting only
+/// the rows it actually inserted.
+async fn insert_skipping_stored(
+    client: &mut tokio_postgres::Client,
+    events: &[&Event],
+) -> Result<(), tokio_postgres::Error> {
+    let transaction = client.transaction().await?;
+    let ids: Vec<&uuid::Uuid> = events.iter().map(|event| event.id.as_uuid()).collect();
+    let timestamps: Vec<_> = events.iter().map(|event| event.timestamp).collect();
+    let services: Vec<&str> = events.iter().map(|event| event.service.as_str()).collect();
+    let messages: Vec<&str> = events.iter().map(|event| event.message.as_str()).collect();
+    let metadata: Vec<&Option<serde_json::Value>> = events.iter().map(|event| &event.metadata).collect();
+    let ingested: Vec<_> = events.iter().map(|event| event.ingested_at).collect();
+    let inserted =
+        transaction.query(INSERT_NEW_EVENTS, &[&ids, &timestamps, &services, &messages, &metadata, &ingested]).await?;
+    let stored: Vec<(String, chrono::DateTime<chrono::Utc>)> =
+        inserted.iter().map(|row| (row.get(0), row.get(1))).collect();
+    counts::add(&transaction, stored.iter().map(|(service, timestamp)| (service.as_str(), *timestamp))).await?;
+    transaction.commit().await
 }
 
 #[async_trait]
 impl EventStore for PostgresStore {
     async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError> {
-        let client = self.writes.get().await.map_err(|error| StoreError::Unavailable(error.to_string()))?;
-        match copy(&client, events).await {
+        let mut client = self.writes.get().await.map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        match copy(&mut client, events).await {
             Err(copy_error) if copy_error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 // Some events are already stored (a journal replay or a client retry):
                 // the slower path skips them.
                 tracing::debug!(events = events.len(), "batch holds stored events; inserting the rest");
-                self.insert_skipping_stored(events).await
+                insert_skipping_stored(&mut client, events).await.map_err(error::from_postgres)
             }
             result => result.map_err(error::from_postgres),
         }
@@ -239,16 +223,7 @@ impl EventStore for PostgresStore {
         let mut connection = self.query_connection().await?;
         let total = match query.cursor {
             Some(_) => None,
-            None => Some(
-                schema::events::table
-                    .filter(schema::events::service.eq(&query.service))
-                    .filter(schema::events::timestamp.between(query.from, query.to))
-                    .count()
-                    .get_result::<i64>(&mut connection)
-                    .await
-                    .map_err(error::from_diesel)?
-                    .unsigned_abs(),
-            ),
+            None => Some(counts::total(&mut connection, query).await?),
         };
         let (events, has_more) = page::fetch(&mut connection, query).await?;
         Ok(EventPage { events, total, has_more })
