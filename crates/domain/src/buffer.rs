@@ -183,10 +183,6 @@ impl Buffer {
         }
     }
 
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
     /// Events queued, spilled ones included.
     pub fn len(&self) -> usize {
         self.lock().events

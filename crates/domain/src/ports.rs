@@ -22,12 +22,6 @@ pub enum StoreError {
     Rejected(String),
 }
 
-impl StoreError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Unavailable(_))
-    }
-}
-
 /// Durable storage of events.
 #[async_trait]
 pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
