@@ -62,13 +62,23 @@ async fn main() -> ExitCode {
     }
 }
 
-fn init_logging(settings: &Settings) -> anyhow::Result<()> {
-    aurore_telemetry::init_logging(&settings.telemetry.log_level, settings.telemetry.log_format)?;
-    Ok(())
+/// Logs, and traces when an OTLP endpoint is configured; keep the guard until exit so
+/// queued spans are flushed.
+fn init_telemetry(settings: &Settings) -> anyhow::Result<aurore_telemetry::TelemetryGuard> {
+    let telemetry = &settings.telemetry;
+    let traces = aurore_telemetry::TraceSettings {
+        otlp_endpoint: telemetry.otlp_endpoint.clone(),
+        sample_ratio: telemetry.sample_ratio,
+    };
+    let guard = aurore_telemetry::init(&telemetry.log_level, telemetry.log_format, &traces)?;
+    if guard.exporting_traces() {
+        tracing::info!(sample_ratio = telemetry.sample_ratio, "exporting traces over OTLP/HTTP");
+    }
+    Ok(guard)
 }
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
-    init_logging(settings)?;
+    let _telemetry = init_telemetry(settings)?;
     let store = PostgresStore::connect(&aurore::startup::postgres_settings(settings))?;
     let applied = store.migrate().await.context("migration failed")?;
     tracing::info!(applied, "migrations applied");
@@ -76,7 +86,7 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 }
 
 async fn serve(settings: &Settings) -> anyhow::Result<()> {
-    init_logging(settings)?;
+    let _telemetry = init_telemetry(settings)?;
     let application = Application::build(settings).await?;
     application.run_until(shutdown_signal()).await
 }

@@ -386,11 +386,18 @@ pub struct TelemetrySettings {
     pub log_level: String,
     #[garde(skip)]
     pub log_format: LogFormat,
+    /// OTLP/HTTP traces URL, e.g. `http://jaeger:4318/v1/traces`. Unset: the standard
+    /// `OTEL_EXPORTER_OTLP_(TRACES_)ENDPOINT` apply; with none set, no traces leave.
+    #[garde(inner(prefix("http")))]
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of new traces kept (0 to 1); requests continuing a sampled trace are kept.
+    #[garde(range(min = 0.0, max = 1.0))]
+    pub sample_ratio: f64,
 }
 
 impl Default for TelemetrySettings {
     fn default() -> Self {
-        Self { log_level: "info".into(), log_format: LogFormat::Human }
+        Self { log_level: "info".into(), log_format: LogFormat::Human, otlp_endpoint: None, sample_ratio: 0.1 }
     }
 }
 

@@ -4,8 +4,9 @@ use crate::settings::{PartitionSettings, Settings};
 use anyhow::Context as _;
 use aurore_domain::{
     BatchWorker, BreakerSettings, Buffer, CircuitBreaker, Clock, IngestService, IngestSettings, Journal, Lifecycle,
-    PipelineStats, QueryLimits, RetryPolicy, Sinks, SystemClock, WriterSettings, replay_journal,
+    Observer, QueryLimits, RetryPolicy, Sinks, SystemClock, WriterSettings, replay_journal,
 };
+use aurore_telemetry::{Metrics, TelemetryObserver};
 use aurore_http::{AppState, RequestLimits, ServerOptions};
 use aurore_journal::{FileJournal, JournalSettings};
 use aurore_store_postgres::{PostgresSettings, PostgresStore};
@@ -103,8 +104,17 @@ impl Application {
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.server.host, settings.server.port))?;
         let port = listener.local_addr()?.port();
+        let observer: Arc<dyn Observer> = Arc::new(TelemetryObserver);
         let state = AppState {
-            ingest: IngestService::new(buffer.clone(), Some(journal.clone()), clock, ingest_settings(settings)),
+            ingest: IngestService::new(
+                buffer.clone(),
+                Some(journal.clone()),
+                clock,
+                observer.clone(),
+                ingest_settings(settings),
+            ),
+            buffer: buffer.clone(),
+            journal: Some(journal.clone()),
             store: store.clone(),
             dead_letters: store.clone(),
             breaker: breaker.clone(),
@@ -116,6 +126,9 @@ impl Application {
             },
             query_limits,
             retry_after: Duration::from_secs(settings.buffer.retry_after_secs),
+            metrics: Metrics::install()?,
+            started: std::time::Instant::now(),
+            business: aurore_http::business_cache(),
         };
         let drain_deadline = Duration::from_secs(settings.shutdown.drain_deadline_secs);
         let server = aurore_http::serve(
@@ -138,7 +151,7 @@ impl Application {
             store.clone(),
             buffer.clone(),
             lifecycle.clone(),
-            Writers { sinks, settings: writer_settings, count: settings.writer.writers },
+            Writers { sinks, settings: writer_settings, count: settings.writer.writers, observer },
             settings.partitions.clone(),
             schema_ready.clone(),
         ));
@@ -205,6 +218,7 @@ struct Writers {
     sinks: Sinks,
     settings: WriterSettings,
     count: usize,
+    observer: Arc<dyn Observer>,
 }
 
 /// Migrates (retrying while PostgreSQL is unreachable), creates partitions, then runs the
@@ -236,12 +250,11 @@ async fn run_storage(
     ensure_partitions(&store, &partitions).await;
     lifecycle.mark_schema_ready();
     schema_ready.notify_one();
-    let stats = Arc::new(PipelineStats::default());
     let mut tasks = JoinSet::new();
     for _ in 0..writers.count {
-        tasks.spawn(
-            BatchWorker::new(buffer.clone(), writers.sinks.clone(), writers.settings.clone(), stats.clone()).run(),
-        );
+        let worker =
+            BatchWorker::new(buffer.clone(), writers.sinks.clone(), writers.settings.clone(), writers.observer.clone());
+        tasks.spawn(worker.run());
     }
     while tasks.join_next().await.is_some() {}
 }

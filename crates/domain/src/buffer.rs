@@ -2,6 +2,7 @@
 
 use crate::completion::Completion;
 use crate::event::Event;
+use crate::observe::TraceLink;
 use crate::ports::{JournalSeq, RecordRef};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,24 @@ pub enum BufferError {
 #[derive(Debug, Default)]
 pub struct BufferStats {
     pub enqueued: AtomicU64,
+    /// Events refused to clients for lack of room (here or in the journal).
+    pub refused: AtomicU64,
+}
+
+/// The buffer at one moment, for health reports and metrics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BufferSnapshot {
+    /// Events queued, spilled ones included.
+    pub events: usize,
+    /// Events held in memory, what `capacity` bounds.
+    pub in_memory: usize,
+    /// Approximate memory the queued events hold.
+    pub bytes: usize,
+    pub capacity: usize,
+    pub enqueued: u64,
+    pub refused: u64,
+    pub since_last_enqueue: Option<Duration>,
+    pub since_last_drain: Option<Duration>,
 }
 
 /// An accepted event on its way to the store, with what must follow once it is stored.
@@ -34,11 +53,13 @@ pub struct Queued {
     pub seq: Option<JournalSeq>,
     /// Told the outcome, for a caller that waits until the event is stored.
     pub completion: Option<Arc<Completion>>,
+    /// The request that brought it, for the batch span's links.
+    pub origin: Option<TraceLink>,
 }
 
 impl Queued {
     pub fn new(event: Event) -> Self {
-        Self { event, seq: None, completion: None }
+        Self { event, seq: None, completion: None, origin: None }
     }
 }
 
@@ -48,6 +69,7 @@ pub struct Spilled {
     pub record: RecordRef,
     pub events: usize,
     pub completion: Option<Arc<Completion>>,
+    pub origin: Option<TraceLink>,
 }
 
 #[derive(Debug)]
@@ -90,15 +112,20 @@ struct Queue {
     events: usize,
     /// Places promised to requests that are still being journaled.
     reserved: usize,
+    /// Approximate memory held by the events in memory.
+    bytes: usize,
+    last_push: Option<Instant>,
+    last_pop: Option<Instant>,
     closed: bool,
 }
 
 impl Queue {
     fn push(&mut self, entry: Entry) {
         match &entry {
-            Entry::Memory(_) => {
+            Entry::Memory(queued) => {
                 self.in_memory += 1;
                 self.events += 1;
+                self.bytes += queued.event.approximate_bytes();
             }
             Entry::Spilled(spilled) => self.events += spilled.events,
         }
@@ -108,9 +135,10 @@ impl Queue {
     fn pop(&mut self) -> Option<Entry> {
         let entry = self.entries.pop_front()?;
         match &entry {
-            Entry::Memory(_) => {
+            Entry::Memory(queued) => {
                 self.in_memory -= 1;
                 self.events -= 1;
+                self.bytes -= queued.event.approximate_bytes();
             }
             Entry::Spilled(spilled) => self.events -= spilled.events,
         }
@@ -155,6 +183,7 @@ impl Reservation<'_> {
         for item in items {
             queue.push(Entry::Memory(item));
         }
+        queue.last_push = Some(Instant::now());
         let after = queue.events;
         drop(queue);
         self.buffer.stats.enqueued.fetch_add(count, Ordering::Relaxed);
@@ -196,6 +225,21 @@ impl Buffer {
         &self.stats
     }
 
+    pub fn snapshot(&self) -> BufferSnapshot {
+        let queue = self.lock();
+        let now = Instant::now();
+        BufferSnapshot {
+            events: queue.events,
+            in_memory: queue.in_memory,
+            bytes: queue.bytes,
+            capacity: self.capacity,
+            enqueued: self.stats.enqueued.load(Ordering::Relaxed),
+            refused: self.stats.refused.load(Ordering::Relaxed),
+            since_last_enqueue: queue.last_push.map(|at| now - at),
+            since_last_drain: queue.last_pop.map(|at| now - at),
+        }
+    }
+
     /// Holds room for `count` events, or refuses when it is not there.
     pub fn reserve(&self, count: usize) -> Result<Reservation<'_>, BufferError> {
         let mut queue = self.lock();
@@ -218,6 +262,7 @@ impl Buffer {
         }
         let before = queue.events;
         queue.push(Entry::Spilled(spilled));
+        queue.last_push = Some(Instant::now());
         let after = queue.events;
         drop(queue);
         self.stats.enqueued.fetch_add(count, Ordering::Relaxed);
@@ -293,6 +338,7 @@ impl Buffer {
                 batch.add(entry);
             }
             if !batch.is_empty() || queue.closed {
+                queue.last_pop = Some(Instant::now());
                 drop(queue);
                 self.room.notify_waiters();
                 return batch;
@@ -421,7 +467,7 @@ pub(crate) mod tests {
         buffer.push(queued(2)).unwrap();
         assert!(buffer.reserve(1).is_err(), "memory is full");
         let record = RecordRef { segment: 0, offset: 0 };
-        buffer.push_spilled(Spilled { record, events: 4, completion: None }).unwrap();
+        buffer.push_spilled(Spilled { record, events: 4, completion: None, origin: None }).unwrap();
         assert_eq!(buffer.len(), 6);
         let batch = buffer.next_batch(Duration::from_secs(60)).await;
         assert_eq!((batch.queued.len(), batch.spilled.len(), batch.len()), (2, 1, 6));

@@ -84,3 +84,23 @@ pub struct Event {
     pub metadata: Option<Value>,
     pub ingested_at: DateTime<Utc>,
 }
+
+impl Event {
+    /// Roughly the memory this event holds, for buffer metrics: cheap, not exact.
+    pub fn approximate_bytes(&self) -> usize {
+        std::mem::size_of::<Self>()
+            + self.service.len()
+            + self.message.len()
+            + self.metadata.as_ref().map_or(0, approximate_value_bytes)
+    }
+}
+
+fn approximate_value_bytes(value: &Value) -> usize {
+    let node = std::mem::size_of::<Value>();
+    match value {
+        Value::String(text) => node + text.len(),
+        Value::Array(items) => node + items.iter().map(approximate_value_bytes).sum::<usize>(),
+        Value::Object(map) => node + map.iter().map(|(key, value)| key.len() + approximate_value_bytes(value)).sum::<usize>(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => node,
+    }
+}

@@ -4,6 +4,7 @@
 use crate::buffer::{Buffer, BufferError, Queued, Spilled};
 use crate::completion::Completion;
 use crate::event::{Event, EventId};
+use crate::observe::{Observer, Received, TraceLink};
 use crate::ports::{Clock, Journal, JournalError, JournalSeq};
 use crate::validation::{FieldError, Limits, validate_event};
 use chrono::{DateTime, Utc};
@@ -79,6 +80,7 @@ pub struct IngestService {
     buffer: Arc<Buffer>,
     journal: Option<Arc<dyn Journal>>,
     clock: Arc<dyn Clock>,
+    observer: Arc<dyn Observer>,
     limits: Limits,
     /// Recent (id, timestamp) pairs of keyed events: repeats are answered without
     /// journaling again. The store's key on (timestamp, id) catches older repeats.
@@ -90,23 +92,25 @@ impl IngestService {
         buffer: Arc<Buffer>,
         journal: Option<Arc<dyn Journal>>,
         clock: Arc<dyn Clock>,
+        observer: Arc<dyn Observer>,
         settings: IngestSettings,
     ) -> Self {
         let recent_keys = moka::sync::Cache::builder()
             .max_capacity(settings.recent_keys_capacity)
             .time_to_live(settings.recent_keys_ttl)
             .build();
-        Self { buffer, journal, clock, limits: settings.limits, recent_keys }
+        Self { buffer, journal, clock, observer, limits: settings.limits, recent_keys }
     }
 
     /// Accepts the valid events of a request all together, or none when there is no room.
     /// Invalid elements are reported by index and never block the others; an element the
     /// adapter could not even decode arrives as its error. Returns once the events are as
-    /// durable as `durability` asks.
+    /// durable as `durability` asks. `origin` is the request's trace span, if sampled.
     pub async fn ingest(
         &self,
         elements: Vec<Result<Value, FieldError>>,
         durability: Durability,
+        origin: Option<TraceLink>,
     ) -> Result<IngestReceipt, IngestError> {
         if elements.is_empty() {
             return Err(IngestError::Empty);
@@ -130,12 +134,18 @@ impl IngestService {
                 Err(errors) => rejected.push(Rejection { index, errors }),
             }
         }
+        if !rejected.is_empty() {
+            self.observer.events_received(Received::Rejected, rejected.len());
+        }
         if accepted.is_empty() {
             return Err(IngestError::Invalid(rejected));
         }
         let duplicates = accepted.len() - fresh.len();
+        if duplicates > 0 {
+            self.observer.events_received(Received::Duplicate, duplicates);
+        }
         if !fresh.is_empty() {
-            let completion = self.enqueue(fresh, durability).await?;
+            let completion = self.enqueue(fresh, durability, origin).await?;
             // Only keyed events can repeat; remembering the others would cost for nothing.
             for key in keys_seen {
                 self.recent_keys.insert(key, ());
@@ -151,7 +161,7 @@ impl IngestService {
 
     /// Re-enqueues an event that already has its identity (a dead letter being reprocessed).
     pub async fn requeue(&self, event: Event) -> Result<(), IngestError> {
-        self.enqueue(vec![event], Durability::Journal).await.map(|_| ())
+        self.enqueue(vec![event], Durability::Journal, None).await.map(|_| ())
     }
 
     /// Journals the events (unless `durability` is `none`) and queues them: in memory when
@@ -161,6 +171,26 @@ impl IngestService {
         &self,
         events: Vec<Event>,
         durability: Durability,
+        origin: Option<TraceLink>,
+    ) -> Result<Option<Arc<Completion>>, IngestError> {
+        let count = events.len();
+        let result = self.enqueue_or_refuse(events, durability, origin).await;
+        match &result {
+            Ok(_) => self.observer.events_received(Received::Accepted, count),
+            Err(IngestError::Buffer(BufferError::Full { .. }) | IngestError::Journal(JournalError::Full { .. })) => {
+                self.buffer.stats().refused.fetch_add(count as u64, std::sync::atomic::Ordering::Relaxed);
+                self.observer.events_received(Received::RateLimited, count);
+            }
+            Err(_) => {}
+        }
+        result
+    }
+
+    async fn enqueue_or_refuse(
+        &self,
+        events: Vec<Event>,
+        durability: Durability,
+        origin: Option<TraceLink>,
     ) -> Result<Option<Arc<Completion>>, IngestError> {
         let journal = self.journal.as_ref().filter(|_| durability != Durability::None);
         let reservation = match (self.buffer.reserve(events.len()), journal) {
@@ -182,12 +212,14 @@ impl IngestService {
                         event,
                         seq: appended.map(|appended| JournalSeq(appended.first.0 + offset as u64)),
                         completion: completion.clone(),
+                        origin,
                     })
                     .collect();
                 reservation.fill(queued);
             }
             (None, Some(appended)) => {
-                let spilled = Spilled { record: appended.record, events: events.len(), completion: completion.clone() };
+                let spilled =
+                    Spilled { record: appended.record, events: events.len(), completion: completion.clone(), origin };
                 self.buffer.push_spilled(spilled)?;
             }
             (None, None) => unreachable!("without a journal a full buffer refuses before this point"),
@@ -210,7 +242,7 @@ pub async fn replay_journal(journal: &dyn Journal, buffer: &Buffer) -> Result<u6
     while let Some(entries) = journal.next_unacknowledged()? {
         replayed += entries.len() as u64;
         let queued =
-            entries.into_iter().map(|(seq, event)| Queued { event, seq: Some(seq), completion: None }).collect();
+            entries.into_iter().map(|(seq, event)| Queued { event, seq: Some(seq), completion: None, origin: None }).collect();
         buffer.push_when_room(queued).await?;
     }
     Ok(replayed)
@@ -260,6 +292,9 @@ mod tests {
         fn next_unacknowledged(&self) -> Result<Option<Vec<(JournalSeq, Event)>>, JournalError> {
             Ok(self.replay.lock().unwrap().pop())
         }
+        fn usage(&self) -> crate::ports::JournalUsage {
+            unreachable!("ingest never reports")
+        }
     }
 
     struct Setup {
@@ -277,6 +312,7 @@ mod tests {
             buffer.clone(),
             Some(journal.clone()),
             Arc::new(FixedClock(now)),
+            Arc::new(crate::observe::Unobserved),
             IngestSettings::default(),
         );
         Setup { ingest, buffer, journal, now }
@@ -303,7 +339,7 @@ mod tests {
     async fn accepts_valid_elements_and_reports_invalid_ones_by_index() {
         let setup = setup(10);
         let receipt =
-            setup.ingest.ingest(vec![event("a"), Ok(json!({"service": "svc"})), event("c")], Durability::Journal).await;
+            setup.ingest.ingest(vec![event("a"), Ok(json!({"service": "svc"})), event("c")], Durability::Journal, None).await;
         let receipt = receipt.unwrap();
         assert_eq!(receipt.accepted.len(), 2);
         assert_eq!(receipt.ingested_at, setup.now);
@@ -315,8 +351,8 @@ mod tests {
     #[tokio::test]
     async fn journaled_events_carry_consecutive_positions_and_unjournaled_ones_none() {
         let setup = setup(10);
-        setup.ingest.ingest(vec![event("a"), event("b")], Durability::Journal).await.unwrap();
-        setup.ingest.ingest(vec![event("c")], Durability::None).await.unwrap();
+        setup.ingest.ingest(vec![event("a"), event("b")], Durability::Journal, None).await.unwrap();
+        setup.ingest.ingest(vec![event("c")], Durability::None, None).await.unwrap();
         assert_eq!(setup.journal.appended.lock().unwrap().len(), 2, "durability none skips the journal");
         let seqs: Vec<_> = drain(&setup.buffer).await.queued.iter().map(|queued| queued.seq).collect();
         assert_eq!(seqs, [Some(JournalSeq(0)), Some(JournalSeq(1)), None]);
@@ -326,17 +362,17 @@ mod tests {
     async fn enriches_with_distinct_time_ordered_ids() {
         let setup = setup(10);
         let ids =
-            setup.ingest.ingest(vec![event("a"), event("b"), event("c")], Durability::None).await.unwrap().accepted;
+            setup.ingest.ingest(vec![event("a"), event("b"), event("c")], Durability::None, None).await.unwrap().accepted;
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
     }
 
     #[tokio::test]
     async fn a_repeated_idempotency_key_gets_the_same_id_and_is_queued_once() {
         let setup = setup(10);
-        let first = setup.ingest.ingest(vec![keyed("order-1"), keyed("order-1")], Durability::Journal).await.unwrap();
+        let first = setup.ingest.ingest(vec![keyed("order-1"), keyed("order-1")], Durability::Journal, None).await.unwrap();
         assert_eq!(first.accepted[0], first.accepted[1]);
         assert_eq!(first.duplicates, 1);
-        let again = setup.ingest.ingest(vec![keyed("order-1"), keyed("order-2")], Durability::Journal).await.unwrap();
+        let again = setup.ingest.ingest(vec![keyed("order-1"), keyed("order-2")], Durability::Journal, None).await.unwrap();
         assert_eq!(again.accepted[0], first.accepted[0]);
         assert_eq!(again.duplicates, 1);
         assert_eq!(setup.buffer.len(), 2, "order-1 once, order-2 once");
@@ -348,20 +384,20 @@ mod tests {
         let setup = setup(10);
         let unreadable = FieldError::new("event", "isJson", "line 1 is not JSON");
         let result =
-            setup.ingest.ingest(vec![Ok(json!(1)), Ok(json!({})), Err(unreadable.clone())], Durability::Journal);
+            setup.ingest.ingest(vec![Ok(json!(1)), Ok(json!({})), Err(unreadable.clone())], Durability::Journal, None);
         let Err(IngestError::Invalid(rejected)) = result.await else {
             panic!("expected every element to be rejected");
         };
         assert_eq!(rejected.iter().map(|r| r.index).collect::<Vec<_>>(), [0, 1, 2]);
         assert_eq!(rejected[2].errors, [unreadable]);
         assert!(setup.buffer.is_empty());
-        assert_eq!(setup.ingest.ingest(vec![], Durability::Journal).await, Err(IngestError::Empty));
+        assert_eq!(setup.ingest.ingest(vec![], Durability::Journal, None).await, Err(IngestError::Empty));
     }
 
     #[tokio::test]
     async fn without_the_journal_a_full_buffer_refuses_the_whole_request() {
         let setup = setup(2);
-        let result = setup.ingest.ingest(vec![event("a"), event("b"), event("c")], Durability::None).await;
+        let result = setup.ingest.ingest(vec![event("a"), event("b"), event("c")], Durability::None, None).await;
         assert_eq!(result, Err(IngestError::Buffer(BufferError::Full { capacity: 2 })));
         assert!(setup.buffer.is_empty());
         assert!(setup.journal.appended.lock().unwrap().is_empty());
@@ -370,8 +406,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn journaled_events_spill_to_the_journal_when_memory_is_full() {
         let setup = setup(1);
-        setup.ingest.ingest(vec![event("in memory")], Durability::Journal).await.unwrap();
-        setup.ingest.ingest(vec![event("on disk")], Durability::Journal).await.unwrap();
+        setup.ingest.ingest(vec![event("in memory")], Durability::Journal, None).await.unwrap();
+        setup.ingest.ingest(vec![event("on disk")], Durability::Journal, None).await.unwrap();
         assert_eq!(setup.buffer.len(), 2);
         let batch = drain(&setup.buffer).await;
         assert_eq!(batch.queued.len(), 1);
@@ -383,7 +419,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_journal_refuses_and_releases_the_reserved_room() {
         let setup = setup_with(2, MemoryJournal { full: true, ..MemoryJournal::default() });
-        let result = setup.ingest.ingest(vec![event("a"), event("b")], Durability::Journal).await;
+        let result = setup.ingest.ingest(vec![event("a"), event("b")], Durability::Journal, None).await;
         assert_eq!(result, Err(IngestError::Journal(JournalError::Full { limit_bytes: 10 })));
         assert!(setup.buffer.reserve(2).is_ok(), "the room held for the refused request is free again");
     }

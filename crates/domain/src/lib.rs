@@ -8,26 +8,30 @@
 //! Adapters implement the traits in [`ports`]; a tidy test keeps it that way.
 
 pub mod breaker;
+pub mod business;
 pub mod buffer;
 pub mod completion;
 pub mod event;
 pub mod ingest;
 pub mod lifecycle;
+pub mod observe;
 pub mod pipeline;
 pub mod ports;
 pub mod query;
 pub mod validation;
 
 pub use breaker::{BreakerSettings, BreakerSnapshot, BreakerState, CircuitBreaker};
-pub use buffer::{Batch, Buffer, BufferError, BufferStats, Queued, Reservation, Spilled};
+pub use buffer::{Batch, Buffer, BufferError, BufferSnapshot, BufferStats, Queued, Reservation, Spilled};
+pub use business::{BusinessMetrics, HourCount, HourlyCount, ServiceCount};
 pub use completion::Completion;
 pub use event::{Event, EventDraft, EventId};
 pub use ingest::{Durability, IngestError, IngestReceipt, IngestService, IngestSettings, Rejection, replay_journal};
 pub use lifecycle::Lifecycle;
-pub use pipeline::{BatchWorker, PipelineStats, RetryPolicy, Sinks, WriterSettings};
+pub use observe::{DatabaseFailure, Observer, Received, TraceLink, Unobserved};
+pub use pipeline::{BatchWorker, RetryPolicy, Sinks, WriterSettings};
 pub use ports::{
     Appended, Clock, ConnectionStats, DeadLetter, DeadLetterFilter, DeadLetterStats, DeadLetterStore, EventStore,
-    Journal, JournalError, JournalSeq, RecordRef, StoreError, SystemClock,
+    Journal, JournalError, JournalSeq, JournalUsage, RecordRef, StoreError, SystemClock,
 };
 pub use query::{Cursor, CursorKey, EventPage, EventQuery, QueryLimits, SortField, SortOrder, StoredEvent};
 pub use validation::{FieldError, Limits};

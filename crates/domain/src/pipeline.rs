@@ -7,11 +7,13 @@
 use crate::breaker::CircuitBreaker;
 use crate::buffer::{Batch, Buffer, Queued};
 use crate::event::Event;
+use crate::observe::{DatabaseFailure, Observer, TraceLink};
 use crate::ports::{DeadLetterStore, EventStore, Journal, JournalError, StoreError};
 use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use tokio::time::Instant;
+use tracing::Instrument as _;
 
 /// The pause between attempts after failures.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,16 +46,8 @@ pub struct WriterSettings {
     pub retry: RetryPolicy,
 }
 
-/// Lifetime counters of the writers, read by health and metrics.
-#[derive(Debug, Default)]
-pub struct PipelineStats {
-    pub batches_written: AtomicU64,
-    pub events_stored: AtomicU64,
-    pub write_retries: AtomicU64,
-    pub events_dead_lettered: AtomicU64,
-    /// Poison events the dead-letter store refused too; logged in full.
-    pub events_lost: AtomicU64,
-}
+/// A batch span links to at most this many requests (OpenTelemetry's default limit).
+const MAX_SPAN_LINKS: usize = 128;
 
 /// Where a writer sends what it drains. Shared by every writer.
 #[derive(Debug, Clone)]
@@ -71,7 +65,7 @@ pub struct BatchWorker {
     buffer: Arc<Buffer>,
     sinks: Sinks,
     settings: WriterSettings,
-    stats: Arc<PipelineStats>,
+    observer: Arc<dyn Observer>,
 }
 
 /// Why a slice of a batch was not stored.
@@ -81,8 +75,8 @@ struct Refused {
 }
 
 impl BatchWorker {
-    pub fn new(buffer: Arc<Buffer>, sinks: Sinks, settings: WriterSettings, stats: Arc<PipelineStats>) -> Self {
-        Self { buffer, sinks, settings, stats }
+    pub fn new(buffer: Arc<Buffer>, sinks: Sinks, settings: WriterSettings, observer: Arc<dyn Observer>) -> Self {
+        Self { buffer, sinks, settings, observer }
     }
 
     /// Runs until the buffer is closed and drained.
@@ -92,8 +86,14 @@ impl BatchWorker {
             if batch.is_empty() {
                 return;
             }
-            let queued = self.read_spilled(batch).await;
-            self.store(queued).await;
+            let origins = origins(&batch);
+            let span = self.observer.batch_span(batch.len(), &origins);
+            async {
+                let queued = self.read_spilled(batch).await;
+                self.store(queued).await;
+            }
+            .instrument(span)
+            .await;
         }
     }
 
@@ -111,6 +111,7 @@ impl BatchWorker {
                     event,
                     seq: Some(seq),
                     completion: spilled.completion.clone(),
+                    origin: spilled.origin,
                 })),
                 Err(error) => {
                     tracing::error!(%error, events = spilled.events, "cannot read spilled events back; they wait in the journal for the next start");
@@ -133,10 +134,7 @@ impl BatchWorker {
         pending.push(0..batch.len());
         while let Some(range) = pending.pop() {
             match self.write(&events[range.clone()]).await {
-                Ok(()) => {
-                    self.stats.batches_written.fetch_add(1, Ordering::Relaxed);
-                    self.stats.events_stored.fetch_add(range.len() as u64, Ordering::Relaxed);
-                }
+                Ok(took) => self.observer.batch_written(range.len(), took),
                 Err(refused) if range.len() == 1 => {
                     stored[range.start] = false;
                     self.dead_letter(events[range.start], &refused).await;
@@ -159,25 +157,29 @@ impl BatchWorker {
         }
     }
 
-    /// Writes until the store takes the events or refuses their data.
-    async fn write(&self, events: &[&Event]) -> Result<(), Refused> {
+    /// Writes until the store takes the events or refuses their data. Returns how long
+    /// the successful attempt took.
+    async fn write(&self, events: &[&Event]) -> Result<Duration, Refused> {
         let mut attempts = 0;
         loop {
             self.wait_for_circuit().await;
             attempts += 1;
+            let started = Instant::now();
             match self.sinks.store.write_batch(events).await {
                 Ok(()) => {
                     self.sinks.breaker.record_success();
-                    return Ok(());
+                    return Ok(started.elapsed());
                 }
                 Err(StoreError::Rejected(reason)) => {
                     // The database answered; only the data is at fault.
                     self.sinks.breaker.record_success();
+                    self.observer.database_failed(DatabaseFailure::Rejected);
                     return Err(Refused { reason, attempts });
                 }
                 Err(StoreError::Unavailable(error)) => {
                     self.sinks.breaker.record_failure(&error);
-                    self.stats.write_retries.fetch_add(1, Ordering::Relaxed);
+                    self.observer.database_failed(DatabaseFailure::Unavailable);
+                    self.observer.write_retried();
                     let delay = self.settings.retry.delay(attempts, fastrand::f64());
                     tracing::warn!(%error, attempt = attempts, retry_in = ?delay, events = events.len(), "batch write failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -193,17 +195,19 @@ impl BatchWorker {
             match self.sinks.dead_letters.put(event, &refused.reason, refused.attempts).await {
                 Ok(()) => {
                     tracing::warn!(event_id = %event.id, service = %event.service, reason = %refused.reason, "event dead-lettered");
-                    self.stats.events_dead_lettered.fetch_add(1, Ordering::Relaxed);
+                    self.observer.dead_lettered(true);
                     return;
                 }
                 Err(StoreError::Unavailable(error)) => {
                     self.sinks.breaker.record_failure(&error);
+                    self.observer.database_failed(DatabaseFailure::Unavailable);
                     failures += 1;
                     tokio::time::sleep(self.settings.retry.delay(failures, fastrand::f64())).await;
                 }
                 Err(StoreError::Rejected(error)) => {
                     tracing::error!(event = ?event, reason = %refused.reason, %error, "the dead-letter store refused a poison event; it is lost");
-                    self.stats.events_lost.fetch_add(1, Ordering::Relaxed);
+                    self.observer.database_failed(DatabaseFailure::Rejected);
+                    self.observer.dead_lettered(false);
                     return;
                 }
             }
@@ -217,10 +221,29 @@ impl BatchWorker {
     }
 }
 
+/// The distinct requests a batch carries events from, up to the link limit.
+fn origins(batch: &Batch) -> Vec<TraceLink> {
+    let from_memory = batch.queued.iter().filter_map(|queued| queued.origin);
+    let from_journal = batch.spilled.iter().filter_map(|spilled| spilled.origin);
+    let mut origins: Vec<TraceLink> = Vec::new();
+    for origin in from_memory.chain(from_journal) {
+        // A request's events sit together in the buffer, so comparing with the last
+        // one seen removes nearly every repeat without a set.
+        if origins.last() != Some(&origin) {
+            origins.push(origin);
+            if origins.len() == MAX_SPAN_LINKS {
+                break;
+            }
+        }
+    }
+    origins
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::breaker::{BreakerSettings, BreakerState};
+    use crate::business::BusinessMetrics;
     use crate::buffer::tests::queued;
     use crate::completion::Completion;
     use crate::ports::{Appended, DeadLetter, DeadLetterFilter, DeadLetterStats, JournalSeq, RecordRef, SystemClock};
@@ -228,6 +251,7 @@ pub(crate) mod tests {
     use async_trait::async_trait;
     use std::collections::{HashSet, VecDeque};
     use std::sync::Mutex;
+    use std::sync::atomic::{AtomicU64, Ordering};
     use tokio::time::Instant;
     use uuid::Uuid;
 
@@ -260,6 +284,9 @@ pub(crate) mod tests {
         }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())
+        }
+        async fn business_metrics(&self, _: chrono::DateTime<chrono::Utc>) -> Result<BusinessMetrics, StoreError> {
+            unreachable!("the writer never reports")
         }
     }
 
@@ -310,6 +337,40 @@ pub(crate) mod tests {
         fn next_unacknowledged(&self) -> Result<Option<Vec<(JournalSeq, Event)>>, JournalError> {
             Ok(None)
         }
+        fn usage(&self) -> crate::ports::JournalUsage {
+            unreachable!("the writer never reports")
+        }
+    }
+
+    /// Counts what the writer reports.
+    #[derive(Debug, Default)]
+    struct CountingObserver {
+        batches: AtomicU64,
+        events_written: AtomicU64,
+        retries: AtomicU64,
+        unavailable: AtomicU64,
+        dead_lettered: AtomicU64,
+    }
+
+    impl Observer for CountingObserver {
+        fn events_received(&self, _: crate::observe::Received, _: usize) {}
+        fn batch_written(&self, events: usize, _: Duration) {
+            self.batches.fetch_add(1, Ordering::Relaxed);
+            self.events_written.fetch_add(events as u64, Ordering::Relaxed);
+        }
+        fn database_failed(&self, failure: DatabaseFailure) {
+            if failure == DatabaseFailure::Unavailable {
+                self.unavailable.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        fn write_retried(&self) {
+            self.retries.fetch_add(1, Ordering::Relaxed);
+        }
+        fn dead_lettered(&self, kept: bool) {
+            if kept {
+                self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
     }
 
     struct Harness {
@@ -317,7 +378,7 @@ pub(crate) mod tests {
         dead_letters: Arc<FakeDeadLetters>,
         journal: Arc<RecordingJournal>,
         breaker: Arc<CircuitBreaker>,
-        stats: Arc<PipelineStats>,
+        observed: Arc<CountingObserver>,
     }
 
     impl Harness {
@@ -329,7 +390,7 @@ pub(crate) mod tests {
                 dead_letters: Arc::default(),
                 journal: Arc::default(),
                 breaker: Arc::new(CircuitBreaker::new(settings, Arc::new(SystemClock))),
-                stats: Arc::default(),
+                observed: Arc::default(),
             }
         }
 
@@ -348,7 +409,7 @@ pub(crate) mod tests {
                 linger: Duration::from_millis(10),
                 retry: RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) },
             };
-            BatchWorker::new(buffer, sinks, settings, self.stats.clone()).run().await;
+            BatchWorker::new(buffer, sinks, settings, self.observed.clone()).run().await;
         }
     }
 
@@ -381,7 +442,8 @@ pub(crate) mod tests {
         let sent: Vec<Event> = items.iter().map(|queued| queued.event.clone()).collect();
         harness.run(items).await;
         assert_eq!(*harness.store.stored.lock().unwrap(), sent);
-        assert_eq!(harness.stats.batches_written.load(Ordering::Relaxed), 3);
+        assert_eq!(harness.observed.batches.load(Ordering::Relaxed), 3);
+        assert_eq!(harness.observed.events_written.load(Ordering::Relaxed), 10);
         let mut acknowledged = harness.journal.acknowledged.lock().unwrap().clone();
         acknowledged.sort();
         assert_eq!(acknowledged, (0..10).map(JournalSeq).collect::<Vec<_>>());
@@ -395,7 +457,8 @@ pub(crate) mod tests {
         harness.run(journaled(queued(3))).await;
         assert_eq!(harness.store.stored.lock().unwrap().len(), 3);
         assert!(harness.dead_letters.entries.lock().unwrap().is_empty());
-        assert_eq!(harness.stats.write_retries.load(Ordering::Relaxed), 4);
+        assert_eq!(harness.observed.retries.load(Ordering::Relaxed), 4);
+        assert_eq!(harness.observed.unavailable.load(Ordering::Relaxed), 4);
         let breaker = harness.breaker.snapshot();
         assert_eq!(breaker.state, BreakerState::Closed);
         assert_eq!(breaker.opened, 2, "three failures open it, a failed probe reopens it");
@@ -422,6 +485,7 @@ pub(crate) mod tests {
         assert_eq!(entries.len(), 1);
         assert_eq!(entries[0].0.id, poison_id);
         assert_eq!(entries[0].1, "invalid byte sequence");
+        assert_eq!(harness.observed.dead_lettered.load(Ordering::Relaxed), 1);
         assert_eq!(harness.journal.acknowledged.lock().unwrap().len(), 4, "dead-lettered events leave the journal too");
         assert!(!completion.wait().await, "a waiting request learns one event was not stored");
     }

@@ -1,6 +1,7 @@
 //! The traits adapters implement. Each documents its error contract: the pipeline's retry
 //! and dead-letter decisions rest on it.
 
+use crate::business::BusinessMetrics;
 use crate::event::Event;
 use crate::query::{EventPage, EventQuery};
 use async_trait::async_trait;
@@ -39,6 +40,10 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// Answers `Ok` when the store can serve reads and writes right now.
     async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Counts of stored events by service and hour of their timestamp, as of `now`. MUST
+    /// NOT scan the events themselves: it is served to dashboards.
+    async fn business_metrics(&self, now: DateTime<Utc>) -> Result<BusinessMetrics, StoreError>;
 
     /// The state of the store's connections, for health reports.
     fn connections(&self) -> ConnectionStats {
@@ -115,6 +120,17 @@ pub trait Journal: Send + Sync + std::fmt::Debug + 'static {
     /// a segment at a time; `None` once all were handed out. Called only at start-up,
     /// before any append.
     fn next_unacknowledged(&self) -> Result<Option<Vec<(JournalSeq, Event)>>, JournalError>;
+
+    /// How full the journal is, for health reports and metrics.
+    fn usage(&self) -> JournalUsage;
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JournalUsage {
+    pub bytes: u64,
+    pub capacity_bytes: u64,
+    pub segments: usize,
 }
 
 /// An event the store refused for its data, kept for review and replay.

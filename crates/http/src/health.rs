@@ -1,10 +1,15 @@
-//! Liveness and readiness, with the original service's bodies.
+//! Liveness, readiness and the health reports, with the original service's bodies.
 
 use crate::AppState;
 use crate::error::ApiError;
-use actix_web::{HttpResponse, web};
-use serde_json::json;
-use std::time::Duration;
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+use aurore_domain::{BreakerState, BusinessMetrics, StoreError};
+use chrono::SecondsFormat;
+use serde::Serialize;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 /// A readiness probe must answer fast even when the database hangs.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -38,16 +43,18 @@ pub(crate) async fn live(state: web::Data<AppState>) -> Result<HttpResponse, Api
 /// Connectivity, latency, connections and the writers' circuit breaker. Always 200, as in
 /// the original service: the body says how the database is.
 pub(crate) async fn database(state: web::Data<AppState>) -> HttpResponse {
-    let started = std::time::Instant::now();
+    HttpResponse::Ok().json(database_report(&state).await)
+}
+
+async fn database_report(state: &AppState) -> Value {
+    let started = Instant::now();
     let ping = tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await;
     let latency_ms = started.elapsed().as_millis();
-    let breaker = state.breaker.snapshot();
-    let timestamp = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     let mut body = json!({
         "queryLatencyMs": latency_ms,
         "connectionPool": state.store.connections(),
-        "circuitBreaker": breaker,
-        "timestamp": timestamp,
+        "circuitBreaker": state.breaker.snapshot(),
+        "timestamp": now_text(),
     });
     let (status, database, error) = match ping {
         Ok(Ok(())) if latency_ms > SLOW_PING_MS => ("warning", "connected", None),
@@ -60,8 +67,162 @@ pub(crate) async fn database(state: web::Data<AppState>) -> HttpResponse {
     if let Some(error) = error {
         body["error"] = json!(error);
     }
-    HttpResponse::Ok().json(body)
+    body
 }
 
 /// Above this a reachable database is reported as `warning`, as the original did.
 const SLOW_PING_MS: u128 = 1000;
+
+fn now_text() -> String {
+    chrono::Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// The buffer as the original service reported it: percentages and rates as strings
+/// with two decimals, times in float seconds or `null` when it never happened.
+#[derive(Debug, Serialize)]
+pub(crate) struct BufferReport {
+    pub status: &'static str,
+    pub size: usize,
+    pub capacity: usize,
+    pub utilization_percent: String,
+    /// Events waiting in the journal only, not in memory.
+    pub spilled: usize,
+    pub bytes: usize,
+    #[serde(skip)]
+    pub metrics: Value,
+    #[serde(skip)]
+    pub since_last_enqueue: Option<f64>,
+    #[serde(skip)]
+    pub since_last_drain: Option<f64>,
+}
+
+pub(crate) fn buffer_report(state: &AppState) -> BufferReport {
+    let buffer = state.buffer.snapshot();
+    let utilization = percent(buffer.in_memory as f64, buffer.capacity as f64);
+    let offered = buffer.enqueued + buffer.refused;
+    let drop_rate = percent(buffer.refused as f64, offered as f64);
+    let status = if utilization >= 90.0 || drop_rate > 5.0 {
+        "critical"
+    } else if utilization >= 70.0 || drop_rate > 1.0 {
+        "warning"
+    } else {
+        "healthy"
+    };
+    let uptime = state.started.elapsed().as_secs_f64();
+    let throughput = if uptime > 0.0 { buffer.enqueued as f64 / uptime } else { 0.0 };
+    BufferReport {
+        status,
+        size: buffer.events,
+        capacity: buffer.capacity,
+        utilization_percent: format!("{utilization:.2}"),
+        spilled: buffer.events - buffer.in_memory,
+        bytes: buffer.bytes,
+        metrics: json!({
+            "total_enqueued": buffer.enqueued,
+            "total_dropped": buffer.refused,
+            "drop_rate_percent": format!("{drop_rate:.2}"),
+            "throughput_events_per_second": format!("{throughput:.2}"),
+        }),
+        since_last_enqueue: buffer.since_last_enqueue.map(|elapsed| elapsed.as_secs_f64()),
+        since_last_drain: buffer.since_last_drain.map(|elapsed| elapsed.as_secs_f64()),
+    }
+}
+
+fn percent(part: f64, whole: f64) -> f64 {
+    if whole > 0.0 { part / whole * 100.0 } else { 0.0 }
+}
+
+fn buffer_json(state: &AppState) -> Value {
+    let report = buffer_report(state);
+    let metrics = report.metrics.clone();
+    json!({"status": report.status, "buffer": report, "metrics": metrics})
+}
+
+pub(crate) async fn buffer(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(buffer_json(&state))
+}
+
+/// The stored-event figures, from the hourly rollup, reused for a minute. A client may
+/// ask for fresh figures with `Cache-Control: no-cache`.
+pub(crate) async fn business(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let fresh = request
+        .headers()
+        .get(header::CACHE_CONTROL)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.to_ascii_lowercase().contains("no-cache"));
+    if fresh {
+        state.business.invalidate(&()).await;
+    }
+    Ok(HttpResponse::Ok().json(business_metrics(&state).await?.as_ref()))
+}
+
+async fn business_metrics(state: &AppState) -> Result<Arc<BusinessMetrics>, ApiError> {
+    let store = state.store.clone();
+    state
+        .business
+        .try_get_with((), async move { store.business_metrics(chrono::Utc::now()).await.map(Arc::new) })
+        .await
+        .map_err(|error: Arc<StoreError>| ApiError::StoreUnavailable(StoreError::Unavailable(error.to_string())))
+}
+
+/// Everything at once. Always 200: `status` is `critical` when a part is critical or
+/// failed or the circuit is open, `warning` when a part warns, else `healthy`.
+pub(crate) async fn detailed(state: web::Data<AppState>) -> HttpResponse {
+    let started = Instant::now();
+    let database = database_report(&state).await;
+    let buffer = buffer_json(&state);
+    let circuit = state.breaker.snapshot();
+    let business = match business_metrics(&state).await {
+        Ok(metrics) => json!(metrics.as_ref()),
+        Err(_) => json!({"status": "error", "error": "Business metrics unavailable"}),
+    };
+    let journal = state.journal.as_ref().map(|journal| {
+        let usage = journal.usage();
+        let utilization = percent(usage.bytes as f64, usage.capacity_bytes as f64);
+        let status = if utilization >= 90.0 {
+            "critical"
+        } else if utilization >= 70.0 {
+            "warning"
+        } else {
+            "healthy"
+        };
+        json!({"status": status, "bytes": usage.bytes, "capacityBytes": usage.capacity_bytes,
+               "segments": usage.segments, "utilizationPercent": format!("{utilization:.2}")})
+    });
+    let parts = [&database["status"], &buffer["status"], journal.as_ref().map_or(&Value::Null, |journal| &journal["status"])];
+    let is = |wanted: &[&str]| parts.iter().any(|status| wanted.iter().any(|wanted| status.as_str() == Some(*wanted)));
+    let status = if is(&["critical", "error"]) || circuit.state == BreakerState::Open {
+        "critical"
+    } else if is(&["warning", "unhealthy"]) {
+        "warning"
+    } else {
+        "healthy"
+    };
+    let (server_status, server_message) = if state.lifecycle.shutting_down() {
+        (503, "SERVER_IS_SHUTTING_DOWN")
+    } else if state.lifecycle.replayed() && state.lifecycle.schema_ready() {
+        (200, "SERVER_IS_READY")
+    } else {
+        (503, "SERVER_IS_NOT_READY")
+    };
+    let rss_mb = aurore_telemetry::metrics::resident_memory_bytes().map(|bytes| bytes as f64 / (1024.0 * 1024.0));
+    HttpResponse::Ok().json(json!({
+        "timestamp": now_text(),
+        "status": status,
+        "responseTimeMs": started.elapsed().as_millis(),
+        "uptime": state.started.elapsed().as_secs_f64(),
+        "server": {"status": server_status, "message": server_message},
+        "database": database,
+        "buffer": buffer,
+        "journal": journal,
+        "circuitBreaker": circuit,
+        "business": business,
+        "memory": {"status": "healthy", "rss": rss_mb},
+        "environment": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "platform": std::env::consts::OS,
+            "arch": std::env::consts::ARCH,
+            "pid": std::process::id(),
+        },
+    }))
+}

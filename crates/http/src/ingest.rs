@@ -5,6 +5,7 @@ use crate::error::{ApiError, rejections_json};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use aurore_domain::{Durability, FieldError, IngestError, IngestReceipt};
+use aurore_telemetry::current_trace_link;
 use chrono::SecondsFormat;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -41,7 +42,7 @@ pub(crate) async fn post_events(
                 })?;
                 event.entry("idempotencyKey").or_insert_with(|| Value::String(key.to_owned()));
             }
-            let receipt = state.ingest.ingest(vec![Ok(value)], durability).await.map_err(|error| match error {
+            let receipt = state.ingest.ingest(vec![Ok(value)], durability, current_trace_link()).await.map_err(|error| match error {
                 // A lone event's errors are reported by field, without an index.
                 IngestError::Invalid(mut rejections) => {
                     ApiError::Invalid(rejections.pop().map(|rejection| rejection.errors).unwrap_or_default())
@@ -63,7 +64,7 @@ pub(crate) async fn post_events(
             }
             let receipt = state
                 .ingest
-                .ingest(elements, durability)
+                .ingest(elements, durability, current_trace_link())
                 .await
                 .map_err(|error| ApiError::from_ingest(error, retry_after))?;
             let event_ids: Vec<String> = receipt.accepted.iter().map(ToString::to_string).collect();

@@ -6,13 +6,19 @@ mod dlq;
 mod error;
 mod health;
 mod ingest;
+mod metrics;
+mod observe;
 mod query;
 
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, web};
-use aurore_domain::{CircuitBreaker, DeadLetterStore, Durability, EventStore, IngestService, Lifecycle, QueryLimits};
+use aurore_domain::{
+    Buffer, BusinessMetrics, CircuitBreaker, DeadLetterStore, Durability, EventStore, IngestService, Journal, Lifecycle,
+    QueryLimits,
+};
 use std::net::TcpListener;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub use actix_web::dev::Server;
 pub use error::ApiError;
@@ -29,6 +35,9 @@ pub struct RequestLimits {
 #[derive(Debug)]
 pub struct AppState {
     pub ingest: IngestService,
+    /// Read for health reports and metrics; ingest goes through [`IngestService`].
+    pub buffer: Arc<Buffer>,
+    pub journal: Option<Arc<dyn Journal>>,
     pub store: Arc<dyn EventStore>,
     pub dead_letters: Arc<dyn DeadLetterStore>,
     pub breaker: Arc<CircuitBreaker>,
@@ -39,6 +48,18 @@ pub struct AppState {
     pub query_limits: QueryLimits,
     /// What a full buffer tells clients to wait before retrying.
     pub retry_after: Duration,
+    pub metrics: aurore_telemetry::Metrics,
+    pub started: Instant,
+    /// `/health/business`, recomputed at most once a minute.
+    pub business: moka::future::Cache<(), Arc<BusinessMetrics>>,
+}
+
+/// How long `/health/business` figures are reused, as in the original service.
+pub const BUSINESS_METRICS_TTL: Duration = Duration::from_secs(60);
+
+/// The cache `AppState::business` expects.
+pub fn business_cache() -> moka::future::Cache<(), Arc<BusinessMetrics>> {
+    moka::future::Cache::builder().max_capacity(1).time_to_live(BUSINESS_METRICS_TTL).build()
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +82,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/health/live", web::get().to(health::live))
         .route("/live", web::get().to(health::live))
         .route("/health/database", web::get().to(health::database))
+        .route("/health/buffer", web::get().to(health::buffer))
+        .route("/health/detailed", web::get().to(health::detailed))
+        .route("/health/business", web::get().to(health::business))
+        .route("/metrics", web::get().to(metrics::metrics))
+        .route("/metrics/prometheus", web::get().to(metrics::prometheus))
         .route("/dlq", web::get().to(dlq::list))
         .route("/dlq/statistics", web::get().to(dlq::statistics))
         .service(web::resource("/dlq/{id}").route(web::get().to(dlq::get)).route(web::delete().to(dlq::delete)))
@@ -75,7 +101,12 @@ async fn not_found(request: HttpRequest) -> Result<actix_web::HttpResponse, ApiE
 pub fn serve(listener: TcpListener, state: AppState, options: &ServerOptions) -> std::io::Result<Server> {
     let state = web::Data::new(state);
     let mut server = HttpServer::new(move || {
-        App::new().app_data(state.clone()).configure(routes).default_service(web::to(not_found))
+        App::new()
+            .app_data(state.clone())
+            .configure(routes)
+            .default_service(web::to(not_found))
+            .wrap(from_fn(observe::record_and_tag))
+            .wrap(observe::tracing_logger())
     })
     .disable_signals()
     .shutdown_timeout(options.shutdown_timeout.as_secs().max(1));

@@ -12,7 +12,7 @@ mod record;
 mod writer;
 
 use async_trait::async_trait;
-use aurore_domain::{Appended, Event, Journal, JournalError, JournalSeq, RecordRef};
+use aurore_domain::{Appended, Event, Journal, JournalError, JournalSeq, JournalUsage, RecordRef};
 use std::collections::{BTreeMap, VecDeque};
 use std::fs;
 use std::io;
@@ -188,15 +188,6 @@ impl FileJournal {
         Ok((Self { requests, shared, to_replay: Mutex::new(to_replay) }, report))
     }
 
-    /// Bytes the journal occupies on disk.
-    pub fn bytes(&self) -> u64 {
-        self.shared.table().total_bytes
-    }
-
-    pub fn segments(&self) -> usize {
-        self.shared.table().segments.len()
-    }
-
     /// Stops taking appends and deletes every segment whose events are all acknowledged,
     /// so a clean stop leaves only what still needs replaying.
     pub async fn close(&self) {
@@ -266,5 +257,14 @@ impl Journal for FileJournal {
             }
         }
         Ok(Some(events))
+    }
+
+    fn usage(&self) -> JournalUsage {
+        let table = self.shared.table();
+        JournalUsage {
+            bytes: table.total_bytes,
+            capacity_bytes: self.shared.settings.max_bytes,
+            segments: table.segments.len(),
+        }
     }
 }

@@ -92,13 +92,13 @@ async fn fully_acknowledged_segments_are_deleted_and_not_replayed() {
         let first = journal.append(&events(5, &format!("round {round}"))).await.unwrap().first;
         seqs.extend((0..5).map(|i| JournalSeq(first.0 + i)));
     }
-    let segments_before = journal.segments();
+    let segments_before = journal.usage().segments;
     assert!(segments_before > 3, "small segments roll over: {segments_before}");
-    let bytes_before = journal.bytes();
+    let bytes_before = journal.usage().bytes;
     journal.acknowledge(&seqs[..80]);
-    assert!(journal.segments() < segments_before);
-    assert!(journal.bytes() < bytes_before);
-    assert_eq!(segment_files(dir.path()).len(), journal.segments());
+    assert!(journal.usage().segments < segments_before);
+    assert!(journal.usage().bytes < bytes_before);
+    assert_eq!(segment_files(dir.path()).len(), journal.usage().segments);
     drop(journal);
 
     let (journal, report) = open(dir.path());
@@ -173,7 +173,7 @@ async fn a_flipped_byte_is_detected_and_the_records_before_it_survive() {
         let (journal, _) =
             FileJournal::open(JournalSettings { segment_bytes: 1 << 20, ..settings(dir.path()) }).unwrap();
         journal.append(&events(2, "a")).await.unwrap();
-        first_record_len = journal.bytes();
+        first_record_len = journal.usage().bytes;
         journal.append(&events(2, "b")).await.unwrap();
         journal.append(&events(2, "c")).await.unwrap();
     }
@@ -195,10 +195,10 @@ async fn a_full_journal_refuses_without_writing() {
     let dir = tempfile::tempdir().unwrap();
     let (journal, _) = FileJournal::open(JournalSettings { max_bytes: 2000, ..settings(dir.path()) }).unwrap();
     journal.append(&events(2, "fits")).await.unwrap();
-    let bytes = journal.bytes();
+    let bytes = journal.usage().bytes;
     let error = journal.append(&events(20, "too much")).await.unwrap_err();
     assert_eq!(error, JournalError::Full { limit_bytes: 2000 });
-    assert_eq!(journal.bytes(), bytes);
+    assert_eq!(journal.usage().bytes, bytes);
     drop(journal);
     let (_, report) = open(dir.path());
     assert_eq!(report.events, 2);

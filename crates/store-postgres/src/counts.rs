@@ -2,7 +2,7 @@
 //! total sums whole hours from it and counts only the two partial edge hours row by row.
 
 use crate::error;
-use aurore_domain::{Event, EventQuery, StoreError};
+use aurore_domain::{BusinessMetrics, Event, EventQuery, HourlyCount, StoreError};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use diesel::sql_types::{BigInt, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -71,4 +71,49 @@ pub(crate) async fn total(connection: &mut AsyncPgConnection, query: &EventQuery
     .await
     .map_err(error::from_diesel)?;
     Ok(total.total.unsigned_abs())
+}
+
+#[derive(diesel::QueryableByName)]
+struct ServiceTotal {
+    #[diesel(sql_type = Text)]
+    service: String,
+    #[diesel(sql_type = BigInt)]
+    events: i64,
+}
+
+#[derive(diesel::QueryableByName)]
+struct Hourly {
+    #[diesel(sql_type = Text)]
+    service: String,
+    #[diesel(sql_type = Timestamptz)]
+    hour: DateTime<Utc>,
+    #[diesel(sql_type = BigInt)]
+    events: i64,
+}
+
+/// Reads only the hourly rollup: one row per service per hour, whatever the number of
+/// stored events.
+pub(crate) async fn business_metrics(
+    connection: &mut AsyncPgConnection,
+    now: DateTime<Utc>,
+) -> Result<BusinessMetrics, StoreError> {
+    let totals: Vec<ServiceTotal> =
+        diesel::sql_query("SELECT service, sum(events)::int8 AS events FROM event_counts GROUP BY service")
+            .load(connection)
+            .await
+            .map_err(error::from_diesel)?;
+    let since = hour_of(now) - TimeDelta::hours(23);
+    let recent: Vec<Hourly> =
+        diesel::sql_query("SELECT service, hour, events FROM event_counts WHERE hour >= $1 AND hour <= $2")
+            .bind::<Timestamptz, _>(since)
+            .bind::<Timestamptz, _>(now)
+            .load(connection)
+            .await
+            .map_err(error::from_diesel)?;
+    let recent: Vec<HourlyCount> = recent
+        .into_iter()
+        .map(|row| HourlyCount { service: row.service, hour: row.hour, events: row.events.unsigned_abs() })
+        .collect();
+    let totals = totals.into_iter().map(|row| (row.service, row.events.unsigned_abs()));
+    Ok(BusinessMetrics::tally(totals, &recent, now))
 }

@@ -12,8 +12,8 @@ mod page;
 mod schema;
 
 use async_trait::async_trait;
-use aurore_domain::{ConnectionStats, Event, EventPage, EventQuery, EventStore, StoreError};
-use chrono::NaiveDate;
+use aurore_domain::{BusinessMetrics, ConnectionStats, Event, EventPage, EventQuery, EventStore, StoreError};
+use chrono::{DateTime, NaiveDate, Utc};
 use diesel::sql_types::{BigInt, Date};
 
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
@@ -206,6 +206,7 @@ async fn insert_skipping_stored(
 
 #[async_trait]
 impl EventStore for PostgresStore {
+    #[tracing::instrument(name = "db.write_batch", skip_all, fields(db.system = "postgresql", events = events.len()))]
     async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError> {
         let mut client = self.writes.get().await.map_err(|error| StoreError::Unavailable(error.to_string()))?;
         match copy(&mut client, events).await {
@@ -219,6 +220,7 @@ impl EventStore for PostgresStore {
         }
     }
 
+    #[tracing::instrument(name = "db.query_events", skip_all, fields(db.system = "postgresql", service = %query.service))]
     async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
         let mut connection = self.query_connection().await?;
         let total = match query.cursor {
@@ -243,5 +245,11 @@ impl EventStore for PostgresStore {
         let mut connection = self.query_connection().await?;
         diesel::sql_query("SELECT 1").execute(&mut connection).await.map_err(error::from_diesel)?;
         Ok(())
+    }
+
+    #[tracing::instrument(name = "db.business_metrics", skip_all, fields(db.system = "postgresql"))]
+    async fn business_metrics(&self, now: DateTime<Utc>) -> Result<BusinessMetrics, StoreError> {
+        let mut connection = self.query_connection().await?;
+        counts::business_metrics(&mut connection, now).await
     }
 }

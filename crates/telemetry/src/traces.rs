@@ -1,0 +1,77 @@
+//! OpenTelemetry traces over OTLP/HTTP (protobuf), and the links between a batch write
+//! and the requests whose events it carries.
+
+use crate::TelemetryError;
+use aurore_domain::TraceLink;
+use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
+use opentelemetry::{KeyValue, global};
+use opentelemetry_otlp::{Protocol, WithExportConfig as _};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+/// Where spans go and how many.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TraceSettings {
+    /// The OTLP/HTTP traces URL, e.g. `http://jaeger:4318/v1/traces`. When `None`, the
+    /// standard `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` / `OTEL_EXPORTER_OTLP_ENDPOINT` are
+    /// used; with none of them set, nothing is exported.
+    pub otlp_endpoint: Option<String>,
+    /// Fraction of new traces kept; a request continuing a sampled trace is always kept.
+    pub sample_ratio: f64,
+}
+
+const STANDARD_ENDPOINTS: [&str; 2] = ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"];
+
+/// A tracer provider exporting in the background, or `None` when no endpoint is set.
+pub(crate) fn provider(settings: &TraceSettings) -> Result<Option<SdkTracerProvider>, TelemetryError> {
+    let explicit = settings.otlp_endpoint.as_deref().filter(|endpoint| !endpoint.is_empty());
+    let standard = STANDARD_ENDPOINTS.iter().any(|name| std::env::var(name).is_ok_and(|value| !value.is_empty()));
+    if explicit.is_none() && !standard {
+        return Ok(None);
+    }
+    let mut exporter = opentelemetry_otlp::SpanExporter::builder().with_http().with_protocol(Protocol::HttpBinary);
+    if let Some(endpoint) = explicit {
+        exporter = exporter.with_endpoint(endpoint);
+    }
+    let exporter = exporter.build().map_err(|error| TelemetryError::Traces(error.to_string()))?;
+    let service_name = std::env::var("OTEL_SERVICE_NAME").ok().filter(|name| !name.is_empty());
+    let instance = std::env::var("HOSTNAME").unwrap_or_else(|_| format!("pid-{}", std::process::id()));
+    let resource = Resource::builder()
+        .with_service_name(service_name.unwrap_or_else(|| "aurore".to_owned()))
+        .with_attributes([
+            KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+            KeyValue::new("service.instance.id", instance),
+        ])
+        .build();
+    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio)));
+    global::set_text_map_propagator(TraceContextPropagator::new());
+    Ok(Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_sampler(sampler).with_resource(resource).build()))
+}
+
+/// The current span as a link target, when it is part of a sampled trace.
+pub fn current_trace_link() -> Option<TraceLink> {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let span_context = span.span_context();
+    (span_context.is_valid() && span_context.is_sampled()).then(|| TraceLink {
+        trace_id: span_context.trace_id().to_bytes(),
+        span_id: span_context.span_id().to_bytes(),
+    })
+}
+
+/// The span of one batch write: a root of its own, linked to each request it carries.
+pub(crate) fn batch_span(events: usize, origins: &[TraceLink]) -> tracing::Span {
+    let span = tracing::info_span!(parent: None, "batch.write", events, links = origins.len());
+    for origin in origins {
+        span.add_link(SpanContext::new(
+            TraceId::from_bytes(origin.trace_id),
+            SpanId::from_bytes(origin.span_id),
+            TraceFlags::SAMPLED,
+            true,
+            TraceState::default(),
+        ));
+    }
+    span
+}
