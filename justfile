@@ -34,7 +34,7 @@ fmt:
     cargo fmt --all
 
 # What CI runs.
-ci: lint test
+ci: lint check-deploy test
 
 # Criterion micro-benchmarks of the hot path (parse/validate/enrich, journal append).
 bench *ARGS:
@@ -63,3 +63,27 @@ db-stop:
     [ -f .pgdata/postmaster.pid ] || { echo "no local cluster running"; exit 0; }
     bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$bin/pg_ctl" -D .pgdata stop; else "$bin/pg_ctl" -D .pgdata stop; fi
+
+# Build the container image (needs Docker).
+image:
+    docker build -f deploy/Dockerfile -t aurore:latest .
+
+# Check deploy/ without a cluster or container engine: kustomize base, Prometheus config, dashboard.
+check-deploy:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    if ! command -v kubectl >/dev/null 2>&1; then
+        echo "kubectl not found: install it with 'apt-get install kubernetes-client' (Debian's package)" >&2
+        exit 1
+    fi
+    kubectl kustomize deploy/k8s >/dev/null
+    echo "deploy/k8s: kustomize renders"
+    if ! command -v promtool >/dev/null 2>&1; then
+        echo "promtool not found: install it with 'apt-get install prometheus' (Debian's package)" >&2
+        exit 1
+    fi
+    promtool check config deploy/prometheus/prometheus.yml
+    for dashboard in deploy/grafana/dashboards/*.json; do
+        python3 -m json.tool "$dashboard" >/dev/null
+        echo "$dashboard: valid JSON"
+    done

@@ -151,7 +151,11 @@ impl TestApp {
     pub async fn start(database: TestDatabase, configure: impl FnOnce(&mut aurore::Settings)) -> Self {
         // `TEST_LOG=debug` shows the app's logs; silent otherwise.
         if let Ok(level) = std::env::var("TEST_LOG") {
-            let _ = aurore_telemetry::init(&level, aurore_telemetry::LogFormat::Human, &aurore_telemetry::TraceSettings { otlp_endpoint: None, sample_ratio: 0.0 });
+            let _ = aurore_telemetry::init(
+                &level,
+                aurore_telemetry::LogFormat::Human,
+                &aurore_telemetry::TraceSettings { otlp_endpoint: None, sample_ratio: 0.0 },
+            );
         }
         let journal = tempfile::tempdir().expect("journal directory");
         let mut settings = test_settings(&database.url, journal.path());

@@ -6,10 +6,10 @@ use aurore_domain::{
     BatchWorker, BreakerSettings, Buffer, CircuitBreaker, Clock, IngestService, IngestSettings, Journal, Lifecycle,
     Observer, QueryLimits, RetryPolicy, Sinks, SystemClock, WriterSettings, replay_journal,
 };
-use aurore_telemetry::{Metrics, TelemetryObserver};
 use aurore_http::{AppState, RequestLimits, ServerOptions};
 use aurore_journal::{FileJournal, JournalSettings};
 use aurore_store_postgres::{PostgresSettings, PostgresStore};
+use aurore_telemetry::{Metrics, TelemetryObserver};
 use chrono::{Duration as Days, Utc};
 use std::future::Future;
 use std::net::TcpListener;

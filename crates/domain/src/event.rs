@@ -100,7 +100,9 @@ fn approximate_value_bytes(value: &Value) -> usize {
     match value {
         Value::String(text) => node + text.len(),
         Value::Array(items) => node + items.iter().map(approximate_value_bytes).sum::<usize>(),
-        Value::Object(map) => node + map.iter().map(|(key, value)| key.len() + approximate_value_bytes(value)).sum::<usize>(),
+        Value::Object(map) => {
+            node + map.iter().map(|(key, value)| key.len() + approximate_value_bytes(value)).sum::<usize>()
+        }
         Value::Null | Value::Bool(_) | Value::Number(_) => node,
     }
 }

@@ -241,8 +241,10 @@ pub async fn replay_journal(journal: &dyn Journal, buffer: &Buffer) -> Result<u6
     let mut replayed = 0;
     while let Some(entries) = journal.next_unacknowledged()? {
         replayed += entries.len() as u64;
-        let queued =
-            entries.into_iter().map(|(seq, event)| Queued { event, seq: Some(seq), completion: None, origin: None }).collect();
+        let queued = entries
+            .into_iter()
+            .map(|(seq, event)| Queued { event, seq: Some(seq), completion: None, origin: None })
+            .collect();
         buffer.push_when_room(queued).await?;
     }
     Ok(replayed)
@@ -338,8 +340,10 @@ mod tests {
     #[tokio::test]
     async fn accepts_valid_elements_and_reports_invalid_ones_by_index() {
         let setup = setup(10);
-        let receipt =
-            setup.ingest.ingest(vec![event("a"), Ok(json!({"service": "svc"})), event("c")], Durability::Journal, None).await;
+        let receipt = setup
+            .ingest
+            .ingest(vec![event("a"), Ok(json!({"service": "svc"})), event("c")], Durability::Journal, None)
+            .await;
         let receipt = receipt.unwrap();
         assert_eq!(receipt.accepted.len(), 2);
         assert_eq!(receipt.ingested_at, setup.now);
@@ -361,18 +365,24 @@ mod tests {
     #[tokio::test]
     async fn enriches_with_distinct_time_ordered_ids() {
         let setup = setup(10);
-        let ids =
-            setup.ingest.ingest(vec![event("a"), event("b"), event("c")], Durability::None, None).await.unwrap().accepted;
+        let ids = setup
+            .ingest
+            .ingest(vec![event("a"), event("b"), event("c")], Durability::None, None)
+            .await
+            .unwrap()
+            .accepted;
         assert!(ids.windows(2).all(|pair| pair[0] < pair[1]), "{ids:?}");
     }
 
     #[tokio::test]
     async fn a_repeated_idempotency_key_gets_the_same_id_and_is_queued_once() {
         let setup = setup(10);
-        let first = setup.ingest.ingest(vec![keyed("order-1"), keyed("order-1")], Durability::Journal, None).await.unwrap();
+        let first =
+            setup.ingest.ingest(vec![keyed("order-1"), keyed("order-1")], Durability::Journal, None).await.unwrap();
         assert_eq!(first.accepted[0], first.accepted[1]);
         assert_eq!(first.duplicates, 1);
-        let again = setup.ingest.ingest(vec![keyed("order-1"), keyed("order-2")], Durability::Journal, None).await.unwrap();
+        let again =
+            setup.ingest.ingest(vec![keyed("order-1"), keyed("order-2")], Durability::Journal, None).await.unwrap();
         assert_eq!(again.accepted[0], first.accepted[0]);
         assert_eq!(again.duplicates, 1);
         assert_eq!(setup.buffer.len(), 2, "order-1 once, order-2 once");

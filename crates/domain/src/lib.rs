@@ -8,8 +8,8 @@
 //! Adapters implement the traits in [`ports`]; a tidy test keeps it that way.
 
 pub mod breaker;
-pub mod business;
 pub mod buffer;
+pub mod business;
 pub mod completion;
 pub mod event;
 pub mod ingest;

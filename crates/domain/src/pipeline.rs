@@ -243,8 +243,8 @@ fn origins(batch: &Batch) -> Vec<TraceLink> {
 pub(crate) mod tests {
     use super::*;
     use crate::breaker::{BreakerSettings, BreakerState};
-    use crate::business::BusinessMetrics;
     use crate::buffer::tests::queued;
+    use crate::business::BusinessMetrics;
     use crate::completion::Completion;
     use crate::ports::{Appended, DeadLetter, DeadLetterFilter, DeadLetterStats, JournalSeq, RecordRef, SystemClock};
     use crate::query::{EventPage, EventQuery};

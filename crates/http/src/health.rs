@@ -189,7 +189,8 @@ pub(crate) async fn detailed(state: web::Data<AppState>) -> HttpResponse {
         json!({"status": status, "bytes": usage.bytes, "capacityBytes": usage.capacity_bytes,
                "segments": usage.segments, "utilizationPercent": format!("{utilization:.2}")})
     });
-    let parts = [&database["status"], &buffer["status"], journal.as_ref().map_or(&Value::Null, |journal| &journal["status"])];
+    let parts =
+        [&database["status"], &buffer["status"], journal.as_ref().map_or(&Value::Null, |journal| &journal["status"])];
     let is = |wanted: &[&str]| parts.iter().any(|status| wanted.iter().any(|wanted| status.as_str() == Some(*wanted)));
     let status = if is(&["critical", "error"]) || circuit.state == BreakerState::Open {
         "critical"

@@ -42,13 +42,16 @@ pub(crate) async fn post_events(
                 })?;
                 event.entry("idempotencyKey").or_insert_with(|| Value::String(key.to_owned()));
             }
-            let receipt = state.ingest.ingest(vec![Ok(value)], durability, current_trace_link()).await.map_err(|error| match error {
-                // A lone event's errors are reported by field, without an index.
-                IngestError::Invalid(mut rejections) => {
-                    ApiError::Invalid(rejections.pop().map(|rejection| rejection.errors).unwrap_or_default())
-                }
-                other => ApiError::from_ingest(other, retry_after),
-            })?;
+            let receipt =
+                state.ingest.ingest(vec![Ok(value)], durability, current_trace_link()).await.map_err(|error| {
+                    match error {
+                        // A lone event's errors are reported by field, without an index.
+                        IngestError::Invalid(mut rejections) => {
+                            ApiError::Invalid(rejections.pop().map(|rejection| rejection.errors).unwrap_or_default())
+                        }
+                        other => ApiError::from_ingest(other, retry_after),
+                    }
+                })?;
             Ok(HttpResponse::Accepted().json(json!({
                 "statusCode": 202,
                 "message": "Event accepted",

@@ -13,8 +13,8 @@ mod query;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, web};
 use aurore_domain::{
-    Buffer, BusinessMetrics, CircuitBreaker, DeadLetterStore, Durability, EventStore, IngestService, Journal, Lifecycle,
-    QueryLimits,
+    Buffer, BusinessMetrics, CircuitBreaker, DeadLetterStore, Durability, EventStore, IngestService, Journal,
+    Lifecycle, QueryLimits,
 };
 use std::net::TcpListener;
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Prometheus metrics. Every name is declared in [`names`] and described in [`describe`];
+//! Prometheus metrics. Every name is declared in [`names`] and described in [`DESCRIBED`];
 //! names follow `aurore_<noun>_<unit>[_total]`.
 
 use aurore_domain::{BreakerState, BufferSnapshot, ConnectionStats, DatabaseFailure, JournalUsage, Observer, Received};
@@ -37,29 +37,164 @@ pub mod names {
 const SIZE_BUCKETS: &[f64] = &[1.0, 10.0, 100.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0];
 const SECONDS_BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
+/// What kind of series a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// A metric Aurore exports, with its Prometheus help text.
+#[derive(Debug, Clone, Copy)]
+pub struct Described {
+    pub name: &'static str,
+    pub kind: Kind,
+    pub unit: Option<Unit>,
+    pub help: &'static str,
+}
+
+/// Every metric of [`names`] but the process ones, which `metrics-process` describes.
+pub const DESCRIBED: &[Described] = &[
+    Described {
+        name: names::EVENTS_RECEIVED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Events received, by outcome: accepted, duplicate, rejected, rate_limited.",
+    },
+    Described {
+        name: names::EVENTS_STORED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Events written to PostgreSQL.",
+    },
+    Described {
+        name: names::BATCHES_WRITTEN,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Batches written to PostgreSQL.",
+    },
+    Described {
+        name: names::BATCH_SIZE,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Count),
+        help: "Events per batch written.",
+    },
+    Described {
+        name: names::BATCH_WRITE_DURATION,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Time to write one batch (the successful attempt).",
+    },
+    Described {
+        name: names::WRITE_RETRIES,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Batch writes retried after a transient failure.",
+    },
+    Described {
+        name: names::DATABASE_ERRORS,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Failed store calls, by kind: unavailable (retried) or rejected (data refused).",
+    },
+    Described {
+        name: names::DEAD_LETTERS,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Events moved to the dead-letter queue.",
+    },
+    Described {
+        name: names::DEAD_LETTER_FAILURES,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Poison events the dead-letter store refused too (logged in full).",
+    },
+    Described {
+        name: names::BUFFER_EVENTS,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Count),
+        help: "Events waiting for a writer, spilled ones included.",
+    },
+    Described {
+        name: names::BUFFER_BYTES,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Bytes),
+        help: "Approximate memory held by buffered events.",
+    },
+    Described {
+        name: names::BUFFER_CAPACITY,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Count),
+        help: "Events the buffer holds in memory at most.",
+    },
+    Described {
+        name: names::JOURNAL_BYTES,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Bytes),
+        help: "Bytes of journal segments on disk.",
+    },
+    Described {
+        name: names::JOURNAL_CAPACITY,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Bytes),
+        help: "Journal size past which ingest answers 503.",
+    },
+    Described {
+        name: names::JOURNAL_SEGMENTS,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Count),
+        help: "Journal segment files on disk.",
+    },
+    Described {
+        name: names::CIRCUIT_STATE,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Writers' circuit breaker: 0 closed, 1 open, 2 half-open.",
+    },
+    Described {
+        name: names::CIRCUIT_OPENED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Times the writers' circuit breaker opened.",
+    },
+    Described {
+        name: names::DATABASE_CONNECTIONS,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Count),
+        help: "Query pool connections, by state: active, idle, waiting.",
+    },
+    Described {
+        name: names::HTTP_REQUESTS,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "HTTP requests, by route, method and status.",
+    },
+    Described {
+        name: names::HTTP_REQUEST_DURATION,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "HTTP request latency, by route and method.",
+    },
+    Described {
+        name: names::BUILD_INFO,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Always 1; the version label says what runs.",
+    },
+];
+
 fn describe() {
-    use names::*;
-    describe_counter!(EVENTS_RECEIVED, Unit::Count, "Events received, by outcome: accepted, duplicate, rejected, rate_limited.");
-    describe_counter!(EVENTS_STORED, Unit::Count, "Events written to PostgreSQL.");
-    describe_counter!(BATCHES_WRITTEN, Unit::Count, "Batches written to PostgreSQL.");
-    describe_histogram!(BATCH_SIZE, Unit::Count, "Events per batch written.");
-    describe_histogram!(BATCH_WRITE_DURATION, Unit::Seconds, "Time to write one batch (the successful attempt).");
-    describe_counter!(WRITE_RETRIES, Unit::Count, "Batch writes retried after a transient failure.");
-    describe_counter!(DATABASE_ERRORS, Unit::Count, "Failed store calls, by kind: unavailable (retried) or rejected (data refused).");
-    describe_counter!(DEAD_LETTERS, Unit::Count, "Events moved to the dead-letter queue.");
-    describe_counter!(DEAD_LETTER_FAILURES, Unit::Count, "Poison events the dead-letter store refused too (logged in full).");
-    describe_gauge!(BUFFER_EVENTS, Unit::Count, "Events waiting for a writer, spilled ones included.");
-    describe_gauge!(BUFFER_BYTES, Unit::Bytes, "Approximate memory held by buffered events.");
-    describe_gauge!(BUFFER_CAPACITY, Unit::Count, "Events the buffer holds in memory at most.");
-    describe_gauge!(JOURNAL_BYTES, Unit::Bytes, "Bytes of journal segments on disk.");
-    describe_gauge!(JOURNAL_CAPACITY, Unit::Bytes, "Journal size past which ingest answers 503.");
-    describe_gauge!(JOURNAL_SEGMENTS, Unit::Count, "Journal segment files on disk.");
-    describe_gauge!(CIRCUIT_STATE, "Writers' circuit breaker: 0 closed, 1 open, 2 half-open.");
-    describe_counter!(CIRCUIT_OPENED, Unit::Count, "Times the writers' circuit breaker opened.");
-    describe_gauge!(DATABASE_CONNECTIONS, Unit::Count, "Query pool connections, by state: active, idle, waiting.");
-    describe_counter!(HTTP_REQUESTS, Unit::Count, "HTTP requests, by route, method and status.");
-    describe_histogram!(HTTP_REQUEST_DURATION, Unit::Seconds, "HTTP request latency, by route and method.");
-    describe_gauge!(BUILD_INFO, "Always 1; the version label says what runs.");
+    for metric in DESCRIBED {
+        match (metric.kind, metric.unit) {
+            (Kind::Counter, Some(unit)) => describe_counter!(metric.name, unit, metric.help),
+            (Kind::Counter, None) => describe_counter!(metric.name, metric.help),
+            (Kind::Gauge, Some(unit)) => describe_gauge!(metric.name, unit, metric.help),
+            (Kind::Gauge, None) => describe_gauge!(metric.name, metric.help),
+            (Kind::Histogram, Some(unit)) => describe_histogram!(metric.name, unit, metric.help),
+            (Kind::Histogram, None) => describe_histogram!(metric.name, metric.help),
+        }
+    }
 }
 
 /// The process-wide recorder and its Prometheus view.

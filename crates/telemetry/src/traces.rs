@@ -3,12 +3,14 @@
 
 use crate::TelemetryError;
 use aurore_domain::TraceLink;
-use opentelemetry::trace::{SpanContext, SpanId, TraceContextExt as _, TraceFlags, TraceId, TraceState};
-use opentelemetry::{KeyValue, global};
+use opentelemetry::trace::{
+    Link, SpanContext, SpanId, SpanKind, TraceContextExt as _, TraceFlags, TraceId, TraceState,
+};
+use opentelemetry::{Context, KeyValue, global};
 use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider};
+use opentelemetry_sdk::trace::{Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample};
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Where spans go and how many.
@@ -45,9 +47,41 @@ pub(crate) fn provider(settings: &TraceSettings) -> Result<Option<SdkTracerProvi
             KeyValue::new("service.instance.id", instance),
         ])
         .build();
-    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio)));
+    let sampler = FollowSampledLinks(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(settings.sample_ratio))));
     global::set_text_map_propagator(TraceContextPropagator::new());
-    Ok(Some(SdkTracerProvider::builder().with_batch_exporter(exporter).with_sampler(sampler).with_resource(resource).build()))
+    Ok(Some(
+        SdkTracerProvider::builder()
+            .with_batch_exporter(exporter)
+            .with_sampler(sampler)
+            .with_resource(resource)
+            .build(),
+    ))
+}
+
+/// Keeps every span linked to a sampled span, so the batch that stores a sampled
+/// request's events is kept too; other spans follow their parent or the ratio.
+#[derive(Debug, Clone)]
+struct FollowSampledLinks(Sampler);
+
+impl ShouldSample for FollowSampledLinks {
+    fn should_sample(
+        &self,
+        parent_context: Option<&Context>,
+        trace_id: TraceId,
+        name: &str,
+        span_kind: &SpanKind,
+        attributes: &[KeyValue],
+        links: &[Link],
+    ) -> SamplingResult {
+        if links.iter().any(|link| link.span_context.is_sampled()) {
+            return SamplingResult {
+                decision: SamplingDecision::RecordAndSample,
+                attributes: Vec::new(),
+                trace_state: TraceState::default(),
+            };
+        }
+        self.0.should_sample(parent_context, trace_id, name, span_kind, attributes, links)
+    }
 }
 
 /// The current span as a link target, when it is part of a sampled trace.
@@ -55,10 +89,8 @@ pub fn current_trace_link() -> Option<TraceLink> {
     let context = tracing::Span::current().context();
     let span = context.span();
     let span_context = span.span_context();
-    (span_context.is_valid() && span_context.is_sampled()).then(|| TraceLink {
-        trace_id: span_context.trace_id().to_bytes(),
-        span_id: span_context.span_id().to_bytes(),
-    })
+    (span_context.is_valid() && span_context.is_sampled())
+        .then(|| TraceLink { trace_id: span_context.trace_id().to_bytes(), span_id: span_context.span_id().to_bytes() })
 }
 
 /// The span of one batch write: a root of its own, linked to each request it carries.
