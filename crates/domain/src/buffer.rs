@@ -485,4 +485,24 @@ pub(crate) mod tests {
         assert!(buffer.next_batch(Duration::from_secs(60)).await.is_empty());
         assert_eq!(start.elapsed(), Duration::ZERO);
     }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_snapshot_counts_memory_and_times_since_the_last_push_and_drain() {
+        let buffer = Buffer::new(10, 2);
+        let empty = buffer.snapshot();
+        assert_eq!((empty.bytes, empty.since_last_enqueue, empty.since_last_drain), (0, None, None));
+        let items = queued(2);
+        let expected_bytes: usize = items.iter().map(|queued| queued.event.approximate_bytes()).sum();
+        buffer.push(items).unwrap();
+        tokio::time::advance(Duration::from_secs(3)).await;
+        let full = buffer.snapshot();
+        assert_eq!((full.events, full.in_memory, full.bytes), (2, 2, expected_bytes));
+        assert_eq!(full.since_last_enqueue, Some(Duration::from_secs(3)));
+        assert!(full.since_last_drain.is_none());
+
+        buffer.next_batch(Duration::ZERO).await;
+        let drained = buffer.snapshot();
+        assert_eq!((drained.events, drained.bytes), (0, 0));
+        assert_eq!(drained.since_last_drain, Some(Duration::ZERO));
+    }
 }

@@ -299,10 +299,31 @@ mod tests {
         }
     }
 
+    /// Tallies reported outcomes.
+    #[derive(Debug, Default)]
+    struct Outcomes(Mutex<std::collections::HashMap<Received, usize>>);
+
+    impl Outcomes {
+        fn of(&self, outcome: Received) -> usize {
+            self.0.lock().unwrap().get(&outcome).copied().unwrap_or(0)
+        }
+    }
+
+    impl Observer for Outcomes {
+        fn events_received(&self, outcome: Received, count: usize) {
+            *self.0.lock().unwrap().entry(outcome).or_default() += count;
+        }
+        fn batch_written(&self, _: usize, _: Duration) {}
+        fn database_failed(&self, _: crate::observe::DatabaseFailure) {}
+        fn write_retried(&self) {}
+        fn dead_lettered(&self, _: bool) {}
+    }
+
     struct Setup {
         ingest: IngestService,
         buffer: Arc<Buffer>,
         journal: Arc<MemoryJournal>,
+        outcomes: Arc<Outcomes>,
         now: DateTime<Utc>,
     }
 
@@ -310,14 +331,15 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 1).unwrap();
         let buffer = Arc::new(Buffer::new(capacity, 100));
         let journal = Arc::new(journal);
+        let outcomes = Arc::new(Outcomes::default());
         let ingest = IngestService::new(
             buffer.clone(),
             Some(journal.clone()),
             Arc::new(FixedClock(now)),
-            Arc::new(crate::observe::Unobserved),
+            outcomes.clone(),
             IngestSettings::default(),
         );
-        Setup { ingest, buffer, journal, now }
+        Setup { ingest, buffer, journal, outcomes, now }
     }
 
     fn setup(capacity: usize) -> Setup {
@@ -455,5 +477,28 @@ mod tests {
         assert_eq!(replay.await.unwrap(), Ok(4));
         let seqs: Vec<_> = first.queued.iter().chain(&second.queued).map(|queued| queued.seq.unwrap().0).collect();
         assert_eq!(seqs, [0, 1, 2, 3]);
+    }
+
+    #[tokio::test]
+    async fn every_event_is_reported_under_one_outcome() {
+        let setup = setup(3);
+        let origin = TraceLink { trace_id: [7; 16], span_id: [9; 8] };
+        let elements = vec![event("a"), Ok(json!({"service": "svc"})), keyed("k"), keyed("k")];
+        setup.ingest.ingest(elements, Durability::Journal, Some(origin)).await.unwrap();
+        assert_eq!(setup.outcomes.of(Received::Accepted), 2);
+        assert_eq!(setup.outcomes.of(Received::Rejected), 1);
+        assert_eq!(setup.outcomes.of(Received::Duplicate), 1);
+
+        let refused = setup.ingest.ingest(vec![event("b"), event("c")], Durability::None, None).await;
+        assert!(refused.is_err());
+        assert_eq!(setup.outcomes.of(Received::RateLimited), 2);
+        assert_eq!(setup.outcomes.of(Received::Accepted), 2);
+        let buffer = setup.buffer.snapshot();
+        assert_eq!((buffer.enqueued, buffer.refused), (2, 2));
+        let queued = drain(&setup.buffer).await.queued;
+        assert!(
+            queued.iter().all(|queued| queued.origin == Some(origin)),
+            "the request's span travels with its events"
+        );
     }
 }

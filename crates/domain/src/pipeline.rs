@@ -489,4 +489,29 @@ pub(crate) mod tests {
         assert_eq!(harness.journal.acknowledged.lock().unwrap().len(), 4, "dead-lettered events leave the journal too");
         assert!(!completion.wait().await, "a waiting request learns one event was not stored");
     }
+
+    #[test]
+    fn a_batch_links_each_request_once_up_to_the_limit() {
+        let link = |n: u8| TraceLink { trace_id: [n; 16], span_id: [n; 8] };
+        let mut batch = Batch::default();
+        for (request, events) in [(1, 3), (2, 1), (1, 1)] {
+            for mut item in queued(events) {
+                item.origin = Some(link(request));
+                batch.queued.push(item);
+            }
+        }
+        batch.queued.extend(queued(2));
+        assert_eq!(
+            origins(&batch),
+            [link(1), link(2), link(1)],
+            "consecutive repeats collapse; untraced events add none"
+        );
+
+        let mut crowded = Batch::default();
+        for (n, mut item) in queued(200).into_iter().enumerate() {
+            item.origin = Some(link(u8::try_from(n % 250).unwrap()));
+            crowded.queued.push(item);
+        }
+        assert_eq!(origins(&crowded).len(), MAX_SPAN_LINKS);
+    }
 }
