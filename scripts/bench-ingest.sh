@@ -2,7 +2,8 @@
 # Durable ingest rate with wrk: starts a release build of Aurore on a fresh database, runs
 # one wrk scenario, then counts rows in PostgreSQL until the count stops growing.
 # "Durable" = rows stored / time from the first request until the last row landed.
-# Any AURORE__* variable passes through, e.g. AURORE__INGEST__DURABILITY=none.
+# Any AURORE__* variable passes through, e.g. AURORE__INGEST__DURABILITY=none;
+# AURORE_BINARY runs another build (e.g. an older commit's) instead of building this one.
 # Usage: scripts/bench-ingest.sh single [SECONDS]      single-event POSTs (wrk -t2 -c64)
 #        scripts/bench-ingest.sh batch [SECONDS] [N]   JSON arrays of N events (wrk -t1 -c8)
 set -euo pipefail
@@ -19,9 +20,13 @@ psql "$admin" -qc "CREATE DATABASE $database"
 journal=$(mktemp -d)
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$journal"; psql "$admin" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)"' EXIT
 
-cargo build --release --quiet --bin aurore
+binary=${AURORE_BINARY:-}
+if [ -z "$binary" ]; then
+    cargo build --release --quiet --bin aurore
+    binary=target/release/aurore
+fi
 DATABASE_URL="$server/$database" AURORE__SERVER__PORT=$port AURORE__JOURNAL__DIR="$journal" RUST_LOG=warn \
-    target/release/aurore &
+    "$binary" &
 pid=$!
 until curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 0.1; done
 

@@ -8,7 +8,8 @@ url=${1:?usage: scripts/seed-events.sh DATABASE_URL [EVENTS] [DAYS]}
 events=${2:-1000000}
 days=${3:-7}
 psql "$url" -v ON_ERROR_STOP=1 -q <<SQL
-SELECT aurore_ensure_event_partition((current_date - d)::date) FROM generate_series(0, $days) AS d;
+SELECT count(*) AS partitions_created
+FROM generate_series(0, $days) AS d WHERE aurore_ensure_event_partition((current_date - d)::date);
 WITH services(n, name) AS (
     SELECT * FROM unnest(ARRAY[0,1,2,3,4,5,6,7,8,9], ARRAY['auth-service','payment-service','user-service',
         'order-service','inventory-service','notification-service','search-service','shipping-service',

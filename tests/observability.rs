@@ -71,6 +71,15 @@ fn string_attribute<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
     })
 }
 
+fn int_attribute(span: &Span, key: &str) -> Option<i64> {
+    span.attributes.iter().find(|attribute| attribute.key == key).and_then(|attribute| {
+        match attribute.value.as_ref()?.value.as_ref()? {
+            any_value::Value::IntValue(number) => Some(*number),
+            _ => None,
+        }
+    })
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
@@ -123,6 +132,7 @@ async fn a_request_continues_its_trace_and_the_batch_that_stores_it_links_back()
     assert_eq!(hex(&request.trace_id), trace_id, "the incoming trace is continued");
     assert_eq!(hex(&request.parent_span_id), caller_span);
     assert_eq!(string_attribute(request, "correlation_id"), Some("order-42"));
+    assert_eq!(int_attribute(request, "http.response.status_code"), Some(202));
 
     let batch = spans
         .iter()
@@ -132,6 +142,7 @@ async fn a_request_continues_its_trace_and_the_batch_that_stores_it_links_back()
     let link = batch.links.iter().find(|link| hex(&link.trace_id) == trace_id).unwrap();
     assert_eq!(link.span_id, request.span_id, "the link points at the request's span");
     assert_eq!(batch.links.len(), 1, "one request, one link, whatever its number of events");
+    assert_eq!(int_attribute(batch, "events"), Some(3));
 
     let write = spans
         .iter()
@@ -139,6 +150,7 @@ async fn a_request_continues_its_trace_and_the_batch_that_stores_it_links_back()
         .unwrap_or_else(|| panic!("no database span under the batch span: {names:?}"));
     assert_eq!(write.trace_id, batch.trace_id);
     assert_eq!(string_attribute(write, "db.system"), Some("postgresql"));
+    assert_eq!(int_attribute(write, "events"), Some(3));
 
     // Without an id, one is made up and returned; with a sample ratio of 0 and no sampled
     // parent, the request is not exported.

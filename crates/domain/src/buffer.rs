@@ -74,7 +74,8 @@ pub struct Spilled {
 
 #[derive(Debug)]
 enum Entry {
-    Memory(Queued),
+    /// With its approximate size, measured once.
+    Memory(Queued, usize),
     Spilled(Spilled),
 }
 
@@ -88,7 +89,7 @@ pub struct Batch {
 impl Batch {
     fn add(&mut self, entry: Entry) {
         match entry {
-            Entry::Memory(queued) => self.queued.push(queued),
+            Entry::Memory(queued, _) => self.queued.push(queued),
             Entry::Spilled(spilled) => self.spilled.push(spilled),
         }
     }
@@ -122,10 +123,10 @@ struct Queue {
 impl Queue {
     fn push(&mut self, entry: Entry) {
         match &entry {
-            Entry::Memory(queued) => {
+            Entry::Memory(_, bytes) => {
                 self.in_memory += 1;
                 self.events += 1;
-                self.bytes += queued.event.approximate_bytes();
+                self.bytes += bytes;
             }
             Entry::Spilled(spilled) => self.events += spilled.events,
         }
@@ -135,10 +136,10 @@ impl Queue {
     fn pop(&mut self) -> Option<Entry> {
         let entry = self.entries.pop_front()?;
         match &entry {
-            Entry::Memory(queued) => {
+            Entry::Memory(_, bytes) => {
                 self.in_memory -= 1;
                 self.events -= 1;
-                self.bytes -= queued.event.approximate_bytes();
+                self.bytes -= bytes;
             }
             Entry::Spilled(spilled) => self.events -= spilled.events,
         }
@@ -176,12 +177,20 @@ impl Reservation<'_> {
     pub fn fill(mut self, items: Vec<Queued>) {
         debug_assert!(items.len() <= self.count, "more events than reserved");
         let count = items.len() as u64;
+        // Measured before taking the lock, which writers contend for.
+        let sized: Vec<Entry> = items
+            .into_iter()
+            .map(|item| {
+                let bytes = item.event.approximate_bytes();
+                Entry::Memory(item, bytes)
+            })
+            .collect();
         let mut queue = self.buffer.lock();
         queue.reserved -= self.count;
         self.count = 0;
         let before = queue.events;
-        for item in items {
-            queue.push(Entry::Memory(item));
+        for entry in sized {
+            queue.push(entry);
         }
         queue.last_push = Some(Instant::now());
         let after = queue.events;

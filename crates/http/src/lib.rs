@@ -105,8 +105,7 @@ pub fn serve(listener: TcpListener, state: AppState, options: &ServerOptions) ->
             .app_data(state.clone())
             .configure(routes)
             .default_service(web::to(not_found))
-            .wrap(from_fn(observe::record_and_tag))
-            .wrap(observe::tracing_logger())
+            .wrap(from_fn(observe::observe))
     })
     .disable_signals()
     .shutdown_timeout(options.shutdown_timeout.as_secs().max(1));

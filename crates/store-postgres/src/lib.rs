@@ -206,7 +206,7 @@ async fn insert_skipping_stored(
 
 #[async_trait]
 impl EventStore for PostgresStore {
-    #[tracing::instrument(name = "db.write_batch", skip_all, fields(db.system = "postgresql", events = events.len()))]
+    #[tracing::instrument(name = "db.write_batch", skip_all, fields(db.system = "postgresql", events = i64::try_from(events.len()).unwrap_or(i64::MAX)))]
     async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError> {
         let mut client = self.writes.get().await.map_err(|error| StoreError::Unavailable(error.to_string()))?;
         match copy(&mut client, events).await {

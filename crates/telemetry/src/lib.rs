@@ -14,7 +14,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
 pub use metrics::{Gauges, Metrics, TelemetryObserver};
-pub use traces::{TraceSettings, current_trace_link};
+pub use traces::{TraceSettings, continue_trace, current_trace_link};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

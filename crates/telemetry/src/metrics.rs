@@ -2,9 +2,12 @@
 //! names follow `aurore_<noun>_<unit>[_total]`.
 
 use aurore_domain::{BreakerState, BufferSnapshot, ConnectionStats, DatabaseFailure, JournalUsage, Observer, Received};
-use metrics::{Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{
+    Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
+};
 use metrics_exporter_prometheus::{BuildError, Matcher, PrometheusBuilder, PrometheusHandle};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock, PoisonError, RwLock};
 use std::time::Duration;
 
 /// The metric names, in one place.
@@ -277,14 +280,40 @@ pub fn resident_memory_bytes() -> Option<u64> {
     metrics_process::collector::collect().resident_memory_bytes
 }
 
+/// The series of one route, method and status, registered once: registering hashes and
+/// allocates the labels, recording on a handle is an atomic add.
+#[derive(Clone)]
+struct HttpSeries {
+    requests: Counter,
+    duration: Histogram,
+}
+
+type HttpSeriesKey = (String, &'static str, u16);
+
+static HTTP_SERIES: LazyLock<RwLock<HashMap<HttpSeriesKey, HttpSeries>>> = LazyLock::new(RwLock::default);
+
+/// Methods outside the standard set share one label value, so clients cannot mint series.
+fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+    KNOWN.into_iter().find(|known| *known == method).unwrap_or("OTHER")
+}
+
 /// Records one HTTP request. `route` is the matched pattern, never the raw path, so label
 /// values stay few.
-pub fn record_http_request(route: &str, method: &str, status: u16, took: Duration) {
-    let route = route.to_owned();
-    let method = method.to_owned();
-    counter!(names::HTTP_REQUESTS, "route" => route.clone(), "method" => method.clone(), "status" => status.to_string())
-        .increment(1);
-    histogram!(names::HTTP_REQUEST_DURATION, "route" => route, "method" => method).record(took.as_secs_f64());
+pub fn record_http_request(route: String, method: &str, status: u16, took: Duration) {
+    let key = (route, method_label(method), status);
+    let known = HTTP_SERIES.read().unwrap_or_else(PoisonError::into_inner).get(&key).cloned();
+    let series = known.unwrap_or_else(|| {
+        let (route, method, status) = key.clone();
+        let series = HttpSeries {
+            requests: counter!(names::HTTP_REQUESTS, "route" => route.clone(), "method" => method, "status" => status.to_string()),
+            duration: histogram!(names::HTTP_REQUEST_DURATION, "route" => route, "method" => method),
+        };
+        HTTP_SERIES.write().unwrap_or_else(PoisonError::into_inner).insert(key, series.clone());
+        series
+    });
+    series.requests.increment(1);
+    series.duration.record(took.as_secs_f64());
 }
 
 /// The domain's reports, as metrics, and its batch spans, linked to their requests.

@@ -11,6 +11,7 @@ use opentelemetry_otlp::{Protocol, WithExportConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SamplingDecision, SamplingResult, SdkTracerProvider, ShouldSample};
+use std::collections::HashMap;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 /// Where spans go and how many.
@@ -84,6 +85,23 @@ impl ShouldSample for FollowSampledLinks {
     }
 }
 
+/// Makes `span` continue the W3C trace of an incoming request, if it names one.
+pub fn continue_trace(span: &tracing::Span, traceparent: Option<&str>, tracestate: Option<&str>) {
+    let Some(traceparent) = traceparent else {
+        return;
+    };
+    let mut carrier = HashMap::with_capacity(2);
+    carrier.insert("traceparent".to_owned(), traceparent.to_owned());
+    if let Some(tracestate) = tracestate {
+        carrier.insert("tracestate".to_owned(), tracestate.to_owned());
+    }
+    let parent = global::get_text_map_propagator(|propagator| propagator.extract(&carrier));
+    if parent.span().span_context().is_valid() {
+        // Fails only when no OpenTelemetry layer is installed: then there is nothing to continue.
+        let _ = span.set_parent(parent);
+    }
+}
+
 /// The current span as a link target, when it is part of a sampled trace.
 pub fn current_trace_link() -> Option<TraceLink> {
     let context = tracing::Span::current().context();
@@ -95,7 +113,9 @@ pub fn current_trace_link() -> Option<TraceLink> {
 
 /// The span of one batch write: a root of its own, linked to each request it carries.
 pub(crate) fn batch_span(events: usize, origins: &[TraceLink]) -> tracing::Span {
-    let span = tracing::info_span!(parent: None, "batch.write", events, links = origins.len());
+    // As i64: tracing-opentelemetry exports other integer types as text.
+    let count = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+    let span = tracing::info_span!(parent: None, "batch.write", events = count(events), links = count(origins.len()));
     for origin in origins {
         span.add_link(SpanContext::new(
             TraceId::from_bytes(origin.trace_id),
