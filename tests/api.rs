@@ -383,3 +383,32 @@ fn config_prints_the_effective_settings_with_secrets_redacted() {
     assert!(stdout.contains("postgres://aurore:***@db:5432/events"), "{stdout}");
     assert!(!stdout.contains("s3cret"), "{stdout}");
 }
+
+#[tokio::test]
+async fn retention_runs_on_demand_over_http_and_from_the_command_line() {
+    let app = TestApp::spawn().await;
+    let old = json!({"timestamp": iso(Utc::now() - Days::days(40)), "service": "old", "message": "m"});
+    let fresh = event("fresh", "m");
+    assert_eq!(app.post_json(&json!([old, fresh])).await.status(), StatusCode::ACCEPTED);
+    app.database.wait_for_count("SELECT count(*) AS n FROM events", 2, Duration::from_secs(10)).await;
+
+    let response = app.client.post(format!("{}/admin/retention/run", app.address)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let report: Value = response.json().await.unwrap();
+    assert_eq!(report["ran"], true, "{report}");
+    assert_eq!(report["eventsDeleted"], 1, "the 40-day-old event sat in the default partition: {report}");
+    assert_eq!(app.database.count("SELECT count(*) AS n FROM events WHERE service = 'old'").await, 0);
+    assert_eq!(app.database.count("SELECT count(*) AS n FROM events WHERE service = 'fresh'").await, 1);
+
+    let output = Command::new(aurore_binary())
+        .env_clear()
+        .env("DATABASE_URL", &app.database.url)
+        .env("RUST_LOG", "warn")
+        .args(["retention", "run"])
+        .output()
+        .expect("run aurore");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!((printed["ran"].clone(), printed["eventsDeleted"].clone()), (json!(true), json!(0)));
+    app.shutdown().await.unwrap();
+}

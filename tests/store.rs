@@ -253,3 +253,79 @@ async fn totals_are_exact_across_whole_and_partial_hours_and_replays() {
         assert_eq!(page.total, Some(exact(from, to)), "{from} .. {to}");
     }
 }
+
+fn events_per_hour_match_counts_sql() -> &'static str {
+    r#"SELECT count(*) AS n FROM (
+           SELECT service, date_trunc('hour', "timestamp", 'UTC') AS hour, count(*) AS events FROM events GROUP BY 1, 2
+       ) AS actual FULL JOIN event_counts USING (service, hour)
+       WHERE actual.events IS DISTINCT FROM event_counts.events"#
+}
+
+#[tokio::test]
+async fn retention_drops_old_days_deletes_the_straddling_part_and_keeps_counts_in_step() {
+    use aurore_domain::{RetentionPolicy, RetentionStore};
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let now = Utc::now().trunc_subsecs(6);
+    let today = now.date_naive();
+    store.ensure_partitions(today - Duration::days(40), today).await.unwrap();
+    // Every day of 40, one event every 6 hours (04:00 of day 30 back straddles a 30-day cut-off
+    // taken at now), plus an old event that sits in the default partition (no partition for it).
+    let mut events: Vec<Event> =
+        (0..40 * 4).map(|i| event(if i % 2 == 0 { "a" } else { "b" }, now - Duration::hours(6 * i), "e")).collect();
+    events.push(event("a", now - Duration::days(50), "default partition"));
+    store.write_batch(&refs(&events)).await.unwrap();
+    let policy = RetentionPolicy { event_days: 30, dead_letter_days: 30 };
+    let cutoffs = policy.cutoffs(now);
+    let expected_kept = events.iter().filter(|event| event.timestamp >= cutoffs.events).count();
+    let old_partitions = database
+        .count(&format!(
+            "SELECT count(*) AS n FROM pg_class WHERE relname ~ '^events_p[0-9]{{8}}$' AND relname < 'events_p{}'",
+            cutoffs.events.format("%Y%m%d")
+        ))
+        .await;
+    assert!(old_partitions >= 10, "partitions for the ten oldest days exist: {old_partitions}");
+
+    let report = store.apply_retention(&cutoffs).await.unwrap();
+    assert!(report.ran);
+    assert_eq!(report.partitions_dropped.len() as i64, old_partitions);
+    let kept = database.count("SELECT count(*) AS n FROM events").await;
+    assert_eq!(kept as usize, expected_kept, "exactly the events older than the cut-off are gone");
+    let too_old = format!(
+        r#"SELECT count(*) AS n FROM events WHERE "timestamp" < '{}'"#,
+        cutoffs.events.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+    );
+    assert_eq!(database.count(&too_old).await, 0);
+    assert!(report.events_deleted >= 1, "the default partition's old event went row by row: {report:?}");
+    assert_eq!(database.count(events_per_hour_match_counts_sql()).await, 0, "event_counts equals the rows per hour");
+    let remaining_old = format!(
+        "SELECT count(*) AS n FROM pg_class WHERE relname ~ '^events_p[0-9]{{8}}$' AND relname < 'events_p{}'",
+        cutoffs.events.format("%Y%m%d")
+    );
+    assert_eq!(database.count(&remaining_old).await, 0);
+
+    // Running again finds nothing more to do.
+    let again = store.apply_retention(&cutoffs).await.unwrap();
+    assert_eq!((again.partitions_dropped.len(), again.events_deleted), (0, 0));
+}
+
+#[tokio::test]
+async fn retention_skips_while_another_replica_holds_the_lock() {
+    use aurore_domain::{RetentionPolicy, RetentionStore};
+    use diesel_async::RunQueryDsl;
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let mut other_replica = database.connection().await;
+    diesel::sql_query("SELECT pg_advisory_lock(hashtext('aurore_retention'))")
+        .execute(&mut other_replica)
+        .await
+        .unwrap();
+    let cutoffs = RetentionPolicy { event_days: 30, dead_letter_days: 30 }.cutoffs(Utc::now());
+    let report = store.apply_retention(&cutoffs).await.unwrap();
+    assert!(!report.ran, "{report:?}");
+    diesel::sql_query("SELECT pg_advisory_unlock(hashtext('aurore_retention'))")
+        .execute(&mut other_replica)
+        .await
+        .unwrap();
+    assert!(store.apply_retention(&cutoffs).await.unwrap().ran);
+}

@@ -2,11 +2,13 @@
 
 use anyhow::Context as _;
 use aurore::{Application, Settings};
+use aurore_domain::{SystemClock, Unobserved};
 use aurore_store_postgres::PostgresStore;
 use clap::{Parser, Subcommand};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// The ingest path allocates many small strings and JSON nodes; mimalloc measured faster
 /// than the system allocator on it (BENCHMARKS.md).
@@ -31,6 +33,15 @@ enum Command {
     Migrate,
     /// Print the effective configuration, secrets redacted.
     Config,
+    /// Retention jobs.
+    #[command(subcommand)]
+    Retention(RetentionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum RetentionCommand {
+    /// Remove events and dead letters older than the retention window now, and print what went.
+    Run,
 }
 
 #[tokio::main]
@@ -51,6 +62,7 @@ async fn main() -> ExitCode {
         }
         Command::Migrate => migrate(&settings).await,
         Command::Serve => serve(&settings).await,
+        Command::Retention(RetentionCommand::Run) => run_retention(&settings).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,6 +94,15 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let store = PostgresStore::connect(&aurore::startup::postgres_settings(settings))?;
     let applied = store.migrate().await.context("migration failed")?;
     tracing::info!(applied, "migrations applied");
+    Ok(())
+}
+
+async fn run_retention(settings: &Settings) -> anyhow::Result<()> {
+    let _telemetry = init_telemetry(settings)?;
+    let store = Arc::new(PostgresStore::connect(&aurore::startup::postgres_settings(settings))?);
+    let retention = aurore::startup::retention(settings, store, Arc::new(SystemClock), Arc::new(Unobserved));
+    let report = retention.run().await.context("retention failed")?;
+    println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 

@@ -9,6 +9,7 @@ use garde::Validate;
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +47,40 @@ pub struct Settings {
     pub shutdown: ShutdownSettings,
     #[garde(dive)]
     pub telemetry: TelemetrySettings,
+    #[garde(dive)]
+    pub retention: RetentionSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// Events older than this many days are removed.
+    #[garde(range(min = 1, max = 3650))]
+    pub days: u32,
+    /// Dead letters older than this many days are removed.
+    #[garde(range(min = 1, max = 3650))]
+    pub dead_letter_days: u32,
+    /// When retention runs, as a five-field cron expression in UTC.
+    #[garde(custom(valid_cron))]
+    pub schedule: String,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self { days: 30, dead_letter_days: 30, schedule: "0 2 * * *".into() }
+    }
+}
+
+impl RetentionSettings {
+    pub fn schedule(&self) -> Result<croner::Cron, croner::errors::CronError> {
+        croner::Cron::from_str(&self.schedule)
+    }
+}
+
+fn valid_cron(schedule: &str, _: &()) -> garde::Result {
+    croner::Cron::from_str(schedule)
+        .map(|_| ())
+        .map_err(|error| garde::Error::new(format!("not a cron expression: {error}")))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]

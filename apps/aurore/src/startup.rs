@@ -4,7 +4,7 @@ use crate::settings::{PartitionSettings, Settings};
 use anyhow::Context as _;
 use aurore_domain::{
     BatchWorker, BreakerSettings, Buffer, CircuitBreaker, Clock, IngestService, IngestSettings, Journal, Lifecycle,
-    Observer, QueryLimits, RetryPolicy, Sinks, SystemClock, WriterSettings, replay_journal,
+    Observer, QueryLimits, Retention, RetentionPolicy, RetryPolicy, Sinks, SystemClock, WriterSettings, replay_journal,
 };
 use aurore_http::{AppState, RequestLimits, ServerOptions};
 use aurore_journal::{FileJournal, JournalSettings};
@@ -57,6 +57,18 @@ fn journal_settings(settings: &Settings) -> JournalSettings {
     }
 }
 
+/// Retention as configured, over `store`.
+pub fn retention(
+    settings: &Settings,
+    store: Arc<PostgresStore>,
+    clock: Arc<dyn Clock>,
+    observer: Arc<dyn Observer>,
+) -> Retention {
+    let policy =
+        RetentionPolicy { event_days: settings.retention.days, dead_letter_days: settings.retention.dead_letter_days };
+    Retention { store, policy, clock, observer }
+}
+
 fn ingest_settings(settings: &Settings) -> IngestSettings {
     IngestSettings {
         limits: settings.limits.to_limits(),
@@ -105,7 +117,10 @@ impl Application {
             .with_context(|| format!("cannot listen on {}:{}", settings.server.host, settings.server.port))?;
         let port = listener.local_addr()?.port();
         let observer: Arc<dyn Observer> = Arc::new(TelemetryObserver);
+        let retention = retention(settings, store.clone(), clock.clone(), observer.clone());
+        let schedule = settings.retention.schedule()?;
         let state = AppState {
+            retention: retention.clone(),
             ingest: IngestService::new(
                 buffer.clone(),
                 Some(journal.clone()),
@@ -146,17 +161,19 @@ impl Application {
         };
         let sinks =
             Sinks { store: store.clone(), dead_letters: store.clone(), journal: Some(journal.clone()), breaker };
-        let schema_ready = Arc::new(tokio::sync::Notify::new());
+        let (schema_ready, schema_ready_seen) = tokio::sync::watch::channel(false);
         let writers = tokio::spawn(run_storage(
             store.clone(),
             buffer.clone(),
             lifecycle.clone(),
             Writers { sinks, settings: writer_settings, count: settings.writer.writers, observer },
             settings.partitions.clone(),
-            schema_ready.clone(),
+            schema_ready,
         ));
         let replay = tokio::spawn(replay(journal, buffer.clone(), lifecycle.clone()));
-        let partition_upkeep = tokio::spawn(keep_partitions(store, settings.partitions.clone(), schema_ready));
+        let partition_upkeep =
+            tokio::spawn(keep_partitions(store, settings.partitions.clone(), schema_ready_seen.clone()));
+        let retention_schedule = tokio::spawn(run_retention_on_schedule(retention, schedule, schema_ready_seen));
         tracing::info!("aurore listening on http://{}:{port}", settings.server.host);
         Ok(Self {
             port,
@@ -165,7 +182,7 @@ impl Application {
             buffer,
             journal: file_journal,
             writers,
-            background: vec![replay, partition_upkeep],
+            background: vec![replay, partition_upkeep, retention_schedule],
             drain_deadline,
         })
     }
@@ -229,7 +246,7 @@ async fn run_storage(
     lifecycle: Arc<Lifecycle>,
     writers: Writers,
     partitions: PartitionSettings,
-    schema_ready: Arc<tokio::sync::Notify>,
+    schema_ready: tokio::sync::watch::Sender<bool>,
 ) {
     let mut failures = 0;
     loop {
@@ -249,7 +266,7 @@ async fn run_storage(
     // Partitions exist before the first write, so writes never race an ATTACH at start-up.
     ensure_partitions(&store, &partitions).await;
     lifecycle.mark_schema_ready();
-    schema_ready.notify_one();
+    schema_ready.send_replace(true);
     let mut tasks = JoinSet::new();
     for _ in 0..writers.count {
         let worker =
@@ -274,9 +291,11 @@ async fn replay(journal: Arc<dyn Journal>, buffer: Arc<Buffer>, lifecycle: Arc<L
 async fn keep_partitions(
     store: Arc<PostgresStore>,
     settings: PartitionSettings,
-    schema_ready: Arc<tokio::sync::Notify>,
+    mut schema_ready: tokio::sync::watch::Receiver<bool>,
 ) {
-    schema_ready.notified().await;
+    if schema_ready.wait_for(|ready| *ready).await.is_err() {
+        return;
+    }
     let period = Duration::from_secs(settings.maintenance_interval_secs);
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
@@ -292,5 +311,27 @@ async fn ensure_partitions(store: &PostgresStore, settings: &PartitionSettings) 
     match store.ensure_partitions(first, last).await {
         Ok(created) => tracing::info!(created, %first, %last, "event partitions checked"),
         Err(error) => tracing::warn!(%error, "cannot create event partitions; new days land in the default partition"),
+    }
+}
+
+/// Runs retention at each time the schedule names (UTC), once the schema is ready.
+async fn run_retention_on_schedule(
+    retention: Retention,
+    schedule: croner::Cron,
+    mut schema_ready: tokio::sync::watch::Receiver<bool>,
+) {
+    if schema_ready.wait_for(|ready| *ready).await.is_err() {
+        return;
+    }
+    loop {
+        let now = Utc::now();
+        let Ok(next) = schedule.find_next_occurrence(&now, false) else {
+            tracing::warn!(schedule = %schedule.pattern, "the retention schedule names no future time; retention runs only on demand");
+            return;
+        };
+        tokio::time::sleep((next - now).to_std().unwrap_or_default()).await;
+        if let Err(error) = retention.run().await {
+            tracing::warn!(%error, "retention failed; it runs again at the next scheduled time");
+        }
     }
 }

@@ -317,6 +317,7 @@ mod tests {
         fn database_failed(&self, _: crate::observe::DatabaseFailure) {}
         fn write_retried(&self) {}
         fn dead_lettered(&self, _: bool) {}
+        fn retention_ran(&self, _: &crate::retention::RetentionReport) {}
     }
 
     struct Setup {

@@ -18,6 +18,7 @@ pub mod observe;
 pub mod pipeline;
 pub mod ports;
 pub mod query;
+pub mod retention;
 pub mod validation;
 
 pub use breaker::{BreakerSettings, BreakerSnapshot, BreakerState, CircuitBreaker};
@@ -34,4 +35,5 @@ pub use ports::{
     Journal, JournalError, JournalSeq, JournalUsage, RecordRef, StoreError, SystemClock,
 };
 pub use query::{Cursor, CursorKey, EventPage, EventQuery, QueryLimits, SortField, SortOrder, StoredEvent};
+pub use retention::{Retention, RetentionCutoffs, RetentionPolicy, RetentionReport, RetentionStore};
 pub use validation::{FieldError, Limits};

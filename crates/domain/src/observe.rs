@@ -1,6 +1,7 @@
 //! How the domain reports what it does. Metrics and traces are adapters behind
 //! [`Observer`]; the domain never names an exporter.
 
+use crate::retention::RetentionReport;
 use std::time::Duration;
 
 /// What became of events a client sent.
@@ -64,6 +65,7 @@ pub trait Observer: Send + Sync + std::fmt::Debug + 'static {
     fn write_retried(&self);
     /// A poison event reached the dead-letter store (`kept`), or that store refused it too.
     fn dead_lettered(&self, kept: bool);
+    fn retention_ran(&self, report: &RetentionReport);
     /// The span one batch write runs in, linked to the requests whose events it carries.
     fn batch_span(&self, events: usize, origins: &[TraceLink]) -> tracing::Span {
         let _ = origins;
@@ -81,4 +83,5 @@ impl Observer for Unobserved {
     fn database_failed(&self, _: DatabaseFailure) {}
     fn write_retried(&self) {}
     fn dead_lettered(&self, _: bool) {}
+    fn retention_ran(&self, _: &RetentionReport) {}
 }

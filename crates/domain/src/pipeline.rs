@@ -371,6 +371,7 @@ pub(crate) mod tests {
                 self.dead_lettered.fetch_add(1, Ordering::Relaxed);
             }
         }
+        fn retention_ran(&self, _: &crate::retention::RetentionReport) {}
     }
 
     struct Harness {

@@ -2,6 +2,7 @@
 //! outcomes into the contract's responses. Status codes are decided in [`error`] only.
 //! This crate holds no business rule and no SQL.
 
+mod admin;
 mod dlq;
 mod error;
 mod health;
@@ -14,7 +15,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, web};
 use aurore_domain::{
     Buffer, BusinessMetrics, CircuitBreaker, DeadLetterStore, Durability, EventStore, IngestService, Journal,
-    Lifecycle, QueryLimits,
+    Lifecycle, QueryLimits, Retention,
 };
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -35,6 +36,7 @@ pub struct RequestLimits {
 #[derive(Debug)]
 pub struct AppState {
     pub ingest: IngestService,
+    pub retention: Retention,
     /// Read for health reports and metrics; ingest goes through [`IngestService`].
     pub buffer: Arc<Buffer>,
     pub journal: Option<Arc<dyn Journal>>,
@@ -90,7 +92,8 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .route("/dlq", web::get().to(dlq::list))
         .route("/dlq/statistics", web::get().to(dlq::statistics))
         .service(web::resource("/dlq/{id}").route(web::get().to(dlq::get)).route(web::delete().to(dlq::delete)))
-        .route("/dlq/{id}/reprocess", web::patch().to(dlq::reprocess));
+        .route("/dlq/{id}/reprocess", web::patch().to(dlq::reprocess))
+        .route("/admin/retention/run", web::post().to(admin::run_retention));
 }
 
 async fn not_found(request: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {

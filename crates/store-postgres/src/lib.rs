@@ -9,6 +9,7 @@ mod counts;
 mod dead_letters;
 mod error;
 mod page;
+mod retention;
 mod schema;
 
 use async_trait::async_trait;

@@ -1,7 +1,9 @@
 //! Prometheus metrics. Every name is declared in [`names`] and described in [`DESCRIBED`];
 //! names follow `aurore_<noun>_<unit>[_total]`.
 
-use aurore_domain::{BreakerState, BufferSnapshot, ConnectionStats, DatabaseFailure, JournalUsage, Observer, Received};
+use aurore_domain::{
+    BreakerState, BufferSnapshot, ConnectionStats, DatabaseFailure, JournalUsage, Observer, Received, RetentionReport,
+};
 use metrics::{
     Counter, Histogram, Unit, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram,
 };
@@ -33,6 +35,10 @@ pub mod names {
     pub const HTTP_REQUESTS: &str = "aurore_http_requests_total";
     pub const HTTP_REQUEST_DURATION: &str = "aurore_http_request_duration_seconds";
     pub const BUILD_INFO: &str = "aurore_build_info";
+    pub const RETENTION_RUNS: &str = "aurore_retention_runs_total";
+    pub const RETENTION_PARTITIONS_DROPPED: &str = "aurore_retention_partitions_dropped_total";
+    pub const RETENTION_EVENTS_DELETED: &str = "aurore_retention_events_deleted_total";
+    pub const RETENTION_DURATION: &str = "aurore_retention_duration_seconds";
     /// Prefix of the process metrics (`aurore_process_resident_memory_bytes`, …).
     pub const PROCESS_PREFIX: &str = "aurore_";
 }
@@ -185,6 +191,30 @@ pub const DESCRIBED: &[Described] = &[
         unit: None,
         help: "Always 1; the version label says what runs.",
     },
+    Described {
+        name: names::RETENTION_RUNS,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Retention runs, by outcome: ran, or skipped while another replica ran it.",
+    },
+    Described {
+        name: names::RETENTION_PARTITIONS_DROPPED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Daily event partitions dropped by retention.",
+    },
+    Described {
+        name: names::RETENTION_EVENTS_DELETED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Events deleted row by row by retention (the day straddling the cut-off).",
+    },
+    Described {
+        name: names::RETENTION_DURATION,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Time one retention run took.",
+    },
 ];
 
 fn describe() {
@@ -236,6 +266,7 @@ impl Metrics {
             .set_buckets_for_metric(Matcher::Full(names::BATCH_SIZE.into()), SIZE_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(names::BATCH_WRITE_DURATION.into()), SECONDS_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(names::HTTP_REQUEST_DURATION.into()), SECONDS_BUCKETS)?
+            .set_buckets_for_metric(Matcher::Full(names::RETENTION_DURATION.into()), SECONDS_BUCKETS)?
             .install_recorder()?;
         let process = metrics_process::Collector::new(names::PROCESS_PREFIX);
         describe();
@@ -343,6 +374,16 @@ impl Observer for TelemetryObserver {
     fn dead_lettered(&self, kept: bool) {
         let name = if kept { names::DEAD_LETTERS } else { names::DEAD_LETTER_FAILURES };
         counter!(name).increment(1);
+    }
+
+    fn retention_ran(&self, report: &RetentionReport) {
+        let outcome = if report.ran { "ran" } else { "skipped" };
+        counter!(names::RETENTION_RUNS, "outcome" => outcome).increment(1);
+        if report.ran {
+            counter!(names::RETENTION_PARTITIONS_DROPPED).increment(report.partitions_dropped.len() as u64);
+            counter!(names::RETENTION_EVENTS_DELETED).increment(report.events_deleted);
+            histogram!(names::RETENTION_DURATION).record(report.took_ms as f64 / 1000.0);
+        }
     }
 
     fn batch_span(&self, events: usize, origins: &[aurore_domain::TraceLink]) -> tracing::Span {

@@ -1,0 +1,12 @@
+//! Operator actions.
+
+use crate::AppState;
+use crate::error::ApiError;
+use actix_web::{HttpResponse, web};
+
+/// Runs retention now and reports what it removed (`ran: false` when another replica was
+/// running it).
+pub(crate) async fn run_retention(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let report = state.retention.run().await.map_err(ApiError::StoreUnavailable)?;
+    Ok(HttpResponse::Ok().json(report))
+}
