@@ -412,3 +412,87 @@ async fn retention_runs_on_demand_over_http_and_from_the_command_line() {
     assert_eq!((printed["ran"].clone(), printed["eventsDeleted"].clone()), (json!(true), json!(0)));
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn metadata_filters_and_text_search_narrow_pages_and_totals() {
+    let app = TestApp::spawn().await;
+    let events = json!([
+        {"timestamp": iso(Utc::now()), "service": "filtered", "message": "Request TIMED OUT after 30s", "metadata": {"region": "eu", "status": 504}},
+        {"timestamp": iso(Utc::now()), "service": "filtered", "message": "ok", "metadata": {"region": "eu", "status": 200, "user": {"id": "7"}}},
+        {"timestamp": iso(Utc::now()), "service": "filtered", "message": "100% done_now", "metadata": {"region": "us", "status": "504"}},
+        {"timestamp": iso(Utc::now()), "service": "filtered", "message": "no metadata"},
+    ]);
+    assert_eq!(app.post_json(&events).await.status(), StatusCode::ACCEPTED);
+    app.database.wait_for_count("SELECT count(*) AS n FROM events", 4, Duration::from_secs(10)).await;
+    let (from, to) = window();
+    let search = |filters: &'static [(&'static str, &'static str)]| {
+        let (from, to) = (from.clone(), to.clone());
+        let app = &app;
+        async move {
+            let mut query = vec![("service", "filtered"), ("from", from.as_str()), ("to", to.as_str())];
+            query.extend_from_slice(filters);
+            let response = app.get_events(&query).await;
+            let status = response.status();
+            let body: Value = response.json().await.unwrap();
+            let mut messages: Vec<String> = body["events"].as_array().map_or_else(Vec::new, |events| {
+                events.iter().map(|e| e["message"].as_str().unwrap().to_owned()).collect()
+            });
+            messages.sort();
+            (status, body["total"].clone(), messages)
+        }
+    };
+    let (status, total, messages) = search(&[("metadata.region", "eu")]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!((total, messages), (json!(2), vec!["Request TIMED OUT after 30s".to_owned(), "ok".to_owned()]));
+    let (_, total, messages) = search(&[("metadata.status", "504")]).await;
+    assert_eq!(total, 2, "504 matches the number and the string: {messages:?}");
+    let (_, total, _) = search(&[("metadata.status", "504"), ("metadata.region", "us")]).await;
+    assert_eq!(total, 1, "filters are ANDed");
+    let (_, _, messages) = search(&[("metadata.user.id", "7")]).await;
+    assert_eq!(messages, ["ok"]);
+    let (_, _, messages) = search(&[("q", "timed out")]).await;
+    assert_eq!(messages, ["Request TIMED OUT after 30s"], "case-insensitive substring");
+    let (_, total, messages) = search(&[("q", "0% done_")]).await;
+    assert_eq!((total, messages), (json!(1), vec!["100% done_now".to_owned()]), "% and _ are literal");
+    let (_, total, _) = search(&[("q", "%")]).await;
+    assert_eq!(total, 1, "a lone % matches only messages containing %");
+    let (status, _, _) = search(&[("metadata.a..b", "x")]).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn export_streams_every_matching_event_as_ndjson_compressed_on_request() {
+    let app = TestApp::spawn().await;
+    let batch: Vec<Value> = (0..2500)
+        .map(|i| json!({"timestamp": iso(Utc::now()), "service": "exported", "message": format!("m{i}"), "metadata": {"even": i % 2 == 0}}))
+        .collect();
+    assert_eq!(app.post_json(&Value::Array(batch)).await.status(), StatusCode::ACCEPTED);
+    app.database.wait_for_count("SELECT count(*) AS n FROM events", 2500, Duration::from_secs(20)).await;
+    let (from, to) = (iso(Utc::now() - Days::days(20)), iso(Utc::now() + Days::hours(1)));
+    let url = format!("{}/events/export", app.address);
+    let query = [("service", "exported"), ("from", from.as_str()), ("to", to.as_str()), ("sortOrder", "asc")];
+
+    let response = app.client.get(&url).query(&query).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/x-ndjson");
+    let text = response.text().await.unwrap();
+    let lines: Vec<Value> = text.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+    assert_eq!(lines.len(), 2500, "more than two internal pages, every event once");
+    let ids: HashSet<&str> = lines.iter().map(|line| line["eventId"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 2500);
+    let stamps: Vec<&str> = lines.iter().map(|line| line["timestamp"].as_str().unwrap()).collect();
+    assert!(stamps.windows(2).all(|pair| pair[0] <= pair[1]), "ascending as asked");
+
+    let filtered = [query.as_slice(), &[("metadata.even", "true")]].concat();
+    let response = app.client.get(&url).query(&filtered).header("accept-encoding", "zstd").send().await.unwrap();
+    assert_eq!(response.headers()["content-encoding"], "zstd");
+    let compressed = response.bytes().await.unwrap();
+    let decompressed = zstd::decode_all(compressed.as_ref()).unwrap();
+    assert!(compressed.len() * 3 < decompressed.len(), "{} → {}", decompressed.len(), compressed.len());
+    assert_eq!(String::from_utf8(decompressed).unwrap().lines().count(), 1250);
+
+    let paged = [query.as_slice(), &[("page", "2")]].concat();
+    assert_eq!(app.client.get(&url).query(&paged).send().await.unwrap().status(), StatusCode::BAD_REQUEST);
+    app.shutdown().await.unwrap();
+}

@@ -48,6 +48,8 @@ fn query(service: &str, from: DateTime<Utc>, to: DateTime<Utc>, page_size: u32, 
         sort_field: SortField::Timestamp,
         sort_order: order,
         cursor: None,
+        metadata: Vec::new(),
+        text: None,
     }
 }
 

@@ -34,6 +34,8 @@ pub use ports::{
     Appended, Clock, ConnectionStats, DeadLetter, DeadLetterFilter, DeadLetterStats, DeadLetterStore, EventStore,
     Journal, JournalError, JournalSeq, JournalUsage, RecordRef, StoreError, SystemClock,
 };
-pub use query::{Cursor, CursorKey, EventPage, EventQuery, QueryLimits, SortField, SortOrder, StoredEvent};
+pub use query::{
+    Cursor, CursorKey, EventPage, EventQuery, MetadataFilter, QueryLimits, SortField, SortOrder, StoredEvent,
+};
 pub use retention::{Retention, RetentionCutoffs, RetentionPolicy, RetentionReport, RetentionStore};
 pub use validation::{FieldError, Limits};

@@ -7,6 +7,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use uuid::Uuid;
 
 /// Bounds on a query. Defaults are the original service's.
@@ -145,9 +146,61 @@ pub struct EventQuery {
     pub sort_order: SortOrder,
     /// When present, the page starts after it and `page` is ignored.
     pub cursor: Option<Cursor>,
+    /// `metadata.<path>=<value>` filters, all of which must hold.
+    pub metadata: Vec<MetadataFilter>,
+    /// `q=`: text the message must contain, ignoring case.
+    pub text: Option<String>,
 }
 
+/// Metadata must hold `value` at `path` (`metadata.user.id=42` → `{"user": {"id": …}}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetadataFilter {
+    pub path: Vec<String>,
+    pub value: String,
+}
+
+impl MetadataFilter {
+    /// The objects metadata may contain to match: the value as a string, and also as the
+    /// number, boolean or null it spells, so `status=500` matches `{"status": 500}` too.
+    pub fn candidates(&self) -> Vec<Value> {
+        let mut values = vec![Value::String(self.value.clone())];
+        if let Ok(scalar @ (Value::Number(_) | Value::Bool(_) | Value::Null)) = serde_json::from_str(&self.value) {
+            values.push(scalar);
+        }
+        values
+            .into_iter()
+            .map(|value| self.path.iter().rev().fold(value, |inner, key| serde_json::json!({ key: inner })))
+            .collect()
+    }
+}
+
+/// Filters on one query at most, and their sizes.
+const MAX_METADATA_FILTERS: usize = 10;
+const MAX_FILTER_DEPTH: usize = 5;
+const MAX_FILTER_CHARS: usize = 256;
+
 impl EventQuery {
+    /// Whether filters beyond service and time apply (the hourly counts cannot total them).
+    pub fn is_filtered(&self) -> bool {
+        !self.metadata.is_empty() || self.text.is_some()
+    }
+
+    /// A cursor just before the first row of a timestamp-sorted query, so a walk from it
+    /// reads keyset pages only (no count, no offset). `None` for other sort fields.
+    pub fn cursor_before_first(&self) -> Option<Cursor> {
+        let key = match (self.sort_field, self.sort_order) {
+            (SortField::Timestamp, SortOrder::Asc) => self.from - Duration::microseconds(1),
+            (SortField::Timestamp, SortOrder::Desc) => self.to + Duration::microseconds(1),
+            _ => return None,
+        };
+        Some(Cursor {
+            sort_field: self.sort_field,
+            sort_order: self.sort_order,
+            key: CursorKey::Time(key),
+            id: Uuid::nil(),
+        })
+    }
+
     /// Rows to skip for page-numbered access (0 with a cursor).
     pub fn offset(&self) -> u64 {
         if self.cursor.is_some() { 0 } else { u64::from(self.page - 1) * u64::from(self.page_size) }
@@ -156,10 +209,10 @@ impl EventQuery {
     /// Parses decoded query-string pairs. Unknown and repeated parameters are errors, as
     /// are missing bounds, ranges over the limit and malformed cursors.
     pub fn parse(pairs: &[(String, String)], limits: &QueryLimits) -> Result<Self, Vec<FieldError>> {
-        const KNOWN: [&str; 8] = ["service", "from", "to", "page", "pageSize", "sortField", "sortOrder", "cursor"];
+        const KNOWN: [&str; 9] = ["service", "from", "to", "page", "pageSize", "sortField", "sortOrder", "cursor", "q"];
         let mut errors = Vec::new();
         for (name, _) in pairs {
-            if !KNOWN.contains(&name.as_str()) {
+            if !KNOWN.contains(&name.as_str()) && !name.starts_with(METADATA_PREFIX) {
                 errors.push(FieldError::new(
                     name.as_str(),
                     "whitelistValidation",
@@ -265,6 +318,20 @@ impl EventQuery {
             },
         };
 
+        let metadata = metadata_filters(pairs, &mut errors);
+        let text = match single("q", &mut errors) {
+            None | Some("") => None,
+            Some(text) if text.chars().count() > MAX_FILTER_CHARS => {
+                errors.push(FieldError::new(
+                    "q",
+                    "maxLength",
+                    format!("q must be at most {MAX_FILTER_CHARS} characters"),
+                ));
+                None
+            }
+            Some(text) => Some(text.to_owned()),
+        };
+
         match (service, from, to, page, page_size, sort_field, sort_order, cursor) {
             (
                 Some(service),
@@ -275,10 +342,47 @@ impl EventQuery {
                 Some(sort_field),
                 Some(sort_order),
                 Some(cursor),
-            ) if errors.is_empty() => Ok(Self { service, from, to, page, page_size, sort_field, sort_order, cursor }),
+            ) if errors.is_empty() => {
+                Ok(Self { service, from, to, page, page_size, sort_field, sort_order, cursor, metadata, text })
+            }
             _ => Err(errors),
         }
     }
+}
+
+const METADATA_PREFIX: &str = "metadata.";
+
+fn metadata_filters(pairs: &[(String, String)], errors: &mut Vec<FieldError>) -> Vec<MetadataFilter> {
+    let mut filters = Vec::new();
+    for (name, value) in pairs {
+        let Some(path) = name.strip_prefix(METADATA_PREFIX) else {
+            continue;
+        };
+        let path: Vec<String> = path.split('.').map(str::to_owned).collect();
+        if path.iter().any(String::is_empty) || path.len() > MAX_FILTER_DEPTH {
+            errors.push(FieldError::new(
+                name.as_str(),
+                "isMetadataPath",
+                format!("{name} must name a key path of 1 to {MAX_FILTER_DEPTH} non-empty keys, e.g. metadata.user.id"),
+            ));
+        } else if value.chars().count() > MAX_FILTER_CHARS || name.chars().count() > MAX_FILTER_CHARS {
+            errors.push(FieldError::new(
+                name.as_str(),
+                "maxLength",
+                format!("{name} and its value must be at most {MAX_FILTER_CHARS} characters"),
+            ));
+        } else {
+            filters.push(MetadataFilter { path, value: value.clone() });
+        }
+    }
+    if filters.len() > MAX_METADATA_FILTERS {
+        errors.push(FieldError::new(
+            "metadata",
+            "arrayMaxSize",
+            format!("at most {MAX_METADATA_FILTERS} metadata filters per query"),
+        ));
+    }
+    filters
 }
 
 fn bound(name: &'static str, value: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
@@ -456,5 +560,31 @@ mod tests {
         let mismatched = URL_SAFE_NO_PAD
             .encode(format!(r#"{{"f":"timestamp","o":"DESC","k":{{"s":"text"}},"i":"{}"}}"#, Uuid::nil()));
         assert_eq!(Cursor::decode(&mismatched), None);
+    }
+
+    #[test]
+    fn metadata_filters_and_text_search_are_parsed_and_bounded() {
+        let mut list = base();
+        list.extend([("metadata.region", "eu"), ("metadata.user.id", "42"), ("q", "Time out")]);
+        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default()).unwrap();
+        assert!(query.is_filtered());
+        assert_eq!(query.text.as_deref(), Some("Time out"));
+        assert_eq!(query.metadata[0].candidates(), [serde_json::json!({"region": "eu"})]);
+        assert_eq!(
+            query.metadata[1].candidates(),
+            [serde_json::json!({"user": {"id": "42"}}), serde_json::json!({"user": {"id": 42}})],
+            "a number matches as text and as a number"
+        );
+
+        let mut list = base();
+        list.extend([("metadata.", "x"), ("metadata.a..b", "x"), ("metadata.a.b.c.d.e.f", "x")]);
+        let errors = fields(EventQuery::parse(&pairs(&list), &QueryLimits::default()));
+        assert_eq!(errors.iter().filter(|(_, rule)| *rule == "isMetadataPath").count(), 3, "{errors:?}");
+
+        let long = "x".repeat(MAX_FILTER_CHARS + 1);
+        let mut list = base();
+        list.push(("q", &long));
+        assert_eq!(fields(EventQuery::parse(&pairs(&list), &QueryLimits::default())), [("q".to_owned(), "maxLength")]);
+        assert!(!EventQuery::parse(&pairs(&base()), &QueryLimits::default()).unwrap().is_filtered());
     }
 }

@@ -5,6 +5,7 @@
 mod admin;
 mod dlq;
 mod error;
+mod export;
 mod health;
 mod ingest;
 mod metrics;
@@ -77,6 +78,11 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(
             web::resource("/events").route(web::post().to(ingest::post_events)).route(web::get().to(query::get_events)),
+        )
+        .service(
+            web::resource("/events/export")
+                .wrap(actix_web::middleware::Compress::default())
+                .route(web::get().to(export::export)),
         )
         .route("/health", web::get().to(health::ready))
         .route("/health/ready", web::get().to(health::ready))

@@ -16,7 +16,7 @@ fn iso(instant: &DateTime<Utc>) -> String {
 
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct EventView<'a> {
+pub(crate) struct EventView<'a> {
     id: String,
     event_id: String,
     timestamp: String,
@@ -44,10 +44,15 @@ impl<'a> From<&'a StoredEvent> for EventView<'a> {
     }
 }
 
-pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(request.query_string()).map_err(|error| {
+/// The decoded query string, in order, repeats kept.
+pub(crate) fn query_pairs(request: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
+    serde_urlencoded::from_str(request.query_string()).map_err(|error| {
         ApiError::Invalid(vec![FieldError::new("query", "isQueryString", format!("malformed query string: {error}"))])
-    })?;
+    })
+}
+
+pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let pairs = query_pairs(&request)?;
     let query = EventQuery::parse(&pairs, &state.query_limits).map_err(ApiError::Invalid)?;
     let page = state.store.query(&query).await.map_err(ApiError::StoreUnavailable)?;
     let events: Vec<EventView<'_>> = page.events.iter().map(EventView::from).collect();

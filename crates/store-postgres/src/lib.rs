@@ -226,6 +226,7 @@ impl EventStore for PostgresStore {
         let mut connection = self.query_connection().await?;
         let total = match query.cursor {
             Some(_) => None,
+            None if query.is_filtered() => Some(page::count(&mut connection, query).await?),
             None => Some(counts::total(&mut connection, query).await?),
         };
         let (events, has_more) = page::fetch(&mut connection, query).await?;

@@ -5,7 +5,8 @@ use crate::error;
 use aurore_domain::{CursorKey, Event, EventId, EventQuery, SortField, SortOrder, StoreError, StoredEvent};
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
-use diesel::sql_types::{BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid};
+use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
+use diesel::sql_types::{Array, BigInt, Jsonb, Nullable, Text, Timestamptz, Uuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 
 #[derive(diesel::QueryableByName)]
@@ -52,6 +53,53 @@ fn column(field: SortField) -> &'static str {
     }
 }
 
+/// A statement over the events a query selects: `select`, then the WHERE clause shared by a
+/// page and its count, every value bound. Returns the number of the next placeholder.
+fn filtered(select: &str, query: &EventQuery) -> (BoxedSqlQuery<'static, Pg, SqlQuery>, usize) {
+    let mut sql = format!(r#"{select} FROM events WHERE service = $1 AND "timestamp" >= $2 AND "timestamp" <= $3"#);
+    let mut next = 4;
+    for _ in &query.metadata {
+        sql.push_str(&format!(" AND metadata @> ANY(${next}::jsonb[])"));
+        next += 1;
+    }
+    if query.text.is_some() {
+        sql.push_str(&format!(r" AND message ILIKE ${next} ESCAPE '\'"));
+        next += 1;
+    }
+    let mut statement = diesel::sql_query(sql)
+        .into_boxed::<Pg>()
+        .bind::<Text, _>(query.service.clone())
+        .bind::<Timestamptz, _>(query.from)
+        .bind::<Timestamptz, _>(query.to);
+    for filter in &query.metadata {
+        statement = statement.bind::<Array<Jsonb>, _>(filter.candidates());
+    }
+    if let Some(text) = &query.text {
+        statement = statement.bind::<Text, _>(contains_pattern(text));
+    }
+    (statement, next)
+}
+
+/// An ILIKE pattern matching `text` anywhere, its wildcards taken literally.
+fn contains_pattern(text: &str) -> String {
+    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+#[derive(diesel::QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    total: i64,
+}
+
+/// Exactly how many events a filtered query selects (the hourly counts know only service
+/// and time). Bounded by the service's rows in the range, read through its index.
+pub(crate) async fn count(connection: &mut AsyncPgConnection, query: &EventQuery) -> Result<u64, StoreError> {
+    let (statement, _) = filtered("SELECT count(*) AS total", query);
+    let count: Count = statement.get_result(connection).await.map_err(error::from_diesel)?;
+    Ok(count.total.unsigned_abs())
+}
+
 /// Reads one row more than the page holds, to know whether another page follows.
 pub(crate) async fn fetch(
     connection: &mut AsyncPgConnection,
@@ -62,34 +110,23 @@ pub(crate) async fn fetch(
         SortOrder::Asc => ("ASC", ">"),
         SortOrder::Desc => ("DESC", "<"),
     };
-    let mut sql = String::from(
-        r#"SELECT id, "timestamp", service, message, metadata, ingested_at, created_at FROM events
-           WHERE service = $1 AND "timestamp" >= $2 AND "timestamp" <= $3"#,
-    );
-    if query.cursor.is_some() {
+    let (mut statement, mut next) =
+        filtered("SELECT id, \"timestamp\", service, message, metadata, ingested_at, created_at", query);
+    if let Some(cursor) = &query.cursor {
         // A row comparison walks the index from the cursor: the cost of a page does not
         // depend on how deep it is.
-        sql.push_str(&format!(" AND ({column}, id) {after} ($4, $5)"));
-    }
-    sql.push_str(&format!(" ORDER BY {column} {direction}, id {direction} LIMIT "));
-    let limit_param = if query.cursor.is_some() { 6 } else { 4 };
-    sql.push_str(&format!("${limit_param} OFFSET ${}", limit_param + 1));
-
-    let mut statement = diesel::sql_query(sql)
-        .into_boxed::<Pg>()
-        .bind::<Text, _>(query.service.clone())
-        .bind::<Timestamptz, _>(query.from)
-        .bind::<Timestamptz, _>(query.to);
-    if let Some(cursor) = &query.cursor {
+        statement = statement.sql(format!(" AND ({column}, id) {after} (${next}, ${})", next + 1));
         statement = match &cursor.key {
             CursorKey::Time(time) => statement.bind::<Timestamptz, _>(*time),
             CursorKey::Text(text) => statement.bind::<Text, _>(text.clone()),
         }
         .bind::<Uuid, _>(cursor.id);
+        next += 2;
     }
     let page_size = i64::from(query.page_size);
     let offset = i64::try_from(query.offset()).unwrap_or(i64::MAX);
     let rows: Vec<Row> = statement
+        .sql(format!(" ORDER BY {column} {direction}, id {direction} LIMIT ${next} OFFSET ${}", next + 1))
         .bind::<BigInt, _>(page_size + 1)
         .bind::<BigInt, _>(offset)
         .load(connection)

@@ -1,0 +1,67 @@
+//! `GET /events/export`: every event a query selects, as NDJSON, streamed a keyset page
+//! at a time, so memory stays flat whatever the range. Compressed (zstd, gzip, brotli) when
+//! the client accepts it.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::query::{EventView, query_pairs};
+use actix_web::web::{Bytes, BytesMut};
+use actix_web::{HttpRequest, HttpResponse, web};
+use aurore_domain::{EventQuery, EventStore, FieldError, QueryLimits, StoreError};
+use std::sync::Arc;
+
+/// Events read from the store per page of the walk.
+const EXPORT_PAGE: u32 = 1000;
+
+pub(crate) async fn export(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let pairs = query_pairs(&request)?;
+    let paging: Vec<FieldError> = pairs
+        .iter()
+        .filter(|(name, _)| ["page", "pageSize", "cursor"].contains(&name.as_str()))
+        .map(|(name, _)| {
+            FieldError::new(
+                name.as_str(),
+                "whitelistValidation",
+                format!("export takes no {name}: it returns every event"),
+            )
+        })
+        .collect();
+    if !paging.is_empty() {
+        return Err(ApiError::Invalid(paging));
+    }
+    // Any range within retention, not just the page API's window.
+    let limits = QueryLimits {
+        max_range_days: i64::from(state.retention.policy.event_days),
+        max_page_size: EXPORT_PAGE,
+        ..state.query_limits.clone()
+    };
+    let mut query = EventQuery::parse(&pairs, &limits).map_err(ApiError::Invalid)?;
+    query.page_size = EXPORT_PAGE;
+    query.cursor = Some(query.cursor_before_first().ok_or_else(|| {
+        ApiError::Invalid(vec![FieldError::new("sortField", "isIn", "export sorts by timestamp only")])
+    })?);
+    let store = state.store.clone();
+    let pages = futures_util::stream::try_unfold(Some(query), move |next| next_page(store.clone(), next));
+    Ok(HttpResponse::Ok().content_type("application/x-ndjson").streaming(pages))
+}
+
+/// One page as NDJSON lines, and the query for the page after it.
+async fn next_page(
+    store: Arc<dyn EventStore>,
+    query: Option<EventQuery>,
+) -> Result<Option<(Bytes, Option<EventQuery>)>, StoreError> {
+    let Some(query) = query else {
+        return Ok(None);
+    };
+    let page = store.query(&query).await?;
+    let mut lines = BytesMut::with_capacity(page.events.len() * 256);
+    for stored in &page.events {
+        // Serialising plain data cannot fail.
+        if let Ok(line) = serde_json::to_vec(&EventView::from(stored)) {
+            lines.extend_from_slice(&line);
+            lines.extend_from_slice(b"\n");
+        }
+    }
+    let next = page.next_cursor(&query).map(|cursor| EventQuery { cursor: Some(cursor), ..query });
+    Ok(Some((lines.freeze(), next)))
+}
