@@ -496,3 +496,36 @@ async fn export_streams_every_matching_event_as_ndjson_compressed_on_request() {
     assert_eq!(app.client.get(&url).query(&paged).send().await.unwrap().status(), StatusCode::BAD_REQUEST);
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn tail_streams_newly_stored_events_of_one_service_as_server_sent_events() {
+    let app = TestApp::spawn().await;
+    let url = format!("{}/events/tail", app.address);
+    let mut stream = app.client.get(&url).query(&[("service", "tailed"), ("q", "WANTED")]).send().await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    assert_eq!(stream.headers()["content-type"], "text/event-stream");
+
+    let batch = json!([
+        event("tailed", "wanted 1"),
+        event("other", "wanted elsewhere"),
+        event("tailed", "skipped"),
+        event("tailed", "wanted 2"),
+    ]);
+    assert_eq!(app.post_json(&batch).await.status(), StatusCode::ACCEPTED);
+    let mut received = String::new();
+    while received.matches("event: event").count() < 2 {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await.unwrap().unwrap().unwrap();
+        received.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let messages: Vec<String> = received
+        .lines()
+        .filter_map(|line| line.strip_prefix("data: "))
+        .map(|data| serde_json::from_str::<Value>(data).unwrap()["message"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(messages, ["wanted 1", "wanted 2"], "only the service's events whose message matches");
+
+    let missing = app.client.get(&url).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::BAD_REQUEST, "a service is required");
+    drop(stream);
+    app.shutdown().await.unwrap();
+}

@@ -331,3 +331,24 @@ async fn retention_skips_while_another_replica_holds_the_lock() {
         .unwrap();
     assert!(store.apply_retention(&cutoffs).await.unwrap().ran);
 }
+
+#[tokio::test]
+async fn large_metadata_is_stored_lz4_compressed_and_still_queryable() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let today = Utc::now().date_naive();
+    // A partition created after the migration copies the setting.
+    store.ensure_partitions(today - Duration::days(5), today).await.unwrap();
+    let note: String = (0..200).map(|i| format!("retry {i} after upstream timeout; ")).collect();
+    let mut events = Vec::new();
+    for age in [0, 5] {
+        let mut event = event("compressed", Utc::now() - Duration::days(age), "large metadata");
+        event.metadata = Some(json!({"region": "eu", "note": note}));
+        events.push(event);
+    }
+    store.write_batch(&refs(&events)).await.unwrap();
+    let lz4 = database
+        .count("SELECT count(*) AS n FROM events WHERE pg_column_compression(metadata) = 'lz4' AND metadata @> '{\"region\": \"eu\"}'")
+        .await;
+    assert_eq!(lz4, 2);
+}

@@ -49,6 +49,22 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     #[garde(dive)]
     pub retention: RetentionSettings,
+    #[garde(dive)]
+    pub tail: TailSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct TailSettings {
+    /// Events queued per live-tail subscriber; a slower one loses its oldest.
+    #[garde(range(min = 1, max = 1_000_000))]
+    pub queue_events: usize,
+}
+
+impl Default for TailSettings {
+    fn default() -> Self {
+        Self { queue_events: 1024 }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]

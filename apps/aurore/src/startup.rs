@@ -4,7 +4,8 @@ use crate::settings::{PartitionSettings, Settings};
 use anyhow::Context as _;
 use aurore_domain::{
     BatchWorker, BreakerSettings, Buffer, CircuitBreaker, Clock, IngestService, IngestSettings, Journal, Lifecycle,
-    Observer, QueryLimits, Retention, RetentionPolicy, RetryPolicy, Sinks, SystemClock, WriterSettings, replay_journal,
+    Observer, QueryLimits, Retention, RetentionPolicy, RetryPolicy, Sinks, SystemClock, Tail, WriterSettings,
+    replay_journal,
 };
 use aurore_http::{AppState, RequestLimits, ServerOptions};
 use aurore_journal::{FileJournal, JournalSettings};
@@ -25,6 +26,7 @@ pub struct Application {
     lifecycle: Arc<Lifecycle>,
     buffer: Arc<Buffer>,
     journal: Arc<FileJournal>,
+    tail: Arc<Tail>,
     /// Finishes once the buffer is closed and every writer has drained it.
     writers: JoinHandle<()>,
     background: Vec<JoinHandle<()>>,
@@ -119,8 +121,10 @@ impl Application {
         let observer: Arc<dyn Observer> = Arc::new(TelemetryObserver);
         let retention = retention(settings, store.clone(), clock.clone(), observer.clone());
         let schedule = settings.retention.schedule()?;
+        let tail = Arc::new(Tail::new(settings.tail.queue_events));
         let state = AppState {
             retention: retention.clone(),
+            tail: tail.clone(),
             ingest: IngestService::new(
                 buffer.clone(),
                 Some(journal.clone()),
@@ -159,8 +163,13 @@ impl Application {
                 max_delay: Duration::from_millis(settings.writer.backoff_max_ms),
             },
         };
-        let sinks =
-            Sinks { store: store.clone(), dead_letters: store.clone(), journal: Some(journal.clone()), breaker };
+        let sinks = Sinks {
+            store: store.clone(),
+            dead_letters: store.clone(),
+            journal: Some(journal.clone()),
+            breaker,
+            tail: tail.clone(),
+        };
         let (schema_ready, schema_ready_seen) = tokio::sync::watch::channel(false);
         let writers = tokio::spawn(run_storage(
             store.clone(),
@@ -181,6 +190,7 @@ impl Application {
             lifecycle,
             buffer,
             journal: file_journal,
+            tail: tail.clone(),
             writers,
             background: vec![replay, partition_upkeep, retention_schedule],
             drain_deadline,
@@ -202,6 +212,8 @@ impl Application {
             result = &mut server => tracing::warn!(?result, "HTTP server stopped on its own"),
         }
         self.lifecycle.begin_shutdown();
+        // Live-tail streams never end on their own; the graceful stop would wait for them.
+        self.tail.close();
         handle.stop(true).await;
         self.buffer.close();
         tracing::info!(events = self.buffer.len(), deadline = ?self.drain_deadline, "draining the buffer");

@@ -19,6 +19,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod query;
 pub mod retention;
+pub mod tail;
 pub mod validation;
 
 pub use breaker::{BreakerSettings, BreakerSnapshot, BreakerState, CircuitBreaker};
@@ -38,4 +39,5 @@ pub use query::{
     Cursor, CursorKey, EventPage, EventQuery, MetadataFilter, QueryLimits, SortField, SortOrder, StoredEvent,
 };
 pub use retention::{Retention, RetentionCutoffs, RetentionPolicy, RetentionReport, RetentionStore};
+pub use tail::{Subscription, Tail, TailFilter, Tailed};
 pub use validation::{FieldError, Limits};

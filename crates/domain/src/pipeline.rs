@@ -9,6 +9,7 @@ use crate::buffer::{Batch, Buffer, Queued};
 use crate::event::Event;
 use crate::observe::{DatabaseFailure, Observer, TraceLink};
 use crate::ports::{DeadLetterStore, EventStore, Journal, JournalError, StoreError};
+use crate::tail::Tail;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
@@ -57,6 +58,8 @@ pub struct Sinks {
     /// Acknowledged once events are stored or dead-lettered; `None` when not journaling.
     pub journal: Option<Arc<dyn Journal>>,
     pub breaker: Arc<CircuitBreaker>,
+    /// Told every event once it is stored, for live subscribers.
+    pub tail: Arc<Tail>,
 }
 
 /// One writer task. Several may share a buffer and sinks.
@@ -134,7 +137,10 @@ impl BatchWorker {
         pending.push(0..batch.len());
         while let Some(range) = pending.pop() {
             match self.write(&events[range.clone()]).await {
-                Ok(took) => self.observer.batch_written(range.len(), took),
+                Ok(took) => {
+                    self.observer.batch_written(range.len(), took);
+                    self.sinks.tail.publish(&events[range]);
+                }
                 Err(refused) if range.len() == 1 => {
                     stored[range.start] = false;
                     self.dead_letter(events[range.start], &refused).await;
@@ -405,6 +411,7 @@ pub(crate) mod tests {
                 dead_letters: self.dead_letters.clone(),
                 journal: Some(self.journal.clone()),
                 breaker: self.breaker.clone(),
+                tail: Arc::new(Tail::new(16)),
             };
             let settings = WriterSettings {
                 linger: Duration::from_millis(10),

@@ -350,6 +350,44 @@ impl EventQuery {
     }
 }
 
+impl crate::tail::TailFilter {
+    /// Parses `GET /events/tail` parameters: `service` (required), `metadata.<path>` and `q`.
+    pub fn parse(pairs: &[(String, String)], limits: &QueryLimits) -> Result<Self, Vec<FieldError>> {
+        let mut errors = Vec::new();
+        let mut service = None;
+        let mut text = None;
+        for (name, value) in pairs {
+            match name.as_str() {
+                "service" if value.is_empty() || value.chars().count() > limits.max_service_chars => {
+                    errors.push(FieldError::new(
+                        "service",
+                        "maxLength",
+                        format!("service must be 1 to {} characters", limits.max_service_chars),
+                    ));
+                }
+                "service" => service = Some(value.clone()),
+                "q" if value.chars().count() > MAX_FILTER_CHARS => errors.push(FieldError::new(
+                    "q",
+                    "maxLength",
+                    format!("q must be at most {MAX_FILTER_CHARS} characters"),
+                )),
+                "q" => text = Some(value.to_lowercase()),
+                other if other.starts_with(METADATA_PREFIX) => {}
+                other => errors.push(FieldError::new(
+                    other,
+                    "whitelistValidation",
+                    format!("property {other} should not exist"),
+                )),
+            }
+        }
+        if service.is_none() {
+            errors.push(FieldError::new("service", "isNotEmpty", "service should not be empty"));
+        }
+        let metadata = metadata_filters(pairs, &mut errors);
+        if errors.is_empty() { Ok(Self { service, metadata, text }) } else { Err(errors) }
+    }
+}
+
 const METADATA_PREFIX: &str = "metadata.";
 
 fn metadata_filters(pairs: &[(String, String)], errors: &mut Vec<FieldError>) -> Vec<MetadataFilter> {

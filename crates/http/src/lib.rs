@@ -11,12 +11,13 @@ mod ingest;
 mod metrics;
 mod observe;
 mod query;
+mod tail;
 
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpRequest, HttpServer, web};
 use aurore_domain::{
     Buffer, BusinessMetrics, CircuitBreaker, DeadLetterStore, Durability, EventStore, IngestService, Journal,
-    Lifecycle, QueryLimits, Retention,
+    Lifecycle, QueryLimits, Retention, Tail,
 };
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -38,6 +39,7 @@ pub struct RequestLimits {
 pub struct AppState {
     pub ingest: IngestService,
     pub retention: Retention,
+    pub tail: Arc<Tail>,
     /// Read for health reports and metrics; ingest goes through [`IngestService`].
     pub buffer: Arc<Buffer>,
     pub journal: Option<Arc<dyn Journal>>,
@@ -84,6 +86,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .wrap(actix_web::middleware::Compress::default())
                 .route(web::get().to(export::export)),
         )
+        .route("/events/tail", web::get().to(tail::tail))
         .route("/health", web::get().to(health::ready))
         .route("/health/ready", web::get().to(health::ready))
         .route("/ready", web::get().to(health::ready))

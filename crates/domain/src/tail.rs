@@ -1,0 +1,156 @@
+//! Live tail: stored events fanned out to subscribers. Each subscriber has a bounded queue;
+//! one that falls behind loses its oldest events and learns how many, and never slows the
+//! writers (publishing never waits).
+
+use crate::event::Event;
+use crate::query::MetadataFilter;
+use serde_json::Value;
+use std::sync::Arc;
+use tokio::sync::{broadcast, watch};
+
+#[derive(Debug)]
+pub struct Tail {
+    sender: broadcast::Sender<Arc<Event>>,
+    /// Set at shutdown: every subscription ends, so open streams do not hold it up.
+    closed: watch::Sender<bool>,
+}
+
+/// What a subscriber receives next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Tailed {
+    Event(Arc<Event>),
+    /// The subscriber fell behind and this many events were dropped for it.
+    Missed(u64),
+}
+
+/// One subscriber's queue and what it wants.
+#[derive(Debug)]
+pub struct Subscription {
+    receiver: broadcast::Receiver<Arc<Event>>,
+    closed: watch::Receiver<bool>,
+    filter: TailFilter,
+}
+
+/// Which events a subscriber wants: one service, optionally narrowed like a query.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TailFilter {
+    pub service: Option<String>,
+    pub metadata: Vec<MetadataFilter>,
+    /// Lower-cased text the message must contain.
+    pub text: Option<String>,
+}
+
+impl TailFilter {
+    pub fn matches(&self, event: &Event) -> bool {
+        self.service.as_ref().is_none_or(|service| *service == event.service)
+            && self.metadata.iter().all(|filter| filter.matches(event.metadata.as_ref()))
+            && self.text.as_ref().is_none_or(|text| event.message.to_lowercase().contains(text.as_str()))
+    }
+}
+
+impl MetadataFilter {
+    /// The same test as the store's containment, on one event.
+    pub fn matches(&self, metadata: Option<&Value>) -> bool {
+        let found = metadata.and_then(|metadata| self.path.iter().try_fold(metadata, |value, key| value.get(key)));
+        found.is_some_and(|found| match found {
+            Value::String(text) => *text == self.value,
+            Value::Number(_) | Value::Bool(_) | Value::Null => {
+                serde_json::from_str::<Value>(&self.value).is_ok_and(|wanted| wanted == *found)
+            }
+            Value::Array(_) | Value::Object(_) => false,
+        })
+    }
+}
+
+impl Tail {
+    /// `capacity` bounds each subscriber's queue.
+    pub fn new(capacity: usize) -> Self {
+        Self { sender: broadcast::channel(capacity.max(1)).0, closed: watch::channel(false).0 }
+    }
+
+    pub fn subscribe(&self, filter: TailFilter) -> Subscription {
+        Subscription { receiver: self.sender.subscribe(), closed: self.closed.subscribe(), filter }
+    }
+
+    /// Ends every subscription, now and to come.
+    pub fn close(&self) {
+        self.closed.send_replace(true);
+    }
+
+    /// Offers stored events to every subscriber; free when nobody listens.
+    pub fn publish(&self, events: &[&Event]) {
+        if self.sender.receiver_count() == 0 {
+            return;
+        }
+        for event in events {
+            // An error only means the last subscriber just left.
+            let _ = self.sender.send(Arc::new((*event).clone()));
+        }
+    }
+}
+
+impl Subscription {
+    /// The next wanted event, or how many were missed; `None` once the tail is gone.
+    pub async fn next(&mut self) -> Option<Tailed> {
+        loop {
+            let received = tokio::select! {
+                received = self.receiver.recv() => received,
+                _ = self.closed.wait_for(|closed| *closed) => return None,
+            };
+            match received {
+                Ok(event) if self.filter.matches(&event) => return Some(Tailed::Event(event)),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(missed)) => return Some(Tailed::Missed(missed)),
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::buffer::tests::events;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn a_slow_subscriber_loses_its_oldest_events_and_is_told_how_many() {
+        let tail = Tail::new(4);
+        let mut subscription = tail.subscribe(TailFilter::default());
+        let sent = events(10);
+        tail.publish(&sent.iter().collect::<Vec<_>>());
+        assert_eq!(subscription.next().await, Some(Tailed::Missed(6)));
+        for expected in &sent[6..] {
+            assert_eq!(subscription.next().await, Some(Tailed::Event(Arc::new(expected.clone()))));
+        }
+    }
+
+    #[tokio::test]
+    async fn closing_the_tail_ends_every_subscription() {
+        let tail = Tail::new(4);
+        let mut subscription = tail.subscribe(TailFilter::default());
+        tail.close();
+        assert_eq!(subscription.next().await, None);
+        assert_eq!(tail.subscribe(TailFilter::default()).next().await, None, "even one made after closing");
+    }
+
+    #[test]
+    fn filters_match_like_the_store() {
+        let mut event = events(1).remove(0);
+        event.message = "Upstream TIMEOUT".into();
+        event.metadata = Some(json!({"status": 504, "user": {"id": "7"}}));
+        let filter = |path: &[&str], value: &str| MetadataFilter {
+            path: path.iter().map(|key| (*key).to_owned()).collect(),
+            value: value.to_owned(),
+        };
+        let wanted = TailFilter {
+            service: Some("svc".into()),
+            metadata: vec![filter(&["status"], "504"), filter(&["user", "id"], "7")],
+            text: Some("timeout".into()),
+        };
+        assert!(wanted.matches(&event));
+        assert!(!TailFilter { metadata: vec![filter(&["status"], "500")], ..wanted.clone() }.matches(&event));
+        assert!(!TailFilter { service: Some("other".into()), ..wanted.clone() }.matches(&event));
+        assert!(!TailFilter { text: Some("refused".into()), ..wanted }.matches(&event));
+    }
+}

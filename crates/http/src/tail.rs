@@ -1,0 +1,45 @@
+//! `GET /events/tail`: newly stored events as Server-Sent Events. A subscriber that reads
+//! too slowly gets `event: missed` with how many events it lost, never a slower service.
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::query::{EventView, query_pairs};
+use actix_web::web::Bytes;
+use actix_web::{HttpRequest, HttpResponse, web};
+use aurore_domain::{StoredEvent, Subscription, TailFilter, Tailed};
+use std::convert::Infallible;
+use std::time::Duration;
+
+/// A comment this often keeps proxies from closing an idle stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+pub(crate) async fn tail(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let filter = TailFilter::parse(&query_pairs(&request)?, &state.query_limits).map_err(ApiError::Invalid)?;
+    let subscription = state.tail.subscribe(filter);
+    let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
+    keep_alive.reset();
+    let frames =
+        futures_util::stream::unfold((subscription, keep_alive), |(mut subscription, mut keep_alive)| async move {
+            let frame = next_frame(&mut subscription, &mut keep_alive).await?;
+            Some((Ok::<_, Infallible>(frame), (subscription, keep_alive)))
+        });
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header(("Cache-Control", "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(frames))
+}
+
+async fn next_frame(subscription: &mut Subscription, keep_alive: &mut tokio::time::Interval) -> Option<Bytes> {
+    tokio::select! {
+        tailed = subscription.next() => match tailed? {
+            Tailed::Event(event) => {
+                let stored = StoredEvent { event: (*event).clone(), created_at: chrono::Utc::now() };
+                let json = serde_json::to_string(&EventView::from(&stored)).ok()?;
+                Some(Bytes::from(format!("event: event\ndata: {json}\n\n")))
+            }
+            Tailed::Missed(missed) => Some(Bytes::from(format!("event: missed\ndata: {{\"missed\":{missed}}}\n\n"))),
+        },
+        _ = keep_alive.tick() => Some(Bytes::from_static(b": keep-alive\n\n")),
+    }
+}

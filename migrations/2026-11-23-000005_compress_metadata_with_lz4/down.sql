@@ -1,0 +1,1 @@
+ALTER TABLE events ALTER COLUMN metadata SET COMPRESSION pglz;
