@@ -12,15 +12,20 @@ use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
 use serde_json::json;
 use std::collections::HashSet;
 
-async fn store(database: &TestDatabase) -> PostgresStore {
-    let store = PostgresStore::connect(&PostgresSettings {
+/// Pools on the test database, without migrating.
+fn pools(database: &TestDatabase) -> PostgresStore {
+    PostgresStore::connect(&PostgresSettings {
         url: database.url.clone(),
         query_connections: 2,
         write_connections: 1,
         connect_timeout: std::time::Duration::from_secs(5),
         query_timeout: std::time::Duration::from_secs(30),
     })
-    .expect("build pools");
+    .expect("build pools")
+}
+
+async fn store(database: &TestDatabase) -> PostgresStore {
+    let store = pools(database);
     store.migrate().await.expect("migrate");
     let today = Utc::now().date_naive();
     store.ensure_partitions(today - Duration::days(2), today + Duration::days(2)).await.expect("partitions");
@@ -351,4 +356,55 @@ async fn large_metadata_is_stored_lz4_compressed_and_still_queryable() {
         .count("SELECT count(*) AS n FROM events WHERE pg_column_compression(metadata) = 'lz4' AND metadata @> '{\"region\": \"eu\"}'")
         .await;
     assert_eq!(lz4, 2);
+}
+
+/// Heap rows fetched through the event partitions' indexes by what `run` does with a
+/// store of its own. Its connections close when it is dropped, and a closing backend
+/// publishes its statistics at once: polled until they move.
+async fn index_rows_fetched<F, Fut>(database: &TestDatabase, run: F) -> i64
+where
+    F: FnOnce(PostgresStore) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let sql =
+        "SELECT coalesce(sum(idx_tup_fetch), 0)::int8 AS n FROM pg_stat_user_tables WHERE relname LIKE 'events_%'";
+    let before = database.count(sql).await;
+    run(pools(database)).await;
+    aurore_tests::poll(std::time::Duration::from_secs(10), || database.count(sql), |fetched| *fetched > before).await
+        - before
+}
+
+#[tokio::test]
+async fn a_cursor_page_a_thousand_pages_deep_reads_only_its_own_rows() {
+    let database = TestDatabase::create().await;
+    let start = Utc::now().trunc_subsecs(6) - Duration::hours(1);
+    let events: Vec<Event> = (0..2_100).map(|i| event("deep", start + Duration::milliseconds(i), "m")).collect();
+    let mut query = query("deep", start, start + Duration::hours(1), 1000, SortOrder::Asc);
+    {
+        let store = store(&database).await;
+        store.write_batch(&refs(&events)).await.unwrap();
+        // Keyset pages from the start, two of 1,000: the cursor is 2,000 rows in.
+        query.cursor = query.cursor_before_first();
+        for _ in 0..2 {
+            let page = store.query(&query).await.unwrap();
+            query.cursor = page.next_cursor(&query);
+        }
+    }
+    // With pages of 2, that is page 1,001.
+    query.page_size = 2;
+    let deep = query.clone();
+    let by_cursor = index_rows_fetched(&database, |store| async move {
+        let page = store.query(&deep).await.unwrap();
+        assert_eq!(page.events[0].event.id, events[2000].id);
+    })
+    .await;
+    let mut by_page = query.clone();
+    by_page.cursor = None;
+    by_page.page = 1001;
+    let by_offset = index_rows_fetched(&database, |store| async move {
+        store.query(&by_page).await.unwrap();
+    })
+    .await;
+    assert!(by_cursor <= 10, "a cursor page reads its rows and one more, not the 2,000 before it: {by_cursor}");
+    assert!(by_offset >= 2000, "an OFFSET page walks every row before it: {by_offset}");
 }
