@@ -282,7 +282,7 @@ async fn retention_drops_old_days_deletes_the_straddling_part_and_keeps_counts_i
         (0..40 * 4).map(|i| event(if i % 2 == 0 { "a" } else { "b" }, now - Duration::hours(6 * i), "e")).collect();
     events.push(event("a", now - Duration::days(50), "default partition"));
     store.write_batch(&refs(&events)).await.unwrap();
-    let policy = RetentionPolicy { event_days: 30, dead_letter_days: 30 };
+    let policy = RetentionPolicy { event_days: 30, dead_letter_days: 30, rollup_days: 30 };
     let cutoffs = policy.cutoffs(now);
     let expected_kept = events.iter().filter(|event| event.timestamp >= cutoffs.events).count();
     let old_partitions = database
@@ -304,6 +304,11 @@ async fn retention_drops_old_days_deletes_the_straddling_part_and_keeps_counts_i
     );
     assert_eq!(database.count(&too_old).await, 0);
     assert!(report.events_deleted >= 1, "the default partition's old event went row by row: {report:?}");
+    assert!(
+        report.events_deleted <= 5,
+        "only the straddling day (4 events a day) and the default partition are deleted row by row; \
+         older days go whole with their partitions, whatever their size: {report:?}"
+    );
     assert_eq!(database.count(events_per_hour_match_counts_sql()).await, 0, "event_counts equals the rows per hour");
     let remaining_old = format!(
         "SELECT count(*) AS n FROM pg_class WHERE relname ~ '^events_p[0-9]{{8}}$' AND relname < 'events_p{}'",
@@ -327,7 +332,7 @@ async fn retention_skips_while_another_replica_holds_the_lock() {
         .execute(&mut other_replica)
         .await
         .unwrap();
-    let cutoffs = RetentionPolicy { event_days: 30, dead_letter_days: 30 }.cutoffs(Utc::now());
+    let cutoffs = RetentionPolicy { event_days: 30, dead_letter_days: 30, rollup_days: 30 }.cutoffs(Utc::now());
     let report = store.apply_retention(&cutoffs).await.unwrap();
     assert!(!report.ran, "{report:?}");
     diesel::sql_query("SELECT pg_advisory_unlock(hashtext('aurore_retention'))")
@@ -407,4 +412,26 @@ async fn a_cursor_page_a_thousand_pages_deep_reads_only_its_own_rows() {
     .await;
     assert!(by_cursor <= 10, "a cursor page reads its rows and one more, not the 2,000 before it: {by_cursor}");
     assert!(by_offset >= 2000, "an OFFSET page walks every row before it: {by_offset}");
+}
+
+#[tokio::test]
+async fn a_longer_rollup_window_keeps_business_history_after_the_events_go() {
+    use aurore_domain::{RetentionPolicy, RetentionStore};
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let now = Utc::now().trunc_subsecs(6);
+    let today = now.date_naive();
+    store.ensure_partitions(today - Duration::days(40), today).await.unwrap();
+    let events: Vec<Event> =
+        [0, 10, 35, 39].iter().map(|days| event("kept", now - Duration::days(*days), "e")).collect();
+    store.write_batch(&refs(&events)).await.unwrap();
+
+    let policy = RetentionPolicy { event_days: 30, dead_letter_days: 30, rollup_days: 37 };
+    let report = store.apply_retention(&policy.cutoffs(now)).await.unwrap();
+    assert!(report.ran);
+    assert_eq!(database.count("SELECT count(*) AS n FROM events").await, 2, "events older than 30 days are gone");
+    let counted = database.count("SELECT coalesce(sum(events), 0)::int8 AS n FROM event_counts").await;
+    assert_eq!(counted, 3, "the 35-day-old event is still counted; the 39-day-old one is past the rollup window");
+    let business = store.business_metrics(now).await.unwrap();
+    assert_eq!(business.total_events, 3);
 }

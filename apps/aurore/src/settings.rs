@@ -18,6 +18,8 @@ pub enum SettingsError {
     Load(#[from] config::ConfigError),
     #[error("{0}")]
     Invalid(#[from] garde::Report),
+    #[error("retention.rollup_days ({rollup}) must be at least retention.days ({days}): counts cannot outlive nothing")]
+    RollupShorterThanEvents { rollup: u32, days: u32 },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Validate)]
@@ -76,6 +78,10 @@ pub struct RetentionSettings {
     /// Dead letters older than this many days are removed.
     #[garde(range(min = 1, max = 3650))]
     pub dead_letter_days: u32,
+    /// Days of hourly counts kept for `/health/business`; at least `days`. Longer keeps
+    /// business history after the events are gone.
+    #[garde(range(min = 1, max = 3650))]
+    pub rollup_days: u32,
     /// When retention runs, as a five-field cron expression in UTC.
     #[garde(custom(valid_cron))]
     pub schedule: String,
@@ -83,7 +89,7 @@ pub struct RetentionSettings {
 
 impl Default for RetentionSettings {
     fn default() -> Self {
-        Self { days: 30, dead_letter_days: 30, schedule: "0 2 * * *".into() }
+        Self { days: 30, dead_letter_days: 30, rollup_days: 30, schedule: "0 2 * * *".into() }
     }
 }
 
@@ -474,6 +480,12 @@ impl Settings {
         );
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
+        if settings.retention.rollup_days < settings.retention.days {
+            return Err(SettingsError::RollupShorterThanEvents {
+                rollup: settings.retention.rollup_days,
+                days: settings.retention.days,
+            });
+        }
         Ok(settings)
     }
 
@@ -550,6 +562,13 @@ mod tests {
 
         let error = Settings::load(None, &env(&[("AURORE__SERVER__PROT", "1")])).unwrap_err().to_string();
         assert!(error.contains("prot"), "{error}");
+
+        let error = Settings::load(None, &env(&[("AURORE__RETENTION__ROLLUP_DAYS", "7")])).unwrap_err().to_string();
+        assert!(error.contains("retention.rollup_days (7) must be at least retention.days (30)"), "{error}");
+
+        let error =
+            Settings::load(None, &env(&[("AURORE__RETENTION__SCHEDULE", "every day")])).unwrap_err().to_string();
+        assert!(error.contains("retention.schedule"), "{error}");
     }
 
     #[test]

@@ -66,8 +66,11 @@ pub fn retention(
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
 ) -> Retention {
-    let policy =
-        RetentionPolicy { event_days: settings.retention.days, dead_letter_days: settings.retention.dead_letter_days };
+    let policy = RetentionPolicy {
+        event_days: settings.retention.days,
+        dead_letter_days: settings.retention.dead_letter_days,
+        rollup_days: settings.retention.rollup_days,
+    };
     Retention { store, policy, clock, observer }
 }
 

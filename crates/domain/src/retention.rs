@@ -11,6 +11,9 @@ use std::sync::Arc;
 pub struct RetentionPolicy {
     pub event_days: u32,
     pub dead_letter_days: u32,
+    /// How long the hourly counts behind `/health/business` are kept; at least
+    /// `event_days`. Longer keeps business history after the events themselves are gone.
+    pub rollup_days: u32,
 }
 
 /// What is older than these goes.
@@ -18,6 +21,14 @@ pub struct RetentionPolicy {
 pub struct RetentionCutoffs {
     pub events: DateTime<Utc>,
     pub dead_letters: DateTime<Utc>,
+    pub rollup: DateTime<Utc>,
+}
+
+impl RetentionCutoffs {
+    /// Whether the hourly counts follow the events exactly (same window), or keep history.
+    pub fn rollup_in_step(&self) -> bool {
+        self.rollup >= self.events
+    }
 }
 
 impl RetentionPolicy {
@@ -25,6 +36,7 @@ impl RetentionPolicy {
         RetentionCutoffs {
             events: now - TimeDelta::days(i64::from(self.event_days)),
             dead_letters: now - TimeDelta::days(i64::from(self.dead_letter_days)),
+            rollup: now - TimeDelta::days(i64::from(self.rollup_days.max(self.event_days))),
         }
     }
 }
@@ -92,8 +104,12 @@ mod tests {
     #[test]
     fn cutoffs_are_whole_days_before_now() {
         let now = Utc.with_ymd_and_hms(2026, 11, 23, 2, 0, 0).unwrap();
-        let cutoffs = RetentionPolicy { event_days: 30, dead_letter_days: 7 }.cutoffs(now);
+        let cutoffs = RetentionPolicy { event_days: 30, dead_letter_days: 7, rollup_days: 90 }.cutoffs(now);
         assert_eq!(cutoffs.events, Utc.with_ymd_and_hms(2026, 10, 24, 2, 0, 0).unwrap());
         assert_eq!(cutoffs.dead_letters, Utc.with_ymd_and_hms(2026, 11, 16, 2, 0, 0).unwrap());
+        assert_eq!(cutoffs.rollup, Utc.with_ymd_and_hms(2026, 8, 25, 2, 0, 0).unwrap());
+        assert!(!cutoffs.rollup_in_step());
+        let same = RetentionPolicy { event_days: 30, dead_letter_days: 7, rollup_days: 10 }.cutoffs(now);
+        assert!(same.rollup_in_step(), "the rollup never ends before the events");
     }
 }

@@ -1,7 +1,8 @@
 //! Retention in one transaction behind an advisory lock: whole days go by dropping their
 //! partitions (constant time whatever their size); only the day that straddles the
 //! cut-off, and old rows in the default partition, are deleted row by row, with their
-//! hourly counts taken off `event_counts` in the same statement.
+//! hourly counts taken off `event_counts` in the same statement (unless the rollup keeps a
+//! longer history, which it then trims at its own cut-off).
 
 use crate::{PostgresStore, error};
 use async_trait::async_trait;
@@ -16,12 +17,17 @@ const EVENT_PARTITIONS: &str = "SELECT c.relname::text FROM pg_inherits i \
      JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
      WHERE p.relname = 'events' AND c.relname ~ '^events_p[0-9]{8}$'";
 
-/// Deletes `table`'s rows in [$1, $2) and subtracts them from their hours; returns how many.
-fn delete_counted(table: &str) -> String {
+/// Deletes `table`'s rows in [$1, $2) and returns how many; with `uncount`, also takes them
+/// off their hours in `event_counts`.
+fn delete_rows(table: &str, uncount: bool) -> String {
+    let uncounted = if uncount {
+        ", counted AS (UPDATE event_counts c SET events = c.events - h.n FROM hours h WHERE c.service = h.service AND c.hour = h.hour)"
+    } else {
+        ""
+    };
     format!(
         r#"WITH deleted AS (DELETE FROM {table} WHERE "timestamp" >= $1 AND "timestamp" < $2 RETURNING service, "timestamp"),
-                hours AS (SELECT service, date_trunc('hour', "timestamp", 'UTC') AS hour, count(*) AS n FROM deleted GROUP BY 1, 2),
-                counted AS (UPDATE event_counts c SET events = c.events - h.n FROM hours h WHERE c.service = h.service AND c.hour = h.hour)
+                hours AS (SELECT service, date_trunc('hour', "timestamp", 'UTC') AS hour, count(*) AS n FROM deleted GROUP BY 1, 2){uncounted}
            SELECT coalesce(sum(n), 0)::int8 FROM hours"#
     )
 }
@@ -47,7 +53,7 @@ impl RetentionStore for PostgresStore {
         // Events are never older than 1970 (validation), so the epoch bounds the default partition.
         for (table, from) in [("events", day_start), ("events_default", DateTime::UNIX_EPOCH)] {
             let row = transaction
-                .query_one(&delete_counted(table), &[&from, &cutoffs.events])
+                .query_one(&delete_rows(table, cutoffs.rollup_in_step()), &[&from, &cutoffs.events])
                 .await
                 .map_err(error::from_postgres)?;
             events_deleted += row.get::<_, i64>(0).unsigned_abs();
@@ -65,8 +71,14 @@ impl RetentionStore for PostgresStore {
             // The name matched ^events_p[0-9]{8}$: safe to splice.
             transaction.batch_execute(&format!("DROP TABLE {partition}")).await.map_err(error::from_postgres)?;
         }
+        // In step, the counts go with their events; otherwise they stay as history until
+        // the rollup's own cut-off.
+        let counts_before = if cutoffs.rollup_in_step() { day_start } else { cutoffs.rollup };
         transaction
-            .execute("DELETE FROM event_counts WHERE hour < $1 OR events <= 0", &[&day_start])
+            .execute(
+                "DELETE FROM event_counts WHERE hour < date_trunc('hour', $1::timestamptz, 'UTC') OR events <= 0",
+                &[&counts_before],
+            )
             .await
             .map_err(error::from_postgres)?;
         let dead_letters_deleted = transaction
