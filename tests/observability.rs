@@ -184,6 +184,10 @@ async fn scrape(client: &reqwest::Client, address: &str) -> HashMap<String, f64>
     parse_prometheus(&response.text().await.unwrap())
 }
 
+async fn json_of(request: reqwest::RequestBuilder) -> Value {
+    request.send().await.unwrap().json().await.unwrap()
+}
+
 fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, series: &str) -> f64 {
     after.get(series).copied().unwrap_or(0.0) - before.get(series).copied().unwrap_or(0.0)
 }
@@ -240,15 +244,7 @@ async fn counters_move_by_what_happened_and_gauges_show_the_state() {
     assert_eq!(after[r#"aurore_build_info{version="0.1.0"}"#], 1.0);
 
     // The original service's JSON summary, for clients that ask for JSON.
-    let summary: Value = client
-        .get(format!("{address}/metrics"))
-        .header("accept", "application/json")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let summary = json_of(client.get(format!("{address}/metrics")).header("accept", "application/json")).await;
     assert_eq!(summary["buffer_capacity"], 1234);
     assert_eq!(summary["metrics"]["total_enqueued"], 3);
     assert_eq!(summary["buffer_utilization_percent"], "0.00");
@@ -270,16 +266,8 @@ async fn business_figures_match_the_rows_stored() {
     assert_eq!(app.post_json(&Value::Array(events)).await.status(), StatusCode::ACCEPTED);
     app.database.wait_for_count("SELECT count(*) AS n FROM events", 12, Duration::from_secs(10)).await;
 
-    let business: Value = app
-        .client
-        .get(format!("{}/health/business", app.address))
-        .header("cache-control", "no-cache")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let business =
+        json_of(app.client.get(format!("{}/health/business", app.address)).header("cache-control", "no-cache")).await;
     assert_eq!(business["totalEvents"], app.database.count("SELECT count(*) AS n FROM events").await);
     assert_eq!(
         business["eventsByService"]["alpha"],
@@ -302,11 +290,9 @@ async fn business_figures_match_the_rows_stored() {
     // Cached: more events do not show until the minute passes or fresh figures are asked for.
     assert_eq!(app.post_json(&event_at("gamma", now)).await.status(), StatusCode::ACCEPTED);
     app.database.wait_for_count("SELECT count(*) AS n FROM events", 13, Duration::from_secs(10)).await;
-    let cached: Value =
-        app.client.get(format!("{}/health/business", app.address)).send().await.unwrap().json().await.unwrap();
+    let cached = json_of(app.client.get(format!("{}/health/business", app.address))).await;
     assert_eq!(cached["totalEvents"], 12);
-    let detailed: Value =
-        app.client.get(format!("{}/health/detailed", app.address)).send().await.unwrap().json().await.unwrap();
+    let detailed = json_of(app.client.get(format!("{}/health/detailed", app.address))).await;
     assert_eq!(detailed["status"], "healthy");
     assert_eq!(detailed["business"]["totalEvents"], 12, "/health/detailed shares the cache");
     assert_eq!(detailed["database"]["database"], "connected");

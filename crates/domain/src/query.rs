@@ -210,43 +210,10 @@ impl EventQuery {
     /// are missing bounds, ranges over the limit and malformed cursors.
     pub fn parse(pairs: &[(String, String)], limits: &QueryLimits) -> Result<Self, Vec<FieldError>> {
         const KNOWN: [&str; 9] = ["service", "from", "to", "page", "pageSize", "sortField", "sortOrder", "cursor", "q"];
-        let mut errors = Vec::new();
-        for (name, _) in pairs {
-            if !KNOWN.contains(&name.as_str()) && !name.starts_with(METADATA_PREFIX) {
-                errors.push(FieldError::new(
-                    name.as_str(),
-                    "whitelistValidation",
-                    format!("property {name} should not exist"),
-                ));
-            }
-        }
-        let single = |name: &'static str, errors: &mut Vec<FieldError>| -> Option<&str> {
-            let mut values = pairs.iter().filter(|(key, _)| key == name).map(|(_, value)| value.as_str());
-            let first = values.next();
-            if values.next().is_some() {
-                errors.push(FieldError::new(name, "isString", format!("{name} must be given once")));
-                return None;
-            }
-            first
-        };
-
-        let service = match single("service", &mut errors) {
-            None | Some("") => {
-                errors.push(FieldError::new("service", "isNotEmpty", "service should not be empty"));
-                None
-            }
-            Some(service) if service.chars().count() > limits.max_service_chars => {
-                errors.push(FieldError::new(
-                    "service",
-                    "maxLength",
-                    format!("service name must be at most {} characters", limits.max_service_chars),
-                ));
-                None
-            }
-            Some(service) => Some(service.to_owned()),
-        };
-        let from = bound("from", single("from", &mut errors), &mut errors);
-        let to = bound("to", single("to", &mut errors), &mut errors);
+        let mut errors = unknown_parameters(pairs, &KNOWN);
+        let service = service_parameter(single(pairs, "service", &mut errors), limits, &mut errors);
+        let from = bound("from", single(pairs, "from", &mut errors), &mut errors);
+        let to = bound("to", single(pairs, "to", &mut errors), &mut errors);
         if let (Some(from), Some(to)) = (from, to) {
             if from >= to {
                 errors.push(FieldError::new(
@@ -262,16 +229,16 @@ impl EventQuery {
                 ));
             }
         }
-        let page = integer("page", single("page", &mut errors), 1, limits.max_page, 1, &mut errors);
+        let page = integer("page", single(pairs, "page", &mut errors), 1, limits.max_page, 1, &mut errors);
         let page_size = integer(
             "pageSize",
-            single("pageSize", &mut errors),
+            single(pairs, "pageSize", &mut errors),
             1,
             limits.max_page_size,
             limits.default_page_size,
             &mut errors,
         );
-        let sort_field = match single("sortField", &mut errors) {
+        let sort_field = match single(pairs, "sortField", &mut errors) {
             None => Some(SortField::Timestamp),
             Some(text) => SortField::parse(text).or_else(|| {
                 errors.push(FieldError::new(
@@ -282,7 +249,7 @@ impl EventQuery {
                 None
             }),
         };
-        let sort_order = match single("sortOrder", &mut errors) {
+        let sort_order = match single(pairs, "sortOrder", &mut errors) {
             None => Some(SortOrder::Desc),
             Some(text) if text.eq_ignore_ascii_case("asc") => Some(SortOrder::Asc),
             Some(text) if text.eq_ignore_ascii_case("desc") => Some(SortOrder::Desc),
@@ -295,7 +262,7 @@ impl EventQuery {
                 None
             }
         };
-        let cursor = match single("cursor", &mut errors) {
+        let cursor = match single(pairs, "cursor", &mut errors) {
             None => Some(None),
             Some(text) => match Cursor::decode(text) {
                 None => {
@@ -319,18 +286,7 @@ impl EventQuery {
         };
 
         let metadata = metadata_filters(pairs, &mut errors);
-        let text = match single("q", &mut errors) {
-            None | Some("") => None,
-            Some(text) if text.chars().count() > MAX_FILTER_CHARS => {
-                errors.push(FieldError::new(
-                    "q",
-                    "maxLength",
-                    format!("q must be at most {MAX_FILTER_CHARS} characters"),
-                ));
-                None
-            }
-            Some(text) => Some(text.to_owned()),
-        };
+        let text = text_parameter(single(pairs, "q", &mut errors), &mut errors);
 
         match (service, from, to, page, page_size, sort_field, sort_order, cursor) {
             (
@@ -353,38 +309,65 @@ impl EventQuery {
 impl crate::tail::TailFilter {
     /// Parses `GET /events/tail` parameters: `service` (required), `metadata.<path>` and `q`.
     pub fn parse(pairs: &[(String, String)], limits: &QueryLimits) -> Result<Self, Vec<FieldError>> {
-        let mut errors = Vec::new();
-        let mut service = None;
-        let mut text = None;
-        for (name, value) in pairs {
-            match name.as_str() {
-                "service" if value.is_empty() || value.chars().count() > limits.max_service_chars => {
-                    errors.push(FieldError::new(
-                        "service",
-                        "maxLength",
-                        format!("service must be 1 to {} characters", limits.max_service_chars),
-                    ));
-                }
-                "service" => service = Some(value.clone()),
-                "q" if value.chars().count() > MAX_FILTER_CHARS => errors.push(FieldError::new(
-                    "q",
-                    "maxLength",
-                    format!("q must be at most {MAX_FILTER_CHARS} characters"),
-                )),
-                "q" => text = Some(value.to_lowercase()),
-                other if other.starts_with(METADATA_PREFIX) => {}
-                other => errors.push(FieldError::new(
-                    other,
-                    "whitelistValidation",
-                    format!("property {other} should not exist"),
-                )),
-            }
-        }
-        if service.is_none() {
-            errors.push(FieldError::new("service", "isNotEmpty", "service should not be empty"));
-        }
+        let mut errors = unknown_parameters(pairs, &["service", "q"]);
+        let service = service_parameter(single(pairs, "service", &mut errors), limits, &mut errors);
+        let text = text_parameter(single(pairs, "q", &mut errors), &mut errors).map(|text| text.to_lowercase());
         let metadata = metadata_filters(pairs, &mut errors);
-        if errors.is_empty() { Ok(Self { service, metadata, text }) } else { Err(errors) }
+        match service {
+            Some(service) if errors.is_empty() => Ok(Self { service: Some(service), metadata, text }),
+            _ => Err(errors),
+        }
+    }
+}
+
+/// Parameters neither in `known` nor a metadata filter.
+fn unknown_parameters(pairs: &[(String, String)], known: &[&str]) -> Vec<FieldError> {
+    pairs
+        .iter()
+        .filter(|(name, _)| !known.contains(&name.as_str()) && !name.starts_with(METADATA_PREFIX))
+        .map(|(name, _)| {
+            FieldError::new(name.as_str(), "whitelistValidation", format!("property {name} should not exist"))
+        })
+        .collect()
+}
+
+/// A parameter given at most once.
+fn single<'a>(pairs: &'a [(String, String)], name: &'static str, errors: &mut Vec<FieldError>) -> Option<&'a str> {
+    let mut values = pairs.iter().filter(|(key, _)| key == name).map(|(_, value)| value.as_str());
+    let first = values.next();
+    if values.next().is_some() {
+        errors.push(FieldError::new(name, "isString", format!("{name} must be given once")));
+        return None;
+    }
+    first
+}
+
+fn service_parameter(value: Option<&str>, limits: &QueryLimits, errors: &mut Vec<FieldError>) -> Option<String> {
+    match value {
+        None | Some("") => {
+            errors.push(FieldError::new("service", "isNotEmpty", "service should not be empty"));
+            None
+        }
+        Some(service) if service.chars().count() > limits.max_service_chars => {
+            errors.push(FieldError::new(
+                "service",
+                "maxLength",
+                format!("service name must be at most {} characters", limits.max_service_chars),
+            ));
+            None
+        }
+        Some(service) => Some(service.to_owned()),
+    }
+}
+
+fn text_parameter(value: Option<&str>, errors: &mut Vec<FieldError>) -> Option<String> {
+    match value {
+        None | Some("") => None,
+        Some(text) if text.chars().count() > MAX_FILTER_CHARS => {
+            errors.push(FieldError::new("q", "maxLength", format!("q must be at most {MAX_FILTER_CHARS} characters")));
+            None
+        }
+        Some(text) => Some(text.to_owned()),
     }
 }
 

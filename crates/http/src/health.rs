@@ -101,13 +101,7 @@ pub(crate) fn buffer_report(state: &AppState) -> BufferReport {
     let utilization = percent(buffer.in_memory as f64, buffer.capacity as f64);
     let offered = buffer.enqueued + buffer.refused;
     let drop_rate = percent(buffer.refused as f64, offered as f64);
-    let status = if utilization >= 90.0 || drop_rate > 5.0 {
-        "critical"
-    } else if utilization >= 70.0 || drop_rate > 1.0 {
-        "warning"
-    } else {
-        "healthy"
-    };
+    let status = fill_status(utilization, drop_rate);
     let uptime = state.started.elapsed().as_secs_f64();
     let throughput = if uptime > 0.0 { buffer.enqueued as f64 / uptime } else { 0.0 };
     BufferReport {
@@ -125,6 +119,18 @@ pub(crate) fn buffer_report(state: &AppState) -> BufferReport {
         }),
         since_last_enqueue: buffer.since_last_enqueue.map(|elapsed| elapsed.as_secs_f64()),
         since_last_drain: buffer.since_last_drain.map(|elapsed| elapsed.as_secs_f64()),
+    }
+}
+
+/// The original service's thresholds for a store of pending events: how full it is, and
+/// how much offered to it was refused.
+fn fill_status(utilization_percent: f64, refused_percent: f64) -> &'static str {
+    if utilization_percent >= 90.0 || refused_percent > 5.0 {
+        "critical"
+    } else if utilization_percent >= 70.0 || refused_percent > 1.0 {
+        "warning"
+    } else {
+        "healthy"
     }
 }
 
@@ -179,14 +185,7 @@ pub(crate) async fn detailed(state: web::Data<AppState>) -> HttpResponse {
     let journal = state.journal.as_ref().map(|journal| {
         let usage = journal.usage();
         let utilization = percent(usage.bytes as f64, usage.capacity_bytes as f64);
-        let status = if utilization >= 90.0 {
-            "critical"
-        } else if utilization >= 70.0 {
-            "warning"
-        } else {
-            "healthy"
-        };
-        json!({"status": status, "bytes": usage.bytes, "capacityBytes": usage.capacity_bytes,
+        json!({"status": fill_status(utilization, 0.0), "bytes": usage.bytes, "capacityBytes": usage.capacity_bytes,
                "segments": usage.segments, "utilizationPercent": format!("{utilization:.2}")})
     });
     let parts =
