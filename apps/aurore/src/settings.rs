@@ -2,7 +2,8 @@
 //! `AURORE__SECTION__KEY` environment variables. Checked once at start-up; every error
 //! names the key. No setting is required.
 
-use aurore_domain::Durability;
+use aurore_domain::{Durability, Markup};
+use aurore_http::{IpNet, KeyDigests};
 use aurore_telemetry::LogFormat;
 use config::{Config, Environment, File, FileFormat};
 use garde::Validate;
@@ -53,6 +54,124 @@ pub struct Settings {
     pub retention: RetentionSettings,
     #[garde(dive)]
     pub tail: TailSettings,
+    #[garde(dive)]
+    pub rate_limit: RateLimitSettings,
+    #[garde(skip)]
+    pub auth: AuthSettings,
+}
+
+/// Requests per second per client IP (events per second for ingest), by route group; `0`
+/// turns a group's limit off. A client may spend `burst_factor` seconds' worth at once.
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSettings {
+    /// Events per second per client on `POST /events` (a batch counts its events).
+    #[garde(skip)]
+    pub ingest_per_second: u32,
+    /// `GET /events`, export, tail and dead-letter reads.
+    #[garde(skip)]
+    pub query_per_second: u32,
+    /// Health, metrics and `/openapi.json`.
+    #[garde(skip)]
+    pub health_per_second: u32,
+    /// Dead-letter reprocess/delete and retention runs.
+    #[garde(skip)]
+    pub admin_per_second: u32,
+    #[garde(range(min = 1.0, max = 3600.0))]
+    pub burst_factor: f64,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        Self {
+            ingest_per_second: 100_000,
+            query_per_second: 200,
+            health_per_second: 100,
+            admin_per_second: 10,
+            burst_factor: 2.0,
+        }
+    }
+}
+
+impl RateLimitSettings {
+    pub fn to_limits(&self) -> aurore_http::RateLimits {
+        aurore_http::RateLimits {
+            ingest_per_second: self.ingest_per_second,
+            query_per_second: self.query_per_second,
+            health_per_second: self.health_per_second,
+            admin_per_second: self.admin_per_second,
+            burst_factor: self.burst_factor,
+        }
+    }
+
+    /// Every group unlimited.
+    pub fn off() -> Self {
+        Self { ingest_per_second: 0, query_per_second: 0, health_per_second: 0, admin_per_second: 0, burst_factor: 1.0 }
+    }
+}
+
+/// API keys, comma-separated. Only their SHA-256 digests are kept once loaded; the
+/// effective configuration shows how many there are, never what they are.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// Keys for ingest and query routes; none means those routes are open.
+    #[serde(deserialize_with = "key_digests", serialize_with = "key_count")]
+    pub api_keys: KeyDigests,
+    /// Keys for dead-letter reprocess/delete and retention runs (and everything else);
+    /// none means admin routes take the API keys.
+    #[serde(deserialize_with = "key_digests", serialize_with = "key_count")]
+    pub admin_keys: KeyDigests,
+}
+
+fn key_digests<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<KeyDigests, D::Error> {
+    let keys: Vec<String> = comma_separated(deserializer)?;
+    Ok(KeyDigests::of(keys))
+}
+
+fn key_count<S: Serializer>(keys: &KeyDigests, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&format!("<{} keys>", keys.len()))
+}
+
+/// A list given as a TOML array or as one comma-separated string (how environment
+/// variables carry lists).
+fn comma_separated<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Items {
+        Text(String),
+        List(Vec<String>),
+    }
+    let items = match Items::deserialize(deserializer)? {
+        Items::Text(text) => text.split(',').map(str::to_owned).collect(),
+        Items::List(items) => items,
+    };
+    items
+        .iter()
+        .map(|item| item.trim())
+        .filter(|item| !item.is_empty())
+        .map(|item| item.parse().map_err(|error| serde::de::Error::custom(format!("{item:?}: {error}"))))
+        .collect()
+}
+
+/// A proxy address or network: `10.0.0.0/8`, or a single `10.1.2.3`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct TrustedProxy(pub IpNet);
+
+impl std::str::FromStr for TrustedProxy {
+    type Err = ipnet::AddrParseError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        text.parse::<IpNet>()
+            .or_else(|error| text.parse::<std::net::IpAddr>().map(IpNet::from).map_err(|_| error))
+            .map(Self)
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]
@@ -123,6 +242,22 @@ pub struct ServerSettings {
     /// Most events in one array or NDJSON request.
     #[garde(range(min = 1, max = 1_000_000))]
     pub max_events_per_request: usize,
+    /// Longest query string; longer gets `414`.
+    #[garde(range(min = 256, max = 1_048_576))]
+    pub max_query_string_bytes: usize,
+    /// Most bytes of header names and values together; more gets `431`. The HTTP parser
+    /// refuses heads over 128 KiB whatever this says.
+    #[garde(range(min = 1024, max = 131_072))]
+    pub max_header_bytes: usize,
+    /// Peers whose `X-Forwarded-For` names the client (addresses or CIDR networks,
+    /// comma-separated); others are the client themselves.
+    #[garde(skip)]
+    #[serde(deserialize_with = "comma_separated")]
+    pub trusted_proxies: Vec<TrustedProxy>,
+    /// Origins browsers may call from (comma-separated); `*` for any, empty for no CORS.
+    #[garde(skip)]
+    #[serde(deserialize_with = "comma_separated")]
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -133,6 +268,11 @@ impl Default for ServerSettings {
             workers: 0,
             max_body_bytes: 8 * 1024 * 1024,
             max_events_per_request: 10_000,
+            max_query_string_bytes: 8192,
+            max_header_bytes: 32 * 1024,
+            trusted_proxies: Vec::new(),
+            // The original answered every origin; its browser clients keep working.
+            cors_origins: vec!["*".into()],
         }
     }
 }
@@ -262,6 +402,11 @@ pub struct IngestConfig {
     /// journal) or `stored` (committed in PostgreSQL). Requests may ask otherwise.
     #[garde(skip)]
     pub durability: Durability,
+    /// Markup in `service`, `message` and metadata strings: `strip` (tags removed, the
+    /// rest entity-encoded, as the original did), `escape` (entity-encoded, nothing
+    /// removed) or `off`.
+    #[garde(skip)]
+    pub sanitize: Markup,
     /// How long an idempotency key is remembered in memory (older repeats are still
     /// stored once, by the database key).
     #[garde(range(min = 1, max = 86_400))]
@@ -272,7 +417,12 @@ pub struct IngestConfig {
 
 impl Default for IngestConfig {
     fn default() -> Self {
-        Self { durability: Durability::Journal, idempotency_ttl_secs: 600, idempotency_cache_entries: 100_000 }
+        Self {
+            durability: Durability::Journal,
+            sanitize: Markup::Strip,
+            idempotency_ttl_secs: 600,
+            idempotency_cache_entries: 100_000,
+        }
     }
 }
 
@@ -469,15 +619,21 @@ impl Settings {
         if let Some(url) = env.get("DATABASE_URL").filter(|url| !url.is_empty()) {
             builder = builder.add_source(Config::builder().set_override("database.url", url.as_str())?.build()?);
         }
-        let prefixed: HashMap<String, String> =
-            env.iter().filter(|(key, _)| key.starts_with("AURORE__")).map(|(k, v)| (k.clone(), v.clone())).collect();
-        builder = builder.add_source(
-            Environment::with_prefix("AURORE")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .source(Some(prefixed)),
-        );
+        // Keys are text even when they look like numbers, so they skip type guessing.
+        let (keys, prefixed): (HashMap<String, String>, HashMap<String, String>) = env
+            .iter()
+            .filter(|(key, _)| key.starts_with("AURORE__"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .partition(|(key, _)| key.starts_with("AURORE__AUTH__"));
+        for (variables, try_parsing) in [(prefixed, true), (keys, false)] {
+            builder = builder.add_source(
+                Environment::with_prefix("AURORE")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(try_parsing)
+                    .source(Some(variables)),
+            );
+        }
         let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
         if settings.retention.rollup_days < settings.retention.days {

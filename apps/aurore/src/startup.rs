@@ -7,7 +7,7 @@ use aurore_domain::{
     Observer, QueryLimits, Retention, RetentionPolicy, RetryPolicy, Sinks, SystemClock, Tail, WriterSettings,
     replay_journal,
 };
-use aurore_http::{AppState, RequestLimits, ServerOptions};
+use aurore_http::{ApiKeys, AppState, Edge, RateLimiter, RequestLimits, ServerOptions};
 use aurore_journal::{FileJournal, JournalSettings};
 use aurore_store_postgres::{PostgresSettings, PostgresStore};
 use aurore_telemetry::{Metrics, TelemetryObserver};
@@ -77,6 +77,7 @@ pub fn retention(
 fn ingest_settings(settings: &Settings) -> IngestSettings {
     IngestSettings {
         limits: settings.limits.to_limits(),
+        markup: settings.ingest.sanitize,
         recent_keys_ttl: Duration::from_secs(settings.ingest.idempotency_ttl_secs),
         recent_keys_capacity: settings.ingest.idempotency_cache_entries,
     }
@@ -145,6 +146,14 @@ impl Application {
             request_limits: RequestLimits {
                 max_body_bytes: settings.server.max_body_bytes,
                 max_events_per_request: settings.server.max_events_per_request,
+                max_query_string_bytes: settings.server.max_query_string_bytes,
+                max_header_bytes: settings.server.max_header_bytes,
+            },
+            edge: Edge {
+                rate_limiter: RateLimiter::new(&settings.rate_limit.to_limits()),
+                api_keys: ApiKeys::new(settings.auth.api_keys.clone(), settings.auth.admin_keys.clone()),
+                trusted_proxies: settings.server.trusted_proxies.iter().map(|proxy| proxy.0).collect(),
+                cors_origins: settings.server.cors_origins.clone(),
             },
             query_limits,
             retry_after: Duration::from_secs(settings.buffer.retry_after_secs),

@@ -4,6 +4,7 @@
 use crate::buffer::{Buffer, BufferError, Queued, Spilled};
 use crate::completion::Completion;
 use crate::event::{Event, EventId};
+use crate::markup::Markup;
 use crate::observe::{Observer, Received, TraceLink};
 use crate::ports::{Clock, Journal, JournalError, JournalSeq};
 use crate::validation::{FieldError, Limits, validate_event};
@@ -64,6 +65,7 @@ pub enum IngestError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngestSettings {
     pub limits: Limits,
+    pub markup: Markup,
     /// How long a client idempotency key is remembered in memory.
     pub recent_keys_ttl: Duration,
     pub recent_keys_capacity: u64,
@@ -71,7 +73,12 @@ pub struct IngestSettings {
 
 impl Default for IngestSettings {
     fn default() -> Self {
-        Self { limits: Limits::default(), recent_keys_ttl: Duration::from_secs(600), recent_keys_capacity: 100_000 }
+        Self {
+            limits: Limits::default(),
+            markup: Markup::default(),
+            recent_keys_ttl: Duration::from_secs(600),
+            recent_keys_capacity: 100_000,
+        }
     }
 }
 
@@ -82,6 +89,7 @@ pub struct IngestService {
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
     limits: Limits,
+    markup: Markup,
     /// Recent (id, timestamp) pairs of keyed events: repeats are answered without
     /// journaling again. The store's key on (timestamp, id) catches older repeats.
     recent_keys: moka::sync::Cache<(EventId, DateTime<Utc>), ()>,
@@ -99,7 +107,7 @@ impl IngestService {
             .max_capacity(settings.recent_keys_capacity)
             .time_to_live(settings.recent_keys_ttl)
             .build();
-        Self { buffer, journal, clock, observer, limits: settings.limits, recent_keys }
+        Self { buffer, journal, clock, observer, limits: settings.limits, markup: settings.markup, recent_keys }
     }
 
     /// Accepts the valid events of a request all together, or none when there is no room.
@@ -121,7 +129,11 @@ impl IngestService {
         let mut rejected = Vec::new();
         let mut keys_seen = HashSet::new();
         for (index, element) in elements.into_iter().enumerate() {
-            match element.map_err(|error| vec![error]).and_then(|value| validate_event(value, &self.limits)) {
+            let draft = element
+                .map_err(|error| vec![error])
+                .and_then(|value| validate_event(value, &self.limits))
+                .and_then(|draft| self.markup.apply(draft));
+            match draft {
                 Ok(draft) => {
                     let keyed = draft.idempotency_key.is_some();
                     let event = draft.enrich_with_own_id(ingested_at);

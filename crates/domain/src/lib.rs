@@ -14,6 +14,7 @@ pub mod completion;
 pub mod event;
 pub mod ingest;
 pub mod lifecycle;
+pub mod markup;
 pub mod observe;
 pub mod pipeline;
 pub mod ports;
@@ -29,6 +30,7 @@ pub use completion::Completion;
 pub use event::{Event, EventDraft, EventId};
 pub use ingest::{Durability, IngestError, IngestReceipt, IngestService, IngestSettings, Rejection, replay_journal};
 pub use lifecycle::Lifecycle;
+pub use markup::Markup;
 pub use observe::{DatabaseFailure, Observer, Received, TraceLink, Unobserved};
 pub use pipeline::{BatchWorker, RetryPolicy, Sinks, WriterSettings};
 pub use ports::{

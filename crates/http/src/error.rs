@@ -1,6 +1,8 @@
 //! The one place where outcomes become HTTP status codes. 4xx bodies name the field or
 //! limit at fault; 5xx bodies hide internals, which are logged with their cause instead.
 
+use crate::guard::insert_allowance_headers;
+use crate::rate_limit::Allowance;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
@@ -40,6 +42,16 @@ pub enum ApiError {
     NotReady(&'static str),
     #[error("storage unavailable")]
     StoreUnavailable(#[source] StoreError),
+    #[error("query string longer than {limit} bytes")]
+    QueryStringTooLong { limit: usize },
+    #[error("headers larger than {limit} bytes")]
+    HeadersTooLarge { limit: usize },
+    #[error("over the {group} rate limit of {limit}")]
+    RateLimited { group: &'static str, limit: u32, retry_after: Duration },
+    #[error("no API key, or an unknown one")]
+    Unauthenticated,
+    #[error("the API key lacks the scope of this route")]
+    Forbidden,
     #[error("no route for {method} {path}")]
     NotFound { method: String, path: String },
 }
@@ -90,6 +102,14 @@ impl ResponseError for ApiError {
             // Limits on size protect the service; the body names the limit.
             Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::QueryStringTooLong { .. } => StatusCode::URI_TOO_LONG,
+            Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            // This client is over its share; others are served. Retry after the wait.
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            // No credentials, or wrong ones: the client may retry with a valid key.
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
+            // A known key without the scope: another key is needed, not a retry.
+            Self::Forbidden => StatusCode::FORBIDDEN,
             // Backpressure: the buffer is full, the client should slow down and retry.
             Self::BufferFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             // The service cannot take work right now but will again: retry elsewhere or later.
@@ -175,6 +195,29 @@ impl ResponseError for ApiError {
                 json!({"statusCode": 409, "error": "Conflict", "message": format!("dead letter {id} was already reprocessed")}),
                 None,
             ),
+            Self::QueryStringTooLong { limit } => (
+                json!({"status": "error", "statusCode": 414, "message": format!("the query string must not exceed {limit} bytes"), "errorCode": "QUERY_TOO_LONG", "limit": limit}),
+                None,
+            ),
+            Self::HeadersTooLarge { limit } => (
+                json!({"status": "error", "statusCode": 431, "message": format!("request headers must not exceed {limit} bytes in total"), "errorCode": "HEADERS_TOO_LARGE", "limit": limit}),
+                None,
+            ),
+            Self::RateLimited { group, limit, retry_after } => {
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                (
+                    json!({"status": "rate_limited", "statusCode": 429, "message": "Too Many Requests", "errorCode": "RATE_LIMITED", "group": group, "limit": limit, "retry_after": seconds}),
+                    Some(seconds),
+                )
+            }
+            Self::Unauthenticated => (
+                json!({"status": "error", "statusCode": 401, "message": "an API key is required: send Authorization: Bearer <key> or X-API-Key", "errorCode": "UNAUTHENTICATED"}),
+                None,
+            ),
+            Self::Forbidden => (
+                json!({"status": "error", "statusCode": 403, "message": "this API key may not use this route; it needs an admin key", "errorCode": "FORBIDDEN"}),
+                None,
+            ),
             Self::NotFound { method, path } => {
                 (json!({"statusCode": 404, "error": "Not Found", "message": format!("Cannot {method} {path}")}), None)
             }
@@ -185,6 +228,20 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(status);
         if let Some(seconds) = retry_after {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        match self {
+            Self::RateLimited { limit, retry_after, .. } => {
+                let mut headers = header::HeaderMap::new();
+                let empty = Allowance { limit: *limit, remaining: 0, reset: *retry_after };
+                insert_allowance_headers(&mut headers, &empty);
+                for (name, value) in headers {
+                    response.insert_header((name, value));
+                }
+            }
+            Self::Unauthenticated => {
+                response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
+            }
+            _ => {}
         }
         response.json(body)
     }

@@ -1,7 +1,7 @@
 //! `POST /events`: one JSON event, a JSON array of events, or NDJSON.
 
-use crate::AppState;
 use crate::error::{ApiError, rejections_json};
+use crate::{AppState, guard};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use aurore_domain::{Durability, FieldError, IngestError, IngestReceipt};
@@ -65,6 +65,9 @@ pub(crate) async fn post_events(
             if elements.len() > limit {
                 return Err(ApiError::TooManyEvents { limit });
             }
+            // The request paid for one event on arrival; a batch pays for the rest.
+            let more = u32::try_from(elements.len().saturating_sub(1)).unwrap_or(u32::MAX);
+            guard::charge(&request, &state.edge.rate_limiter, more)?;
             let receipt = state
                 .ingest
                 .ingest(elements, durability, current_trace_link())

@@ -3,17 +3,23 @@
 //! This crate holds no business rule and no SQL.
 
 mod admin;
+mod auth;
 mod dlq;
 mod error;
 mod export;
+mod guard;
 mod health;
 mod ingest;
 mod metrics;
 mod observe;
+mod openapi;
 mod query;
+mod rate_limit;
+mod routes;
 mod tail;
 
-use actix_web::middleware::from_fn;
+use actix_web::http::header::{self, HeaderName};
+use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpRequest, HttpServer, web};
 use aurore_domain::{
     Buffer, BusinessMetrics, CircuitBreaker, DeadLetterStore, Durability, EventStore, IngestService, Journal,
@@ -24,7 +30,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use actix_web::dev::Server;
+pub use auth::{ApiKeys, KeyDigests};
 pub use error::ApiError;
+pub use ipnet::IpNet;
+pub use openapi::ApiDoc;
+pub use rate_limit::{RateLimiter, RateLimits};
+pub use routes::{ENDPOINTS, Endpoint, RouteGroup};
 
 /// Limits on a request as a whole (each event's own limits live in the domain).
 #[derive(Debug, Clone)]
@@ -32,7 +43,25 @@ pub struct RequestLimits {
     /// Largest accepted body, after any `Content-Encoding` is undone.
     pub max_body_bytes: usize,
     pub max_events_per_request: usize,
+    /// Longest query string; longer gets `414`.
+    pub max_query_string_bytes: usize,
+    /// Most bytes of header names and values together; more gets `431`.
+    pub max_header_bytes: usize,
 }
+
+/// Who may reach the handlers, and how often.
+#[derive(Debug)]
+pub struct Edge {
+    pub rate_limiter: RateLimiter,
+    pub api_keys: ApiKeys,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    /// Origins browsers may call from; `*` for any, none for no CORS headers at all.
+    pub cors_origins: Vec<String>,
+}
+
+/// How often buckets of idle clients are dropped.
+const RATE_LIMIT_UPKEEP: Duration = Duration::from_secs(10);
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -50,6 +79,7 @@ pub struct AppState {
     /// What `202` means unless a request asks otherwise.
     pub durability: Durability,
     pub request_limits: RequestLimits,
+    pub edge: Edge,
     pub query_limits: QueryLimits,
     /// What a full buffer tells clients to wait before retrying.
     pub retry_after: Duration,
@@ -75,36 +105,6 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
 }
 
-/// Every route of the service.
-pub fn routes(config: &mut web::ServiceConfig) {
-    config
-        .service(
-            web::resource("/events").route(web::post().to(ingest::post_events)).route(web::get().to(query::get_events)),
-        )
-        .service(
-            web::resource("/events/export")
-                .wrap(actix_web::middleware::Compress::default())
-                .route(web::get().to(export::export)),
-        )
-        .route("/events/tail", web::get().to(tail::tail))
-        .route("/health", web::get().to(health::ready))
-        .route("/health/ready", web::get().to(health::ready))
-        .route("/ready", web::get().to(health::ready))
-        .route("/health/live", web::get().to(health::live))
-        .route("/live", web::get().to(health::live))
-        .route("/health/database", web::get().to(health::database))
-        .route("/health/buffer", web::get().to(health::buffer))
-        .route("/health/detailed", web::get().to(health::detailed))
-        .route("/health/business", web::get().to(health::business))
-        .route("/metrics", web::get().to(metrics::metrics))
-        .route("/metrics/prometheus", web::get().to(metrics::prometheus))
-        .route("/dlq", web::get().to(dlq::list))
-        .route("/dlq/statistics", web::get().to(dlq::statistics))
-        .service(web::resource("/dlq/{id}").route(web::get().to(dlq::get)).route(web::delete().to(dlq::delete)))
-        .route("/dlq/{id}/reprocess", web::patch().to(dlq::reprocess))
-        .route("/admin/retention/run", web::post().to(admin::run_retention));
-}
-
 async fn not_found(request: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::NotFound { method: request.method().to_string(), path: request.path().to_owned() })
 }
@@ -112,11 +112,15 @@ async fn not_found(request: HttpRequest) -> Result<actix_web::HttpResponse, ApiE
 /// Starts serving on `listener`. Signals are left to the caller, which owns shutdown.
 pub fn serve(listener: TcpListener, state: AppState, options: &ServerOptions) -> std::io::Result<Server> {
     let state = web::Data::new(state);
+    forget_idle_clients(Arc::downgrade(&state.clone().into_inner()));
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .configure(routes)
+            .configure(routes::configure)
             .default_service(web::to(not_found))
+            .wrap(from_fn(guard::guard))
+            .wrap(Condition::new(!state.edge.cors_origins.is_empty(), cors(&state.edge.cors_origins)))
+            .wrap(security_headers())
             .wrap(from_fn(observe::observe))
     })
     .disable_signals()
@@ -125,4 +129,50 @@ pub fn serve(listener: TcpListener, state: AppState, options: &ServerOptions) ->
         server = server.workers(options.workers);
     }
     Ok(server.listen(listener)?.run())
+}
+
+/// Until the server's state is gone, drops the rate-limit buckets of idle clients.
+fn forget_idle_clients(state: std::sync::Weak<AppState>) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(RATE_LIMIT_UPKEEP);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(state) = state.upgrade() else { return };
+            state.edge.rate_limiter.forget_idle_clients();
+        }
+    });
+}
+
+/// Responses are data, never documents: browsers must not sniff, frame or run them.
+fn security_headers() -> DefaultHeaders {
+    DefaultHeaders::new()
+        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+        .add((header::CONTENT_SECURITY_POLICY, "default-src 'none'; frame-ancestors 'none'"))
+        .add((header::X_FRAME_OPTIONS, "DENY"))
+        .add((header::REFERRER_POLICY, "no-referrer"))
+}
+
+/// Headers a browser client may read from a cross-origin response.
+const EXPOSED_HEADERS: [&str; 8] = [
+    "x-correlation-id",
+    "retry-after",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+];
+
+fn cors(origins: &[String]) -> actix_cors::Cors {
+    let cors = if origins.iter().any(|origin| origin == "*") {
+        actix_cors::Cors::default().allow_any_origin().send_wildcard()
+    } else {
+        origins.iter().fold(actix_cors::Cors::default(), |cors, origin| cors.allowed_origin(origin))
+    };
+    cors.allowed_methods(["GET", "POST", "PATCH", "DELETE"])
+        .allow_any_header()
+        .expose_headers(EXPOSED_HEADERS.map(HeaderName::from_static))
+        .max_age(3600)
 }

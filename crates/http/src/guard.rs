@@ -1,0 +1,104 @@
+//! What every request passes before a handler sees it, cheapest check first: the size of
+//! its query string and headers, its client's rate limit, then its API key. Rate limiting
+//! comes before the key check so guessing keys is throttled like anything else.
+
+use crate::error::ApiError;
+use crate::rate_limit::{Allowance, ClientKey, RateLimiter, Refusal, client_address};
+use crate::routes::{self, RouteGroup};
+use crate::{AppState, auth};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use actix_web::{Error, HttpMessage, HttpRequest, web};
+use std::net::{IpAddr, Ipv4Addr};
+
+/// The rate-limit state of a request: which bucket it drew from and what is left.
+#[derive(Debug, Clone, Copy)]
+struct Metered {
+    group: RouteGroup,
+    client: ClientKey,
+    allowance: Allowance,
+}
+
+pub(crate) async fn guard(
+    request: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(next.call(request).await?.map_into_left_body());
+    };
+    if let Err(error) = admit(&request, &state) {
+        return Ok(request.error_response(error).map_into_right_body());
+    }
+    let mut response = next.call(request).await?;
+    let metered = response.request().extensions().get::<Metered>().copied();
+    if let Some(metered) = metered {
+        insert_allowance_headers(response.headers_mut(), &metered.allowance);
+    }
+    Ok(response.map_into_left_body())
+}
+
+fn admit(request: &ServiceRequest, state: &AppState) -> Result<(), ApiError> {
+    let limits = &state.request_limits;
+    if request.query_string().len() > limits.max_query_string_bytes {
+        return Err(ApiError::QueryStringTooLong { limit: limits.max_query_string_bytes });
+    }
+    let header_bytes: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if header_bytes > limits.max_header_bytes {
+        return Err(ApiError::HeadersTooLarge { limit: limits.max_header_bytes });
+    }
+    // Unknown routes and methods fall through to 404/405 and cost nothing.
+    let Some(pattern) = request.match_pattern() else { return Ok(()) };
+    let Some(endpoint) = routes::find(request.method(), &pattern) else { return Ok(()) };
+    let edge = &state.edge;
+    let client = ClientKey::of(client_ip(request.request(), edge));
+    if let Some(decision) = edge.rate_limiter.check(endpoint.group, client, 1) {
+        let allowance = decision.map_err(|refusal| refused(endpoint.group, refusal))?;
+        request.extensions_mut().insert(Metered { group: endpoint.group, client, allowance });
+    }
+    edge.api_keys.authorize(endpoint.group.access(), request.headers()).map_err(|denied| match denied {
+        auth::Denied::Unauthenticated => ApiError::Unauthenticated,
+        auth::Denied::Forbidden => ApiError::Forbidden,
+    })
+}
+
+fn client_ip(request: &HttpRequest, edge: &crate::Edge) -> IpAddr {
+    let peer = request.peer_addr().map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |address| address.ip());
+    if edge.trusted_proxies.is_empty() {
+        return peer;
+    }
+    let forwarded = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
+    client_address(peer, forwarded, &edge.trusted_proxies)
+}
+
+fn refused(group: RouteGroup, refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Exceeded { limit, retry_after } => ApiError::RateLimited { group: group.name(), limit, retry_after },
+        Refusal::LargerThanBurst { burst } => ApiError::TooManyEvents { limit: burst as usize },
+    }
+}
+
+/// Takes `more` tokens beyond the one the request already paid: a batch of n events costs
+/// n. Nothing to do when the request's group is not limited.
+pub(crate) fn charge(request: &HttpRequest, limiter: &RateLimiter, more: u32) -> Result<(), ApiError> {
+    let Some(metered) = request.extensions().get::<Metered>().copied() else { return Ok(()) };
+    let Some(decision) = limiter.check(metered.group, metered.client, more) else { return Ok(()) };
+    let allowance = decision.map_err(|refusal| refused(metered.group, refusal))?;
+    request.extensions_mut().insert(Metered { allowance, ..metered });
+    Ok(())
+}
+
+/// The IETF `RateLimit-*` fields and the `X-RateLimit-*` ones the original's clients read.
+pub(crate) fn insert_allowance_headers(headers: &mut HeaderMap, allowance: &Allowance) {
+    let reset = allowance.reset.as_secs_f64().ceil() as u64;
+    for (names, value) in [
+        (["ratelimit-limit", "x-ratelimit-limit"], u64::from(allowance.limit)),
+        (["ratelimit-remaining", "x-ratelimit-remaining"], u64::from(allowance.remaining)),
+        (["ratelimit-reset", "x-ratelimit-reset"], reset),
+    ] {
+        for name in names {
+            headers.insert(HeaderName::from_static(name), HeaderValue::from(value));
+        }
+    }
+}
