@@ -65,6 +65,8 @@ fn filter(request: &HttpRequest) -> Result<DeadLetterFilter, ApiError> {
     if errors.is_empty() { Ok(filter) } else { Err(ApiError::Invalid(errors)) }
 }
 
+#[utoipa::path(get, path = "/dlq", tag = "dead letters", params(crate::openapi::DeadLetterParams),
+    responses((status = 200, description = "`{events, total, limit, offset}`", body = Object), (status = 400, description = "An invalid parameter, named", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let filter = filter(&request)?;
     let (entries, total) = state.dead_letters.list(&filter).await.map_err(ApiError::StoreUnavailable)?;
@@ -73,6 +75,8 @@ pub(crate) async fn list(request: HttpRequest, state: web::Data<AppState>) -> Re
         .json(json!({"events": events, "total": total, "limit": filter.limit, "offset": filter.offset})))
 }
 
+#[utoipa::path(get, path = "/dlq/statistics", tag = "dead letters",
+    responses((status = 200, description = "`{total, byService, reprocessed, pending, oldestEvent}`", body = Object)))]
 pub(crate) async fn statistics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let stats = state.dead_letters.stats().await.map_err(ApiError::StoreUnavailable)?;
     Ok(HttpResponse::Ok().json(stats))
@@ -93,6 +97,8 @@ async fn find(state: &AppState, path: &str) -> Result<DeadLetter, ApiError> {
         .ok_or_else(|| ApiError::DeadLetterNotFound(path.to_owned()))
 }
 
+#[utoipa::path(get, path = "/dlq/{id}", tag = "dead letters", params(("id" = String, Path, description = "Dead-letter id")),
+    responses((status = 200, description = "The entry with its original event", body = Object), (status = 404, description = "No such entry", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let entry = find(&state, &path).await?;
     let mut body = summary(&entry);
@@ -110,6 +116,12 @@ pub(crate) async fn get(path: web::Path<String>, state: web::Data<AppState>) -> 
 
 /// Sends the event through the pipeline again under its own id (so a replay that already
 /// landed is not duplicated) and marks the entry reprocessed.
+#[utoipa::path(patch, path = "/dlq/{id}/reprocess", tag = "dead letters", params(("id" = String, Path, description = "Dead-letter id")),
+    responses(
+        (status = 200, description = "Re-enqueued through the normal pipeline and marked reprocessed", body = Object),
+        (status = 404, description = "No such entry", body = crate::openapi::ErrorBody),
+        (status = 409, description = "Already reprocessed", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn reprocess(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let entry = find(&state, &path).await?;
     if entry.reprocessed {
@@ -124,6 +136,8 @@ pub(crate) async fn reprocess(path: web::Path<String>, state: web::Data<AppState
         .json(json!({"id": entry.id, "eventId": event_id, "status": "reprocessed", "message": "Event re-enqueued"})))
 }
 
+#[utoipa::path(delete, path = "/dlq/{id}", tag = "dead letters", params(("id" = String, Path, description = "Dead-letter id")),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such entry", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn delete(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let id = entry_id(&path)?;
     if state.dead_letters.delete(id).await.map_err(ApiError::StoreUnavailable)? {

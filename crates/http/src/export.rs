@@ -13,6 +13,11 @@ use std::sync::Arc;
 /// Events read from the store per page of the walk.
 const EXPORT_PAGE: u32 = 1000;
 
+#[utoipa::path(get, path = "/events/export", tag = "query", params(crate::openapi::EventsParams),
+    responses(
+        (status = 200, description = "Every matching event, one JSON object a line; compressed for `Accept-Encoding: zstd|gzip|br`", content_type = "application/x-ndjson"),
+        (status = 400, description = "An invalid parameter, named", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn export(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pairs = query_pairs(&request)?;
     let paging: Vec<FieldError> = pairs

@@ -16,6 +16,8 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Ready when not shutting down, the journal is replayed, the schema is migrated and the
 /// database answers.
+#[utoipa::path(get, path = "/health", tag = "health",
+    responses((status = 200, description = "`{\"message\": \"SERVER_IS_READY\"}`", body = Object), (status = 503, description = "Not ready: replaying, database unreachable or shutting down", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.lifecycle.shutting_down() {
         return Err(ApiError::ShuttingDown);
@@ -33,6 +35,8 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
 }
 
 /// Alive until shutdown begins.
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, description = "The process serves requests", body = Object), (status = 503, description = "Shutting down", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn live(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.lifecycle.shutting_down() {
         return Err(ApiError::ShuttingDown);
@@ -42,6 +46,8 @@ pub(crate) async fn live(state: web::Data<AppState>) -> Result<HttpResponse, Api
 
 /// Connectivity, latency, connections and the writers' circuit breaker. Always 200, as in
 /// the original service: the body says how the database is.
+#[utoipa::path(get, path = "/health/database", tag = "health",
+    responses((status = 200, description = "Connectivity, latency, pool and circuit breaker", body = Object), (status = 503, description = "Database unreachable", body = Object)))]
 pub(crate) async fn database(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(database_report(&state).await)
 }
@@ -144,12 +150,17 @@ fn buffer_json(state: &AppState) -> Value {
     json!({"status": report.status, "buffer": report, "metrics": metrics})
 }
 
+#[utoipa::path(get, path = "/health/buffer", tag = "health",
+    responses((status = 200, description = "Buffer size, capacity, utilisation and totals", body = Object)))]
 pub(crate) async fn buffer(state: web::Data<AppState>) -> HttpResponse {
     HttpResponse::Ok().json(buffer_json(&state))
 }
 
 /// The stored-event figures, from the hourly rollup, reused for a minute. A client may
 /// ask for fresh figures with `Cache-Control: no-cache`.
+#[utoipa::path(get, path = "/health/business", tag = "health",
+    params(("Cache-Control" = Option<String>, Header, description = "`no-cache` recomputes instead of using the figures of the last minute")),
+    responses((status = 200, description = "Event counts by service and hour", body = Object), (status = 503, description = "Storage unavailable", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn business(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let fresh = request
         .headers()
@@ -173,6 +184,8 @@ async fn business_metrics(state: &AppState) -> Result<Arc<BusinessMetrics>, ApiE
 
 /// Everything at once. Always 200: `status` is `critical` when a part is critical or
 /// failed or the circuit is open, `warning` when a part warns, else `healthy`.
+#[utoipa::path(get, path = "/health/detailed", tag = "health",
+    responses((status = 200, description = "Overall status with memory, database, buffer, journal, circuit and business figures", body = Object), (status = 503, description = "Critical", body = Object)))]
 pub(crate) async fn detailed(state: web::Data<AppState>) -> HttpResponse {
     let started = Instant::now();
     let database = database_report(&state).await;

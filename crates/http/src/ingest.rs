@@ -17,6 +17,25 @@ enum Body {
     Many(Vec<Result<Value, FieldError>>),
 }
 
+#[utoipa::path(post, path = "/events", tag = "ingest",
+    request_body(description = "One event, a JSON array of events, or NDJSON (`application/x-ndjson`); `Content-Encoding: gzip|zstd|br|deflate` accepted", content(
+        (crate::openapi::EventInput = "application/json"),
+        (Vec<crate::openapi::EventInput> = "application/json"),
+        (String = "application/x-ndjson"),
+    )),
+    params(
+        ("durability" = Option<String>, Query, description = "none, journal or stored: what 202 promises (also `Prefer: durability=…`)"),
+        ("Idempotency-Key" = Option<String>, Header, description = "For a single event: the same key and timestamp are stored once"),
+    ),
+    responses(
+        (status = 202, description = "Accepted: as durable as asked (a single event)", body = crate::openapi::Accepted),
+        (status = "2XX", description = "Accepted (an array or NDJSON): the valid events; the others are reported by index", body = crate::openapi::BatchAccepted),
+        (status = 400, description = "Malformed body or invalid event(s): every field and rule named", body = crate::openapi::ErrorBody),
+        (status = 413, description = "Body over `server.max_body_bytes` (after decompression) or more events than `server.max_events_per_request` or the ingest burst", body = crate::openapi::ErrorBody),
+        (status = 415, description = "Neither JSON nor NDJSON", body = crate::openapi::ErrorBody),
+        (status = 422, description = "`durability=stored` and the store refused the event: dead-lettered", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Journal full or unavailable, shutting down or replaying; `Retry-After` set", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn post_events(
     request: HttpRequest,
     payload: web::Payload,

@@ -9,6 +9,8 @@ use aurore_telemetry::Gauges;
 
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text; the original's JSON buffer summary for `Accept: application/json`", content_type = "text/plain")))]
 pub(crate) async fn metrics(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if wants_json(&request) {
         let report = buffer_report(&state);
@@ -27,6 +29,8 @@ pub(crate) async fn metrics(request: HttpRequest, state: web::Data<AppState>) ->
     prometheus(state).await
 }
 
+#[utoipa::path(get, path = "/metrics/prometheus", tag = "health",
+    responses((status = 200, description = "Prometheus text", content_type = "text/plain")))]
 pub(crate) async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     let breaker = state.breaker.snapshot();
     let gauges = Gauges {

@@ -14,7 +14,7 @@ fn iso(instant: &DateTime<Utc>) -> String {
     instant.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub(crate) struct EventView<'a> {
     id: String,
@@ -22,6 +22,7 @@ pub(crate) struct EventView<'a> {
     timestamp: String,
     service: &'a str,
     message: &'a str,
+    #[schema(value_type = Option<Object>)]
     metadata: &'a Option<Value>,
     ingested_at: String,
     created_at: String,
@@ -51,6 +52,12 @@ pub(crate) fn query_pairs(request: &HttpRequest) -> Result<Vec<(String, String)>
     })
 }
 
+#[utoipa::path(get, path = "/events", tag = "query", params(crate::openapi::EventsParams),
+    responses(
+        (status = 200, description = "A page of events, newest first by default", body = crate::openapi::EventPage),
+        (status = 400, description = "An invalid or unknown parameter, named", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Storage unavailable; `Retry-After` set", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pairs = query_pairs(&request)?;
     let query = EventQuery::parse(&pairs, &state.query_limits).map_err(ApiError::Invalid)?;

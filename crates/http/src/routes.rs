@@ -68,7 +68,7 @@ const fn endpoint(method: Method, path: &'static str, group: RouteGroup, handler
 use RouteGroup::{Admin, Health, Ingest, Query};
 
 /// The whole HTTP surface.
-pub static ENDPOINTS: [Endpoint; 25] = [
+pub static ENDPOINTS: [Endpoint; 23] = [
     endpoint(Method::POST, "/events", Ingest, || web::to(ingest::post_events)),
     endpoint(Method::GET, "/events", Query, || web::to(query::get_events)),
     endpoint(Method::GET, "/events/export", Query, || {
@@ -95,8 +95,6 @@ pub static ENDPOINTS: [Endpoint; 25] = [
     endpoint(Method::GET, "/openapi.json", Health, || web::to(openapi::spec)),
     // Where the original served its description; kept for its clients' tooling.
     endpoint(Method::GET, "/api-json", Health, || web::to(openapi::spec)),
-    endpoint(Method::HEAD, "/health/live", Health, || web::to(health::live)),
-    endpoint(Method::HEAD, "/health/ready", Health, || web::to(health::ready)),
 ];
 
 /// The endpoint a request is for, by method and matched pattern.

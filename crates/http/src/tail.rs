@@ -13,6 +13,11 @@ use std::time::Duration;
 /// A comment this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+#[utoipa::path(get, path = "/events/tail", tag = "query", params(crate::openapi::TailParams),
+    responses(
+        (status = 200, description = "Server-Sent Events: each stored event as `data:`; `event: missed` when this subscriber fell behind", content_type = "text/event-stream"),
+        (status = 400, description = "An invalid parameter, named", body = crate::openapi::ErrorBody),
+    ))]
 pub(crate) async fn tail(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let filter = TailFilter::parse(&query_pairs(&request)?, &state.query_limits).map_err(ApiError::Invalid)?;
     let subscription = state.tail.subscribe(filter);
