@@ -83,6 +83,10 @@ fn refused(group: RouteGroup, refusal: Refusal) -> ApiError {
 /// n. Nothing to do when the request's group is not limited.
 pub(crate) fn charge(request: &HttpRequest, limiter: &RateLimiter, more: u32) -> Result<(), ApiError> {
     let Some(metered) = request.extensions().get::<Metered>().copied() else { return Ok(()) };
+    let limit = metered.allowance.limit;
+    if more >= limit {
+        return Err(ApiError::TooManyEvents { limit: limit as usize });
+    }
     let Some(decision) = limiter.check(metered.group, metered.client, more) else { return Ok(()) };
     let allowance = decision.map_err(|refusal| refused(metered.group, refusal))?;
     request.extensions_mut().insert(Metered { allowance, ..metered });

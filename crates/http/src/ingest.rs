@@ -2,6 +2,7 @@
 
 use crate::error::{ApiError, rejections_json};
 use crate::{AppState, guard};
+use actix_web::dev::Decompress;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use aurore_domain::{Durability, FieldError, IngestError, IngestReceipt};
@@ -138,9 +139,9 @@ fn queued_at(receipt: &IngestReceipt) -> String {
     receipt.ingested_at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// Reads the body, already decompressed by actix when `Content-Encoding` says so, and
-/// stops as soon as it passes the limit, so a compressed bomb never grows past it.
-async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
+/// Reads the body, decompressing it as `Content-Encoding` says (`web::Payload` does not),
+/// and stops as soon as it passes the limit, so a compressed bomb never grows past it.
+async fn read_body(request: &HttpRequest, payload: web::Payload, limit: usize) -> Result<web::BytesMut, ApiError> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -151,6 +152,7 @@ async fn read_body(request: &HttpRequest, mut payload: web::Payload, limit: usiz
         tracing::debug!(length, limit, "declared body too large");
         return Err(ApiError::BodyTooLarge { limit });
     }
+    let mut payload = Decompress::from_headers(payload.into_inner(), request.headers());
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limit));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(|error| ApiError::Malformed(format!("cannot read the body: {error}")))?;

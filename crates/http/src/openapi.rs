@@ -70,7 +70,8 @@ impl Modify for FromRouteTable {
             if let Some(item) = openapi.paths.paths.get(canonical).cloned() {
                 let mut item = item;
                 for operation in operations(&mut item) {
-                    operation.operation_id = operation.operation_id.take().map(|id| format!("{id}{}", alias.replace('/', "_")));
+                    operation.operation_id =
+                        operation.operation_id.take().map(|id| format!("{id}{}", alias.replace('/', "_")));
                 }
                 openapi.paths.paths.insert(alias.to_owned(), item);
             }
@@ -104,7 +105,12 @@ fn error_response(description: &str) -> RefOr<Response> {
     RefOr::T(
         ResponseBuilder::new()
             .description(description)
-            .content("application/json", utoipa::openapi::ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody"))).build())
+            .content(
+                "application/json",
+                utoipa::openapi::ContentBuilder::new()
+                    .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
             .build(),
     )
 }

@@ -1,0 +1,461 @@
+//! The edge of the real server: rate limits, API keys, markup, security headers, input
+//! limits, the OpenAPI description, and a barrage of hostile requests.
+
+// A failed unwrap is a failed test, which is what these helpers are for.
+#![allow(clippy::unwrap_used)]
+
+use aurore::settings::RateLimitSettings;
+use aurore_tests::{TestApp, poll};
+use chrono::{Duration as Days, SecondsFormat, Utc};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::io::Write as _;
+use std::time::Duration;
+
+fn iso(instant: chrono::DateTime<Utc>) -> String {
+    instant.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn event(service: &str, message: &str) -> Value {
+    json!({"timestamp": iso(Utc::now()), "service": service, "message": message})
+}
+
+fn window() -> (String, String) {
+    (iso(Utc::now() - Days::hours(1)), iso(Utc::now() + Days::hours(1)))
+}
+
+fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response.headers().get(name).and_then(|value| value.to_str().ok()).unwrap_or_default()
+}
+
+async fn stored(app: &TestApp) -> i64 {
+    app.database.count("SELECT count(*) AS n FROM events").await
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_client_gets_its_rate_per_group_and_a_batch_counts_its_events() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.rate_limit = RateLimitSettings {
+            ingest_per_second: 5,
+            query_per_second: 1,
+            health_per_second: 0,
+            admin_per_second: 1,
+            burst_factor: 2.0,
+        };
+    })
+    .await;
+    let ten: Vec<Value> = (0..10).map(|i| event("limited", &i.to_string())).collect();
+    let response = app.post_json(&Value::Array(ten)).await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    assert_eq!(header(&response, "ratelimit-limit"), "10");
+    assert_eq!(header(&response, "ratelimit-remaining"), "0");
+    assert_eq!(header(&response, "x-ratelimit-remaining"), "0");
+
+    let response = app.post_json(&event("limited", "one too many")).await;
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry_after: u64 = header(&response, "retry-after").parse().unwrap();
+    assert!((1..=2).contains(&retry_after), "{retry_after}");
+    assert_eq!(header(&response, "ratelimit-remaining"), "0");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!((body["errorCode"].as_str(), body["group"].as_str()), (Some("RATE_LIMITED"), Some("ingest")));
+    assert_eq!(body["limit"], 10);
+
+    // A batch larger than a whole burst could never pass: it is refused by size instead.
+    let eleven = Value::Array((0..11).map(|i| event("limited", &i.to_string())).collect());
+    let response = poll(
+        Duration::from_secs(5),
+        || app.post_json(&eleven),
+        |response| response.status() != StatusCode::TOO_MANY_REQUESTS,
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(response.json::<Value>().await.unwrap()["limit"], 10);
+
+    // Ingest used up its bucket; queries have their own, health none at all.
+    let (from, to) = window();
+    let query = [("service", "limited"), ("from", from.as_str()), ("to", to.as_str())];
+    assert_eq!(app.get_events(&query).await.status(), StatusCode::OK);
+    assert_eq!(app.get_events(&query).await.status(), StatusCode::OK);
+    assert_eq!(app.get_events(&query).await.status(), StatusCode::TOO_MANY_REQUESTS);
+    for _ in 0..50 {
+        let health = app.client.get(format!("{}/health/live", app.address)).send().await.unwrap();
+        assert_eq!(health.status(), StatusCode::OK);
+        assert!(health.headers().get("ratelimit-limit").is_none());
+    }
+    let stored = app.database.wait_for_count("SELECT count(*) AS n FROM events", 10, Duration::from_secs(5)).await;
+    assert_eq!(stored, 10, "only the events within the limit are stored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_proxy_names_the_client_and_a_stranger_cannot() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.rate_limit = RateLimitSettings { query_per_second: 1, burst_factor: 1.0, ..RateLimitSettings::off() };
+        settings.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let (from, to) = window();
+    let get = |client: &'static str| {
+        app.client
+            .get(format!("{}/events", app.address))
+            .query(&[("service", "svc"), ("from", from.as_str()), ("to", to.as_str())])
+            .header("X-Forwarded-For", format!("203.0.113.50, {client}"))
+            .send()
+    };
+    assert_eq!(get("198.51.100.1").await.unwrap().status(), StatusCode::OK);
+    assert_eq!(get("198.51.100.1").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
+    // Another client behind the same proxy has its own bucket.
+    assert_eq!(get("198.51.100.2").await.unwrap().status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn api_keys_guard_ingest_query_and_admin_scopes() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.auth.api_keys = aurore_http::KeyDigests::of(["client-key"]);
+        settings.auth.admin_keys = aurore_http::KeyDigests::of(["admin-key"]);
+    })
+    .await;
+    let post = |key: Option<(&'static str, &'static str)>| {
+        let request = app.client.post(format!("{}/events", app.address)).json(&event("keyed", "hello"));
+        match key {
+            Some((name, value)) => request.header(name, value),
+            None => request,
+        }
+        .send()
+    };
+    let response = post(None).await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(header(&response, "www-authenticate"), "Bearer");
+    assert_eq!(response.json::<Value>().await.unwrap()["errorCode"], "UNAUTHENTICATED");
+    assert_eq!(post(Some(("Authorization", "Bearer wrong"))).await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(post(Some(("Authorization", "Bearer client-key"))).await.unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(post(Some(("X-API-Key", "client-key"))).await.unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(post(Some(("X-API-Key", "admin-key"))).await.unwrap().status(), StatusCode::ACCEPTED);
+
+    let (from, to) = window();
+    let query = [("service", "keyed"), ("from", from.as_str()), ("to", to.as_str())];
+    let events = app.client.get(format!("{}/events", app.address)).query(&query);
+    assert_eq!(events.try_clone().unwrap().send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(events.header("X-API-Key", "client-key").send().await.unwrap().status(), StatusCode::OK);
+
+    let retention = app.client.post(format!("{}/admin/retention/run", app.address));
+    assert_eq!(retention.try_clone().unwrap().send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    let forbidden = retention.try_clone().unwrap().bearer_auth("client-key").send().await.unwrap();
+    assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+    assert_eq!(forbidden.json::<Value>().await.unwrap()["errorCode"], "FORBIDDEN");
+    assert_eq!(retention.bearer_auth("admin-key").send().await.unwrap().status(), StatusCode::OK);
+    let delete = app.client.delete(format!("{}/dlq/00000000-0000-0000-0000-000000000000", app.address));
+    assert_eq!(delete.bearer_auth("client-key").send().await.unwrap().status(), StatusCode::FORBIDDEN);
+
+    // Probes and scrapers never need a key.
+    for path in ["/health", "/health/live", "/metrics", "/openapi.json"] {
+        let response = app.client.get(format!("{}{path}", app.address)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+    }
+    assert_eq!(
+        app.database.wait_for_count("SELECT count(*) AS n FROM events", 3, Duration::from_secs(5)).await,
+        3,
+        "only the requests with a key stored events"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn markup_is_stripped_from_messages_and_metadata_before_storage() {
+    let app = TestApp::spawn().await;
+    let hostile = json!({
+        "timestamp": iso(Utc::now()), "service": "web",
+        "message": "<b>Hello</b> <script>alert(1)</script>world & more",
+        "metadata": {"comment": "<img src=x onerror=alert(1)>nice", "nested": [{"html": "<a href=\"javascript:x\">go</a>"}], "n": 5},
+    });
+    assert_eq!(app.post_json(&hostile).await.status(), StatusCode::ACCEPTED);
+    let only_markup = json!({"timestamp": iso(Utc::now()), "service": "web", "message": "<script>alert(1)</script>"});
+    let response = app.post_json(&only_markup).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errors"][0]["field"], "message", "{body}");
+
+    let (from, to) = window();
+    let query = [("service", "web"), ("from", from.as_str()), ("to", to.as_str())];
+    let page: Value = poll(
+        Duration::from_secs(5),
+        || async { app.get_events(&query).await.json::<Value>().await.unwrap() },
+        |page| page["total"] == 1,
+    )
+    .await;
+    let stored = &page["events"][0];
+    assert_eq!(stored["message"], "Hello world &amp; more");
+    assert_eq!(stored["metadata"], json!({"comment": "nice", "nested": [{"html": "go"}], "n": 5}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responses_carry_security_headers_and_cors_answers_browsers() {
+    let app = TestApp::spawn().await;
+    let response = app.client.get(format!("{}/health", app.address)).send().await.unwrap();
+    assert_eq!(header(&response, "x-content-type-options"), "nosniff");
+    assert!(header(&response, "content-security-policy").contains("default-src 'none'"));
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, format!("{}/events", app.address))
+        .header("Origin", "https://dashboard.example")
+        .header("Access-Control-Request-Method", "POST")
+        .header("Access-Control-Request-Headers", "content-type, x-api-key")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(header(&preflight, "access-control-allow-origin"), "*");
+    let simple = app
+        .client
+        .get(format!("{}/health", app.address))
+        .header("Origin", "https://dashboard.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(header(&simple, "access-control-expose-headers").contains("x-correlation-id"));
+
+    let closed =
+        TestApp::spawn_with(|settings| settings.server.cors_origins = vec!["https://ops.example".into()]).await;
+    let foreign = closed
+        .client
+        .get(format!("{}/health", closed.address))
+        .header("Origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert!(foreign.headers().get("access-control-allow-origin").is_none());
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_input_limit_answers_4xx_naming_the_limit() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.server.max_body_bytes = 64 * 1024;
+        settings.server.max_query_string_bytes = 1024;
+        settings.server.max_header_bytes = 4096;
+    })
+    .await;
+    let response = app.get_events(&[("service", &"s".repeat(2000))]).await;
+    assert_eq!(response.status(), StatusCode::URI_TOO_LONG);
+    assert_eq!(response.json::<Value>().await.unwrap()["limit"], 1024);
+
+    let response =
+        app.client.get(format!("{}/health", app.address)).header("X-Padding", "p".repeat(5000)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(response.json::<Value>().await.unwrap()["limit"], 4096);
+
+    // 100 MB of zeros compresses to a few kilobytes: decompression stops at the limit.
+    let bomb = vec![b' '; 100 << 20];
+    for (encoding, body) in [("zstd", zstd::encode_all(&bomb[..], 19).unwrap()), ("gzip", gzip(&bomb))] {
+        assert!(body.len() < 200 * 1024, "{encoding} bomb is {} bytes", body.len());
+        let response = app
+            .client
+            .post(format!("{}/events", app.address))
+            .header("Content-Type", "application/json")
+            .header("Content-Encoding", encoding)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{encoding}: {body}");
+        assert_eq!(body["limit"], 65536);
+    }
+
+    let response = app
+        .client
+        .post(format!("{}/events", app.address))
+        .header("Content-Type", "application/json")
+        .header("Content-Encoding", "gzip")
+        .body("not gzip at all")
+        .send()
+        .await
+        .unwrap();
+    assert!(response.status().is_client_error(), "{}", response.status());
+
+    let long = "m".repeat(2001);
+    let response = app.post_json(&event("svc", &long)).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["errors"][0]["constraints"]["maxLength"].as_str().unwrap().contains("2000"), "{body}");
+    assert!(app.client.get(format!("{}/health", app.address)).send().await.unwrap().status().is_success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_served_description_matches_the_routes_the_server_answers() {
+    let app = TestApp::spawn().await;
+    let spec: Value =
+        app.client.get(format!("{}/openapi.json", app.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    let legacy: Value = app.client.get(format!("{}/api-json", app.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(legacy, spec);
+    let paths = spec["paths"].as_object().unwrap();
+    assert!(paths.len() >= 20, "{}", paths.len());
+    for (path, item) in paths {
+        let concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000");
+        for method in item.as_object().unwrap().keys() {
+            if path == "/events/tail" {
+                continue; // A stream that stays open; routed like the rest (see the unit test).
+            }
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let response =
+                app.client.request(method.clone(), format!("{}{concrete}", app.address)).send().await.unwrap();
+            let status = response.status();
+            let body = response.text().await.unwrap();
+            assert!(
+                !(status == StatusCode::NOT_FOUND && body.contains("Cannot"))
+                    && status != StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path} is documented but not routed: {status} {body}"
+            );
+        }
+    }
+}
+
+/// Requests a careless or hostile client might send, with whether each should be stored.
+fn hostile_requests() -> Vec<(&'static str, String, Vec<u8>, bool)> {
+    let mut rng = fastrand::Rng::with_seed(7);
+    let now = iso(Utc::now());
+    let mut requests: Vec<(&'static str, String, Vec<u8>, bool)> = Vec::new();
+    let json = |value: Value| serde_json::to_vec(&value).unwrap();
+    let injections = [
+        "'; DROP TABLE events; --",
+        "\" OR 1=1 --",
+        "x'); DELETE FROM dead_letters; --",
+        "$$; SELECT pg_sleep(10); $$",
+        "\\'; TRUNCATE events CASCADE; --",
+        "%' OR '%'='",
+    ];
+    let scripts = [
+        "<script>alert(document.cookie)</script>x",
+        "<img src=x onerror=alert(1)>x",
+        "<svg/onload=alert(1)>x",
+        "<iframe src=javascript:alert(1)></iframe>x",
+        "<<script>script>alert(1)<</script>/script>x",
+        "<a href='jav&#x09;ascript:alert(1)'>x</a>",
+    ];
+    for text in injections.iter().chain(scripts.iter()) {
+        // Valid events whatever their text: stored, as data.
+        let event = json!({"timestamp": now, "service": "hostile", "message": text, "metadata": {"q": text}});
+        requests.push(("application/json", String::new(), json(event), true));
+        // As query parameters: never more than a 4xx or an empty page.
+        for name in ["service", "from", "to", "q", "cursor", "sortField", "metadata.user"] {
+            let query = serde_urlencoded::to_string([
+                ("service", "hostile"),
+                ("from", "2020-01-01T00:00:00Z"),
+                ("to", "2020-01-02T00:00:00Z"),
+                (name, text),
+            ])
+            .unwrap();
+            requests.push(("GET", query, Vec::new(), false));
+        }
+    }
+    let fields = ["timestamp", "service", "message", "metadata", "idempotencyKey", "extra"];
+    let wrong_values = [
+        json!(null),
+        json!(true),
+        json!(-1),
+        json!(1e308),
+        json!(18_446_744_073_709_551_615u64),
+        json!(""),
+        json!([]),
+        json!({}),
+        json!("not a date"),
+        json!("9999-12-31T23:59:59Z"),
+        json!("x".repeat(20_000)),
+        json!([[[[[[[[[[["deep"]]]]]]]]]]]),
+    ];
+    for field in fields {
+        for value in &wrong_values {
+            let mut event = json!({"timestamp": now, "service": "hostile", "message": "m", "metadata": {"a": 1}});
+            event[field] = value.clone();
+            let valid = matches!((field, value), ("metadata", Value::Object(_)) | ("metadata", Value::Null))
+                || (field == "idempotencyKey"
+                    && value.as_str().is_some_and(|text| !text.is_empty() && text.len() <= 256))
+                || (field == "idempotencyKey" && value.is_null());
+            requests.push(("application/json", String::new(), json(event), valid));
+        }
+    }
+    for _ in 0..1500 {
+        let length = rng.usize(0..512);
+        let bytes: Vec<u8> = (0..length).map(|_| rng.u8(..)).collect();
+        requests.push(("application/json", String::new(), bytes.clone(), false));
+        requests.push(("application/x-ndjson", String::new(), bytes, false));
+    }
+    let valid =
+        serde_json::to_string(&json!({"timestamp": now, "service": "hostile", "message": "truncated"})).unwrap();
+    for cut in 0..valid.len() {
+        requests.push(("application/json", String::new(), valid.as_bytes()[..cut].to_vec(), false));
+    }
+    let nested = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+    requests.push(("application/json", String::new(), nested.into_bytes(), false));
+    let deep_object = format!("{}1{}", "{\"a\":".repeat(50_000), "}".repeat(50_000));
+    requests.push(("application/json", String::new(), deep_object.into_bytes(), false));
+    let mut invalid_utf8 = br#"{"timestamp": "2024-01-15T10:30:00Z", "service": "hostile", "message": ""#.to_vec();
+    invalid_utf8.extend_from_slice(&[0xff, 0xfe, 0xc3, 0x28]);
+    invalid_utf8.extend_from_slice(br#""}"#);
+    requests.push(("application/json", String::new(), invalid_utf8, false));
+    requests.push(("text/html", String::new(), b"<html><script>alert(1)</script></html>".to_vec(), false));
+    for _ in 0..300 {
+        let length = rng.usize(0..200);
+        let junk: String = (0..length).map(|_| char::from(rng.u8(0x21..0x7f))).collect();
+        requests.push(("GET", junk, Vec::new(), false));
+    }
+    requests.push(("GET", "service=%zz&from=%&to=%ff%fe".into(), Vec::new(), false));
+    requests.push(("GET", "service=a&service=b&service=c".into(), Vec::new(), false));
+    requests
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn thousands_of_hostile_requests_get_no_5xx_store_only_valid_events_and_leave_the_server_healthy() {
+    let app = TestApp::spawn_with(|settings| settings.rate_limit = RateLimitSettings::default()).await;
+    let requests = hostile_requests();
+    assert!(requests.len() > 3000, "{}", requests.len());
+    let mut expected_stored = 0;
+    for (kind, query, body, valid) in &requests {
+        let response = if *kind == "GET" {
+            app.client.get(format!("{}/events?{query}", app.address)).send().await.unwrap()
+        } else {
+            app.client
+                .post(format!("{}/events", app.address))
+                .header("Content-Type", *kind)
+                .header("X-Correlation-ID", "'; DROP TABLE events; --")
+                .body(body.clone())
+                .send()
+                .await
+                .unwrap()
+        };
+        let status = response.status();
+        assert!(!status.is_server_error(), "{kind} {query} {:?} → {status}", String::from_utf8_lossy(body));
+        if *kind == "GET" {
+            assert!(status.is_client_error() || status == StatusCode::OK, "{query} → {status}");
+            if status == StatusCode::OK {
+                assert_eq!(response.json::<Value>().await.unwrap()["total"], 0, "{query}");
+            }
+        } else if *valid {
+            assert_eq!(status, StatusCode::ACCEPTED, "{:?}", String::from_utf8_lossy(body));
+            expected_stored += 1;
+        } else if status == StatusCode::ACCEPTED {
+            // Random bytes that happen to hold a valid NDJSON line would be fine, but must be counted.
+            let receipt: Value = response.json().await.unwrap();
+            expected_stored += receipt["accepted"].as_i64().unwrap_or(1);
+        } else {
+            assert!(status.is_client_error(), "{status}");
+        }
+    }
+    let count =
+        app.database.wait_for_count("SELECT count(*) AS n FROM events", expected_stored, Duration::from_secs(10)).await;
+    assert_eq!(count, expected_stored);
+    let scripted = app
+        .database
+        .count("SELECT count(*) AS n FROM events WHERE message ILIKE '%<script%' OR metadata::text ILIKE '%<script%' OR message ILIKE '%onerror%'")
+        .await;
+    assert_eq!(scripted, 0, "no executable markup is stored");
+    assert_eq!(stored(&app).await, expected_stored, "the events table survived every injection");
+    let health = app.client.get(format!("{}/health", app.address)).send().await.unwrap();
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(app.post_json(&event("after", "still fine")).await.status(), StatusCode::ACCEPTED);
+}
