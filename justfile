@@ -40,6 +40,16 @@ ci: lint check-deploy test
 bench *ARGS:
     cargo bench -p aurore-domain -p aurore-journal --bench ingest --bench append -- {{ARGS}}
 
+# Fuzz the event parser and validator for SECONDS (libFuzzer; installs cargo-fuzz if missing).
+fuzz SECONDS="60":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+    mkdir -p fuzz/corpus/event
+    cd fuzz
+    # cargo-fuzz passes nightly-only sanitizer flags; the pinned stable toolchain accepts them this way.
+    RUSTC_BOOTSTRAP=1 cargo fuzz run event corpus/event seeds/event -- -max_total_time={{SECONDS}}
+
 # Raw COPY baseline, then Aurore under loadgen scenarios; prints a table (SECONDS per scenario).
 loadtest SECONDS="20":
     scripts/loadtest.sh {{SECONDS}}

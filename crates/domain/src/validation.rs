@@ -379,4 +379,53 @@ mod tests {
         assert_eq!(rules(&errors_for(json!([1])), "event"), ["isObject"]);
         assert_eq!(rules(&errors_for(json!("text")), "event"), ["isObject"]);
     }
+
+    /// Any JSON value, weighted towards objects with the contract's field names.
+    fn any_json() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>().prop_map(Value::from),
+            ".{0,40}".prop_map(Value::String),
+            Just(json!("2024-01-15T10:30:00Z")),
+            Just(json!("<script>alert(1)</script>")),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            let key = prop_oneof![
+                Just("timestamp".to_owned()),
+                Just("service".to_owned()),
+                Just("message".to_owned()),
+                Just("metadata".to_owned()),
+                Just("idempotencyKey".to_owned()),
+                ".{0,8}",
+            ];
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                proptest::collection::btree_map(key, inner, 0..6)
+                    .prop_map(|map| Value::Object(map.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// Whatever a client sends, validation answers: a draft, or errors that each name a
+        /// field and a rule (which the HTTP adapter maps to 400). It never panics.
+        #[test]
+        fn any_json_value_validates_or_names_what_is_wrong(value in any_json()) {
+            match validate_event(value, &Limits::default()).and_then(|draft| crate::Markup::Strip.apply(draft)) {
+                Ok(draft) => {
+                    proptest::prop_assert!(!draft.service.is_empty() && !draft.message.is_empty());
+                    proptest::prop_assert!(!draft.message.contains('<'));
+                }
+                Err(errors) => {
+                    proptest::prop_assert!(!errors.is_empty());
+                    for error in &errors {
+                        proptest::prop_assert!(!error.constraints.is_empty(), "{error:?}");
+                    }
+                }
+            }
+        }
+    }
 }

@@ -202,3 +202,26 @@ fn parse(request: &HttpRequest, bytes: &[u8]) -> Result<Body, ApiError> {
         Err(error) => Err(ApiError::Malformed(format!("invalid JSON: {error}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::ResponseError;
+    use actix_web::test::TestRequest;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any body under any of the content types clients send is parsed, or refused with
+        /// a 4xx that says why; none is a server error.
+        #[test]
+        fn any_body_parses_or_is_refused_with_a_4xx(
+            body in proptest::collection::vec(any::<u8>(), 0..256),
+            content_type in prop_oneof![Just("application/json"), Just("application/x-ndjson"), Just("text/plain"), Just("application/vnd.x+json")],
+        ) {
+            let request = TestRequest::default().insert_header((header::CONTENT_TYPE, content_type)).to_http_request();
+            if let Err(error) = parse(&request, &body) {
+                prop_assert!(error.status_code().is_client_error(), "{error}");
+            }
+        }
+    }
+}
