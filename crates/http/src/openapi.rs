@@ -238,7 +238,9 @@ pub(crate) struct Pagination {
     has_more: bool,
 }
 
-/// The parameters of `GET /events` (and, but for paging, of the export).
+/// The parameters of `GET /events` (and, but for paging, of the export). These parameter
+/// types are read only by the derive: the handlers parse query strings themselves, to
+/// report every bad or unknown parameter by name.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(non_snake_case, dead_code)]
