@@ -25,7 +25,9 @@ if [ -z "$binary" ]; then
     cargo build --release --quiet --bin aurore
     binary=target/release/aurore
 fi
+# One client drives all the load, so its per-client ingest limit is off unless set.
 DATABASE_URL="$server/$database" AURORE__SERVER__PORT=$port AURORE__JOURNAL__DIR="$journal" RUST_LOG=warn \
+    AURORE__RATE_LIMIT__INGEST_PER_SECOND="${AURORE__RATE_LIMIT__INGEST_PER_SECOND:-0}" \
     "$binary" &
 pid=$!
 until curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 0.1; done

@@ -30,7 +30,9 @@ copy_rate=$(python3 -c "import json,sys; print(round(json.loads(sys.argv[1])['ro
 echo "raw binary COPY (2 connections, batches of 5000): $copy_rate rows/s"
 
 psql "$admin" -qc "CREATE DATABASE aurore_$tag"
-DATABASE_URL="$server/aurore_$tag" AURORE__SERVER__PORT=$port AURORE__JOURNAL__DIR="$journal" RUST_LOG=warn "$aurore" &
+# One client drives all the load, so its per-client ingest limit is off unless set.
+DATABASE_URL="$server/aurore_$tag" AURORE__SERVER__PORT=$port AURORE__JOURNAL__DIR="$journal" RUST_LOG=warn \
+    AURORE__RATE_LIMIT__INGEST_PER_SECOND="${AURORE__RATE_LIMIT__INGEST_PER_SECOND:-0}" "$aurore" &
 pid=$!
 until curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 0.2; done
 

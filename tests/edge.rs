@@ -84,6 +84,11 @@ async fn each_client_gets_its_rate_per_group_and_a_batch_counts_its_events() {
     }
     let stored = app.database.wait_for_count("SELECT count(*) AS n FROM events", 10, Duration::from_secs(5)).await;
     assert_eq!(stored, 10, "only the events within the limit are stored");
+    let metrics = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+    for group in ["ingest", "query"] {
+        let series = format!("aurore_rate_limited_requests_total{{group=\"{group}\"}}");
+        assert!(metrics.lines().any(|line| line.starts_with(&series)), "{series} missing from\n{metrics}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,8 +1,9 @@
-//! The ingest hot path without I/O: parse, validate and enrich one event and an array of
-//! 1,000. `just bench` runs it.
+//! The ingest hot path without I/O: parse, validate, clean markup and enrich one event and
+//! an array of 1,000; the markup step also with markup off and with HTML in every message.
+//! `just bench` runs it.
 
-use aurore_domain::EventId;
 use aurore_domain::validation::{Limits, validate_event};
+use aurore_domain::{EventId, Markup};
 use chrono::Utc;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::{Value, json};
@@ -14,7 +15,13 @@ fn event(i: usize) -> Value {
            "metadata": {"user_id": format!("usr_{i:06}"), "ip_address": "10.1.2.3", "attempt": 1}})
 }
 
-fn accept(body: &[u8], limits: &Limits) -> Vec<aurore_domain::Event> {
+fn with_html(i: usize) -> Value {
+    let mut event = event(i);
+    event["message"] = json!(format!("<b>checkout</b> for <a href=\"/r/{i}\">request {i:08x}</a> & region eu-west-1"));
+    event
+}
+
+fn accept(body: &[u8], limits: &Limits, markup: Markup) -> Vec<aurore_domain::Event> {
     let parsed: Value = serde_json::from_slice(body).expect("valid JSON");
     let values = match parsed {
         Value::Array(items) => items,
@@ -23,7 +30,7 @@ fn accept(body: &[u8], limits: &Limits) -> Vec<aurore_domain::Event> {
     let now = Utc::now();
     values
         .into_iter()
-        .filter_map(|value| validate_event(value, limits).ok())
+        .filter_map(|value| validate_event(value, limits).and_then(|draft| markup.apply(draft)).ok())
         .map(|draft| draft.enrich(EventId::generate(), now))
         .collect()
 }
@@ -33,13 +40,22 @@ fn benches(c: &mut Criterion) {
     let one = serde_json::to_vec(&event(1)).expect("encode");
     let thousand = serde_json::to_vec(&Value::Array((0..1000).map(event).collect())).expect("encode");
 
+    let thousand_html = serde_json::to_vec(&Value::Array((0..1000).map(with_html).collect())).expect("encode");
+
     let mut group = c.benchmark_group("ingest");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("parse_validate_enrich/1", |b| b.iter(|| accept(black_box(&one), &limits)));
+    group.bench_function("parse_validate_enrich/1", |b| b.iter(|| accept(black_box(&one), &limits, Markup::Strip)));
     group.throughput(Throughput::Elements(1000));
-    group.bench_function("parse_validate_enrich/1000", |b| {
-        b.iter_batched(|| thousand.clone(), |body| accept(black_box(&body), &limits), BatchSize::SmallInput)
-    });
+    for (name, body, markup) in [
+        ("parse_validate_enrich/1000", &thousand, Markup::Strip),
+        ("parse_validate_enrich/1000/markup_off", &thousand, Markup::Off),
+        ("parse_validate_enrich/1000/html_stripped", &thousand_html, Markup::Strip),
+        ("parse_validate_enrich/1000/html_escaped", &thousand_html, Markup::Escape),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter_batched(|| body.clone(), |body| accept(black_box(&body), &limits, markup), BatchSize::SmallInput)
+        });
+    }
     group.finish();
 }
 

@@ -74,7 +74,10 @@ fn client_ip(request: &HttpRequest, edge: &crate::Edge) -> IpAddr {
 
 fn refused(group: RouteGroup, refusal: Refusal) -> ApiError {
     match refusal {
-        Refusal::Exceeded { limit, retry_after } => ApiError::RateLimited { group: group.name(), limit, retry_after },
+        Refusal::Exceeded { limit, retry_after } => {
+            aurore_telemetry::metrics::record_rate_limited(group.name());
+            ApiError::RateLimited { group: group.name(), limit, retry_after }
+        }
         Refusal::LargerThanBurst { burst } => ApiError::TooManyEvents { limit: burst as usize },
     }
 }

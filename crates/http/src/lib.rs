@@ -140,6 +140,7 @@ fn forget_idle_clients(state: std::sync::Weak<AppState>) {
             every.tick().await;
             let Some(state) = state.upgrade() else { return };
             state.edge.rate_limiter.forget_idle_clients();
+            aurore_telemetry::metrics::record_rate_limit_clients(state.edge.rate_limiter.tracked_clients());
         }
     });
 }

@@ -33,6 +33,8 @@ pub mod names {
     pub const CIRCUIT_OPENED: &str = "aurore_circuit_opened_total";
     pub const DATABASE_CONNECTIONS: &str = "aurore_database_connections";
     pub const HTTP_REQUESTS: &str = "aurore_http_requests_total";
+    pub const RATE_LIMITED: &str = "aurore_rate_limited_requests_total";
+    pub const RATE_LIMIT_CLIENTS: &str = "aurore_rate_limit_clients";
     pub const HTTP_REQUEST_DURATION: &str = "aurore_http_request_duration_seconds";
     pub const BUILD_INFO: &str = "aurore_build_info";
     pub const RETENTION_RUNS: &str = "aurore_retention_runs_total";
@@ -184,6 +186,18 @@ pub const DESCRIBED: &[Described] = &[
         kind: Kind::Histogram,
         unit: Some(Unit::Seconds),
         help: "HTTP request latency, by route and method.",
+    },
+    Described {
+        name: names::RATE_LIMITED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Requests refused for a client's rate limit, by route group: ingest, query, health, admin.",
+    },
+    Described {
+        name: names::RATE_LIMIT_CLIENTS,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Count),
+        help: "Clients holding a rate-limit bucket, summed over route groups (idle ones are dropped).",
     },
     Described {
         name: names::BUILD_INFO,
@@ -345,6 +359,15 @@ pub fn record_http_request(route: String, method: &str, status: u16, took: Durat
     });
     series.requests.increment(1);
     series.duration.record(took.as_secs_f64());
+}
+
+/// One request refused by the rate limit of `group`.
+pub fn record_rate_limited(group: &'static str) {
+    counter!(names::RATE_LIMITED, "group" => group).increment(1);
+}
+
+pub fn record_rate_limit_clients(clients: usize) {
+    gauge!(names::RATE_LIMIT_CLIENTS).set(clients as f64);
 }
 
 /// The domain's reports, as metrics, and its batch spans, linked to their requests.
