@@ -728,6 +728,40 @@ mod tests {
     }
 
     #[test]
+    fn edge_lists_come_comma_separated_and_keys_stay_text() {
+        let settings = Settings::load(
+            None,
+            &env(&[
+                ("AURORE__AUTH__API_KEYS", "12345, hunter2,"),
+                ("AURORE__AUTH__ADMIN_KEYS", "root"),
+                ("AURORE__SERVER__TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.7"),
+                ("AURORE__SERVER__CORS_ORIGINS", "https://a.example,https://b.example"),
+                ("AURORE__RATE_LIMIT__QUERY_PER_SECOND", "0"),
+                ("AURORE__INGEST__SANITIZE", "escape"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.auth.api_keys, KeyDigests::of(["12345", "hunter2"]));
+        assert_eq!(settings.auth.admin_keys.len(), 1);
+        let proxies: Vec<String> = settings.server.trusted_proxies.iter().map(|proxy| proxy.0.to_string()).collect();
+        assert_eq!(proxies, ["10.0.0.0/8", "192.168.1.7/32"]);
+        assert_eq!(settings.server.cors_origins, ["https://a.example", "https://b.example"]);
+        assert_eq!(settings.rate_limit.query_per_second, 0);
+        assert_eq!(settings.ingest.sanitize, Markup::Escape);
+        let printed = format!("{}\n{settings:?}", settings.to_toml());
+        assert!(!printed.contains("hunter2") && !printed.contains("12345"), "{printed}");
+        assert!(printed.contains("<2 keys>"), "{printed}");
+
+        let error =
+            Settings::load(None, &env(&[("AURORE__SERVER__TRUSTED_PROXIES", "10.0.0.300")])).unwrap_err().to_string();
+        assert!(error.contains("trusted_proxies") && error.contains("10.0.0.300"), "{error}");
+        let error = Settings::load(None, &env(&[("AURORE__INGEST__SANITIZE", "maybe")])).unwrap_err().to_string();
+        assert!(error.contains("sanitize"), "{error}");
+        let error = Settings::load(None, &env(&[("AURORE__RATE_LIMIT__BURST_FACTOR", "0.5")])).unwrap_err().to_string();
+        assert!(error.contains("rate_limit.burst_factor"), "{error}");
+    }
+
+    #[test]
     fn secrets_never_print() {
         let settings =
             Settings::load(None, &env(&[("DATABASE_URL", "postgres://app:hunter2@db:5432/aurore")])).unwrap();
