@@ -1,5 +1,7 @@
 //! The HTTP adapter: actix-web routes that parse requests into domain calls and domain
 //! outcomes into the contract's responses. Status codes are decided in [`error`] only.
+//! Every endpoint is a row of [`routes`]; every request passes [`guard`] (size limits, its
+//! client's rate limit, its API key) before a handler reads a byte of its body.
 //! This crate holds no business rule and no SQL.
 
 mod admin;
@@ -33,9 +35,7 @@ pub use actix_web::dev::Server;
 pub use auth::{ApiKeys, KeyDigests};
 pub use error::ApiError;
 pub use ipnet::IpNet;
-pub use openapi::ApiDoc;
 pub use rate_limit::{RateLimiter, RateLimits};
-pub use routes::{ENDPOINTS, Endpoint, RouteGroup};
 
 /// Limits on a request as a whole (each event's own limits live in the domain).
 #[derive(Debug, Clone)]
