@@ -32,9 +32,7 @@ fn summary(entry: &DeadLetter) -> Value {
 }
 
 fn filter(request: &HttpRequest) -> Result<DeadLetterFilter, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(request.query_string()).map_err(|error| {
-        ApiError::Invalid(vec![FieldError::new("query", "isQueryString", format!("malformed query string: {error}"))])
-    })?;
+    let pairs = crate::query::query_pairs(request)?;
     let mut filter = DeadLetterFilter { limit: DEFAULT_LIMIT, ..DeadLetterFilter::default() };
     let mut errors = Vec::new();
     for (name, value) in pairs {

@@ -45,11 +45,22 @@ impl<'a> From<&'a StoredEvent> for EventView<'a> {
     }
 }
 
-/// The decoded query string, in order, repeats kept.
+/// The decoded query string, in order, repeats kept. A NUL character (`%00`) is refused
+/// here for every parameter: PostgreSQL can neither store nor compare one, so it would
+/// otherwise come back from the store as a failure of the store.
 pub(crate) fn query_pairs(request: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
-    serde_urlencoded::from_str(request.query_string()).map_err(|error| {
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(request.query_string()).map_err(|error| {
         ApiError::Invalid(vec![FieldError::new("query", "isQueryString", format!("malformed query string: {error}"))])
-    })
+    })?;
+    let with_nul: Vec<FieldError> = pairs
+        .iter()
+        .filter(|(name, value)| name.contains('\0') || value.contains('\0'))
+        .map(|(name, _)| {
+            let name = name.replace('\0', "\\0");
+            FieldError::new(name.clone(), "noNulCharacter", format!("{name} must not contain a NUL character (%00)"))
+        })
+        .collect();
+    if with_nul.is_empty() { Ok(pairs) } else { Err(ApiError::Invalid(with_nul)) }
 }
 
 #[utoipa::path(get, path = "/events", tag = "query", params(crate::openapi::EventsParams),
