@@ -67,8 +67,7 @@ impl Modify for FromRouteTable {
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
         components.add_security_scheme("apiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
         for (alias, canonical) in ALIASES {
-            if let Some(item) = openapi.paths.paths.get(canonical).cloned() {
-                let mut item = item;
+            if let Some(mut item) = openapi.paths.paths.get(canonical).cloned() {
                 for operation in operations(&mut item) {
                     operation.operation_id =
                         operation.operation_id.take().map(|id| format!("{id}{}", alias.replace('/', "_")));
