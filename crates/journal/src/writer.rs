@@ -22,6 +22,28 @@ pub(crate) struct Append {
     pub(crate) reply: tokio::sync::oneshot::Sender<Result<Appended, JournalError>>,
 }
 
+/// Appends framed for the open segment and not yet durable.
+#[derive(Default)]
+struct Chunk {
+    framed: Vec<u8>,
+    events: u64,
+    /// The position of its first event.
+    first: Option<u64>,
+    answers: Vec<(Append, Appended)>,
+}
+
+impl Chunk {
+    fn bytes(&self) -> u64 {
+        self.framed.len() as u64
+    }
+}
+
+fn refuse(requests: impl Iterator<Item = Append>, error: &JournalError) {
+    for request in requests {
+        let _ = request.reply.send(Err(error.clone()));
+    }
+}
+
 /// The segment being appended to.
 struct Open {
     key: u64,
@@ -97,88 +119,89 @@ impl Writer {
         (group, None)
     }
 
+    /// Writes a group. Requests are framed into a chunk for the open segment; a chunk is
+    /// made durable, counted in the table and answered before its segment may be sealed,
+    /// so a roll inside a group can never reclaim records it just wrote.
     fn commit(&mut self, group: Vec<Append>) {
-        let mut accepted: Vec<(Append, Appended)> = Vec::with_capacity(group.len());
-        let mut buffer = Vec::new();
-        let mut pending_in_open = 0u64;
-        let mut counts_per_segment: Vec<(u64, u64, u64)> = Vec::new(); // (segment key, events, bytes)
-        let mut failure = None;
-        for request in group {
+        let mut chunk = Chunk::default();
+        let mut requests = group.into_iter();
+        while let Some(request) = requests.next() {
             let length = (HEADER_BYTES + 12 + request.events_json.len()) as u64;
             let limit = self.shared.settings.max_bytes;
-            let written: u64 = counts_per_segment.iter().map(|(_, _, bytes)| bytes).sum::<u64>();
-            if self.shared.table().total_bytes + written + length > limit {
+            if self.shared.table().total_bytes + chunk.bytes() + length > limit {
                 let _ = request.reply.send(Err(JournalError::Full { limit_bytes: limit }));
                 continue;
             }
-            let open_bytes = self.open.as_ref().map_or(0, |open| open.bytes) + pending_in_open;
-            if self.open.is_none() || (open_bytes > 0 && open_bytes + length > self.shared.settings.segment_bytes) {
-                if let Err(error) = self.flush(&mut buffer).and_then(|()| self.roll()) {
-                    failure = Some(error);
-                    let nowhere =
-                        Appended { first: JournalSeq(self.next_seq), record: RecordRef { segment: 0, offset: 0 } };
-                    accepted.push((request, nowhere));
-                    break;
+            let open_bytes = self.open.as_ref().map_or(0, |open| open.bytes) + chunk.bytes();
+            let full = open_bytes > 0 && open_bytes + length > self.shared.settings.segment_bytes;
+            if self.open.is_none() || full {
+                if let Err(error) = self.make_durable(&mut chunk).and_then(|()| self.roll()) {
+                    refuse(std::iter::once(request).chain(requests), &error);
+                    return;
                 }
-                pending_in_open = 0;
             }
             let first = JournalSeq(self.next_seq);
             let (key, flushed) = self.open.as_ref().map_or((0, 0), |open| (open.key, open.bytes));
-            let record = RecordRef { segment: key, offset: flushed + buffer.len() as u64 };
-            record::frame(&mut buffer, first, request.count, &request.events_json);
+            let record = RecordRef { segment: key, offset: flushed + chunk.bytes() };
+            record::frame(&mut chunk.framed, first, request.count, &request.events_json);
             self.next_seq += u64::from(request.count);
-            pending_in_open += length;
-            match counts_per_segment.last_mut() {
-                Some((last_key, events, bytes)) if *last_key == key => {
-                    *events += u64::from(request.count);
-                    *bytes += length;
-                }
-                _ => counts_per_segment.push((key, u64::from(request.count), length)),
-            }
-            accepted.push((request, Appended { first, record }));
+            chunk.events += u64::from(request.count);
+            chunk.first.get_or_insert(first.0);
+            chunk.answers.push((request, Appended { first, record }));
         }
-        let outcome = match failure {
-            Some(error) => Err(error),
-            None => self.flush(&mut buffer),
-        };
-        match outcome {
-            Ok(()) => {
-                let mut table = self.shared.table();
-                for (key, events, bytes) in counts_per_segment {
-                    if let Some(segment) = table.segments.get_mut(&key) {
-                        segment.unacknowledged += events;
-                        segment.bytes += bytes;
-                    }
-                    table.total_bytes += bytes;
-                }
-                drop(table);
-                for (request, appended) in accepted {
-                    let _ = request.reply.send(Ok(appended));
-                }
-            }
-            Err(error) => {
-                tracing::error!(%error, "journal write failed; the group is refused");
-                for (request, _) in accepted {
-                    let _ = request.reply.send(Err(error.clone()));
-                }
-                // The open segment may end in a partial record: start a fresh one next time.
-                self.open = None;
-            }
-        }
+        // A failure has already been answered to the chunk's requests.
+        let _ = self.make_durable(&mut chunk);
     }
 
-    /// Writes and fdatasyncs what the group has framed for the open segment.
-    fn flush(&mut self, buffer: &mut Vec<u8>) -> Result<(), JournalError> {
-        if buffer.is_empty() {
+    /// Makes `chunk` durable in the open segment, counts it in the table, then answers its
+    /// requests. On failure the segment is cut back to its last durable byte, so a failed
+    /// write leaves neither a partial record nor a gap in positions behind.
+    fn make_durable(&mut self, chunk: &mut Chunk) -> Result<(), JournalError> {
+        if chunk.framed.is_empty() {
             return Ok(());
         }
-        let Some(open) = self.open.as_mut() else { return Ok(()) };
+        let chunk = std::mem::take(chunk);
+        let Some(open) = self.open.as_mut() else {
+            let error = JournalError::Io("no open segment to write to".into());
+            refuse(chunk.answers.into_iter().map(|(request, _)| request), &error);
+            return Err(error);
+        };
         let path = segment_path(&self.shared.settings.dir, open.key);
-        open.file.write_all(buffer).map_err(|e| io_error("cannot write", &path, e))?;
-        open.file.sync_data().map_err(|e| io_error("cannot sync", &path, e))?;
+        let written = open
+            .file
+            .write_all(&chunk.framed)
+            .map_err(|e| io_error("cannot write", &path, e))
+            .and_then(|()| open.file.sync_data().map_err(|e| io_error("cannot sync", &path, e)));
+        if let Err(error) = written {
+            tracing::error!(%error, "journal write failed; the appends are refused");
+            let key = open.key;
+            let restored = open.file.set_len(open.bytes).and_then(|()| open.file.sync_data()).is_ok();
+            if !restored {
+                // The file's end is unknown: start a fresh segment next time; recovery cuts
+                // whatever partial record this one ends in.
+                self.seal();
+            }
+            // The positions may be handed out again unless a record holding them may
+            // survive in a segment that stays (acknowledgements find segments by position).
+            if restored || !self.shared.table().segments.contains_key(&key) {
+                self.next_seq = chunk.first.unwrap_or(self.next_seq);
+            }
+            refuse(chunk.answers.into_iter().map(|(request, _)| request), &error);
+            return Err(error);
+        }
         self.shared.fsyncs.fetch_add(1, Ordering::Relaxed);
-        open.bytes += buffer.len() as u64;
-        buffer.clear();
+        open.bytes += chunk.bytes();
+        {
+            let mut table = self.shared.table();
+            if let Some(segment) = table.segments.get_mut(&open.key) {
+                segment.unacknowledged += chunk.events;
+                segment.bytes += chunk.bytes();
+            }
+            table.total_bytes += chunk.bytes();
+        }
+        for (request, appended) in chunk.answers {
+            let _ = request.reply.send(Ok(appended));
+        }
         Ok(())
     }
 
@@ -204,7 +227,11 @@ impl Writer {
             .append(true)
             .open(&path)
             .map_err(|e| io_error("cannot create", &path, e))?;
-        sync_dir(&dir).map_err(|e| io_error("cannot sync", &dir, e))?;
+        if let Err(error) = sync_dir(&dir) {
+            // Nothing refers to it yet: leave nothing behind.
+            let _ = std::fs::remove_file(&path);
+            return Err(io_error("cannot sync", &dir, error));
+        }
         self.shared.table().segments.insert(key, Segment { path, bytes: 0, unacknowledged: 0, sealed: false });
         self.open = Some(Open { key, file, bytes: 0 });
         Ok(())

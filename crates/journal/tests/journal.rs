@@ -204,20 +204,48 @@ async fn a_full_journal_refuses_without_writing() {
     assert_eq!(report.events, 2);
 }
 
+/// Events whose messages are `len` characters long, so records vary in size.
+fn sized_events(count: usize, len: usize) -> Vec<Event> {
+    let mut batch = events(count, "model");
+    for event in &mut batch {
+        event.message.push_str(&"x".repeat(len));
+    }
+    batch
+}
+
+/// The journal's bookkeeping matches the files: what it counts is what is on disk.
+fn assert_accounting_matches_disk(journal: &FileJournal, dir: &Path) -> Result<(), TestCaseError> {
+    let files = segment_files(dir);
+    let on_disk: u64 = files.iter().map(|file| std::fs::metadata(file).unwrap().len()).sum();
+    let usage = journal.usage();
+    prop_assert_eq!(usage.bytes, on_disk, "journal bytes counted vs on disk");
+    prop_assert_eq!(usage.segments, files.len(), "segments counted vs files");
+    Ok(())
+}
+
 /// One step of the model-based test.
 #[derive(Debug, Clone)]
 enum Op {
-    Append(usize),
+    /// Appends sent at once so they share a group commit: (events, extra message length)
+    /// each. With segments of 2 KiB most groups roll the segment at least once.
+    Group(Vec<(usize, usize)>),
     /// Acknowledge the pending event at this index (modulo the number pending).
     Acknowledge(usize),
+    /// Acknowledge every pending event of one record at once, as a stored batch does.
+    AcknowledgeRecord(usize),
+    /// Read back a record appended since the last restart, as a spilled event is.
+    Read(usize),
     /// Drop the journal without warning and open it again.
     Restart,
 }
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        4 => (1usize..6).prop_map(Op::Append),
-        4 => any::<usize>().prop_map(Op::Acknowledge),
+        2 => (1usize..6, 0usize..300).prop_map(|append| Op::Group(vec![append])),
+        3 => proptest::collection::vec((1usize..6, 0usize..700), 2..12).prop_map(Op::Group),
+        3 => any::<usize>().prop_map(Op::Acknowledge),
+        2 => any::<usize>().prop_map(Op::AcknowledgeRecord),
+        1 => any::<usize>().prop_map(Op::Read),
         1 => Just(Op::Restart),
     ]
 }
@@ -226,35 +254,61 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     /// Against a model of "appended and not yet acknowledged": after any sequence of
-    /// appends, acknowledgements and restarts, a restart replays every pending event with
-    /// its content, never an event that was not appended, and never one twice.
+    /// group commits that roll segments in their middle, acknowledgements in any order,
+    /// reads and restarts, a restart replays every pending event with its content, never
+    /// an event that was not appended, and never one twice; and at every step the bytes
+    /// the journal counts are the bytes on disk.
     #[test]
-    fn restarts_never_lose_or_invent_events(ops in proptest::collection::vec(op(), 1..60)) {
+    fn restarts_never_lose_or_invent_events(ops in proptest::collection::vec(op(), 1..50)) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let dir = tempfile::tempdir().unwrap();
-        let small = |dir: &Path| JournalSettings { segment_bytes: 1200, group_commit_wait: Duration::ZERO, ..settings(dir) };
+        let small = |dir: &Path| JournalSettings {
+            segment_bytes: 2048,
+            group_commit_wait: Duration::from_millis(5),
+            ..settings(dir)
+        };
         let (mut journal, _) = FileJournal::open(small(dir.path())).unwrap();
         let mut appended: BTreeMap<u64, Event> = BTreeMap::new();
         let mut pending: Vec<u64> = Vec::new();
+        // Records appended since the last restart: where they are and what they hold.
+        let mut records: Vec<(aurore_domain::RecordRef, Vec<(u64, Event)>)> = Vec::new();
         for op in ops {
             match op {
-                Op::Append(count) => {
-                    let batch = events(count, "model");
-                    let result = runtime.block_on(journal.append(&batch)).unwrap();
-                    let read_back = runtime.block_on(journal.read(result.record)).unwrap();
-                    prop_assert_eq!(read_back.iter().map(|(_, e)| e).collect::<Vec<_>>(), batch.iter().collect::<Vec<_>>());
-                    let first = result.first;
-                    for (offset, event) in batch.into_iter().enumerate() {
-                        let seq = first.0 + offset as u64;
-                        prop_assert!(appended.insert(seq, event).is_none(), "position {} of a live event handed out twice", seq);
-                        pending.push(seq);
+                Op::Group(appends) => {
+                    let batches: Vec<Vec<Event>> = appends.iter().map(|&(count, len)| sized_events(count, len)).collect();
+                    let results = runtime.block_on(futures_util::future::join_all(batches.iter().map(|batch| journal.append(batch))));
+                    for (batch, result) in batches.into_iter().zip(results) {
+                        let result = result.unwrap();
+                        let mut record = Vec::new();
+                        for (offset, event) in batch.into_iter().enumerate() {
+                            let seq = result.first.0 + offset as u64;
+                            prop_assert!(appended.insert(seq, event.clone()).is_none(), "position {} of a live event handed out twice", seq);
+                            pending.push(seq);
+                            record.push((seq, event));
+                        }
+                        records.push((result.record, record));
                     }
                 }
                 Op::Acknowledge(index) if !pending.is_empty() => {
                     let seq = pending.swap_remove(index % pending.len());
                     journal.acknowledge(&[JournalSeq(seq)]);
                 }
-                Op::Acknowledge(_) => {}
+                Op::AcknowledgeRecord(index) if !records.is_empty() => {
+                    let (_, record) = &records[index % records.len()];
+                    let seqs: Vec<JournalSeq> = record.iter().map(|(seq, _)| *seq).filter(|seq| pending.contains(seq)).map(JournalSeq).collect();
+                    pending.retain(|seq| !seqs.contains(&JournalSeq(*seq)));
+                    journal.acknowledge(&seqs);
+                }
+                Op::Read(index) if !records.is_empty() => {
+                    let (reference, record) = &records[index % records.len()];
+                    // Only a record with an event still pending is guaranteed to be there.
+                    if record.iter().any(|(seq, _)| pending.contains(seq)) {
+                        let read_back = runtime.block_on(journal.read(*reference)).unwrap();
+                        let read_back: Vec<(u64, Event)> = read_back.into_iter().map(|(seq, event)| (seq.0, event)).collect();
+                        prop_assert_eq!(&read_back, record);
+                    }
+                }
+                Op::Acknowledge(_) | Op::AcknowledgeRecord(_) | Op::Read(_) => {}
                 Op::Restart => {
                     drop(journal);
                     let (reopened, report) = FileJournal::open(small(dir.path())).unwrap();
@@ -273,8 +327,35 @@ proptest! {
                     // positions of what is gone may be handed out anew.
                     appended.retain(|seq, _| replayed_seqs.contains(seq));
                     pending = replayed_seqs.into_iter().collect();
+                    records.clear();
                 }
             }
+            assert_accounting_matches_disk(&journal, dir.path())?;
         }
     }
+}
+
+#[tokio::test]
+async fn a_failed_write_leaves_no_segment_and_no_gap_in_positions_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (journal, _) = open(dir.path());
+    // The segment the first append opens is a device that is always full.
+    let first_segment = dir.path().join(format!("{:020}.seg", 0));
+    for _ in 0..20 {
+        std::os::unix::fs::symlink("/dev/full", &first_segment).unwrap();
+        let error = journal.append(&events(3, "no room")).await.unwrap_err();
+        assert!(matches!(error, JournalError::Io(_)), "{error:?}");
+        assert!(segment_files(dir.path()).is_empty(), "a refused write leaves no segment behind");
+        assert_eq!(journal.usage().bytes, 0);
+    }
+    // Space is back: nothing of the failures remains, and positions continue without a gap.
+    let appended = journal.append(&events(2, "room again")).await.unwrap();
+    assert_eq!(appended.first, JournalSeq(0));
+    assert_eq!(segment_files(dir.path()).len(), 1);
+    let on_disk = std::fs::metadata(&segment_files(dir.path())[0]).unwrap().len();
+    assert_eq!(journal.usage().bytes, on_disk);
+    drop(journal);
+    let (journal, report) = open(dir.path());
+    assert_eq!((report.events, report.damaged_segments), (2, 0));
+    assert_eq!(replay_all(&journal).len(), 2);
 }
