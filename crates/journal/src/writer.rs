@@ -134,11 +134,11 @@ impl Writer {
             }
             let open_bytes = self.open.as_ref().map_or(0, |open| open.bytes) + chunk.bytes();
             let full = open_bytes > 0 && open_bytes + length > self.shared.settings.segment_bytes;
-            if self.open.is_none() || full {
-                if let Err(error) = self.make_durable(&mut chunk).and_then(|()| self.roll()) {
-                    refuse(std::iter::once(request).chain(requests), &error);
-                    return;
-                }
+            if (self.open.is_none() || full)
+                && let Err(error) = self.make_durable(&mut chunk).and_then(|()| self.roll())
+            {
+                refuse(std::iter::once(request).chain(requests), &error);
+                return;
             }
             let first = JournalSeq(self.next_seq);
             let (key, flushed) = self.open.as_ref().map_or((0, 0), |open| (open.key, open.bytes));
