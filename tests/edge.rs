@@ -320,6 +320,136 @@ async fn the_served_description_matches_the_routes_the_server_answers() {
     }
 }
 
+/// `method target` sent byte for byte (a URL library would normalise the target), with an
+/// optional key; the status and `ratelimit-limit` of the answer, read from its head only
+/// (a route that streams must not hang the test).
+async fn raw_request(address: &str, method: &str, target: &str, key: Option<&str>) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let host = address.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
+    let key = key.map(|key| format!("X-API-Key: {key}\r\n")).unwrap_or_default();
+    let request =
+        format!("{method} {target} HTTP/1.1\r\nHost: {host}\r\n{key}Content-Length: 0\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !head.windows(4).any(|window| window == b"\r\n\r\n") {
+        let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut chunk)).await.unwrap().unwrap();
+        if read == 0 {
+            break;
+        }
+        head.extend_from_slice(&chunk[..read]);
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).unwrap_or(0);
+    let limit = head
+        .lines()
+        .find_map(|line| line.strip_prefix("ratelimit-limit:"))
+        .map(|value| value.trim().to_owned())
+        .unwrap_or_default();
+    (status, limit)
+}
+
+/// Other ways to write `path` that a router, a proxy or a decoder might treat as the same.
+fn spellings(path: &str, host: &str) -> Vec<String> {
+    let mut spellings = Vec::new();
+    for (i, character) in path.char_indices() {
+        let (before, after) = (&path[..i], &path[i + character.len_utf8()..]);
+        if character == '/' {
+            spellings.push(format!("{before}//{after}"));
+            spellings.push(format!("{before}/%2F{after}"));
+            spellings.push(format!("{before}/%2f{after}"));
+            spellings.push(format!("{before}\\{after}"));
+        } else {
+            spellings.push(format!("{before}%{:02X}{after}", character as u32));
+            spellings.push(format!("{before}%{:02x}{after}", character as u32));
+            spellings.push(format!("{before}%25{:02X}{after}", character as u32));
+        }
+    }
+    let every_character: String =
+        path.chars().map(|c| if c == '/' { "/".to_owned() } else { format!("%{:02X}", c as u32) }).collect();
+    let capitalised: String = path
+        .split('/')
+        .map(|segment| {
+            let mut chars = segment.chars();
+            chars.next().map(|first| first.to_uppercase().chain(chars).collect()).unwrap_or_default()
+        })
+        .collect::<Vec<String>>()
+        .join("/");
+    spellings.extend([
+        every_character,
+        capitalised,
+        path.to_uppercase(),
+        format!("{path}/"),
+        format!("{path}//"),
+        format!("/{path}"),
+        format!("/.{path}"),
+        format!("/x/..{path}"),
+        format!("/%2e{path}"),
+        format!("/x/%2E%2E{path}"),
+        format!("{path}/."),
+        format!("{path}/x/.."),
+        format!("{path}%00"),
+        format!("{path}%20"),
+        format!("{path};"),
+        format!("{path};x=1"),
+        format!("{path}#"),
+        format!("http://{host}{path}"),
+        format!("HTTP://{host}{path}"),
+    ]);
+    spellings
+}
+
+/// Every row of the route table (as the served description lists it), under every
+/// spelling of its path: the answer is 400/404/405, or exactly the canonical path's key
+/// decision from the same rate-limit bucket. No spelling reaches a handler unguarded.
+#[tokio::test(flavor = "multi_thread")]
+async fn no_spelling_of_a_path_gets_past_the_key_or_the_rate_limit_of_its_route() {
+    let app = TestApp::spawn_with(|settings| {
+        settings.auth.api_keys = aurore_http::KeyDigests::of(["client-key"]);
+        settings.auth.admin_keys = aurore_http::KeyDigests::of(["admin-key"]);
+        // Distinct limits name the bucket a request was charged to.
+        settings.rate_limit = RateLimitSettings {
+            ingest_per_second: 50_000,
+            query_per_second: 40_000,
+            health_per_second: 30_000,
+            admin_per_second: 20_000,
+            burst_factor: 1.0,
+        };
+    })
+    .await;
+    let spec: Value =
+        app.client.get(format!("{}/openapi.json", app.address)).send().await.unwrap().json().await.unwrap();
+    let host = app.address.trim_start_matches("http://");
+    let mut checked = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let concrete = path.replace("{id}", "00000000-0000-0000-0000-000000000000");
+        for method in item.as_object().unwrap().keys().map(|method| method.to_uppercase()) {
+            let (status, limit) = raw_request(&app.address, &method, &concrete, None).await;
+            assert!(!limit.is_empty(), "{method} {concrete}: the canonical path is rate-limited");
+            let admin = status == 401 && {
+                let (with_client_key, _) = raw_request(&app.address, &method, &concrete, Some("client-key")).await;
+                with_client_key == 403
+            };
+            for spelling in spellings(&concrete, host) {
+                let refused = |answer: u16| matches!(answer, 400 | 404 | 405);
+                let (answer, answer_limit) = raw_request(&app.address, &method, &spelling, None).await;
+                assert!(
+                    refused(answer) || (answer == status && answer_limit == limit),
+                    "{method} {spelling}: {answer} charged to {answer_limit:?}; {concrete} gets {status} charged to {limit:?}"
+                );
+                if admin {
+                    let (answer, _) = raw_request(&app.address, &method, &spelling, Some("client-key")).await;
+                    assert!(refused(answer) || answer == 403, "{method} {spelling} with a client key: {answer}");
+                }
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 1000, "{checked} spellings checked");
+    assert_eq!(stored(&app).await, 0, "no request without a key stored anything");
+}
+
 /// Requests a careless or hostile client might send, with whether each should be stored.
 fn hostile_requests() -> Vec<(&'static str, String, Vec<u8>, bool)> {
     let mut rng = fastrand::Rng::with_seed(7);

@@ -1,12 +1,13 @@
 //! What every request passes before a handler sees it, cheapest check first: the size of
-//! its query string and headers, its client's rate limit, then its API key. Rate limiting
-//! comes before the key check so guessing keys is throttled like anything else.
+//! its query string and headers (before routing), then, around the route that matched,
+//! its client's rate limit and its API key. Rate limiting comes before the key check so
+//! guessing keys is throttled like anything else.
 
 use crate::error::ApiError;
 use crate::rate_limit::{Allowance, ClientKey, RateLimiter, Refusal, client_address};
-use crate::routes::{self, RouteGroup};
+use crate::routes::{Endpoint, RouteGroup};
 use crate::{AppState, auth};
-use actix_web::body::{EitherBody, MessageBody};
+use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use actix_web::middleware::Next;
@@ -21,36 +22,53 @@ struct Metered {
     allowance: Allowance,
 }
 
-pub(crate) async fn guard(
+/// App-wide, before routing: the sizes of the query string and headers, checked for every
+/// request, including those no route will take.
+pub(crate) async fn limits(
     request: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, Error> {
     let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
-        return Ok(next.call(request).await?.map_into_left_body());
+        return Ok(request.error_response(ApiError::NotReady("no server state")).map_into_right_body());
     };
-    if let Err(error) = admit(&request, &state) {
-        return Ok(request.error_response(error).map_into_right_body());
+    let limits = &state.request_limits;
+    let refusal = if request.query_string().len() > limits.max_query_string_bytes {
+        Some(ApiError::QueryStringTooLong { limit: limits.max_query_string_bytes })
+    } else {
+        let header_bytes: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+        (header_bytes > limits.max_header_bytes).then_some(ApiError::HeadersTooLarge { limit: limits.max_header_bytes })
+    };
+    match refusal {
+        Some(error) => Ok(request.error_response(error).map_into_right_body()),
+        None => Ok(next.call(request).await?.map_into_left_body()),
     }
-    let mut response = next.call(request).await?;
+}
+
+/// Around each route of the table, after routing has matched it: the client's rate limit
+/// and its key, for the endpoint that will actually run. Routes are registered only
+/// wrapped in this (see [`routes::configure`]), so no handler runs without it, however
+/// the path was spelled.
+pub(crate) async fn access(
+    endpoint: &'static Endpoint,
+    request: ServiceRequest,
+    next: Next<BoxBody>,
+) -> Result<ServiceResponse<BoxBody>, Error> {
+    let Some(state) = request.app_data::<web::Data<AppState>>().cloned() else {
+        return Ok(request.error_response(ApiError::NotReady("no server state")));
+    };
+    // A refusal still says which bucket was charged and what is left in it.
+    let mut response = match admit(endpoint, &request, &state) {
+        Ok(()) => next.call(request).await?,
+        Err(error) => request.error_response(error),
+    };
     let metered = response.request().extensions().get::<Metered>().copied();
     if let Some(metered) = metered {
         insert_allowance_headers(response.headers_mut(), &metered.allowance);
     }
-    Ok(response.map_into_left_body())
+    Ok(response)
 }
 
-fn admit(request: &ServiceRequest, state: &AppState) -> Result<(), ApiError> {
-    let limits = &state.request_limits;
-    if request.query_string().len() > limits.max_query_string_bytes {
-        return Err(ApiError::QueryStringTooLong { limit: limits.max_query_string_bytes });
-    }
-    let header_bytes: usize = request.headers().iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
-    if header_bytes > limits.max_header_bytes {
-        return Err(ApiError::HeadersTooLarge { limit: limits.max_header_bytes });
-    }
-    // Unknown routes and methods fall through to 404/405 and cost nothing.
-    let Some(pattern) = request.match_pattern() else { return Ok(()) };
-    let Some(endpoint) = routes::find(request.method(), &pattern) else { return Ok(()) };
+fn admit(endpoint: &Endpoint, request: &ServiceRequest, state: &AppState) -> Result<(), ApiError> {
     let edge = &state.edge;
     let client = ClientKey::of(client_ip(request.request(), edge));
     if let Some(decision) = edge.rate_limiter.check(endpoint.group, client, 1) {

@@ -118,7 +118,7 @@ pub fn serve(listener: TcpListener, state: AppState, options: &ServerOptions) ->
             .app_data(state.clone())
             .configure(routes::configure)
             .default_service(web::to(not_found))
-            .wrap(from_fn(guard::guard))
+            .wrap(from_fn(guard::limits))
             .wrap(Condition::new(!state.edge.cors_origins.is_empty(), cors(&state.edge.cors_origins)))
             .wrap(security_headers())
             .wrap(from_fn(observe::observe))

@@ -4,6 +4,7 @@
 
 use crate::{admin, dlq, export, health, ingest, metrics, openapi, query, tail};
 use actix_web::http::Method;
+use actix_web::middleware::from_fn;
 use actix_web::{Route, web};
 
 /// The rate-limit bucket an endpoint draws from; each has its own limit per client.
@@ -97,13 +98,9 @@ pub static ENDPOINTS: [Endpoint; 23] = [
     endpoint(Method::GET, "/api-json", Health, || web::to(openapi::spec)),
 ];
 
-/// The endpoint a request is for, by method and matched pattern.
-pub fn find(method: &Method, pattern: &str) -> Option<&'static Endpoint> {
-    ENDPOINTS.iter().find(|endpoint| endpoint.method == method && endpoint.path == pattern)
-}
-
 /// Registers the table: one resource per path, one route per method, so a wrong method
-/// gets `405` rather than falling through.
+/// gets `405` rather than falling through. Each route is wrapped in the access guard for
+/// its own row, which the router picked: no spelling of a path reaches a handler unguarded.
 pub fn configure(config: &mut web::ServiceConfig) {
     let mut paths: Vec<&'static str> = Vec::new();
     for endpoint in &ENDPOINTS {
@@ -112,12 +109,14 @@ pub fn configure(config: &mut web::ServiceConfig) {
         }
     }
     for path in paths {
-        let resource = ENDPOINTS
-            .iter()
-            .filter(|endpoint| endpoint.path == path)
-            .fold(web::resource(path), |resource, endpoint| {
-                resource.route((endpoint.handler)().method(endpoint.method.clone()))
-            });
+        let resource = ENDPOINTS.iter().filter(|endpoint| endpoint.path == path).fold(
+            web::resource(path),
+            |resource, endpoint| {
+                let guarded = (endpoint.handler)()
+                    .wrap(from_fn(move |request, next| crate::guard::access(endpoint, request, next)));
+                resource.route(guarded.method(endpoint.method.clone()))
+            },
+        );
         config.service(resource);
     }
 }
