@@ -320,6 +320,108 @@ async fn a_poison_event_goes_to_the_dlq_while_its_batch_mates_land() {
     assert_eq!(dlq("/dlq?limit=0".into()).await.unwrap().status(), StatusCode::BAD_REQUEST);
 }
 
+/// A counter from `/metrics` (0 when not exported yet).
+async fn counter(service: &Service, name: &str) -> f64 {
+    let text = service.client.get(format!("{}/metrics", service.address)).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .filter(|line| line.starts_with(name))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+async fn dlq_statistics(service: &Service) -> Value {
+    service.client.get(format!("{}/dlq/statistics", service.address)).send().await.unwrap().json().await.unwrap()
+}
+
+fn poisoned_batch(service: &str) -> Value {
+    let mut batch: Vec<Value> = (0..20).map(|i| event(service, &format!("fine {i}"))).collect();
+    batch[7] = event(service, "bad \u{0} byte");
+    Value::Array(batch)
+}
+
+/// kill -9 leaves the open segment to be replayed whole, poison event included: the
+/// replay dead-letters it again, which must not add an entry.
+#[tokio::test(flavor = "multi_thread")]
+async fn replaying_the_journal_after_kill_9_adds_no_dead_letter() {
+    let database = TestDatabase::create().await;
+    let journal = tempfile::tempdir().unwrap();
+    let unsanitised = [("AURORE__INGEST__SANITIZE", "off")];
+    let service = Service::start(&database.url, journal.path(), &unsanitised);
+    service.wait_until_ready().await;
+    let response = service.client.post(format!("{}/events", service.address)).json(&poisoned_batch("replayed")).send();
+    assert_eq!(response.await.unwrap().status(), StatusCode::ACCEPTED);
+    let stats = poll(Duration::from_secs(10), || dlq_statistics(&service), |stats| stats["total"] == 1).await;
+    assert_eq!(stats["total"], 1);
+    service.kill().await;
+    let service = Service::start(&database.url, journal.path(), &unsanitised);
+    service.wait_until_ready().await;
+    // The replayed poison event has been dead-lettered again once this counts it.
+    let counted = poll(Duration::from_secs(10), || counter(&service, "aurore_dead_letters_total"), |n| *n >= 1.0);
+    assert!(counted.await >= 1.0, "the replay reached the dead-letter store");
+    let stats = dlq_statistics(&service).await;
+    assert_eq!((stats["total"].clone(), stats["pending"].clone()), (json!(1), json!(1)), "{stats}");
+    service.kill().await;
+    let stored = database.count("SELECT count(*) AS n FROM events WHERE service = 'replayed'").await;
+    assert_eq!(stored, 19, "batch mates stored once across the replays");
+}
+
+/// A reprocess whose requeue is refused (the journal is full) leaves the entry pending,
+/// so it can be reprocessed once there is room.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_refused_reprocess_leaves_the_entry_reprocessable() {
+    let database = TestDatabase::create().await;
+    let journal = tempfile::tempdir().unwrap();
+    let unsanitised = [("AURORE__INGEST__SANITIZE", "off")];
+    let service = Service::start(&database.url, journal.path(), &unsanitised);
+    service.wait_until_ready().await;
+    let response = service.client.post(format!("{}/events", service.address)).json(&poisoned_batch("requeued")).send();
+    assert_eq!(response.await.unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(poll(Duration::from_secs(10), || dlq_statistics(&service), |s| s["total"] == 1).await["total"], 1);
+    assert!(service.terminate().await.success());
+
+    // Writers that hold everything in memory and a 1 MiB journal: it fills.
+    let full = tempfile::tempdir().unwrap();
+    let holding = [
+        ("AURORE__INGEST__SANITIZE", "off"),
+        ("AURORE__JOURNAL__MAX_BYTES", "1048576"),
+        ("AURORE__JOURNAL__SEGMENT_BYTES", "262144"),
+        ("AURORE__WRITER__LINGER_MS", "60000"),
+        ("AURORE__WRITER__BATCH_SIZE", "1000000"),
+    ];
+    let service = Service::start(&database.url, full.path(), &holding);
+    service.wait_until_ready().await;
+    // Ever smaller requests until not even one small event fits.
+    for (size, length) in [(100, 1500), (10, 100), (1, 1)] {
+        let filler = "x".repeat(length);
+        let mut filled = false;
+        for round in 0..5000 {
+            let batch: Vec<Value> = (0..size).map(|i| event("filler", &format!("{round} {i} {filler}"))).collect();
+            let response = service.client.post(format!("{}/events", service.address)).json(&batch).send();
+            if response.await.unwrap().status() == StatusCode::SERVICE_UNAVAILABLE {
+                filled = true;
+                break;
+            }
+        }
+        assert!(filled, "the journal filled with requests of {size}");
+    }
+    let listed: Value =
+        service.client.get(format!("{}/dlq", service.address)).send().await.unwrap().json().await.unwrap();
+    let id = listed["events"][0]["id"].as_str().unwrap().to_owned();
+    let reprocess = |service: &Service| service.client.patch(format!("{}/dlq/{id}/reprocess", service.address)).send();
+    let refused = reprocess(&service).await.unwrap();
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().contains_key("retry-after"));
+    let entry: Value =
+        service.client.get(format!("{}/dlq/{id}", service.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(entry["reprocessed"], false, "{entry}");
+    service.kill().await;
+
+    let service = Service::start(&database.url, journal.path(), &unsanitised);
+    service.wait_until_ready().await;
+    assert_eq!(reprocess(&service).await.unwrap().status(), StatusCode::OK, "reprocessable once there is room");
+    assert!(service.terminate().await.success());
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn an_idempotency_key_is_stored_once_however_often_it_is_sent() {
     let app = TestApp::spawn().await;

@@ -225,10 +225,22 @@ async fn dead_letters_keep_what_postgres_refuses_and_can_be_managed() {
 
     let only_auth = DeadLetterFilter { service: Some("auth".into()), limit: 10, ..DeadLetterFilter::default() };
     assert_eq!(store.list(&only_auth).await.unwrap().1, 1);
-    assert!(store.mark_reprocessed(kept.id).await.unwrap());
-    assert!(!store.mark_reprocessed(kept.id).await.unwrap(), "only once");
+    // A journal replay puts the same failure again: no second entry, but the entry is
+    // touched, so a reprocess that read it before does not mark it.
+    store.put(&poison, "invalid byte sequence for encoding \"UTF8\": 0x00", 3).await.expect("put again");
+    assert_eq!(store.list(&DeadLetterFilter { limit: 10, ..DeadLetterFilter::default() }).await.unwrap().1, 2);
+    assert!(!store.mark_reprocessed(kept.id, kept.updated_at).await.unwrap(), "failed again since it was read");
+    let kept = store.get(kept.id).await.unwrap().unwrap();
+    assert_eq!((kept.attempts, kept.reprocessed), (3, false));
+    assert!(store.mark_reprocessed(kept.id, kept.updated_at).await.unwrap());
+    assert!(!store.mark_reprocessed(kept.id, kept.updated_at).await.unwrap(), "only once");
+    // Once reprocessed, a new failure of the same event is a new entry.
+    store.put(&poison, "refused again", 1).await.expect("put after reprocess");
+    assert_eq!(store.list(&DeadLetterFilter { limit: 10, ..DeadLetterFilter::default() }).await.unwrap().1, 3);
+    store.put(&poison, "refused again", 1).await.expect("put after reprocess");
+    assert_eq!(store.list(&DeadLetterFilter { limit: 10, ..DeadLetterFilter::default() }).await.unwrap().1, 3);
     let stats = store.stats().await.unwrap();
-    assert_eq!((stats.total, stats.reprocessed, stats.pending), (2, 1, 1));
+    assert_eq!((stats.total, stats.reprocessed, stats.pending), (3, 1, 2));
     assert!(store.get(kept.id).await.unwrap().unwrap().reprocessed);
     assert!(store.delete(kept.id).await.unwrap());
     assert!(store.get(kept.id).await.unwrap().is_none());

@@ -316,7 +316,7 @@ pub(crate) mod tests {
         async fn get(&self, _: Uuid) -> Result<Option<DeadLetter>, StoreError> {
             unreachable!()
         }
-        async fn mark_reprocessed(&self, _: Uuid) -> Result<bool, StoreError> {
+        async fn mark_reprocessed(&self, _: Uuid, _: chrono::DateTime<chrono::Utc>) -> Result<bool, StoreError> {
             unreachable!()
         }
         async fn delete(&self, _: Uuid) -> Result<bool, StoreError> {

@@ -169,14 +169,17 @@ pub struct DeadLetterStats {
 #[async_trait]
 pub trait DeadLetterStore: Send + Sync + std::fmt::Debug + 'static {
     /// Keeps `event` with the reason it could not be stored. MUST accept any event the
-    /// event store refused (e.g. text PostgreSQL cannot hold). Errors follow [`StoreError`].
+    /// event store refused (e.g. text PostgreSQL cannot hold), and MUST NOT add a second
+    /// entry for an event that has a pending one (a journal replay puts it again). Errors
+    /// follow [`StoreError`].
     async fn put(&self, event: &Event, reason: &str, attempts: u32) -> Result<(), StoreError>;
     /// A page of entries, newest first, and the number matching the filter.
     async fn list(&self, filter: &DeadLetterFilter) -> Result<(Vec<DeadLetter>, u64), StoreError>;
     async fn stats(&self) -> Result<DeadLetterStats, StoreError>;
     async fn get(&self, id: Uuid) -> Result<Option<DeadLetter>, StoreError>;
-    /// Marks an entry reprocessed; false when it does not exist or already was.
-    async fn mark_reprocessed(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// Marks an entry reprocessed if it is still as it was when read (`seen` is its
+    /// `updated_at`); false when it does not exist, already was, or failed again since.
+    async fn mark_reprocessed(&self, id: Uuid, seen: DateTime<Utc>) -> Result<bool, StoreError>;
     /// False when the entry does not exist.
     async fn delete(&self, id: Uuid) -> Result<bool, StoreError>;
 }

@@ -113,7 +113,7 @@ pub(crate) async fn get(path: web::Path<String>, state: web::Data<AppState>) -> 
 }
 
 /// Sends the event through the pipeline again under its own id (so a replay that already
-/// landed is not duplicated) and marks the entry reprocessed.
+/// landed is not duplicated), then marks the entry reprocessed.
 #[utoipa::path(patch, path = "/dlq/{id}/reprocess", tag = "dead letters", params(("id" = String, Path, description = "Dead-letter id")),
     responses(
         (status = 200, description = "Re-enqueued through the normal pipeline and marked reprocessed", body = Object),
@@ -125,11 +125,12 @@ pub(crate) async fn reprocess(path: web::Path<String>, state: web::Data<AppState
     if entry.reprocessed {
         return Err(ApiError::AlreadyReprocessed(path.into_inner()));
     }
-    if !state.dead_letters.mark_reprocessed(entry.id).await.map_err(ApiError::StoreUnavailable)? {
-        return Err(ApiError::AlreadyReprocessed(path.into_inner()));
-    }
+    // Enqueued first: if that fails the entry stays pending and can be tried again. A
+    // second requeue by a concurrent call is harmless, the event keeps its id. When the
+    // mark finds the entry changed, the event already failed again and stays pending.
     let event_id = entry.event.id.to_string();
     state.ingest.requeue(entry.event).await.map_err(|error| ApiError::from_ingest(error, state.retry_after))?;
+    state.dead_letters.mark_reprocessed(entry.id, entry.updated_at).await.map_err(ApiError::StoreUnavailable)?;
     Ok(HttpResponse::Ok()
         .json(json!({"id": entry.id, "eventId": event_id, "status": "reprocessed", "message": "Event re-enqueued"})))
 }

@@ -52,22 +52,28 @@ fn printable(text: &str) -> String {
 #[async_trait]
 impl DeadLetterStore for PostgresStore {
     async fn put(&self, event: &Event, reason: &str, attempts: u32) -> Result<(), StoreError> {
+        use diesel::sql_types::{Integer, Text, Timestamptz, Uuid as SqlUuid};
         let original = serde_json::to_string(event).map_err(|e| StoreError::Rejected(e.to_string()))?;
         let mut connection = self.query_connection().await?;
-        diesel::insert_into(dsl::dead_letters)
-            .values((
-                dsl::id.eq(Uuid::now_v7()),
-                dsl::event_id.eq(event.id.as_uuid()),
-                dsl::service.eq(printable(&event.service)),
-                dsl::original_event.eq(original),
-                dsl::failure_reason.eq(printable(reason)),
-                dsl::retry_count.eq(i32::try_from(attempts).unwrap_or(i32::MAX)),
-                dsl::last_attempt_at.eq(Utc::now()),
-                dsl::original_timestamp.eq(event.timestamp),
-            ))
-            .execute(&mut connection)
-            .await
-            .map_err(error::from_diesel)?;
+        // A pending entry for the event means this is a replay of the same failure: it
+        // only touches `updated_at`, which tells a reprocess racing with it that the
+        // event failed again (see `mark_reprocessed`).
+        diesel::sql_query(
+            "INSERT INTO dead_letters (id, event_id, service, original_event, failure_reason, retry_count, \
+             last_attempt_at, original_timestamp) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+             ON CONFLICT (event_id) WHERE NOT reprocessed DO UPDATE SET updated_at = clock_timestamp()",
+        )
+        .bind::<SqlUuid, _>(Uuid::now_v7())
+        .bind::<SqlUuid, _>(event.id.as_uuid())
+        .bind::<Text, _>(printable(&event.service))
+        .bind::<Text, _>(original)
+        .bind::<Text, _>(printable(reason))
+        .bind::<Integer, _>(i32::try_from(attempts).unwrap_or(i32::MAX))
+        .bind::<Timestamptz, _>(Utc::now())
+        .bind::<Timestamptz, _>(event.timestamp)
+        .execute(&mut connection)
+        .await
+        .map_err(error::from_diesel)?;
         Ok(())
     }
 
@@ -140,10 +146,11 @@ impl DeadLetterStore for PostgresStore {
         row.map(DeadLetter::try_from).transpose()
     }
 
-    async fn mark_reprocessed(&self, id: Uuid) -> Result<bool, StoreError> {
+    async fn mark_reprocessed(&self, id: Uuid, seen: DateTime<Utc>) -> Result<bool, StoreError> {
         let mut connection = self.query_connection().await?;
         let now = Utc::now();
-        let updated = diesel::update(dsl::dead_letters.filter(dsl::id.eq(id).and(dsl::reprocessed.eq(false))))
+        let unchanged = dsl::id.eq(id).and(dsl::reprocessed.eq(false)).and(dsl::updated_at.eq(seen));
+        let updated = diesel::update(dsl::dead_letters.filter(unchanged))
             .set((dsl::reprocessed.eq(true), dsl::reprocessed_at.eq(now), dsl::updated_at.eq(now)))
             .execute(&mut connection)
             .await
