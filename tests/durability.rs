@@ -450,6 +450,46 @@ async fn an_idempotency_key_is_stored_once_however_often_it_is_sent() {
     assert_eq!(app.database.wait_for_count(stored, 2, Duration::from_secs(5)).await, 2);
 }
 
+/// A key names one event of one service at one instant: other services and other
+/// timestamps using the same key are other events, each stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_same_key_from_two_services_or_for_two_timestamps_names_two_events() {
+    let app = TestApp::spawn().await;
+    let body = json!([
+        {"timestamp": "2026-11-23T10:00:00Z", "service": "billing", "message": "a", "idempotencyKey": "k-1"},
+        {"timestamp": "2026-11-23T10:00:00Z", "service": "shipping", "message": "b", "idempotencyKey": "k-1"},
+        {"timestamp": "2026-11-23T10:00:01Z", "service": "billing", "message": "c", "idempotencyKey": "k-1"},
+    ]);
+    let receipt: Value = app.post_json(&body).await.json().await.unwrap();
+    let ids: HashSet<&str> = receipt["event_ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap()).collect();
+    assert_eq!((ids.len(), receipt["duplicates"].clone()), (3, json!(0)), "{receipt}");
+    let stored = "SELECT count(*) AS n FROM events WHERE message IN ('a', 'b', 'c')";
+    assert_eq!(app.database.wait_for_count(stored, 3, Duration::from_secs(5)).await, 3);
+}
+
+/// A repeated key that asks to wait for the store reports what became of the event: 202
+/// when it is stored, 422 when it was dead-lettered, never a 202 for an event not stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repeat_that_waits_for_the_store_reports_the_original_s_fate() {
+    let app = TestApp::spawn_with(|settings| settings.ingest.sanitize = aurore_domain::Markup::Off).await;
+    let send = |message: &str, prefer: &str| {
+        app.client
+            .post(format!("{}/events", app.address))
+            .header("Idempotency-Key", format!("key-{}", message.len()))
+            .header("Prefer", prefer)
+            .json(&json!({"timestamp": "2026-11-23T10:00:00Z", "service": "fate", "message": message}))
+            .send()
+    };
+    assert_eq!(send("bad \u{0}", "durability=journal").await.unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(send("fine", "durability=journal").await.unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(send("bad \u{0}", "durability=stored").await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(send("fine", "durability=stored").await.unwrap().status(), StatusCode::ACCEPTED);
+    assert_eq!(app.database.count("SELECT count(*) AS n FROM events WHERE service = 'fate'").await, 1);
+    let stats: Value =
+        app.client.get(format!("{}/dlq/statistics", app.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(stats["total"], 1, "the repeat's failure is the same dead letter: {stats}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn durability_stored_answers_after_the_commit() {
     // A long linger: a journaled event is still waiting when its 202 arrives.

@@ -25,9 +25,18 @@ impl EventId {
         Self(uuid)
     }
 
-    /// The id an idempotency key always maps to, so repeats of a request collide.
-    pub fn from_key(key: &str) -> Self {
-        Self(Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, key.as_bytes()))
+    /// The id a client's idempotency key maps to for one service and instant, so repeats
+    /// of a request collide while the same key sent by two services, or for two
+    /// timestamps, names two events. `timestamp` is the stored one (microseconds).
+    pub fn from_key(service: &str, timestamp: DateTime<Utc>, key: &str) -> Self {
+        let micros = timestamp.timestamp_micros().to_be_bytes();
+        // Lengths first, so no two (service, key) pairs frame to the same bytes.
+        let mut name = Vec::with_capacity(24 + service.len() + key.len());
+        name.extend_from_slice(&(service.len() as u64).to_be_bytes());
+        name.extend_from_slice(service.as_bytes());
+        name.extend_from_slice(&micros);
+        name.extend_from_slice(key.as_bytes());
+        Self(Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, &name))
     }
 
     pub fn as_uuid(&self) -> &Uuid {
@@ -54,9 +63,13 @@ pub struct EventDraft {
 }
 
 impl EventDraft {
-    /// The id this draft gets: derived from its idempotency key, or new and time-ordered.
+    /// The id this draft gets: derived from its service, timestamp and idempotency key, or
+    /// new and time-ordered.
     pub fn id(&self) -> EventId {
-        self.idempotency_key.as_deref().map_or_else(EventId::generate, EventId::from_key)
+        let stored_timestamp = self.timestamp.trunc_subsecs(6);
+        self.idempotency_key
+            .as_deref()
+            .map_or_else(EventId::generate, |key| EventId::from_key(&self.service, stored_timestamp, key))
     }
 
     /// Gives the draft its identity and ingest time. Instants keep microseconds, the
@@ -104,5 +117,32 @@ fn approximate_value_bytes(value: &Value) -> usize {
             node + map.iter().map(|(key, value)| key.len() + approximate_value_bytes(value)).sum::<usize>()
         }
         Value::Null | Value::Bool(_) | Value::Number(_) => node,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(service: &str, timestamp: &str, key: &str) -> EventDraft {
+        EventDraft {
+            timestamp: DateTime::parse_from_rfc3339(timestamp).map(|t| t.with_timezone(&Utc)).unwrap_or_default(),
+            service: service.into(),
+            message: "m".into(),
+            metadata: None,
+            idempotency_key: Some(key.into()),
+        }
+    }
+
+    #[test]
+    fn a_key_names_one_event_per_service_and_timestamp() {
+        let id = draft("billing", "2026-01-01T00:00:00.000001Z", "k").id();
+        assert_eq!(id, draft("billing", "2026-01-01T00:00:00.000001Z", "k").id(), "repeats collide");
+        assert_eq!(id, draft("billing", "2026-01-01T00:00:00.0000012Z", "k").id(), "below the stored precision");
+        assert_ne!(id, draft("shipping", "2026-01-01T00:00:00.000001Z", "k").id(), "another service");
+        assert_ne!(id, draft("billing", "2026-01-01T00:00:00.000002Z", "k").id(), "another timestamp");
+        assert_ne!(id, draft("billing", "2026-01-01T00:00:00.000001Z", "k2").id(), "another key");
+        // The service's length frames it: ("ab", "c…") and ("a", "bc…") differ.
+        assert_ne!(draft("ab", "2026-01-01T00:00:00Z", "c").id(), draft("a", "2026-01-01T00:00:00Z", "bc").id());
     }
 }

@@ -139,7 +139,10 @@ impl IngestService {
                     let event = draft.enrich_with_own_id(ingested_at);
                     accepted.push(event.id);
                     let key = (event.id, event.timestamp);
-                    if !keyed || (keys_seen.insert(key) && !self.recent_keys.contains_key(&key)) {
+                    // A repeat that asks to wait for the store goes through the pipeline
+                    // again (stored once, by its id) so it reports the event's real fate.
+                    let recent = durability != Durability::Stored && self.recent_keys.contains_key(&key);
+                    if !keyed || (keys_seen.insert(key) && !recent) {
                         fresh.push(event);
                     }
                 }
@@ -422,6 +425,25 @@ mod tests {
         assert_eq!(again.duplicates, 1);
         assert_eq!(setup.buffer.len(), 2, "order-1 once, order-2 once");
         assert_eq!(setup.journal.appended.lock().unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_repeat_that_waits_for_the_store_is_queued_again_to_learn_the_outcome() {
+        let setup = setup(10);
+        setup.ingest.ingest(vec![keyed("order-1")], Durability::Journal, None).await.unwrap();
+        let ingest = setup.ingest.ingest(vec![keyed("order-1")], Durability::Stored, None);
+        let (receipt, batch) = tokio::join!(ingest, async {
+            let batch = drain(&setup.buffer).await;
+            for queued in &batch.queued {
+                if let Some(completion) = &queued.completion {
+                    completion.settle(false);
+                }
+            }
+            batch
+        });
+        assert_eq!(batch.queued.len(), 2, "the original and the repeat");
+        assert_eq!(batch.queued[0].event.id, batch.queued[1].event.id);
+        assert_eq!(receipt.unwrap_err(), IngestError::NotStored, "the repeat reports the event's fate");
     }
 
     #[tokio::test]
