@@ -450,6 +450,125 @@ async fn no_spelling_of_a_path_gets_past_the_key_or_the_rate_limit_of_its_route(
     assert_eq!(stored(&app).await, 0, "no request without a key stored anything");
 }
 
+/// Every client-controlled query parameter at its extremes and in odd spellings: a 4xx or
+/// an answer, never a 5xx, a dropped connection, or an ERROR in the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn query_parameters_at_their_extremes_get_4xx_never_5xx_or_an_error_log() {
+    use base64::Engine as _;
+    let database = aurore_tests::TestDatabase::create().await;
+    let journal = tempfile::tempdir().unwrap();
+    let service = aurore_tests::Service::start(&database.url, journal.path(), &[]);
+    service.wait_until_ready().await;
+    let instants = [
+        "+262143-12-31T23:59:59.999999Z",
+        "-262143-01-01T00:00:00Z",
+        "+262142-12-31T00:00:00",
+        "+262142-12-31T23:59:59.999999",
+        "-5000-01-01",
+        "-5000-01-02",
+        "0000-01-01",
+        "1969-12-31T23:59:59.999999Z",
+        "1970-01-01T00:00:00Z",
+        "9999-12-31T23:59:59.999999Z",
+        "9999-12-31T23:59:59.999999-23:59",
+        "253402300800000",
+        "99999999999999999999999",
+        "-1",
+        "",
+        "2024-02-30",
+        "2024-01-15T25:00:00Z",
+        "\u{0}",
+        "2024-01-15T00:00:00\u{0}Z",
+    ];
+    let mut queries: Vec<Vec<(String, String)>> = Vec::new();
+    let with = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    for from in instants {
+        for to in instants {
+            queries.push(with(&[("service", "a"), ("from", from), ("to", to)]));
+        }
+    }
+    // Ranges of one microsecond, at both ends of the supported range.
+    for (from, to) in [
+        ("2024-01-15T00:00:00Z", "2024-01-15T00:00:00.000001Z"),
+        ("1970-01-01T00:00:00Z", "1970-01-01T00:00:00.000001Z"),
+        ("9999-12-31T23:59:59.999998Z", "9999-12-31T23:59:59.999999Z"),
+    ] {
+        queries.push(with(&[("service", "a"), ("from", from), ("to", to)]));
+    }
+    let range = [("service", "a"), ("from", "2024-01-15T00:00:00Z"), ("to", "2024-01-16T00:00:00Z")];
+    for (name, value) in [
+        ("page", "0"),
+        ("page", "-1"),
+        ("page", "4294967296"),
+        ("page", "18446744073709551616"),
+        ("page", "1.5"),
+        ("page", "10000"),
+        ("pageSize", "1000"),
+        ("pageSize", "0"),
+        ("sortField", "message"),
+        ("sortField", "MESSAGE"),
+        ("sortOrder", "aSc"),
+        ("service", ""),
+        ("q", "\u{0}"),
+        ("q", "%_\\"),
+        ("metadata.a", "\u{0}"),
+        ("metadata.\u{0}", "x"),
+    ] {
+        let mut pairs: Vec<(String, String)> = with(&range);
+        pairs.retain(|(key, _)| key != name);
+        pairs.push((name.to_owned(), value.to_owned()));
+        queries.push(pairs);
+    }
+    let id = "00000000-0000-0000-0000-000000000000";
+    let cursors: Vec<String> = [
+        format!(r#"{{"f":"timestamp","o":"DESC","k":{{"t":"+262142-12-31T00:00:00Z"}},"i":"{id}","q":""}}"#),
+        format!(r#"{{"f":"timestamp","o":"DESC","k":{{"t":"-5000-01-01T00:00:00Z"}},"i":"{id}","q":""}}"#),
+        format!(r#"{{"f":"message","o":"DESC","k":{{"s":"a\u0000b"}},"i":"{id}","q":""}}"#),
+        format!(r#"{{"f":"message","o":"DESC","k":{{"r":"2024-01-15T00:00:00Z"}},"i":"{id}","q":""}}"#),
+        format!(
+            r#"{{"f":"timestamp","o":"DESC","k":{{"t":"2024-01-15T00:00:00Z"}},"i":"{id}","q":"{}"}}"#,
+            "x".repeat(5000)
+        ),
+        r#"{"f":"timestamp","o":"DESC","k":{"t":"2024-01-15T00:00:00Z"},"i":"not-a-uuid","q":""}"#.to_owned(),
+        r#"{"f":"timestamp","o":"DESC","k":{"t":12},"i":null}"#.to_owned(),
+        "[]".to_owned(),
+        "null".to_owned(),
+        "\u{0}".to_owned(),
+    ]
+    .iter()
+    .map(|json| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json))
+    .chain(["", "====", "%00", "\u{0}", "a"].map(str::to_owned))
+    .collect();
+    for cursor in cursors {
+        for sort in ["timestamp", "message"] {
+            let mut pairs: Vec<(String, String)> = with(&range);
+            pairs.extend([("sortField".to_owned(), sort.to_owned()), ("cursor".to_owned(), cursor.clone())]);
+            queries.push(pairs);
+        }
+    }
+    let mut answered = 0;
+    for pairs in &queries {
+        let query = serde_urlencoded::to_string(pairs).unwrap();
+        for path in ["/events", "/events/export"] {
+            let url = format!("{}{path}?{query}", service.address);
+            let response = service.client.get(&url).send().await.unwrap_or_else(|e| panic!("{url}: {e}"));
+            let status = response.status();
+            let body = response.bytes().await.unwrap_or_else(|e| panic!("{url}: the answer was cut: {e}"));
+            assert!(status.as_u16() < 500, "{path}?{query}: {status} {}", String::from_utf8_lossy(&body));
+            answered += 1;
+        }
+    }
+    for query in
+        ["limit=0", "limit=4294967296", "offset=18446744073709551615", "offset=-1", "service=%00", "reprocessed=TRUE"]
+    {
+        let response = service.client.get(format!("{}/dlq?{query}", service.address)).send().await.unwrap();
+        assert!(response.status().as_u16() < 500, "/dlq?{query}: {}", response.status());
+    }
+    assert!(answered > 800, "{answered}");
+    assert!(service.errors_logged().is_empty(), "{:#?}", service.errors_logged());
+    assert!(service.terminate().await.success());
+}
+
 /// Requests a careless or hostile client might send, with whether each should be stored.
 fn hostile_requests() -> Vec<(&'static str, String, Vec<u8>, bool)> {
     let mut rng = fastrand::Rng::with_seed(7);

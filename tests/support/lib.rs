@@ -230,6 +230,8 @@ pub struct Service {
     child: std::process::Child,
     pub address: String,
     pub client: reqwest::Client,
+    /// Every log line at ERROR the process has written so far.
+    errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Service {
@@ -254,6 +256,8 @@ impl Service {
         let mut child = command.spawn().expect("start aurore");
         let stderr = child.stderr.take().expect("stderr");
         let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let error_lines = errors.clone();
         // Keeps reading so the child never blocks on a full pipe; echoes with TEST_LOG.
         std::thread::spawn(move || {
             let echo = std::env::var_os("TEST_LOG").is_some();
@@ -261,13 +265,21 @@ impl Service {
                 if echo {
                     eprintln!("[aurore] {line}");
                 }
+                if line.contains(" ERROR ") {
+                    error_lines.lock().expect("error lines").push(line.clone());
+                }
                 if let Some(port) = line.split("listening on http://127.0.0.1:").nth(1) {
                     let _ = port_tx.send(port.trim().parse::<u16>().expect("port"));
                 }
             }
         });
         let port = port_rx.recv_timeout(Duration::from_secs(30)).expect("aurore reported its port");
-        Self { child, address: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new() }
+        Self { child, address: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), errors }
+    }
+
+    /// The ERROR lines logged so far.
+    pub fn errors_logged(&self) -> Vec<String> {
+        self.errors.lock().expect("error lines").clone()
     }
 
     pub async fn wait_until_ready(&self) {

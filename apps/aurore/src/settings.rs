@@ -537,6 +537,9 @@ pub struct QuerySettings {
     pub max_page_size: u32,
     #[garde(range(min = 1, max = self.max_page_size))]
     pub default_page_size: u32,
+    /// Most rows a page-numbered request may skip (`400` beyond, pointing to `cursor`).
+    #[garde(range(min = 1))]
+    pub max_offset_rows: u64,
 }
 
 impl Default for QuerySettings {
@@ -547,6 +550,7 @@ impl Default for QuerySettings {
             max_page: limits.max_page,
             max_page_size: limits.max_page_size,
             default_page_size: limits.default_page_size,
+            max_offset_rows: limits.max_offset_rows,
         }
     }
 }

@@ -117,6 +117,7 @@ impl Application {
             max_page: settings.query.max_page,
             max_page_size: settings.query.max_page_size,
             default_page_size: settings.query.default_page_size,
+            max_offset_rows: settings.query.max_offset_rows,
         };
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))

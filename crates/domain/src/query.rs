@@ -2,7 +2,7 @@
 //! [`Cursor`] that makes deep pages as cheap as the first.
 
 use crate::event::Event;
-use crate::validation::{FieldError, parse_timestamp};
+use crate::validation::{FieldError, SUPPORTED_RANGE, parse_timestamp, supported_instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
@@ -18,6 +18,9 @@ pub struct QueryLimits {
     pub max_page: u32,
     pub max_page_size: u32,
     pub default_page_size: u32,
+    /// Most rows a page-numbered request may skip: an OFFSET reads every row before the
+    /// page. Deeper pages are for `cursor`, whose cost does not grow with depth.
+    pub max_offset_rows: u64,
 }
 
 impl Default for QueryLimits {
@@ -28,6 +31,7 @@ impl Default for QueryLimits {
             max_page: 10_000,
             max_page_size: 1000,
             default_page_size: 100,
+            max_offset_rows: 100_000,
         }
     }
 }
@@ -67,8 +71,7 @@ impl SortField {
     pub fn key_of(self, event: &StoredEvent) -> CursorKey {
         match self {
             Self::Timestamp => CursorKey::Time(event.event.timestamp),
-            Self::Service => CursorKey::Text(event.event.service.clone()),
-            Self::Message => CursorKey::Text(event.event.message.clone()),
+            Self::Service | Self::Message => CursorKey::Row(event.event.timestamp),
             Self::IngestedAt => CursorKey::Time(event.event.ingested_at),
             Self::CreatedAt => CursorKey::Time(event.created_at),
         }
@@ -92,16 +95,23 @@ impl SortOrder {
     }
 }
 
-/// The sort key of the last row a page returned.
+/// Where the last row a page returned sorts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum CursorKey {
+    /// The value of a time sort field.
     #[serde(rename = "t")]
     Time(DateTime<Utc>),
-    #[serde(rename = "s")]
-    Text(String),
+    /// The row's timestamp: with the id it names the row (the primary key), whose text sort
+    /// key the store reads back, so a cursor stays short however long a message is.
+    #[serde(rename = "r")]
+    Row(DateTime<Utc>),
 }
 
-/// Where the next page starts: after (`key`, `id`) in the given order. Opaque to clients.
+/// Namespace of query digests (UUIDv5): a cursor names the query it continues.
+const QUERY_DIGEST_NAMESPACE: Uuid = Uuid::from_u128(0x6175_726f_7265_4000_8000_7175_6572_7921);
+
+/// Where the next page starts: after (`key`, `id`) in the given order, for the query whose
+/// digest it carries. Opaque to clients.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cursor {
     #[serde(rename = "f")]
@@ -112,6 +122,9 @@ pub struct Cursor {
     pub key: CursorKey,
     #[serde(rename = "i")]
     pub id: Uuid,
+    /// [`EventQuery::digest`] of the query it was issued for.
+    #[serde(rename = "q")]
+    pub query: String,
 }
 
 impl Cursor {
@@ -121,15 +134,21 @@ impl Cursor {
         URL_SAFE_NO_PAD.encode(json)
     }
 
+    /// `None` unless `text` is a cursor this API could have issued: its key fits its sort
+    /// field and its instant lies in the supported range.
     pub fn decode(text: &str) -> Option<Self> {
         let json = URL_SAFE_NO_PAD.decode(text).ok()?;
         let cursor: Cursor = serde_json::from_slice(&json).ok()?;
-        let key_matches_field = matches!(
-            (cursor.sort_field, &cursor.key),
-            (SortField::Service | SortField::Message, CursorKey::Text(_))
-                | (SortField::Timestamp | SortField::IngestedAt | SortField::CreatedAt, CursorKey::Time(_))
-        );
-        key_matches_field.then_some(cursor)
+        let well_formed = match (cursor.sort_field, &cursor.key) {
+            (SortField::Service | SortField::Message, CursorKey::Row(instant))
+            | (SortField::Timestamp | SortField::IngestedAt | SortField::CreatedAt, CursorKey::Time(instant)) => {
+                // One microsecond either side: the cursor before the first row of a range.
+                supported_instant(*instant - Duration::microseconds(1))
+                    || supported_instant(*instant + Duration::microseconds(1))
+            }
+            _ => false,
+        };
+        well_formed.then_some(cursor)
     }
 }
 
@@ -198,7 +217,19 @@ impl EventQuery {
             sort_order: self.sort_order,
             key: CursorKey::Time(key),
             id: Uuid::nil(),
+            query: self.digest(),
         })
+    }
+
+    /// Names what the query selects (service, range, filters), so a cursor issued for one
+    /// query is refused by another instead of silently skipping rows.
+    pub fn digest(&self) -> String {
+        let filters: Vec<(&[String], &str)> =
+            self.metadata.iter().map(|filter| (filter.path.as_slice(), filter.value.as_str())).collect();
+        let selection = (&self.service, self.from.timestamp_micros(), self.to.timestamp_micros(), filters, &self.text);
+        // Serialising plain data to JSON cannot fail.
+        let canonical = serde_json::to_vec(&selection).unwrap_or_default();
+        Uuid::new_v5(&QUERY_DIGEST_NAMESPACE, &canonical).simple().to_string()[..16].to_owned()
     }
 
     /// Rows to skip for page-numbered access (0 with a cursor).
@@ -299,7 +330,25 @@ impl EventQuery {
                 Some(sort_order),
                 Some(cursor),
             ) if errors.is_empty() => {
-                Ok(Self { service, from, to, page, page_size, sort_field, sort_order, cursor, metadata, text })
+                let query = Self { service, from, to, page, page_size, sort_field, sort_order, cursor, metadata, text };
+                if query.offset() > limits.max_offset_rows {
+                    return Err(vec![FieldError::new(
+                        "page",
+                        "maxOffset",
+                        format!(
+                            "page × pageSize must not skip more than {} rows; follow next_cursor for deeper pages",
+                            limits.max_offset_rows
+                        ),
+                    )]);
+                }
+                match &query.cursor {
+                    Some(cursor) if cursor.query != query.digest() => Err(vec![FieldError::new(
+                        "cursor",
+                        "matchesQuery",
+                        "cursor was issued for another service, range or filter; repeat the original query or start without a cursor",
+                    )]),
+                    _ => Ok(query),
+                }
             }
             _ => Err(errors),
         }
@@ -412,14 +461,21 @@ fn bound(name: &'static str, value: Option<&str>, errors: &mut Vec<FieldError>) 
             errors.push(FieldError::new(name, "isNotEmpty", format!("{name} should not be empty")));
             None
         }
-        Some(text) => parse_timestamp(text).or_else(|| {
-            errors.push(FieldError::new(
-                name,
-                "isParseableTimestamp",
-                format!("{name} must be a parseable date (RFC 3339 / ISO 8601, or Unix epoch milliseconds)"),
-            ));
-            None
-        }),
+        Some(text) => match parse_timestamp(text) {
+            Some(instant) if supported_instant(instant) => Some(instant),
+            Some(_) => {
+                errors.push(FieldError::new(name, "isInSupportedRange", format!("{name} must be {SUPPORTED_RANGE}")));
+                None
+            }
+            None => {
+                errors.push(FieldError::new(
+                    name,
+                    "isParseableTimestamp",
+                    format!("{name} must be a parseable date (RFC 3339 / ISO 8601, or Unix epoch milliseconds)"),
+                ));
+                None
+            }
+        },
     }
 }
 
@@ -476,6 +532,7 @@ impl EventPage {
             sort_order: query.sort_order,
             key: query.sort_field.key_of(last),
             id: *last.event.id.as_uuid(),
+            query: query.digest(),
         })
     }
 }
@@ -553,11 +610,13 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_must_match_the_sort() {
+        let for_base = EventQuery::parse(&pairs(&base()), &QueryLimits::default()).unwrap().digest();
         let cursor = Cursor {
             sort_field: SortField::Message,
             sort_order: SortOrder::Asc,
-            key: CursorKey::Text("héllo".into()),
+            key: CursorKey::Row(Utc::now()),
             id: Uuid::now_v7(),
+            query: for_base,
         };
         assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor.clone()));
 
@@ -571,6 +630,51 @@ mod tests {
         list.extend([("sortField", "message"), ("sortOrder", "asc")]);
         let query = EventQuery::parse(&pairs(&list), &QueryLimits::default()).unwrap();
         assert_eq!(query.cursor, Some(cursor));
+
+        // The same cursor with another service, range or filter would skip rows: refused.
+        for (name, value) in [("service", "other"), ("from", "2024-01-15T00:00:01Z"), ("q", "x"), ("metadata.a", "b")] {
+            let mut other: Vec<(&str, &str)> = list.iter().filter(|(key, _)| *key != name).copied().collect();
+            other.push((name, value));
+            assert_eq!(
+                fields(EventQuery::parse(&pairs(&other), &QueryLimits::default())),
+                [("cursor".into(), "matchesQuery")],
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_page_number_may_not_skip_more_rows_than_the_limit() {
+        let limits = QueryLimits { max_offset_rows: 1000, ..QueryLimits::default() };
+        let mut list = base();
+        list.extend([("page", "11"), ("pageSize", "100")]);
+        assert!(EventQuery::parse(&pairs(&list), &limits).is_ok(), "exactly the limit");
+        list[3] = ("page", "12");
+        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits)), [("page".into(), "maxOffset")]);
+        list.push(("cursor", "x"));
+        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits)), [("cursor".into(), "isCursor")]);
+    }
+
+    #[test]
+    fn instants_outside_the_supported_range_are_refused_by_name() {
+        for (from, to) in [
+            ("-5000-01-01", "-5000-01-02"),
+            ("1969-12-31T23:59:59.999999Z", "1970-01-02T00:00:00Z"),
+            ("9999-12-31T00:00:00Z", "253402300800000"),
+            ("+262142-12-31T00:00:00", "+262142-12-31T23:59:59.999999"),
+        ] {
+            let mut list = base();
+            list[1] = ("from", from);
+            list[2] = ("to", to);
+            let found = fields(EventQuery::parse(&pairs(&list), &QueryLimits::default()));
+            assert!(found.iter().any(|(_, rule)| *rule == "isInSupportedRange"), "{from}..{to}: {found:?}");
+        }
+        let mut list = base();
+        list[1] = ("from", "9999-12-31T00:00:00Z");
+        list[2] = ("to", "9999-12-31T23:59:59.999999Z");
+        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default()).unwrap();
+        let before_first = query.cursor_before_first().unwrap();
+        assert_eq!(Cursor::decode(&before_first.encode()), Some(before_first), "the edge of the range pages");
     }
 
     #[test]
@@ -578,9 +682,33 @@ mod tests {
         let mut list = base();
         list.push(("cursor", "not-a-cursor"));
         assert_eq!(fields(EventQuery::parse(&pairs(&list), &QueryLimits::default())), [("cursor".into(), "isCursor")]);
-        let mismatched = URL_SAFE_NO_PAD
-            .encode(format!(r#"{{"f":"timestamp","o":"DESC","k":{{"s":"text"}},"i":"{}"}}"#, Uuid::nil()));
-        assert_eq!(Cursor::decode(&mismatched), None);
+        let forged = |json: String| Cursor::decode(&URL_SAFE_NO_PAD.encode(json));
+        let id = Uuid::nil();
+        assert_eq!(
+            forged(format!(r#"{{"f":"timestamp","o":"DESC","k":{{"r":"2024-01-15T00:00:00Z"}},"i":"{id}","q":""}}"#)),
+            None
+        );
+        assert_eq!(
+            forged(format!(r#"{{"f":"message","o":"DESC","k":{{"t":"2024-01-15T00:00:00Z"}},"i":"{id}","q":""}}"#)),
+            None
+        );
+        assert_eq!(forged(format!(r#"{{"f":"message","o":"DESC","k":{{"s":"a\u0000b"}},"i":"{id}","q":""}}"#)), None);
+        assert_eq!(
+            forged(format!(
+                r#"{{"f":"timestamp","o":"DESC","k":{{"t":"+262142-12-31T00:00:00Z"}},"i":"{id}","q":""}}"#
+            )),
+            None
+        );
+        assert_eq!(
+            forged(format!(r#"{{"f":"timestamp","o":"DESC","k":{{"t":"-5000-01-01T00:00:00Z"}},"i":"{id}","q":""}}"#)),
+            None
+        );
+        assert_eq!(
+            forged(format!(r#"{{"f":"timestamp","o":"DESC","k":{{"t":"2024-01-15T00:00:00Z"}},"i":"{id}"}}"#)),
+            None
+        );
+        let valid = format!(r#"{{"f":"timestamp","o":"DESC","k":{{"t":"2024-01-15T00:00:00Z"}},"i":"{id}","q":""}}"#);
+        assert!(forged(valid).is_some());
     }
 
     #[test]

@@ -127,6 +127,18 @@ fn timestamp_field(value: Option<Value>) -> Result<DateTime<Utc>, FieldError> {
         })
 }
 
+/// The instants Aurore accepts anywhere (event timestamps, query bounds, cursors): what
+/// PostgreSQL, chrono and every client can represent and compute one step beyond.
+pub const SUPPORTED_RANGE: &str = "between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z";
+
+pub fn supported_instant(instant: DateTime<Utc>) -> bool {
+    let earliest = DateTime::UNIX_EPOCH;
+    let latest = NaiveDate::from_ymd_opt(9999, 12, 31)
+        .and_then(|day| day.and_hms_micro_opt(23, 59, 59, 999_999))
+        .map(|naive| Utc.from_utc_datetime(&naive));
+    latest.is_some_and(|latest| (earliest..=latest).contains(&instant))
+}
+
 /// Parses RFC 3339 with any offset, a date-time without offset (read as UTC), a bare date,
 /// or a string of digits as Unix epoch milliseconds. Everything is normalised to UTC.
 pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {

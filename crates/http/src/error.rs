@@ -42,6 +42,9 @@ pub enum ApiError {
     NotReady(&'static str),
     #[error("storage unavailable")]
     StoreUnavailable(#[source] StoreError),
+    /// The store refused a query for the values it holds: the client's to change.
+    #[error("the store refused the query")]
+    QueryRejected(#[source] StoreError),
     #[error("query string longer than {limit} bytes")]
     QueryStringTooLong { limit: usize },
     #[error("headers larger than {limit} bytes")]
@@ -57,6 +60,14 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A query's failure: refused for its values (400), or the store is unavailable (503).
+    pub fn from_query(error: StoreError) -> Self {
+        match error {
+            StoreError::Rejected(_) => Self::QueryRejected(error),
+            StoreError::Unavailable(_) => Self::StoreUnavailable(error),
+        }
+    }
+
     pub fn from_ingest(error: IngestError, retry_after: Duration) -> Self {
         match error {
             IngestError::Empty => Self::Invalid(vec![FieldError::new(
@@ -98,7 +109,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             // The client sent something the contract forbids; repeating it will not help.
-            Self::Invalid(_) | Self::InvalidBatch(_) | Self::Malformed(_) => StatusCode::BAD_REQUEST,
+            Self::Invalid(_) | Self::InvalidBatch(_) | Self::Malformed(_) | Self::QueryRejected(_) => {
+                StatusCode::BAD_REQUEST
+            }
             // Limits on size protect the service; the body names the limit.
             Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -174,6 +187,13 @@ impl ResponseError for ApiError {
                 json!({"statusCode": 503, "status": "service_unavailable", "message": "SERVER_IS_NOT_READY", "reason": reason}),
                 Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
             ),
+            Self::QueryRejected(cause) => {
+                tracing::info!(error = %cause, "the store refused a query's values");
+                (
+                    json!({"status": "error", "statusCode": 400, "message": "The store cannot compare a value of this query; change the parameters", "errorCode": "QUERY_REJECTED"}),
+                    None,
+                )
+            }
             Self::StoreUnavailable(cause) => {
                 tracing::error!(error = %cause, "storage unavailable while serving a request");
                 under_pressure("SERVICE_UNAVAILABLE")

@@ -115,12 +115,17 @@ pub(crate) async fn fetch(
     if let Some(cursor) = &query.cursor {
         // A row comparison walks the index from the cursor: the cost of a page does not
         // depend on how deep it is.
-        statement = statement.sql(format!(" AND ({column}, id) {after} (${next}, ${})", next + 1));
-        statement = match &cursor.key {
-            CursorKey::Time(time) => statement.bind::<Timestamptz, _>(*time),
-            CursorKey::Text(text) => statement.bind::<Text, _>(text.clone()),
-        }
-        .bind::<Uuid, _>(cursor.id);
+        let key = match cursor.key {
+            CursorKey::Time(_) => format!("${next}"),
+            // The row's own sort key, read by primary key; a row gone since (retention)
+            // ends the walk.
+            CursorKey::Row(_) => {
+                format!(r#"(SELECT {column} FROM events WHERE "timestamp" = ${next} AND id = ${})"#, next + 1)
+            }
+        };
+        statement = statement.sql(format!(" AND ({column}, id) {after} ({key}, ${})", next + 1));
+        let (CursorKey::Time(instant) | CursorKey::Row(instant)) = cursor.key;
+        statement = statement.bind::<Timestamptz, _>(instant).bind::<Uuid, _>(cursor.id);
         next += 2;
     }
     let page_size = i64::from(query.page_size);
