@@ -333,7 +333,19 @@ async fn ensure_partitions(store: &PostgresStore, settings: &PartitionSettings) 
     let first = today - Days::days(settings.days_behind);
     let last = today + Days::days(settings.days_ahead);
     match store.ensure_partitions(first, last).await {
-        Ok(created) => tracing::info!(created, %first, %last, "event partitions checked"),
+        Ok(report) if report.failed.is_empty() => {
+            tracing::info!(created = report.created, %first, %last, "event partitions checked");
+        }
+        Ok(report) => {
+            let failed: Vec<String> = report.failed.iter().map(|failure| failure.day.to_string()).collect();
+            tracing::warn!(
+                created = report.created,
+                ?failed,
+                %first,
+                %last,
+                "some event partitions are missing; their days land in the default partition until the next pass"
+            );
+        }
         Err(error) => tracing::warn!(%error, "cannot create event partitions; new days land in the default partition"),
     }
 }
