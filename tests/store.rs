@@ -381,6 +381,59 @@ async fn retention_drops_old_days_deletes_the_straddling_part_and_keeps_counts_i
     assert_eq!((again.partitions_dropped.len(), again.events_deleted), (0, 0));
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_reader_makes_retention_skip_the_day_not_freeze_ingest() {
+    use aurore_domain::{RetentionPolicy, RetentionStore};
+    use diesel_async::RunQueryDsl;
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let now = Utc::now().trunc_subsecs(6);
+    let today = now.date_naive();
+    store.ensure_partitions(today - Duration::days(32), today).await.unwrap();
+    let old: Vec<Event> = [31, 32].iter().map(|days| event("old", now - Duration::days(*days), "e")).collect();
+    store.write_batch(&refs(&old)).await.unwrap();
+    let cutoffs = RetentionPolicy { event_days: 30, dead_letter_days: 30, rollup_days: 30 }.cutoffs(now);
+    let old_partitions: Vec<String> =
+        [32, 31].iter().map(|days| format!("events_p{}", (today - Duration::days(*days)).format("%Y%m%d"))).collect();
+
+    // A long reader (an export, a report) holds its snapshot of `events` open.
+    let mut reader = database.connection().await;
+    diesel::sql_query("BEGIN").execute(&mut reader).await.unwrap();
+    diesel::sql_query("SELECT count(*) FROM events").execute(&mut reader).await.unwrap();
+
+    let run = {
+        let store = store.clone();
+        tokio::spawn(async move { store.apply_retention(&cutoffs).await })
+    };
+    // Once retention waits for its lock on `events`, ingest still lands.
+    let waiting = "SELECT count(*) AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                   WHERE NOT l.granted AND c.relname = 'events'";
+    aurore_tests::poll(std::time::Duration::from_secs(10), || database.count(waiting), |n| *n > 0).await;
+    let fresh = event("fresh", now, "written while retention runs");
+    tokio::time::timeout(std::time::Duration::from_secs(5), store.write_batch(&[&fresh]))
+        .await
+        .expect("ingest is not frozen behind retention")
+        .unwrap();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("retention does not wait for the reader")
+        .unwrap()
+        .unwrap();
+    assert!(report.ran);
+    assert_eq!(report.skipped, old_partitions, "{report:?}");
+    assert!(report.partitions_dropped.is_empty(), "{report:?}");
+    assert_eq!(database.count("SELECT count(*) AS n FROM events").await, 3, "nothing was lost or half-dropped");
+    assert_eq!(database.count(events_per_hour_match_counts_sql()).await, 0, "event_counts equals the rows per hour");
+
+    // Once the reader is done, the next run drops what this one skipped.
+    drop(reader);
+    let report = store.apply_retention(&cutoffs).await.unwrap();
+    assert_eq!(report.partitions_dropped, old_partitions, "{report:?}");
+    assert!(report.skipped.is_empty(), "{report:?}");
+    assert_eq!(database.count("SELECT count(*) AS n FROM events").await, 1);
+    assert_eq!(database.count(events_per_hour_match_counts_sql()).await, 0, "event_counts equals the rows per hour");
+}
+
 #[tokio::test]
 async fn retention_skips_while_another_replica_holds_the_lock() {
     use aurore_domain::{RetentionPolicy, RetentionStore};
