@@ -1,8 +1,10 @@
 //! The files under `deploy/` agree with one another and with the service: every YAML file and
 //! dashboard parses; ports, probe paths, the scrape target, the Grafana data source and the
-//! dashboards' metric names line up; pods get longer to stop than Aurore takes to drain; and
+//! dashboards' metric names line up; pods get longer to stop than Aurore takes to drain;
 //! every `AURORE__*` variable set for compose, the image and Kubernetes is a setting Aurore
-//! accepts. No container engine or cluster needed.
+//! accepts; the Kubernetes base requires keys and fences the pods in; the autoscale overlay
+//! owns the replica count and never scales down; and the alerts key on labels the scrape
+//! configs produce. No container engine or cluster needed.
 
 use aurore::Settings;
 use aurore_telemetry::metrics::{DESCRIBED, Kind};
@@ -250,10 +252,10 @@ fn dockerfile_env(instructions: &[(String, String)]) -> HashMap<String, String> 
 
 // ---- Kubernetes
 
-/// Every object in deploy/k8s with the file it comes from, kustomization.yaml aside.
+/// Every object in the kustomize base with the file it comes from, kustomization.yaml aside.
 fn k8s_objects() -> Vec<(String, Yaml)> {
     let mut objects = Vec::new();
-    for path in files_under(&deploy("k8s"), &["yaml", "yml"]) {
+    for path in files_under(&deploy("k8s/base"), &["yaml", "yml"]) {
         let file = path.file_name().expect("a file name").to_string_lossy().into_owned();
         if file == "kustomization.yaml" {
             continue;
@@ -270,7 +272,7 @@ fn k8s_objects() -> Vec<(String, Yaml)> {
 }
 
 fn kustomization() -> Yaml {
-    yaml(&deploy("k8s/kustomization.yaml"))
+    yaml(&deploy("k8s/base/kustomization.yaml"))
 }
 
 /// The objects the kustomization applies.
@@ -540,13 +542,17 @@ fn every_deployment_file_parses() {
         "prometheus/alerts.yml",
         "grafana/provisioning/datasources/prometheus.yml",
         "grafana/provisioning/dashboards/aurore.yml",
-        "k8s/kustomization.yaml",
-        "k8s/configmap.yaml",
-        "k8s/service.yaml",
-        "k8s/statefulset.yaml",
-        "k8s/hpa.yaml",
-        "k8s/pdb.yaml",
-        "k8s/secret.example.yaml",
+        "prometheus/alerts.test.yml",
+        "prometheus/prometheus-kubernetes.yml",
+        "k8s/base/kustomization.yaml",
+        "k8s/base/configmap.yaml",
+        "k8s/base/service.yaml",
+        "k8s/base/statefulset.yaml",
+        "k8s/base/pdb.yaml",
+        "k8s/base/networkpolicy.yaml",
+        "k8s/base/secret.example.yaml",
+        "k8s/overlays/autoscale/kustomization.yaml",
+        "k8s/overlays/autoscale/hpa.yaml",
     ] {
         assert!(names.contains(expected), "deploy/{expected} is missing; found {names:?}");
     }
@@ -558,7 +564,7 @@ fn every_deployment_file_parses() {
         }
     }
     assert_eq!(
-        yaml_documents(&deploy("k8s/service.yaml")).len(),
+        yaml_documents(&deploy("k8s/base/service.yaml")).len(),
         2,
         "service.yaml holds the regular and the headless Service"
     );
@@ -921,7 +927,7 @@ fn kubernetes_objects_fit_together() {
         .expect("DATABASE_URL comes from a secret");
     assert_eq!(secret["name"], "aurore-database");
     assert_eq!(secret["key"], "url");
-    let example: Vec<Yaml> = yaml_documents(&deploy("k8s/secret.example.yaml"));
+    let example: Vec<Yaml> = yaml_documents(&deploy("k8s/base/secret.example.yaml"));
     let example = named(&example, "Secret", "aurore-database");
     let url = scalar(&example["stringData"]["url"]);
     load_settings("secret.example.yaml", &HashMap::from([("DATABASE_URL".to_owned(), url)]));
@@ -933,8 +939,88 @@ fn kubernetes_objects_fit_together() {
         "kustomization.yaml's images entry names the container image {image}"
     );
 
-    let autoscaler = only(&objects, "HorizontalPodAutoscaler");
+    assert!(
+        objects.iter().all(|object| object["kind"] != "HorizontalPodAutoscaler"),
+        "the base keeps a fixed number of pods; autoscaling is the overlay's"
+    );
+
+    let budget = only(&objects, "PodDisruptionBudget");
+    assert_eq!(budget["apiVersion"], "policy/v1");
+    assert!(selects(&budget["spec"]["selector"]["matchLabels"], labels), "the disruption budget covers the pods");
+}
+
+/// The secret behind a container variable: (secret name, key, optional).
+fn secret_of<'a>(container: &'a Yaml, variable: &str) -> &'a Yaml {
+    let reference = sequence(&container["env"], "env")
+        .iter()
+        .find(|entry| entry["name"] == variable)
+        .map(|entry| &entry["valueFrom"]["secretKeyRef"])
+        .unwrap_or_else(|| panic!("the container does not set {variable}"));
+    assert!(reference.is_mapping(), "{variable} comes from a secret, not a literal");
+    reference
+}
+
+#[test]
+fn the_base_requires_keys_from_a_secret() {
+    let objects = applied_objects();
+    let container = container(only(&objects, "StatefulSet"));
+    let example = yaml_documents(&deploy("k8s/base/secret.example.yaml"));
+    let mut env = HashMap::new();
+    for variable in ["AURORE__AUTH__API_KEYS", "AURORE__AUTH__ADMIN_KEYS"] {
+        let reference = secret_of(container, variable);
+        assert_eq!(reference["optional"], false, "{variable}: without the secret the pod must not start open");
+        let secret = named(&example, "Secret", text(&reference["name"], "secret name"));
+        let key = text(&reference["key"], "secret key");
+        let value = secret["stringData"].get(key).unwrap_or_else(|| panic!("the example secret has no {key}"));
+        env.insert(variable.to_owned(), scalar(value));
+    }
+    assert!(objects.iter().all(|object| object["kind"] != "Secret"), "no secret is applied from git");
+    let settings = load_settings("secret.example.yaml", &env);
+    assert!(!settings.auth.api_keys.is_empty() && !settings.auth.admin_keys.is_empty(), "the example keys are read");
+}
+
+#[test]
+fn a_network_policy_fences_the_pods_in() {
+    let objects = applied_objects();
+    let statefulset = only(&objects, "StatefulSet");
+    let policy = only(&objects, "NetworkPolicy");
+    assert_eq!(policy["apiVersion"], "networking.k8s.io/v1");
+    let spec = &policy["spec"];
+    assert!(
+        selects(&spec["podSelector"]["matchLabels"], &statefulset["spec"]["template"]["metadata"]["labels"]),
+        "the policy covers Aurore's pods"
+    );
+    let types: BTreeSet<String> = sequence(&spec["policyTypes"], "policyTypes").iter().map(scalar).collect();
+    assert_eq!(types, BTreeSet::from(["Ingress".to_owned(), "Egress".to_owned()]));
+    let ports = |rules: &Yaml| -> Vec<Yaml> {
+        sequence(rules, "rules")
+            .iter()
+            .flat_map(|rule| sequence(&rule["ports"], "ports").iter().map(|port| port["port"].clone()))
+            .collect()
+    };
+    let container = container(statefulset);
+    let open: BTreeSet<u64> = ports(&spec["ingress"]).iter().map(|port| container_port(container, port)).collect();
+    assert_eq!(open, BTreeSet::from([PORT]), "only the HTTP port is reachable");
+    let egress: BTreeSet<String> = ports(&spec["egress"]).iter().map(scalar).collect();
+    for (port, what) in [("53", "DNS"), ("5432", "PostgreSQL")] {
+        assert!(egress.contains(port), "the pods may reach {what}: {egress:?}");
+    }
+}
+
+#[test]
+fn the_autoscale_overlay_owns_the_replica_count_and_never_scales_down() {
+    let overlay = deploy("k8s/overlays/autoscale");
+    let kustomization = yaml(&overlay.join("kustomization.yaml"));
+    let resources: Vec<String> = sequence(&kustomization["resources"], "resources").iter().map(scalar).collect();
+    assert!(resources.contains(&"../../base".to_owned()), "the overlay builds on the base: {resources:?}");
+    let autoscaler = resources
+        .iter()
+        .filter(|resource| resource.ends_with(".yaml"))
+        .flat_map(|resource| yaml_documents(&overlay.join(resource)))
+        .find(|object| object["kind"] == "HorizontalPodAutoscaler")
+        .expect("the overlay adds a HorizontalPodAutoscaler");
     assert_eq!(autoscaler["apiVersion"], "autoscaling/v2");
+    let statefulset = only(&applied_objects(), "StatefulSet").clone();
     let target = &autoscaler["spec"]["scaleTargetRef"];
     assert_eq!(target["kind"], "StatefulSet");
     assert_eq!(target["name"], statefulset["metadata"]["name"]);
@@ -942,8 +1028,55 @@ fn kubernetes_objects_fit_together() {
         sequence(&autoscaler["spec"]["metrics"], "metrics").iter().any(|metric| metric["resource"]["name"] == "cpu"),
         "the autoscaler follows CPU"
     );
+    assert_eq!(
+        autoscaler["spec"]["behavior"]["scaleDown"]["selectPolicy"], "Disabled",
+        "a removed pod would leave its journal on a claim nobody reads"
+    );
+    assert_eq!(
+        statefulset["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"], "Retain",
+        "a claim that may hold events outlives its pod"
+    );
+    // The autoscaler owns the count: the overlay takes `replicas` out of the StatefulSet.
+    let removes_replicas = sequence(&kustomization["patches"], "patches").iter().any(|patch| {
+        patch["target"]["kind"] == "StatefulSet"
+            && patch["target"]["name"] == statefulset["metadata"]["name"]
+            && serde_norway::from_str::<Yaml>(text(&patch["patch"], "patch")).is_ok_and(|operations| {
+                operations.as_sequence().is_some_and(|operations| {
+                    operations
+                        .iter()
+                        .any(|operation| operation["op"] == "remove" && operation["path"] == "/spec/replicas")
+                })
+            })
+    });
+    assert!(removes_replicas, "the overlay removes the StatefulSet's replicas");
+    assert!(statefulset["spec"]["replicas"].as_u64().is_some(), "the base, without an autoscaler, fixes the count");
+}
 
-    let budget = only(&objects, "PodDisruptionBudget");
-    assert_eq!(budget["apiVersion"], "policy/v1");
-    assert!(selects(&budget["spec"]["selector"]["matchLabels"], labels), "the disruption budget covers the pods");
+#[test]
+fn alerts_key_on_labels_the_scrape_configs_produce() {
+    let alerts = read(&deploy("prometheus/alerts.yml"));
+    assert!(!alerts.contains("job="), "each scrape config names its own job; no alert may assume one");
+    let config = yaml(&deploy("prometheus/prometheus-kubernetes.yml"));
+    let job = &sequence(&config["scrape_configs"], "scrape_configs")[0];
+    let relabels = sequence(&job["relabel_configs"], "relabel_configs");
+    let keeps_annotated = relabels.iter().any(|rule| {
+        rule["action"] == "keep"
+            && sequence(&rule["source_labels"], "source_labels")
+                .contains(&Yaml::from("__meta_kubernetes_pod_annotation_prometheus_io_scrape"))
+    });
+    assert!(keeps_annotated, "Kubernetes scraping follows the pods' prometheus.io/scrape annotation");
+    let targets: BTreeSet<&str> = relabels.iter().filter_map(|rule| rule["target_label"].as_str()).collect();
+    for label in ["namespace", "pod"] {
+        assert!(targets.contains(label), "AuroreJournalStranded groups by {label}, which the scrape config must set");
+    }
+    let tests = yaml(&deploy("prometheus/alerts.test.yml"));
+    let tested: BTreeSet<String> = sequence(&tests["tests"], "tests")
+        .iter()
+        .flat_map(|test| {
+            sequence(&test["alert_rule_test"], "alert_rule_test").iter().map(|rule| scalar(&rule["alertname"]))
+        })
+        .collect();
+    for alert in ["AuroreDown", "AuroreCircuitOpen", "AuroreJournalStranded"] {
+        assert!(tested.contains(alert), "alerts.test.yml shows {alert} firing");
+    }
 }

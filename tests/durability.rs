@@ -546,3 +546,66 @@ async fn a_full_journal_answers_503_with_retry_after() {
     assert_eq!(statuses[0], StatusCode::ACCEPTED);
     assert!(statuses.contains(&StatusCode::SERVICE_UNAVAILABLE), "{statuses:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn aurore_drain_stores_a_dead_replicas_journal_exactly_once() {
+    let database = TestDatabase::create().await;
+    let journal = tempfile::tempdir().unwrap();
+    // A replica that never reaches PostgreSQL: everything it acknowledges stays journaled.
+    let unreachable = "postgres://postgres@127.0.0.1:1/none";
+    let service = Service::start(unreachable, journal.path(), &[("AURORE__JOURNAL__SEGMENT_BYTES", "65536")]);
+    let accepted = || async {
+        let response =
+            service.client.post(format!("{}/events", service.address)).json(&event("drained", "first")).send();
+        response.await.is_ok_and(|response| response.status() == StatusCode::ACCEPTED)
+    };
+    assert!(poll(Duration::from_secs(10), accepted, |accepted| *accepted).await, "ingest opens without the database");
+    let acknowledged: HashSet<String> =
+        run_load_for(&service.client, &service.address, "drained", Duration::from_millis(500))
+            .await
+            .into_iter()
+            .collect();
+    service.kill().await;
+    assert!(acknowledged.len() > 200, "the load got through: {}", acknowledged.len());
+    let segments = |dir: &std::path::Path| {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .filter(|entry| entry.as_ref().unwrap().path().extension().is_some_and(|e| e == "seg"))
+            .count()
+    };
+    assert!(segments(journal.path()) > 1, "the killed replica left its journal behind");
+
+    let drain = |database_url: &str| {
+        std::process::Command::new(aurore_tests::aurore_binary())
+            .env_clear()
+            .env("AURORE__DATABASE__URL", database_url)
+            .env("AURORE__DATABASE__CONNECT_TIMEOUT_MS", "500")
+            .env("AURORE__PARTITIONS__DAYS_BEHIND", "1")
+            .env("RUST_LOG", "warn")
+            .args(["drain", "--deadline-secs", "60", "--journal-dir"])
+            .arg(journal.path())
+            .output()
+            .expect("run aurore drain")
+    };
+    // Without PostgreSQL it says so and fails, keeping every segment.
+    let failed = drain(unreachable);
+    assert!(!failed.status.success());
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("cannot reach PostgreSQL"), "{failed:?}");
+    assert!(segments(journal.path()) > 1);
+
+    let drained = drain(&database.url);
+    assert!(drained.status.success(), "{}", String::from_utf8_lossy(&drained.stderr));
+    assert!(String::from_utf8_lossy(&drained.stdout).contains("holds no journal segment"), "{drained:?}");
+    assert_eq!(segments(journal.path()), 0, "the journal is empty");
+    // Stored by the time drain exits, not eventually.
+    let missing = acknowledged.difference(&stored_ids(&database, "drained").await).count();
+    assert_eq!(missing, 0, "{missing} of {} acknowledged events were not drained", acknowledged.len());
+    let rows = database.count("SELECT count(*) AS n FROM events WHERE service = 'drained'").await;
+    let distinct = database.count("SELECT count(DISTINCT id) AS n FROM events WHERE service = 'drained'").await;
+    assert_eq!(rows, distinct, "no event is stored twice");
+
+    // Draining an empty journal is a no-op that succeeds.
+    let again = drain(&database.url);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert_eq!(database.count("SELECT count(*) AS n FROM events WHERE service = 'drained'").await, rows);
+}

@@ -178,10 +178,70 @@ async fn a_write_to_a_day_without_a_partition_still_lands() {
 
     // Creating that day's partition later moves the row out of the default partition.
     let day = long_ago.date_naive();
-    assert_eq!(store.ensure_partitions(day, day).await.unwrap(), 1);
+    assert_eq!(store.ensure_partitions(day, day).await.unwrap().created, 1);
     assert_eq!(database.count(in_default).await, 0);
     assert_eq!(database.count("SELECT count(*) AS n FROM events_p20010909").await, 1);
-    assert_eq!(store.ensure_partitions(day, day).await.unwrap(), 0, "ensuring is idempotent");
+    assert_eq!(store.ensure_partitions(day, day).await.unwrap().created, 0, "ensuring is idempotent");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_day_that_cannot_be_created_does_not_stop_the_others() {
+    use diesel_async::RunQueryDsl;
+    let database = TestDatabase::create().await;
+    let store = pools(&database);
+    store.migrate().await.unwrap();
+    let first = chrono::NaiveDate::from_ymd_opt(2030, 1, 1).unwrap();
+    let last = first + Duration::days(4);
+    let blocked = first + Duration::days(2);
+    // A type of the partition's name: creating that day's table fails, every time.
+    let mut connection = database.connection().await;
+    diesel::sql_query(format!("CREATE TYPE events_p{} AS ENUM ('taken')", blocked.format("%Y%m%d")))
+        .execute(&mut connection)
+        .await
+        .unwrap();
+
+    let report = store.ensure_partitions(first, last).await.expect("the pass itself succeeds");
+    assert_eq!(report.created, 4, "{report:?}");
+    let failed: Vec<_> = report.failed.iter().map(|failure| failure.day).collect();
+    assert_eq!(failed, vec![blocked], "{report:?}");
+    let partitions = "SELECT count(*) AS n FROM pg_inherits WHERE inhparent = 'events'::regclass \
+                      AND inhrelid::regclass::text ~ '^events_p2030'";
+    assert_eq!(database.count(partitions).await, 4);
+    // The day without a partition still takes writes, in the default partition.
+    let at = blocked.and_hms_opt(12, 0, 0).unwrap().and_utc();
+    store.write_batch(&[&event("late", at, "m")]).await.unwrap();
+    assert_eq!(database.count("SELECT count(*) AS n FROM events_default").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_held_lock_makes_upkeep_report_the_day_not_wait_for_it() {
+    use diesel_async::RunQueryDsl;
+    let database = TestDatabase::create().await;
+    let store = pools(&database);
+    store.migrate().await.unwrap();
+    let day = chrono::NaiveDate::from_ymd_opt(2030, 6, 1).unwrap();
+    // Attaching needs the default partition exclusively; a long reader holds it.
+    let mut reader = database.connection().await;
+    diesel::sql_query("BEGIN").execute(&mut reader).await.unwrap();
+    diesel::sql_query("LOCK TABLE events_default IN ACCESS SHARE MODE").execute(&mut reader).await.unwrap();
+
+    let started = std::time::Instant::now();
+    let report = store.ensure_partitions(day, day).await.unwrap();
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert_eq!(report.created, 0);
+    assert_eq!(report.failed.iter().map(|failure| failure.day).collect::<Vec<_>>(), vec![day], "{report:?}");
+    // Ingest went on meanwhile, into the default partition.
+    store.write_batch(&[&event("busy", day.and_hms_opt(8, 0, 0).unwrap().and_utc(), "m")]).await.unwrap();
+
+    // Released while a pass waits, the day is created.
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        drop(reader);
+    });
+    let report = store.ensure_partitions(day, day).await.unwrap();
+    release.await.unwrap();
+    assert_eq!((report.created, report.failed.len()), (1, 0), "{report:?}");
+    assert_eq!(database.count("SELECT count(*) AS n FROM events_p20300601").await, 1, "the row moved into it");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -331,6 +391,59 @@ async fn retention_drops_old_days_deletes_the_straddling_part_and_keeps_counts_i
     // Running again finds nothing more to do.
     let again = store.apply_retention(&cutoffs).await.unwrap();
     assert_eq!((again.partitions_dropped.len(), again.events_deleted), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_reader_makes_retention_skip_the_day_not_freeze_ingest() {
+    use aurore_domain::{RetentionPolicy, RetentionStore};
+    use diesel_async::RunQueryDsl;
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let now = Utc::now().trunc_subsecs(6);
+    let today = now.date_naive();
+    store.ensure_partitions(today - Duration::days(32), today).await.unwrap();
+    let old: Vec<Event> = [31, 32].iter().map(|days| event("old", now - Duration::days(*days), "e")).collect();
+    store.write_batch(&refs(&old)).await.unwrap();
+    let cutoffs = RetentionPolicy { event_days: 30, dead_letter_days: 30, rollup_days: 30 }.cutoffs(now);
+    let old_partitions: Vec<String> =
+        [32, 31].iter().map(|days| format!("events_p{}", (today - Duration::days(*days)).format("%Y%m%d"))).collect();
+
+    // A long reader (an export, a report) holds its snapshot of `events` open.
+    let mut reader = database.connection().await;
+    diesel::sql_query("BEGIN").execute(&mut reader).await.unwrap();
+    diesel::sql_query("SELECT count(*) FROM events").execute(&mut reader).await.unwrap();
+
+    let run = {
+        let store = store.clone();
+        tokio::spawn(async move { store.apply_retention(&cutoffs).await })
+    };
+    // Once retention waits for its lock on `events`, ingest still lands.
+    let waiting = "SELECT count(*) AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
+                   WHERE NOT l.granted AND c.relname = 'events'";
+    aurore_tests::poll(std::time::Duration::from_secs(10), || database.count(waiting), |n| *n > 0).await;
+    let fresh = event("fresh", now, "written while retention runs");
+    tokio::time::timeout(std::time::Duration::from_secs(5), store.write_batch(&[&fresh]))
+        .await
+        .expect("ingest is not frozen behind retention")
+        .unwrap();
+    let report = tokio::time::timeout(std::time::Duration::from_secs(30), run)
+        .await
+        .expect("retention does not wait for the reader")
+        .unwrap()
+        .unwrap();
+    assert!(report.ran);
+    assert_eq!(report.skipped, old_partitions, "{report:?}");
+    assert!(report.partitions_dropped.is_empty(), "{report:?}");
+    assert_eq!(database.count("SELECT count(*) AS n FROM events").await, 3, "nothing was lost or half-dropped");
+    assert_eq!(database.count(events_per_hour_match_counts_sql()).await, 0, "event_counts equals the rows per hour");
+
+    // Once the reader is done, the next run drops what this one skipped.
+    drop(reader);
+    let report = store.apply_retention(&cutoffs).await.unwrap();
+    assert_eq!(report.partitions_dropped, old_partitions, "{report:?}");
+    assert!(report.skipped.is_empty(), "{report:?}");
+    assert_eq!(database.count("SELECT count(*) AS n FROM events").await, 1);
+    assert_eq!(database.count(events_per_hour_match_counts_sql()).await, 0, "event_counts equals the rows per hour");
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! `aurore`: serve (the default), migrate, or print the effective configuration.
+//! `aurore`: serve (the default), migrate, drain a journal, run retention, or print the
+//! effective configuration.
 
 use anyhow::Context as _;
 use aurore::{Application, Settings};
@@ -9,6 +10,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// The ingest path allocates many small strings and JSON nodes; mimalloc measured faster
 /// than the system allocator on it (BENCHMARKS.md).
@@ -33,6 +35,16 @@ enum Command {
     Migrate,
     /// Print the effective configuration, secrets redacted.
     Config,
+    /// Store every event a journal still holds in PostgreSQL, then exit: for the journal of
+    /// a replica that is gone. The service must not be running on that journal.
+    Drain {
+        /// The journal directory; `journal.dir` by default.
+        #[arg(long)]
+        journal_dir: Option<PathBuf>,
+        /// Give up (exit 1, the rest left in the journal) after this many seconds.
+        #[arg(long, default_value_t = 600)]
+        deadline_secs: u64,
+    },
     /// Retention jobs.
     #[command(subcommand)]
     Retention(RetentionCommand),
@@ -48,7 +60,7 @@ enum RetentionCommand {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let env: HashMap<String, String> = std::env::vars().collect();
-    let settings = match Settings::load(cli.config.as_deref(), &env) {
+    let mut settings = match Settings::load(cli.config.as_deref(), &env) {
         Ok(settings) => settings,
         Err(error) => {
             eprintln!("aurore: invalid configuration:\n{error}");
@@ -62,6 +74,12 @@ async fn main() -> ExitCode {
         }
         Command::Migrate => migrate(&settings).await,
         Command::Serve => serve(&settings).await,
+        Command::Drain { journal_dir, deadline_secs } => {
+            if let Some(dir) = journal_dir {
+                settings.journal.dir = dir;
+            }
+            drain(&settings, Duration::from_secs(deadline_secs)).await
+        }
         Command::Retention(RetentionCommand::Run) => run_retention(&settings).await,
     };
     match result {
@@ -94,6 +112,18 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let store = PostgresStore::connect(&aurore::startup::postgres_settings(settings))?;
     let applied = store.migrate().await.context("migration failed")?;
     tracing::info!(applied, "migrations applied");
+    Ok(())
+}
+
+async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<()> {
+    let _telemetry = init_telemetry(settings)?;
+    let drained = aurore::startup::drain(settings, deadline).await.context("drain failed")?;
+    println!(
+        "drained {} events from {} segments; {} holds no journal segment",
+        drained.events,
+        drained.segments,
+        settings.journal.dir.display()
+    );
     Ok(())
 }
 

@@ -21,6 +21,10 @@ pub enum SettingsError {
     Invalid(#[from] garde::Report),
     #[error("retention.rollup_days ({rollup}) must be at least retention.days ({days}): counts cannot outlive nothing")]
     RollupShorterThanEvents { rollup: u32, days: u32 },
+    #[error(
+        "partitions.days_behind ({behind}) must not exceed retention.days ({days}): upkeep would recreate the partitions retention drops"
+    )]
+    PartitionsOutliveRetention { behind: i64, days: u32 },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, Validate)]
@@ -646,6 +650,13 @@ impl Settings {
                 days: settings.retention.days,
             });
         }
+        // Retention always runs (on its schedule or on demand), so the check always applies.
+        if settings.partitions.days_behind > i64::from(settings.retention.days) {
+            return Err(SettingsError::PartitionsOutliveRetention {
+                behind: settings.partitions.days_behind,
+                days: settings.retention.days,
+            });
+        }
         Ok(settings)
     }
 
@@ -725,6 +736,16 @@ mod tests {
 
         let error = Settings::load(None, &env(&[("AURORE__RETENTION__ROLLUP_DAYS", "7")])).unwrap_err().to_string();
         assert!(error.contains("retention.rollup_days (7) must be at least retention.days (30)"), "{error}");
+
+        let error =
+            Settings::load(None, &env(&[("AURORE__RETENTION__DAYS", "7"), ("AURORE__RETENTION__ROLLUP_DAYS", "7")]))
+                .unwrap_err()
+                .to_string();
+        assert!(error.contains("partitions.days_behind (30) must not exceed retention.days (7)"), "{error}");
+        let settings =
+            Settings::load(None, &env(&[("AURORE__RETENTION__DAYS", "7"), ("AURORE__PARTITIONS__DAYS_BEHIND", "7")]))
+                .unwrap();
+        assert_eq!(settings.partitions.days_behind, 7, "as many days behind as retention keeps is fine");
 
         let error =
             Settings::load(None, &env(&[("AURORE__RETENTION__SCHEDULE", "every day")])).unwrap_err().to_string();

@@ -4,8 +4,8 @@ use crate::settings::{PartitionSettings, Settings};
 use anyhow::Context as _;
 use aurore_domain::{
     BatchWorker, BreakerSettings, Buffer, CircuitBreaker, Clock, IngestService, IngestSettings, Journal, Lifecycle,
-    Observer, QueryLimits, Retention, RetentionPolicy, RetryPolicy, Sinks, SystemClock, Tail, WriterSettings,
-    replay_journal,
+    Observer, QueryLimits, Retention, RetentionPolicy, RetryPolicy, Sinks, SystemClock, Tail, Unobserved,
+    WriterSettings, replay_journal,
 };
 use aurore_http::{ApiKeys, AppState, Edge, RateLimiter, RequestLimits, ServerOptions};
 use aurore_journal::{FileJournal, JournalSettings};
@@ -74,6 +74,27 @@ pub fn retention(
     Retention { store, policy, clock, observer }
 }
 
+fn breaker(settings: &Settings, clock: Arc<dyn Clock>) -> Arc<CircuitBreaker> {
+    Arc::new(CircuitBreaker::new(
+        BreakerSettings {
+            failure_threshold: settings.circuit_breaker.failure_threshold,
+            success_threshold: settings.circuit_breaker.success_threshold,
+            open_timeout: Duration::from_secs(settings.circuit_breaker.open_timeout_secs),
+        },
+        clock,
+    ))
+}
+
+fn writer_settings(settings: &Settings) -> WriterSettings {
+    WriterSettings {
+        linger: settings.linger(),
+        retry: RetryPolicy {
+            base_delay: Duration::from_millis(settings.writer.backoff_base_ms),
+            max_delay: Duration::from_millis(settings.writer.backoff_max_ms),
+        },
+    }
+}
+
 fn ingest_settings(settings: &Settings) -> IngestSettings {
     IngestSettings {
         limits: settings.limits.to_limits(),
@@ -103,14 +124,7 @@ impl Application {
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let lifecycle = Arc::new(Lifecycle::default());
         let buffer = Arc::new(Buffer::new(settings.buffer.capacity, settings.writer.batch_size));
-        let breaker = Arc::new(CircuitBreaker::new(
-            BreakerSettings {
-                failure_threshold: settings.circuit_breaker.failure_threshold,
-                success_threshold: settings.circuit_breaker.success_threshold,
-                open_timeout: Duration::from_secs(settings.circuit_breaker.open_timeout_secs),
-            },
-            clock.clone(),
-        ));
+        let breaker = breaker(settings, clock.clone());
         let query_limits = QueryLimits {
             max_service_chars: settings.limits.max_service_chars,
             max_range_days: settings.query.max_range_days,
@@ -169,13 +183,7 @@ impl Application {
             &ServerOptions { workers: settings.server.workers, shutdown_timeout: drain_deadline },
         )?;
 
-        let writer_settings = WriterSettings {
-            linger: settings.linger(),
-            retry: RetryPolicy {
-                base_delay: Duration::from_millis(settings.writer.backoff_base_ms),
-                max_delay: Duration::from_millis(settings.writer.backoff_max_ms),
-            },
-        };
+        let writer_settings = writer_settings(settings);
         let sinks = Sinks {
             store: store.clone(),
             dead_letters: store.clone(),
@@ -253,6 +261,63 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// What `aurore drain` moved out of a journal.
+#[derive(Debug)]
+pub struct Drained {
+    pub segments: usize,
+    pub events: u64,
+}
+
+/// Empties the journal in `settings.journal.dir` into PostgreSQL with the service's own
+/// replay and writers, for the claim of a pod that is gone: nothing else may have the
+/// journal open. Returns once every event is stored or dead-lettered and no segment is
+/// left; fails if PostgreSQL cannot be reached or `deadline` passes first, leaving what is
+/// not yet stored in the journal for the next attempt.
+pub async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<Drained> {
+    let dir = &settings.journal.dir;
+    let store = Arc::new(PostgresStore::connect(&postgres_settings(settings))?);
+    let (journal, recovered) = FileJournal::open(journal_settings(settings))
+        .with_context(|| format!("cannot open the journal in {}", dir.display()))?;
+    tracing::info!(dir = %dir.display(), segments = recovered.segments, events = recovered.events, "journal opened for draining");
+    store.migrate().await.context("cannot reach PostgreSQL")?;
+    ensure_partitions(&store, &settings.partitions).await;
+    let journal = Arc::new(journal);
+    let buffer = Arc::new(Buffer::new(settings.buffer.capacity, settings.writer.batch_size));
+    let sinks = Sinks {
+        store: store.clone(),
+        dead_letters: store,
+        journal: Some(journal.clone()),
+        breaker: breaker(settings, Arc::new(SystemClock)),
+        // Nobody subscribes to a drain.
+        tail: Arc::new(Tail::new(1)),
+    };
+    let mut writers = JoinSet::new();
+    for _ in 0..settings.writer.writers {
+        let worker = BatchWorker::new(buffer.clone(), sinks.clone(), writer_settings(settings), Arc::new(Unobserved));
+        writers.spawn(worker.run());
+    }
+    let stored = async {
+        replay_journal(journal.as_ref(), &buffer).await.context("cannot read the journal")?;
+        // Writers stop once the buffer is closed and empty: every replayed event went.
+        buffer.close();
+        while writers.join_next().await.is_some() {}
+        anyhow::Ok(())
+    };
+    let outcome = tokio::time::timeout(deadline, stored).await;
+    journal.close().await;
+    match outcome {
+        Ok(result) => result?,
+        Err(_) => anyhow::bail!(
+            "{} events were still waiting for PostgreSQL after {deadline:?}; they stay in {}: run drain again",
+            buffer.len(),
+            dir.display()
+        ),
+    }
+    let left = journal.usage().segments;
+    anyhow::ensure!(left == 0, "{left} journal segments in {} still hold events that were not stored", dir.display());
+    Ok(Drained { segments: recovered.segments, events: recovered.events })
 }
 
 /// The writer tasks to start once the schema is ready.
@@ -334,7 +399,19 @@ async fn ensure_partitions(store: &PostgresStore, settings: &PartitionSettings) 
     let first = today - Days::days(settings.days_behind);
     let last = today + Days::days(settings.days_ahead);
     match store.ensure_partitions(first, last).await {
-        Ok(created) => tracing::info!(created, %first, %last, "event partitions checked"),
+        Ok(report) if report.failed.is_empty() => {
+            tracing::info!(created = report.created, %first, %last, "event partitions checked");
+        }
+        Ok(report) => {
+            let failed: Vec<String> = report.failed.iter().map(|failure| failure.day.to_string()).collect();
+            tracing::warn!(
+                created = report.created,
+                ?failed,
+                %first,
+                %last,
+                "some event partitions are missing; their days land in the default partition until the next pass"
+            );
+        }
         Err(error) => tracing::warn!(%error, "cannot create event partitions; new days land in the default partition"),
     }
 }

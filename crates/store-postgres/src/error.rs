@@ -25,6 +25,21 @@ fn is_data_error(state: &SqlState) -> bool {
     *state != SqlState::CHECK_VIOLATION && (code.starts_with("22") || code.starts_with("23") || code.starts_with("54"))
 }
 
+/// Conflicts that end when the other transaction does: a lock wait past `lock_timeout`, a
+/// serialization failure or deadlock, and a partition bound hit by a row a writer committed
+/// into the default partition while the day was being attached.
+pub(crate) fn is_transient_conflict(error: &tokio_postgres::Error) -> bool {
+    error.code().is_some_and(|state| {
+        [
+            SqlState::LOCK_NOT_AVAILABLE,
+            SqlState::T_R_SERIALIZATION_FAILURE,
+            SqlState::T_R_DEADLOCK_DETECTED,
+            SqlState::CHECK_VIOLATION,
+        ]
+        .contains(state)
+    })
+}
+
 /// The server's own words, not tokio-postgres's bare "db error".
 fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {

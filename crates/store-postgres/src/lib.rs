@@ -1,21 +1,22 @@
 //! The PostgreSQL adapter behind the domain's [`EventStore`] port.
 //!
 //! Batches go in with binary `COPY` over tokio-postgres (diesel-async has no COPY), which
-//! is several times faster than multi-row INSERT; everything else (queries, migrations,
-//! partition upkeep, health) goes through diesel-async. Driver errors become
+//! is several times faster than multi-row INSERT; queries, migrations and health go through
+//! diesel-async; upkeep (partitions, retention) opens a connection of its own for each
+//! pass, so it never holds a writer's or a query's slot. Driver errors become
 //! [`StoreError`]s here and nowhere else. This crate knows SQL; no other crate does.
 
 mod counts;
 mod dead_letters;
 mod error;
 mod page;
+mod partitions;
 mod retention;
 mod schema;
 
 use async_trait::async_trait;
 use aurore_domain::{BusinessMetrics, ConnectionStats, Event, EventPage, EventQuery, EventStore, StoreError};
-use chrono::{DateTime, NaiveDate, Utc};
-use diesel::sql_types::{BigInt, Date};
+use chrono::{DateTime, Utc};
 
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::deadpool::Pool;
@@ -30,6 +31,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
 
 pub use error::SetupError;
+pub use partitions::{PartitionFailure, PartitionReport};
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
@@ -46,11 +48,21 @@ pub struct PostgresSettings {
     pub query_timeout: Duration,
 }
 
+/// Upkeep waits at most this long for a lock. While a DDL statement waits for its lock on
+/// `events`, every writer and reader queues behind it; a short wait means a busy table makes
+/// upkeep skip a day, never ingest stall.
+pub(crate) const SET_UPKEEP_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '1s'";
+/// Bounds one upkeep statement. Deleting the day that straddles the retention cut-off
+/// may take minutes on a big day; this only stops a run that would never end.
+const UPKEEP_STATEMENT_TIMEOUT: &str = "-c statement_timeout=600000";
+
 /// PostgreSQL storage for events.
 #[derive(Clone)]
 pub struct PostgresStore {
     queries: Pool<AsyncPgConnection>,
     writes: deadpool_postgres::Pool,
+    /// How upkeep connects: its own connection per pass, never one of the pools'.
+    upkeep: tokio_postgres::Config,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -87,6 +99,12 @@ impl PostgresStore {
             .build()
             .map_err(|error| SetupError::Pool(error.to_string()))?;
 
+        let mut upkeep = base.clone();
+        upkeep
+            .application_name("aurore-upkeep")
+            .connect_timeout(settings.connect_timeout)
+            .options(UPKEEP_STATEMENT_TIMEOUT);
+
         let mut query_config = base;
         query_config
             .application_name("aurore")
@@ -109,7 +127,7 @@ impl PostgresStore {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|error| SetupError::Pool(error.to_string()))?;
-        Ok(Self { queries, writes })
+        Ok(Self { queries, writes, upkeep })
     }
 
     /// Applies pending migrations from `migrations/`; returns how many ran.
@@ -126,25 +144,15 @@ impl PostgresStore {
         .map_err(|error| SetupError::Migration(error.to_string()))
     }
 
-    /// Makes sure a partition exists for every UTC day in `first..=last`; returns how many
-    /// it created.
-    pub async fn ensure_partitions(&self, first: NaiveDate, last: NaiveDate) -> Result<u64, StoreError> {
-        #[derive(diesel::QueryableByName)]
-        struct Created {
-            #[diesel(sql_type = BigInt)]
-            created: i64,
-        }
-        let mut connection = self.query_connection().await?;
-        let created: Created = diesel::sql_query(
-            "SELECT count(*) FILTER (WHERE aurore_ensure_event_partition(day::date)) AS created \
-             FROM generate_series($1::date, $2::date, interval '1 day') AS day",
-        )
-        .bind::<Date, _>(first)
-        .bind::<Date, _>(last)
-        .get_result(&mut connection)
-        .await
-        .map_err(error::from_diesel)?;
-        Ok(created.created.unsigned_abs())
+    /// A fresh connection for one upkeep pass; it closes when the client is dropped.
+    pub(crate) async fn upkeep_client(&self) -> Result<tokio_postgres::Client, StoreError> {
+        let (client, connection) = self.upkeep.connect(NoTls).await.map_err(error::from_postgres)?;
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "upkeep connection ended");
+            }
+        });
+        Ok(client)
     }
 
     pub(crate) async fn query_connection(

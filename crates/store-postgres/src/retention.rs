@@ -1,39 +1,107 @@
-//! Retention in one transaction behind an advisory lock: whole days go by dropping their
-//! partitions (constant time whatever their size); only the day that straddles the
-//! cut-off, and old rows in the default partition, are deleted row by row, with their
-//! hourly counts taken off `event_counts` in the same statement (unless the rollup keeps a
+//! Retention in short transactions on a connection of its own, behind a session advisory
+//! lock. Whole days go by dropping their partitions (constant time whatever their size),
+//! each in its own transaction that also takes the day's hours off `event_counts`; only the
+//! day that straddles the cut-off, and old rows in the default partition, are deleted row by
+//! row, with their hourly counts taken off in the same transaction (unless the rollup keeps a
 //! longer history, which it then trims at its own cut-off).
+//!
+//! Dropping a partition takes ACCESS EXCLUSIVE on `events`, and while it waits for that
+//! lock every writer and reader queues behind it. Each step therefore waits at most the
+//! upkeep lock timeout: behind a long reader the day is skipped, reported, and dropped by a
+//! later run, instead of ingest freezing until the reader ends.
 
-use crate::{PostgresStore, error};
+use crate::{PostgresStore, SET_UPKEEP_LOCK_TIMEOUT, error};
 use async_trait::async_trait;
 use aurore_domain::{RetentionCutoffs, RetentionReport, RetentionStore, StoreError};
 use chrono::{DateTime, NaiveDate, Utc};
 use std::time::Instant;
+use tokio_postgres::error::SqlState;
 
-/// Another replica holding it makes this run a no-op.
-const LOCK: &str = "SELECT pg_try_advisory_xact_lock(hashtext('aurore_retention'))";
+/// Another replica holding it makes this run a no-op. Session-level, on this run's own
+/// connection: closing the connection releases it whatever happened.
+const LOCK: &str = "SELECT pg_try_advisory_lock(hashtext('aurore_retention'))";
+const UNLOCK: &str = "SELECT pg_advisory_unlock(hashtext('aurore_retention'))";
 
 const EVENT_PARTITIONS: &str = "SELECT c.relname::text FROM pg_inherits i \
      JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
      WHERE p.relname = 'events' AND c.relname ~ '^events_p[0-9]{8}$'";
 
 /// Deletes `table`'s rows in [$1, $2) and returns how many; with `uncount`, also takes them
-/// off their hours in `event_counts`.
+/// off their hours in `event_counts` and returns the hours left at zero, to be removed by key.
 fn delete_rows(table: &str, uncount: bool) -> String {
-    let uncounted = if uncount {
-        ", counted AS (UPDATE event_counts c SET events = c.events - h.n FROM hours h WHERE c.service = h.service AND c.hour = h.hour)"
-    } else {
-        ""
-    };
-    format!(
+    let deleted = format!(
         r#"WITH deleted AS (DELETE FROM {table} WHERE "timestamp" >= $1 AND "timestamp" < $2 RETURNING service, "timestamp"),
-                hours AS (SELECT service, date_trunc('hour', "timestamp", 'UTC') AS hour, count(*) AS n FROM deleted GROUP BY 1, 2){uncounted}
-           SELECT coalesce(sum(n), 0)::int8 FROM hours"#
-    )
+                hours AS (SELECT service, date_trunc('hour', "timestamp", 'UTC') AS hour, count(*) AS n FROM deleted GROUP BY 1, 2)"#
+    );
+    if uncount {
+        format!(
+            "{deleted}, counted AS (UPDATE event_counts c SET events = c.events - h.n FROM hours h \
+                 WHERE c.service = h.service AND c.hour = h.hour RETURNING c.service, c.hour, c.events)
+             SELECT (SELECT coalesce(sum(n), 0)::int8 FROM hours), coalesce(array_agg(service), '{{}}'), \
+                    coalesce(array_agg(hour), '{{}}') \
+             FROM counted WHERE events <= 0"
+        )
+    } else {
+        format!("{deleted} SELECT coalesce(sum(n), 0)::int8, '{{}}'::text[], '{{}}'::timestamptz[] FROM hours")
+    }
 }
+
+/// Hours whose every event is gone, by primary key.
+const DELETE_EMPTY_HOURS: &str = "DELETE FROM event_counts c USING unnest($1::text[], $2::timestamptz[]) AS z(service, hour) \
+     WHERE c.service = z.service AND c.hour = z.hour AND c.events <= 0";
+
+/// The dropped day's hours: its events were all in its partition (the default partition
+/// holds no row of a day that has one).
+const DELETE_DAY_COUNTS: &str = "DELETE FROM event_counts WHERE hour >= $1 AND hour < $2";
 
 fn partition_day(name: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(name.strip_prefix("events_p")?, "%Y%m%d").ok()
+}
+
+fn midnight(day: NaiveDate) -> DateTime<Utc> {
+    day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc()
+}
+
+fn is_lock_timeout(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
+}
+
+/// One transaction: `table`'s rows in [from, to) and, in step, their counts.
+async fn delete_old_rows(
+    client: &mut tokio_postgres::Client,
+    table: &str,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    uncount: bool,
+) -> Result<u64, tokio_postgres::Error> {
+    let transaction = client.transaction().await?;
+    transaction.batch_execute(SET_UPKEEP_LOCK_TIMEOUT).await?;
+    let row = transaction.query_one(&delete_rows(table, uncount), &[&from, &to]).await?;
+    let services: Vec<String> = row.get(1);
+    let hours: Vec<DateTime<Utc>> = row.get(2);
+    if !services.is_empty() {
+        transaction.execute(DELETE_EMPTY_HOURS, &[&services, &hours]).await?;
+    }
+    transaction.commit().await?;
+    Ok(row.get::<_, i64>(0).unsigned_abs())
+}
+
+/// One transaction: the partition and, in step, its day's counts.
+async fn drop_partition(
+    client: &mut tokio_postgres::Client,
+    partition: &str,
+    day: NaiveDate,
+    uncount: bool,
+) -> Result<(), tokio_postgres::Error> {
+    let transaction = client.transaction().await?;
+    transaction.batch_execute(SET_UPKEEP_LOCK_TIMEOUT).await?;
+    // The name matched ^events_p[0-9]{8}$: safe to splice.
+    transaction.batch_execute(&format!("DROP TABLE {partition}")).await?;
+    if uncount {
+        let next = day.succ_opt().unwrap_or(day);
+        transaction.execute(DELETE_DAY_COUNTS, &[&midnight(day), &midnight(next)]).await?;
+    }
+    transaction.commit().await
 }
 
 #[async_trait]
@@ -41,57 +109,56 @@ impl RetentionStore for PostgresStore {
     #[tracing::instrument(name = "db.retention", skip_all, fields(db.system = "postgresql"))]
     async fn apply_retention(&self, cutoffs: &RetentionCutoffs) -> Result<RetentionReport, StoreError> {
         let started = Instant::now();
-        let mut client = self.writes.get().await.map_err(|error| StoreError::Unavailable(error.to_string()))?;
-        let transaction = client.transaction().await.map_err(error::from_postgres)?;
-        let locked: bool = transaction.query_one(LOCK, &[]).await.map_err(error::from_postgres)?.get(0);
+        let mut client = self.upkeep_client().await?;
+        let locked: bool = client.query_one(LOCK, &[]).await.map_err(error::from_postgres)?.get(0);
         if !locked {
             return Ok(RetentionReport::default());
         }
+        let mut report = RetentionReport { ran: true, ..RetentionReport::default() };
+        let in_step = cutoffs.rollup_in_step();
         let cutoff_day = cutoffs.events.date_naive();
-        let day_start: DateTime<Utc> = cutoff_day.and_hms_opt(0, 0, 0).unwrap_or_default().and_utc();
-        let mut events_deleted = 0;
         // Events are never older than 1970 (validation), so the epoch bounds the default partition.
-        for (table, from) in [("events", day_start), ("events_default", DateTime::UNIX_EPOCH)] {
-            let row = transaction
-                .query_one(&delete_rows(table, cutoffs.rollup_in_step()), &[&from, &cutoffs.events])
-                .await
-                .map_err(error::from_postgres)?;
-            events_deleted += row.get::<_, i64>(0).unsigned_abs();
+        for (table, from) in [("events", midnight(cutoff_day)), ("events_default", DateTime::UNIX_EPOCH)] {
+            match delete_old_rows(&mut client, table, from, cutoffs.events, in_step).await {
+                Ok(deleted) => report.events_deleted += deleted,
+                Err(error) if is_lock_timeout(&error) => report.skipped.push(table.to_owned()),
+                Err(error) => return Err(error::from_postgres(error)),
+            }
         }
-        let mut partitions_dropped: Vec<String> = transaction
+        let mut old_partitions: Vec<(String, NaiveDate)> = client
             .query(EVENT_PARTITIONS, &[])
             .await
             .map_err(error::from_postgres)?
             .iter()
-            .map(|row| row.get::<_, String>(0))
-            .filter(|name| partition_day(name).is_some_and(|day| day < cutoff_day))
+            .filter_map(|row| {
+                let name: String = row.get(0);
+                partition_day(&name).filter(|day| *day < cutoff_day).map(|day| (name, day))
+            })
             .collect();
-        partitions_dropped.sort();
-        for partition in &partitions_dropped {
-            // The name matched ^events_p[0-9]{8}$: safe to splice.
-            transaction.batch_execute(&format!("DROP TABLE {partition}")).await.map_err(error::from_postgres)?;
+        old_partitions.sort();
+        for (partition, day) in old_partitions {
+            match drop_partition(&mut client, &partition, day, in_step).await {
+                Ok(()) => report.partitions_dropped.push(partition),
+                Err(error) if is_lock_timeout(&error) => report.skipped.push(partition),
+                Err(error) => return Err(error::from_postgres(error)),
+            }
         }
-        // In step, the counts go with their events; otherwise they stay as history until
-        // the rollup's own cut-off.
-        let counts_before = if cutoffs.rollup_in_step() { day_start } else { cutoffs.rollup };
-        transaction
-            .execute(
-                "DELETE FROM event_counts WHERE hour < date_trunc('hour', $1::timestamptz, 'UTC') OR events <= 0",
-                &[&counts_before],
-            )
-            .await
-            .map_err(error::from_postgres)?;
-        let dead_letters_deleted = transaction
+        if !in_step {
+            // The counts outlive their events, as history, until the rollup's own cut-off.
+            client
+                .execute(
+                    "DELETE FROM event_counts WHERE hour < date_trunc('hour', $1::timestamptz, 'UTC')",
+                    &[&cutoffs.rollup],
+                )
+                .await
+                .map_err(error::from_postgres)?;
+        }
+        report.dead_letters_deleted = client
             .execute("DELETE FROM dead_letters WHERE created_at < $1", &[&cutoffs.dead_letters])
             .await
             .map_err(error::from_postgres)?;
-        transaction.commit().await.map_err(error::from_postgres)?;
-        Ok(RetentionReport {
-            ran: true,
-            partitions_dropped,
-            events_deleted,
-            dead_letters_deleted,
-            took_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
-        })
+        client.query_one(UNLOCK, &[]).await.map_err(error::from_postgres)?;
+        report.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        Ok(report)
     }
 }
