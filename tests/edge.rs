@@ -193,10 +193,47 @@ async fn markup_is_stripped_from_messages_and_metadata_before_storage() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn responses_carry_security_headers_and_cors_answers_browsers() {
-    let app = TestApp::spawn().await;
-    let response = app.client.get(format!("{}/health", app.address)).send().await.unwrap();
+    // By default no page of another origin may read or call anything, and what a no-CORS
+    // `fetch` can send (a form, text/plain) is never taken for events.
+    let default = TestApp::spawn().await;
+    let response = default.client.get(format!("{}/health", default.address)).send().await.unwrap();
     assert_eq!(header(&response, "x-content-type-options"), "nosniff");
     assert!(header(&response, "content-security-policy").contains("default-src 'none'"));
+    for method in [reqwest::Method::OPTIONS, reqwest::Method::GET] {
+        let response = default
+            .client
+            .request(method.clone(), format!("{}/events", default.address))
+            .header("Origin", "https://any-page.example")
+            .header("Access-Control-Request-Method", "DELETE")
+            .send()
+            .await
+            .unwrap();
+        assert!(response.headers().get("access-control-allow-origin").is_none(), "{method}");
+    }
+    let body = serde_json::to_vec(&event("forms", "posted by a page")).unwrap();
+    for content_type in
+        [None, Some("text/plain"), Some("application/x-www-form-urlencoded"), Some("multipart/form-data")]
+    {
+        let request = default.client.post(format!("{}/events", default.address)).body(body.clone());
+        let request = match content_type {
+            Some(content_type) => request.header("content-type", content_type),
+            None => request,
+        };
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type:?}");
+    }
+    let charset = default
+        .client
+        .post(format!("{}/events", default.address))
+        .header("content-type", "application/json; charset=utf-8")
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(charset.status(), StatusCode::ACCEPTED);
+    assert_eq!(default.database.wait_for_count("SELECT count(*) AS n FROM events", 1, Duration::from_secs(5)).await, 1);
+
+    let app = TestApp::spawn_with(|settings| settings.server.cors_origins = vec!["*".into()]).await;
     let preflight = app
         .client
         .request(reqwest::Method::OPTIONS, format!("{}/events", app.address))
@@ -566,6 +603,73 @@ async fn query_parameters_at_their_extremes_get_4xx_never_5xx_or_an_error_log() 
     }
     assert!(answered > 800, "{answered}");
     assert!(service.errors_logged().is_empty(), "{:#?}", service.errors_logged());
+    assert!(service.terminate().await.success());
+}
+
+/// The bound on peak memory under hostile bodies that the README's limits table states.
+const HOSTILE_PEAK_RSS_MIB: u64 = 256;
+const STALLED_CONNECTIONS: usize = 3000;
+
+/// Compressed bombs of tiny events (NDJSON and JSON arrays, 8 MB each once inflated, eight
+/// at a time), and 3,000 connections that declare 8 MB bodies and send one byte: refused
+/// early, timed out, and the process's peak memory stays within the stated bound.
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_bodies_keep_peak_memory_within_the_bound() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let database = aurore_tests::TestDatabase::create().await;
+    let journal = tempfile::tempdir().unwrap();
+    let service =
+        aurore_tests::Service::start(&database.url, journal.path(), &[("AURORE__SERVER__BODY_TIMEOUT_SECS", "2")]);
+    service.wait_until_ready().await;
+    let idle = service.peak_rss_kib();
+
+    let ndjson_bomb = gzip(&b"1\n".repeat(4_000_000));
+    let array_bomb = gzip(format!("[{}1]", "1,".repeat(3_999_999)).as_bytes());
+    let mut bombs = Vec::new();
+    for (bomb, content_type) in [(ndjson_bomb, "application/x-ndjson"), (array_bomb, "application/json")] {
+        for _ in 0..8 {
+            let request = service
+                .client
+                .post(format!("{}/events", service.address))
+                .header("content-type", content_type)
+                .header("content-encoding", "gzip")
+                .body(bomb.clone());
+            bombs.push(tokio::spawn(async move { request.send().await.unwrap().status() }));
+        }
+    }
+    for bomb in bombs {
+        assert_eq!(bomb.await.unwrap(), StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    let after_bombs = service.peak_rss_kib();
+
+    let host = service.address.trim_start_matches("http://").to_owned();
+    let mut slow = Vec::new();
+    for _ in 0..STALLED_CONNECTIONS {
+        let mut stream = tokio::net::TcpStream::connect(&host).await.unwrap();
+        let head = format!(
+            "POST /events HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: 8000000\r\n\r\n["
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        slow.push(stream);
+    }
+    for mut stream in slow {
+        let mut answer = Vec::new();
+        // The server answers a body that stalls, then closes; a dropped connection (the
+        // connection cap) is a refusal too.
+        let read = tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut answer)).await;
+        assert!(read.is_ok(), "a stalled body was never timed out");
+        let answer = String::from_utf8_lossy(&answer);
+        assert!(answer.is_empty() || answer.starts_with("HTTP/1.1 408"), "{answer}");
+    }
+    let peak = service.peak_rss_kib();
+    println!(
+        "peak RSS: idle {} MiB, after 16 bombs {} MiB, after {STALLED_CONNECTIONS} stalled 8 MB bodies {} MiB",
+        idle / 1024,
+        after_bombs / 1024,
+        peak / 1024
+    );
+    assert!(peak / 1024 <= HOSTILE_PEAK_RSS_MIB, "peak RSS {} MiB over {HOSTILE_PEAK_RSS_MIB} MiB", peak / 1024);
+    assert_eq!(service.client.get(format!("{}/health", service.address)).send().await.unwrap().status(), 200);
     assert!(service.terminate().await.success());
 }
 

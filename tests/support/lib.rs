@@ -277,6 +277,16 @@ impl Service {
         Self { child, address: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), errors }
     }
 
+    /// The most memory the process has held so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("process status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("VmHWM in the process status")
+    }
+
     /// The ERROR lines logged so far.
     pub fn errors_logged(&self) -> Vec<String> {
         self.errors.lock().expect("error lines").clone()

@@ -262,6 +262,15 @@ pub struct ServerSettings {
     #[garde(skip)]
     #[serde(deserialize_with = "comma_separated")]
     pub cors_origins: Vec<String>,
+    /// Request bodies held in memory at once, across all requests; beyond, `503`.
+    #[garde(range(min = 1_048_576))]
+    pub max_body_bytes_in_flight: usize,
+    /// Longest a client may take to send a body (`408` beyond): slow bodies hold memory.
+    #[garde(range(min = 1, max = 3600))]
+    pub body_timeout_secs: u64,
+    /// Open connections per worker thread; more wait in the kernel's backlog.
+    #[garde(range(min = 1, max = 1_000_000))]
+    pub max_connections_per_worker: usize,
 }
 
 impl Default for ServerSettings {
@@ -275,8 +284,12 @@ impl Default for ServerSettings {
             max_query_string_bytes: 8192,
             max_header_bytes: 32 * 1024,
             trusted_proxies: Vec::new(),
-            // The original answered every origin; its browser clients keep working.
-            cors_origins: vec!["*".into()],
+            // Any page an operator visits could otherwise read events and delete dead
+            // letters: cross-origin access is something to turn on, never a default.
+            cors_origins: Vec::new(),
+            max_body_bytes_in_flight: 256 * 1024 * 1024,
+            body_timeout_secs: 30,
+            max_connections_per_worker: 5_000,
         }
     }
 }

@@ -163,7 +163,9 @@ impl Application {
                 max_events_per_request: settings.server.max_events_per_request,
                 max_query_string_bytes: settings.server.max_query_string_bytes,
                 max_header_bytes: settings.server.max_header_bytes,
+                body_timeout: Duration::from_secs(settings.server.body_timeout_secs),
             },
+            body_budget: Arc::new(tokio::sync::Semaphore::new(settings.server.max_body_bytes_in_flight)),
             edge: Edge {
                 rate_limiter: RateLimiter::new(&settings.rate_limit.to_limits()),
                 api_keys: ApiKeys::new(settings.auth.api_keys.clone(), settings.auth.admin_keys.clone()),
@@ -180,7 +182,11 @@ impl Application {
         let server = aurore_http::serve(
             listener,
             state,
-            &ServerOptions { workers: settings.server.workers, shutdown_timeout: drain_deadline },
+            &ServerOptions {
+                workers: settings.server.workers,
+                shutdown_timeout: drain_deadline,
+                max_connections_per_worker: settings.server.max_connections_per_worker,
+            },
         )?;
 
         let writer_settings = writer_settings(settings);

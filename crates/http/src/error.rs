@@ -22,8 +22,14 @@ pub enum ApiError {
     BodyTooLarge { limit: usize },
     #[error("more than {limit} events in one request")]
     TooManyEvents { limit: usize },
+    #[error("the body took longer than {seconds} s to arrive")]
+    BodyTimeout { seconds: u64 },
+    #[error("too many request bodies in memory")]
+    BodiesInFlight,
     #[error("unsupported content type {0}")]
     UnsupportedMediaType(String),
+    #[error("unsupported content encoding {0}")]
+    UnsupportedEncoding(String),
     #[error("buffer full")]
     BufferFull { retry_after: Duration },
     #[error("journal full")]
@@ -114,7 +120,9 @@ impl ResponseError for ApiError {
             }
             // Limits on size protect the service; the body names the limit.
             Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            // The client was too slow; it may send again, faster.
+            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::QueryStringTooLong { .. } => StatusCode::URI_TOO_LONG,
             Self::HeadersTooLarge { .. } => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             // This client is over its share; others are served. Retry after the wait.
@@ -127,6 +135,7 @@ impl ResponseError for ApiError {
             Self::BufferFull { .. } => StatusCode::TOO_MANY_REQUESTS,
             // The service cannot take work right now but will again: retry elsewhere or later.
             Self::ShuttingDown
+            | Self::BodiesInFlight
             | Self::NotReady(_)
             | Self::StoreUnavailable(_)
             | Self::JournalFull
@@ -172,6 +181,15 @@ impl ResponseError for ApiError {
                 json!({"status": "error", "statusCode": 415, "message": format!("Content-Type {content_type} is not supported; send application/json or application/x-ndjson"), "errorCode": "UNSUPPORTED_MEDIA_TYPE"}),
                 None,
             ),
+            Self::UnsupportedEncoding(encoding) => (
+                json!({"status": "error", "statusCode": 415, "message": format!("Content-Encoding {encoding} is not supported; send gzip, deflate, br, zstd or none"), "errorCode": "UNSUPPORTED_ENCODING"}),
+                None,
+            ),
+            Self::BodyTimeout { seconds } => (
+                json!({"status": "error", "statusCode": 408, "message": format!("the request body must arrive within {seconds} s"), "errorCode": "BODY_TIMEOUT", "limit": seconds}),
+                None,
+            ),
+            Self::BodiesInFlight => under_pressure("BODIES_IN_FLIGHT"),
             Self::BufferFull { retry_after } => {
                 let seconds = whole_seconds(*retry_after);
                 (

@@ -47,6 +47,8 @@ pub struct RequestLimits {
     pub max_query_string_bytes: usize,
     /// Most bytes of header names and values together; more gets `431`.
     pub max_header_bytes: usize,
+    /// Longest a client may take to send its body.
+    pub body_timeout: Duration,
 }
 
 /// Who may reach the handlers, and how often.
@@ -79,6 +81,8 @@ pub struct AppState {
     /// What `202` means unless a request asks otherwise.
     pub durability: Durability,
     pub request_limits: RequestLimits,
+    /// Bytes of request bodies in memory across all requests, one permit a byte.
+    pub body_budget: Arc<tokio::sync::Semaphore>,
     pub edge: Edge,
     pub query_limits: QueryLimits,
     /// What a full buffer tells clients to wait before retrying.
@@ -103,6 +107,8 @@ pub struct ServerOptions {
     pub workers: usize,
     /// How long in-flight requests may run once shutdown begins.
     pub shutdown_timeout: Duration,
+    /// Open connections per worker thread.
+    pub max_connections_per_worker: usize,
 }
 
 async fn not_found(request: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
@@ -124,6 +130,7 @@ pub fn serve(listener: TcpListener, state: AppState, options: &ServerOptions) ->
             .wrap(from_fn(observe::observe))
     })
     .disable_signals()
+    .max_connections(options.max_connections_per_worker)
     .shutdown_timeout(options.shutdown_timeout.as_secs().max(1));
     if options.workers > 0 {
         server = server.workers(options.workers);
