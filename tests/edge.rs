@@ -110,6 +110,21 @@ async fn a_trusted_proxy_names_the_client_and_a_stranger_cannot() {
     assert_eq!(get("198.51.100.1").await.unwrap().status(), StatusCode::TOO_MANY_REQUESTS);
     // Another client behind the same proxy has its own bucket.
     assert_eq!(get("198.51.100.2").await.unwrap().status(), StatusCode::OK);
+    // A proxy that appends a header line of its own: the client's line (any address it
+    // likes) comes first and proves nothing; the proxy's last line names the client.
+    let appended = |spoofed: &'static str| {
+        app.client
+            .get(format!("{}/events", app.address))
+            .query(&[("service", "svc"), ("from", from.as_str()), ("to", to.as_str())])
+            .header("X-Forwarded-For", spoofed)
+            .header("X-Forwarded-For", "198.51.100.1")
+            .send()
+    };
+    assert_eq!(
+        appended("192.0.2.77").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "charged to 198.51.100.1"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

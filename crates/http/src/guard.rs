@@ -86,8 +86,12 @@ fn client_ip(request: &HttpRequest, edge: &crate::Edge) -> IpAddr {
     if edge.trusted_proxies.is_empty() {
         return peer;
     }
-    let forwarded = request.headers().get("x-forwarded-for").and_then(|value| value.to_str().ok());
-    client_address(peer, forwarded, &edge.trusted_proxies)
+    // Proxies may append their own header line instead of extending the first: every line,
+    // in order, is one list. A line that is not text ends the chain at it.
+    let lines: Vec<&str> =
+        request.headers().get_all("x-forwarded-for").map(|value| value.to_str().unwrap_or("unreadable")).collect();
+    let forwarded = (!lines.is_empty()).then(|| lines.join(","));
+    client_address(peer, forwarded.as_deref(), &edge.trusted_proxies)
 }
 
 fn refused(group: RouteGroup, refusal: Refusal) -> ApiError {
