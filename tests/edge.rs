@@ -688,6 +688,26 @@ async fn hostile_bodies_keep_peak_memory_within_the_bound() {
     assert!(service.terminate().await.success());
 }
 
+/// A broken clock's events are refused with the bound named, one by one in a batch,
+/// while the README's sample with its 2024 timestamp is still accepted.
+#[tokio::test(flavor = "multi_thread")]
+async fn timestamps_far_in_the_future_are_refused_naming_the_bound() {
+    let app = TestApp::spawn().await;
+    let future = iso(Utc::now() + Days::minutes(11));
+    let response = app.post_json(&json!({"timestamp": future, "service": "clock", "message": "ahead"})).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body = response.text().await.unwrap();
+    assert!(body.contains("maxFuture") && body.contains("ingest.max_future_secs"), "{body}");
+    let batch = json!([
+        {"timestamp": "2099-06-01T00:00:00Z", "service": "clock", "message": "broken"},
+        {"timestamp": "2024-01-15T10:30:00.000Z", "service": "clock", "message": "the README's sample"},
+        {"timestamp": iso(Utc::now() + Days::minutes(9)), "service": "clock", "message": "slightly ahead"},
+    ]);
+    let receipt: Value = app.post_json(&batch).await.json().await.unwrap();
+    assert_eq!((receipt["accepted"].clone(), receipt["rejected"].clone()), (json!(2), json!(1)), "{receipt}");
+    assert_eq!(receipt["errors"][0]["index"], 0, "{receipt}");
+}
+
 /// Requests a careless or hostile client might send, with whether each should be stored.
 fn hostile_requests() -> Vec<(&'static str, String, Vec<u8>, bool)> {
     let mut rng = fastrand::Rng::with_seed(7);

@@ -430,6 +430,14 @@ pub struct IngestConfig {
     pub idempotency_ttl_secs: u64,
     #[garde(range(min = 0, max = 100_000_000))]
     pub idempotency_cache_entries: u64,
+    /// Farthest ahead of the server's clock an event's timestamp may be (`400` beyond):
+    /// a broken clock's events would otherwise sit where retention never reaches.
+    #[garde(range(min = 1, max = 31_536_000))]
+    pub max_future_secs: u64,
+    /// Farthest behind the clock a timestamp may be; `0` takes any age (retention removes
+    /// old events).
+    #[garde(skip)]
+    pub max_past_secs: u64,
 }
 
 impl Default for IngestConfig {
@@ -439,6 +447,8 @@ impl Default for IngestConfig {
             sanitize: Markup::Strip,
             idempotency_ttl_secs: 600,
             idempotency_cache_entries: 100_000,
+            max_future_secs: 600,
+            max_past_secs: 0,
         }
     }
 }

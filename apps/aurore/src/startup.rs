@@ -101,6 +101,8 @@ fn ingest_settings(settings: &Settings) -> IngestSettings {
         markup: settings.ingest.sanitize,
         recent_keys_ttl: Duration::from_secs(settings.ingest.idempotency_ttl_secs),
         recent_keys_capacity: settings.ingest.idempotency_cache_entries,
+        max_future: Duration::from_secs(settings.ingest.max_future_secs),
+        max_past: (settings.ingest.max_past_secs > 0).then(|| Duration::from_secs(settings.ingest.max_past_secs)),
     }
 }
 

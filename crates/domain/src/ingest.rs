@@ -69,6 +69,10 @@ pub struct IngestSettings {
     /// How long a client idempotency key is remembered in memory.
     pub recent_keys_ttl: Duration,
     pub recent_keys_capacity: u64,
+    /// How far ahead of the clock a timestamp may be.
+    pub max_future: Duration,
+    /// How far behind, if bounded.
+    pub max_past: Option<Duration>,
 }
 
 impl Default for IngestSettings {
@@ -78,6 +82,8 @@ impl Default for IngestSettings {
             markup: Markup::default(),
             recent_keys_ttl: Duration::from_secs(600),
             recent_keys_capacity: 100_000,
+            max_future: Duration::from_secs(600),
+            max_past: None,
         }
     }
 }
@@ -90,6 +96,8 @@ pub struct IngestService {
     observer: Arc<dyn Observer>,
     limits: Limits,
     markup: Markup,
+    max_future: chrono::Duration,
+    max_past: Option<chrono::Duration>,
     /// Recent (id, timestamp) pairs of keyed events: repeats are answered without
     /// journaling again. The store's key on (timestamp, id) catches older repeats.
     recent_keys: moka::sync::Cache<(EventId, DateTime<Utc>), ()>,
@@ -107,7 +115,19 @@ impl IngestService {
             .max_capacity(settings.recent_keys_capacity)
             .time_to_live(settings.recent_keys_ttl)
             .build();
-        Self { buffer, journal, clock, observer, limits: settings.limits, markup: settings.markup, recent_keys }
+        // Beyond chrono's range is no bound at all.
+        let span = |duration: Duration| chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::MAX);
+        Self {
+            buffer,
+            journal,
+            clock,
+            observer,
+            limits: settings.limits,
+            markup: settings.markup,
+            max_future: span(settings.max_future),
+            max_past: settings.max_past.map(span),
+            recent_keys,
+        }
     }
 
     /// Accepts the valid events of a request all together, or none when there is no room.
@@ -128,10 +148,14 @@ impl IngestService {
         let mut accepted = Vec::with_capacity(elements.len());
         let mut rejected = Vec::new();
         let mut keys_seen = HashSet::new();
+        let mut out_of_window = 0;
         for (index, element) in elements.into_iter().enumerate() {
             let draft = element
                 .map_err(|error| vec![error])
                 .and_then(|value| validate_event(value, &self.limits))
+                .and_then(|draft| {
+                    self.within_window(&draft, ingested_at).inspect_err(|_| out_of_window += 1).map(|()| draft)
+                })
                 .and_then(|draft| self.markup.apply(draft));
             match draft {
                 Ok(draft) => {
@@ -149,8 +173,11 @@ impl IngestService {
                 Err(errors) => rejected.push(Rejection { index, errors }),
             }
         }
-        if !rejected.is_empty() {
-            self.observer.events_received(Received::Rejected, rejected.len());
+        if rejected.len() > out_of_window {
+            self.observer.events_received(Received::Rejected, rejected.len() - out_of_window);
+        }
+        if out_of_window > 0 {
+            self.observer.events_received(Received::OutOfWindow, out_of_window);
         }
         if accepted.is_empty() {
             return Err(IngestError::Invalid(rejected));
@@ -172,6 +199,32 @@ impl IngestService {
             }
         }
         Ok(IngestReceipt { accepted, duplicates, rejected, ingested_at })
+    }
+
+    /// Refuses a timestamp too far from the server's clock, naming the bound.
+    fn within_window(&self, draft: &crate::event::EventDraft, now: DateTime<Utc>) -> Result<(), Vec<FieldError>> {
+        let ahead = draft.timestamp.signed_duration_since(now);
+        if ahead > self.max_future {
+            let seconds = self.max_future.num_seconds();
+            return Err(vec![FieldError::new(
+                "timestamp",
+                "maxFuture",
+                format!(
+                    "timestamp must not be more than {seconds} s ahead of the server's clock (ingest.max_future_secs)"
+                ),
+            )]);
+        }
+        match self.max_past {
+            Some(max_past) if -ahead > max_past => Err(vec![FieldError::new(
+                "timestamp",
+                "maxPast",
+                format!(
+                    "timestamp must not be more than {} s behind the server's clock (ingest.max_past_secs)",
+                    max_past.num_seconds()
+                ),
+            )]),
+            _ => Ok(()),
+        }
     }
 
     /// Re-enqueues an event that already has its identity (a dead letter being reprocessed).
@@ -444,6 +497,43 @@ mod tests {
         assert_eq!(batch.queued.len(), 2, "the original and the repeat");
         assert_eq!(batch.queued[0].event.id, batch.queued[1].event.id);
         assert_eq!(receipt.unwrap_err(), IngestError::NotStored, "the repeat reports the event's fate");
+    }
+
+    #[tokio::test]
+    async fn timestamps_beyond_the_window_are_refused_per_element_and_counted() {
+        let setup = setup(10);
+        let at = |timestamp: &str| Ok(json!({"timestamp": timestamp, "service": "svc", "message": "m"}));
+        // The clock reads 10:30:01; ten minutes ahead is the last accepted instant.
+        let receipt = setup
+            .ingest
+            .ingest(
+                vec![at("2024-01-15T10:40:01Z"), at("2024-01-15T10:40:01.000001Z"), at("2099-06-01T00:00:00Z")],
+                Durability::None,
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(receipt.accepted.len(), 1);
+        let refused: Vec<(usize, &str)> = receipt
+            .rejected
+            .iter()
+            .map(|rejection| (rejection.index, rejection.errors[0].constraints.keys().next().copied().unwrap_or("")))
+            .collect();
+        assert_eq!(refused, [(1, "maxFuture"), (2, "maxFuture")]);
+        assert_eq!(setup.outcomes.of(Received::OutOfWindow), 2);
+        assert_eq!(setup.outcomes.of(Received::Rejected), 0);
+
+        let bounded = IngestService::new(
+            setup.buffer.clone(),
+            None,
+            Arc::new(FixedClock(setup.now)),
+            setup.outcomes.clone(),
+            IngestSettings { max_past: Some(Duration::from_secs(3600)), ..IngestSettings::default() },
+        );
+        let old = bounded.ingest(vec![at("2024-01-15T09:30:00Z")], Durability::None, None).await.unwrap_err();
+        assert!(
+            matches!(old, IngestError::Invalid(rejections) if rejections[0].errors[0].constraints.contains_key("maxPast"))
+        );
     }
 
     #[tokio::test]

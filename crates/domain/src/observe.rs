@@ -13,6 +13,8 @@ pub enum Received {
     Duplicate,
     /// Failed validation.
     Rejected,
+    /// Valid, but timestamped further ahead of (or behind) the server's clock than allowed.
+    OutOfWindow,
     /// Refused for lack of room (buffer or journal full); the client should retry.
     RateLimited,
 }
@@ -23,6 +25,7 @@ impl Received {
             Self::Accepted => "accepted",
             Self::Duplicate => "duplicate",
             Self::Rejected => "rejected",
+            Self::OutOfWindow => "out_of_window",
             Self::RateLimited => "rate_limited",
         }
     }

@@ -71,7 +71,7 @@ pub const DESCRIBED: &[Described] = &[
         name: names::EVENTS_RECEIVED,
         kind: Kind::Counter,
         unit: Some(Unit::Count),
-        help: "Events received, by outcome: accepted, duplicate, rejected, rate_limited.",
+        help: "Events received, by outcome: accepted, duplicate, rejected, out_of_window (timestamp beyond ingest.max_future_secs or max_past_secs), rate_limited.",
     },
     Described {
         name: names::EVENTS_STORED,
