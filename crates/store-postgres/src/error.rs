@@ -9,6 +9,26 @@ use tokio_postgres::error::SqlState;
 pub enum SetupError {
     #[error("invalid database URL: {0}")]
     InvalidUrl(#[source] tokio_postgres::Error),
+    #[error("invalid sslmode {0:?}: expected disable, prefer, require, verify-ca or verify-full")]
+    InvalidSslMode(String),
+    #[error("cannot read the root certificates in {path}")]
+    RootCert {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("a root certificate in {path} is not usable")]
+    InvalidRootCert {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("{0} holds no PEM certificate")]
+    NoRootCert(std::path::PathBuf),
+    #[error("cannot configure TLS")]
+    Tls(#[source] rustls::Error),
+    #[error("cannot verify servers with these root certificates")]
+    Verifier(#[source] rustls::client::VerifierBuilderError),
     #[error("cannot build the connection pool: {0}")]
     Pool(String),
     #[error("cannot apply migrations: {0}")]
