@@ -64,8 +64,24 @@ pub(crate) fn is_transient_conflict(error: &tokio_postgres::Error) -> bool {
 fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => error.to_string(),
+        None => with_causes(error),
     }
+}
+
+/// An error and its causes, each once: pool and TLS errors say little alone ("db error",
+/// "error performing TLS handshake"); why is in their sources.
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 pub(crate) fn from_postgres(error: tokio_postgres::Error) -> StoreError {

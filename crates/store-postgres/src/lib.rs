@@ -151,8 +151,10 @@ impl PostgresStore {
             let config = query_config.clone();
             let tls = query_tls.clone();
             Box::pin(async move {
-                let (client, connection) =
-                    config.connect(tls).await.map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                let (client, connection) = config
+                    .connect(tls)
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(error::with_causes(&e)))?;
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await
             })
         });
@@ -195,7 +197,7 @@ impl PostgresStore {
     pub(crate) async fn query_connection(
         &self,
     ) -> Result<deadpool::managed::Object<AsyncDieselConnectionManager<AsyncPgConnection>>, StoreError> {
-        self.queries.get().await.map_err(|error| StoreError::Unavailable(error.to_string()))
+        self.queries.get().await.map_err(|error| StoreError::Unavailable(error::with_causes(&error)))
     }
 }
 
@@ -254,7 +256,8 @@ async fn insert_skipping_stored(
 impl EventStore for PostgresStore {
     #[tracing::instrument(name = "db.write_batch", skip_all, fields(db.system = "postgresql", events = i64::try_from(events.len()).unwrap_or(i64::MAX)))]
     async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError> {
-        let mut client = self.writes.get().await.map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let mut client =
+            self.writes.get().await.map_err(|error| StoreError::Unavailable(error::with_causes(&error)))?;
         match copy(&mut client, events).await {
             Err(copy_error) if copy_error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 // Some events are already stored (a journal replay or a client retry):
