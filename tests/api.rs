@@ -382,6 +382,18 @@ fn config_prints_the_effective_settings_with_secrets_redacted() {
     assert!(stdout.contains("port = 9999"), "{stdout}");
     assert!(stdout.contains("postgres://aurore:***@db:5432/events"), "{stdout}");
     assert!(!stdout.contains("s3cret"), "{stdout}");
+
+    for url in [
+        "postgres://app@db/aurore?sslmode=require&password=secret",
+        "host=db user=app password=secret",
+        "host=db user=app password = 'a secret'",
+    ] {
+        let output = Command::new(aurore_binary()).env_clear().env("DATABASE_URL", url).arg("config").output().unwrap();
+        assert!(output.status.success(), "{url}");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("password=***"), "{url}: {stdout}");
+        assert!(!stdout.contains("secret"), "{url}: {stdout}");
+    }
 }
 
 #[tokio::test]

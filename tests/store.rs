@@ -16,6 +16,8 @@ use std::collections::HashSet;
 fn pools(database: &TestDatabase) -> PostgresStore {
     PostgresStore::connect(&PostgresSettings {
         url: database.url.clone(),
+        sslmode: None,
+        sslrootcert: None,
         query_connections: 2,
         write_connections: 1,
         connect_timeout: std::time::Duration::from_secs(5),

@@ -4,6 +4,7 @@
 
 use aurore_domain::{Durability, Markup};
 use aurore_http::{IpNet, KeyDigests};
+use aurore_store_postgres::SslMode;
 use aurore_telemetry::LogFormat;
 use config::{Config, Environment, File, FileFormat};
 use garde::Validate;
@@ -304,20 +305,9 @@ impl DatabaseUrl {
         &self.0
     }
 
+    /// Every password masked, in either spelling of a connection string.
     fn redacted(&self) -> String {
-        let url = &self.0;
-        if let Some((scheme, rest)) = url.split_once("://") {
-            if let Some((credentials, host)) = rest.split_once('@')
-                && let Some((user, _password)) = credentials.split_once(':')
-            {
-                return format!("{scheme}://{user}:***@{host}");
-            }
-            return url.clone();
-        }
-        url.split_whitespace()
-            .map(|pair| if pair.starts_with("password=") { "password=***".to_owned() } else { pair.to_owned() })
-            .collect::<Vec<_>>()
-            .join(" ")
+        aurore_store_postgres::redact(&self.0)
     }
 }
 
@@ -347,9 +337,17 @@ fn valid_database_url(url: &DatabaseUrl, _: &()) -> garde::Result {
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// Also set by `DATABASE_URL`.
+    /// Also set by `DATABASE_URL`. May carry `sslmode` and `sslrootcert` parameters.
     #[garde(custom(valid_database_url))]
     pub url: DatabaseUrl,
+    /// TLS to PostgreSQL: `disable`, `prefer`, `require`, `verify-ca` or `verify-full`,
+    /// as libpq. Overrides the URL's `sslmode`; with neither, `prefer`.
+    #[garde(skip)]
+    pub sslmode: Option<SslMode>,
+    /// PEM file of the root certificates `verify-ca`/`verify-full` trust (Mozilla's set
+    /// when unset). Overrides the URL's `sslrootcert`.
+    #[garde(skip)]
+    pub sslrootcert: Option<PathBuf>,
     /// Connections for queries, health checks and upkeep.
     #[garde(range(min = 1, max = 1000))]
     pub pool_size: usize,
@@ -364,6 +362,8 @@ impl Default for DatabaseSettings {
     fn default() -> Self {
         Self {
             url: DatabaseUrl("postgres://postgres@127.0.0.1:5432/aurore".into()),
+            sslmode: None,
+            sslrootcert: None,
             pool_size: 16,
             connect_timeout_ms: 5_000,
             query_timeout_ms: 30_000,
@@ -816,7 +816,46 @@ mod tests {
         let printed = format!("{}\n{settings:?}", settings.to_toml());
         assert!(!printed.contains("hunter2"), "{printed}");
         assert!(printed.contains("postgres://app:***@db:5432/aurore"), "{printed}");
-        let key_value = DatabaseUrl("host=db user=app password=hunter2".into());
-        assert_eq!(key_value.redacted(), "host=db user=app password=***");
+        for (url, shown) in [
+            ("postgres://app:secret@db/aurore", "postgres://app:***@db/aurore"),
+            ("postgres://app:sec@ret@db/aurore", "postgres://app:***@db/aurore"),
+            ("postgres://app@db/aurore?password=secret", "postgres://app@db/aurore?password=***"),
+            (
+                "postgresql://app@db/aurore?sslmode=require&password=secret",
+                "postgresql://app@db/aurore?sslmode=require&password=***",
+            ),
+            ("host=db user=app password=secret", "host=db user=app password=***"),
+            ("host=db password = secret user=app", "host=db password=*** user=app"),
+            ("host=db password='my secret' user=app", "host=db password=*** user=app"),
+            ("host=db password = 'it\\'s secret'", "host=db password=***"),
+        ] {
+            let settings = Settings::load(None, &env(&[("AURORE__DATABASE__URL", url)])).unwrap();
+            assert_eq!(settings.database.url.expose(), url);
+            let pools = crate::startup::postgres_settings(&settings);
+            for printed in [settings.to_toml(), format!("{settings:?}"), format!("{pools:?}")] {
+                assert!(!printed.contains("secret"), "{url}: {printed}");
+                assert!(printed.contains(shown), "{url}: {printed}");
+            }
+        }
+    }
+
+    #[test]
+    fn tls_settings_take_libpq_names_and_https_traces_validate() {
+        let settings = Settings::load(
+            None,
+            &env(&[
+                ("AURORE__DATABASE__SSLMODE", "verify-full"),
+                ("AURORE__DATABASE__SSLROOTCERT", "/etc/aurore/ca.pem"),
+                ("AURORE__TELEMETRY__OTLP_ENDPOINT", "https://collector.example:4318/v1/traces"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(settings.database.sslmode, Some(SslMode::VerifyFull));
+        assert_eq!(settings.database.sslrootcert.as_deref(), Some(Path::new("/etc/aurore/ca.pem")));
+        assert!(settings.to_toml().contains("sslmode = \"verify-full\""), "{}", settings.to_toml());
+        assert_eq!(Settings::load(None, &HashMap::new()).unwrap().database.sslmode, None, "the URL's, else prefer");
+
+        let error = Settings::load(None, &env(&[("AURORE__DATABASE__SSLMODE", "allow")])).unwrap_err().to_string();
+        assert!(error.contains("sslmode") && error.contains("verify-full"), "{error}");
     }
 }

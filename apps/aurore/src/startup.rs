@@ -42,6 +42,8 @@ impl std::fmt::Debug for Application {
 pub fn postgres_settings(settings: &Settings) -> PostgresSettings {
     PostgresSettings {
         url: settings.database.url.expose().to_owned(),
+        sslmode: settings.database.sslmode,
+        sslrootcert: settings.database.sslrootcert.clone(),
         query_connections: settings.database.pool_size,
         write_connections: settings.writer.writers,
         connect_timeout: Duration::from_millis(settings.database.connect_timeout_ms),

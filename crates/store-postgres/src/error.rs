@@ -9,6 +9,26 @@ use tokio_postgres::error::SqlState;
 pub enum SetupError {
     #[error("invalid database URL: {0}")]
     InvalidUrl(#[source] tokio_postgres::Error),
+    #[error("invalid sslmode {0:?}: expected disable, prefer, require, verify-ca or verify-full")]
+    InvalidSslMode(String),
+    #[error("cannot read the root certificates in {path}")]
+    RootCert {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::pki_types::pem::Error,
+    },
+    #[error("a root certificate in {path} is not usable")]
+    InvalidRootCert {
+        path: std::path::PathBuf,
+        #[source]
+        source: rustls::Error,
+    },
+    #[error("{0} holds no PEM certificate")]
+    NoRootCert(std::path::PathBuf),
+    #[error("cannot configure TLS")]
+    Tls(#[source] rustls::Error),
+    #[error("cannot verify servers with these root certificates")]
+    Verifier(#[source] rustls::client::VerifierBuilderError),
     #[error("cannot build the connection pool: {0}")]
     Pool(String),
     #[error("cannot apply migrations: {0}")]
@@ -44,8 +64,24 @@ pub(crate) fn is_transient_conflict(error: &tokio_postgres::Error) -> bool {
 fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => error.to_string(),
+        None => with_causes(error),
     }
+}
+
+/// An error and its causes, each once: pool and TLS errors say little alone ("db error",
+/// "error performing TLS handshake"); why is in their sources.
+pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 pub(crate) fn from_postgres(error: tokio_postgres::Error) -> StoreError {

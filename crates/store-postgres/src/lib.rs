@@ -3,9 +3,11 @@
 //! Batches go in with binary `COPY` over tokio-postgres (diesel-async has no COPY), which
 //! is several times faster than multi-row INSERT; queries, migrations and health go through
 //! diesel-async; upkeep (partitions, retention) opens a connection of its own for each
-//! pass, so it never holds a writer's or a query's slot. Driver errors become
+//! pass, so it never holds a writer's or a query's slot. All three connect alike, with TLS
+//! by libpq's `sslmode` (`tls.rs`). Driver errors become
 //! [`StoreError`]s here and nowhere else. This crate knows SQL; no other crate does.
 
+mod conninfo;
 mod counts;
 mod dead_letters;
 mod error;
@@ -13,6 +15,7 @@ mod page;
 mod partitions;
 mod retention;
 mod schema;
+mod tls;
 
 use async_trait::async_trait;
 use aurore_domain::{BusinessMetrics, ConnectionStats, Event, EventPage, EventQuery, EventStore, StoreError};
@@ -23,22 +26,30 @@ use diesel_async::pooled_connection::deadpool::Pool;
 use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
-use tokio_postgres::NoTls;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::Type;
+use tokio_postgres_rustls::MakeRustlsConnect;
 
+pub use conninfo::redact;
 pub use error::SetupError;
 pub use partitions::{PartitionFailure, PartitionReport};
+pub use tls::SslMode;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
 /// How to reach PostgreSQL and how many connections to hold.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PostgresSettings {
+    /// A URL or key/value connection string; it may carry `sslmode` and `sslrootcert`.
     pub url: String,
+    /// Overrides the connection string's `sslmode`; both unset means `prefer`, as libpq.
+    pub sslmode: Option<SslMode>,
+    /// PEM root certificates for `verify-ca`/`verify-full`; overrides `sslrootcert`.
+    pub sslrootcert: Option<PathBuf>,
     /// Connections for queries, health checks and upkeep.
     pub query_connections: usize,
     /// Connections for batch writes: one per writer is enough.
@@ -46,6 +57,20 @@ pub struct PostgresSettings {
     pub connect_timeout: Duration,
     /// Server-side limit on one query, so a runaway query is cancelled, not abandoned.
     pub query_timeout: Duration,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("url", &redact(&self.url))
+            .field("sslmode", &self.sslmode)
+            .field("sslrootcert", &self.sslrootcert)
+            .field("query_connections", &self.query_connections)
+            .field("write_connections", &self.write_connections)
+            .field("connect_timeout", &self.connect_timeout)
+            .field("query_timeout", &self.query_timeout)
+            .finish()
+    }
 }
 
 /// Upkeep waits at most this long for a lock. While a DDL statement waits for its lock on
@@ -63,6 +88,7 @@ pub struct PostgresStore {
     writes: deadpool_postgres::Pool,
     /// How upkeep connects: its own connection per pass, never one of the pools'.
     upkeep: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -81,14 +107,23 @@ const COPY_TYPES: [Type; 6] = [Type::UUID, Type::TIMESTAMPTZ, Type::TEXT, Type::
 impl PostgresStore {
     /// Builds the pools. Connections open lazily, so this succeeds while the database is down.
     pub fn connect(settings: &PostgresSettings) -> Result<Self, SetupError> {
-        let base = tokio_postgres::Config::from_str(&settings.url).map_err(SetupError::InvalidUrl)?;
+        let mut conninfo = conninfo::Conninfo::parse(&settings.url);
+        let url_mode = conninfo.take("sslmode").map(|mode| mode.parse::<SslMode>()).transpose()?;
+        let url_root_cert = conninfo.take("sslrootcert").map(PathBuf::from);
+        // Text that does not parse goes to tokio-postgres whole, for its own error.
+        let url = if conninfo.is_malformed() { settings.url.clone() } else { conninfo.to_string() };
+        let mut base = tokio_postgres::Config::from_str(&url).map_err(SetupError::InvalidUrl)?;
+        let root_cert = settings.sslrootcert.clone().or(url_root_cert);
+        let mode = settings.sslmode.or(url_mode).unwrap_or_default().with_root_cert(root_cert.as_deref());
+        base.ssl_mode(mode.negotiation());
+        let tls = tls::connector(mode, root_cert.as_deref())?;
         let wait = Some(settings.connect_timeout);
 
         let mut write_config = base.clone();
         write_config.application_name("aurore-writer").connect_timeout(settings.connect_timeout);
         let manager = deadpool_postgres::Manager::from_config(
             write_config,
-            NoTls,
+            tls.clone(),
             deadpool_postgres::ManagerConfig { recycling_method: deadpool_postgres::RecyclingMethod::Fast },
         );
         let writes = deadpool_postgres::Pool::builder(manager)
@@ -111,11 +146,15 @@ impl PostgresStore {
             .connect_timeout(settings.connect_timeout)
             .options(format!("-c statement_timeout={}", settings.query_timeout.as_millis()));
         let mut manager_config = ManagerConfig::default();
+        let query_tls = tls.clone();
         manager_config.custom_setup = Box::new(move |_url| {
             let config = query_config.clone();
+            let tls = query_tls.clone();
             Box::pin(async move {
-                let (client, connection) =
-                    config.connect(NoTls).await.map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+                let (client, connection) = config
+                    .connect(tls)
+                    .await
+                    .map_err(|e| diesel::ConnectionError::BadConnection(error::with_causes(&e)))?;
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await
             })
         });
@@ -127,7 +166,7 @@ impl PostgresStore {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|error| SetupError::Pool(error.to_string()))?;
-        Ok(Self { queries, writes, upkeep })
+        Ok(Self { queries, writes, upkeep, tls })
     }
 
     /// Applies pending migrations from `migrations/`; returns how many ran.
@@ -146,7 +185,7 @@ impl PostgresStore {
 
     /// A fresh connection for one upkeep pass; it closes when the client is dropped.
     pub(crate) async fn upkeep_client(&self) -> Result<tokio_postgres::Client, StoreError> {
-        let (client, connection) = self.upkeep.connect(NoTls).await.map_err(error::from_postgres)?;
+        let (client, connection) = self.upkeep.connect(self.tls.clone()).await.map_err(error::from_postgres)?;
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "upkeep connection ended");
@@ -158,7 +197,7 @@ impl PostgresStore {
     pub(crate) async fn query_connection(
         &self,
     ) -> Result<deadpool::managed::Object<AsyncDieselConnectionManager<AsyncPgConnection>>, StoreError> {
-        self.queries.get().await.map_err(|error| StoreError::Unavailable(error.to_string()))
+        self.queries.get().await.map_err(|error| StoreError::Unavailable(error::with_causes(&error)))
     }
 }
 
@@ -217,7 +256,8 @@ async fn insert_skipping_stored(
 impl EventStore for PostgresStore {
     #[tracing::instrument(name = "db.write_batch", skip_all, fields(db.system = "postgresql", events = i64::try_from(events.len()).unwrap_or(i64::MAX)))]
     async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError> {
-        let mut client = self.writes.get().await.map_err(|error| StoreError::Unavailable(error.to_string()))?;
+        let mut client =
+            self.writes.get().await.map_err(|error| StoreError::Unavailable(error::with_causes(&error)))?;
         match copy(&mut client, events).await {
             Err(copy_error) if copy_error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 // Some events are already stored (a journal replay or a client retry):
