@@ -202,8 +202,141 @@ async fn markup_is_stripped_from_messages_and_metadata_before_storage() {
     )
     .await;
     let stored = &page["events"][0];
-    assert_eq!(stored["message"], "Hello world &amp; more");
+    assert_eq!(stored["message"], "Hello world & more");
     assert_eq!(stored["metadata"], json!({"comment": "nice", "nested": [{"html": "go"}], "n": 5}));
+}
+
+/// Texts people type that only look a little like markup.
+fn ordinary_texts() -> Vec<String> {
+    let texts = ["&", "<", ">", "\"quoted\" and 'single'", "R&D", "x < 5", "a<b", "<3", "&amp;", "&lt;tag&gt;"];
+    let mut texts: Vec<String> = texts.into_iter().map(str::to_owned).collect();
+    texts.extend(["emoji 🎉🚀 ok".to_owned(), "漢字とかな、中文".to_owned(), "a & b < c > d".to_owned()]);
+    texts
+}
+
+/// Opens `GET /events/tail` with `query`; the stream starts before anything is posted.
+async fn open_tail(app: &TestApp, query: &[(&str, &str)]) -> reqwest::Response {
+    let stream = app.client.get(format!("{}/events/tail", app.address)).query(query).send().await.unwrap();
+    assert_eq!(stream.status(), StatusCode::OK);
+    stream
+}
+
+/// The raw `data:` payload of the next `count` events a tail stream sends.
+async fn tailed(stream: &mut reqwest::Response, count: usize) -> Vec<String> {
+    let mut received = String::new();
+    while received.matches("event: event").count() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await.unwrap().unwrap().unwrap();
+        received.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    received.lines().filter_map(|line| line.strip_prefix("data: ")).map(str::to_owned).collect()
+}
+
+/// Every event `query` selects from `/events` (waiting for them) and `/events/export`, raw.
+async fn queried_and_exported(app: &TestApp, query: &[(&str, &str)], count: usize) -> (String, String) {
+    let page = poll(
+        Duration::from_secs(10),
+        || async { app.get_events(query).await.text().await.unwrap() },
+        |page: &String| serde_json::from_str::<Value>(page).unwrap()["total"] == count,
+    )
+    .await;
+    let response = app.client.get(format!("{}/events/export", app.address)).query(query).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    (page, response.text().await.unwrap())
+}
+
+fn assert_same_event(found: &Value, sent: &Value) {
+    for field in ["service", "message", "metadata"] {
+        assert_eq!(found[field], sent[field], "{field} comes back byte for byte");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ordinary_text_comes_back_as_sent_through_query_tail_and_export_while_markup_never_does() {
+    let app = TestApp::spawn().await;
+    let (from, to) = window();
+    let long_line: String = "Långt & <3 x < 5 ✓ ".chars().cycle().take(2000).collect();
+    let mut sent: Vec<Value> = ordinary_texts()
+        .into_iter()
+        .map(|text| {
+            json!({"timestamp": iso(Utc::now()), "service": text, "message": text,
+                   "metadata": {"text": text, "nested": [{"deep": text}]}})
+        })
+        .collect();
+    sent.push(
+        json!({"timestamp": iso(Utc::now()), "service": "long", "message": long_line, "metadata": {"text": long_line}}),
+    );
+
+    // Each text as a service, a message (`q`) and a metadata value (`metadata.text`); the
+    // long line is beyond a filter's length and is selected by its service only.
+    let selections: Vec<Vec<(&str, &str)>> = sent
+        .iter()
+        .map(|event| {
+            let (service, message) = (event["service"].as_str().unwrap(), event["message"].as_str().unwrap());
+            if service == "long" {
+                vec![("service", service)]
+            } else {
+                vec![("service", service), ("q", message), ("metadata.text", message)]
+            }
+        })
+        .collect();
+    let mut tails = Vec::new();
+    for selection in &selections {
+        tails.push(open_tail(&app, selection).await);
+    }
+    let hostile = json!({"timestamp": iso(Utc::now()), "service": "hostile",
+        "message": "<script>alert(1)</script>before <img src=x onerror=alert(1)>after",
+        "metadata": {"html": "<img src=x onerror=alert(1)>kept & <3 <script>alert(1)</script>"}});
+    let mut hostile_tail = open_tail(&app, &[("service", "hostile")]).await;
+    assert_eq!(app.post_json(&Value::Array(sent.clone())).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(app.post_json(&hostile).await.status(), StatusCode::ACCEPTED);
+
+    for ((event, selection), mut tail) in sent.iter().zip(&selections).zip(tails) {
+        let query = [selection.as_slice(), &[("from", from.as_str()), ("to", to.as_str())]].concat();
+        let (page, export) = queried_and_exported(&app, &query, 1).await;
+        let page: Value = serde_json::from_str(&page).unwrap();
+        assert_same_event(&page["events"][0], event);
+        let lines: Vec<Value> = export.lines().map(|line| serde_json::from_str(line).unwrap()).collect();
+        assert_eq!(lines.len(), 1, "{export}");
+        assert_same_event(&lines[0], event);
+        let frames = tailed(&mut tail, 1).await;
+        assert_same_event(&serde_json::from_str(&frames[0]).unwrap(), event);
+    }
+    // As a browser or curl would write it.
+    let url = format!("{}/events?service=R%26D&from={from}&to={to}", app.address);
+    let page: Value = app.client.get(url).send().await.unwrap().json().await.unwrap();
+    assert_eq!((page["total"].as_u64(), page["events"][0]["service"].as_str()), (Some(1), Some("R&D")), "{page}");
+
+    let query = [("service", "hostile"), ("from", from.as_str()), ("to", to.as_str())];
+    let (page, export) = queried_and_exported(&app, &query, 1).await;
+    let frames = tailed(&mut hostile_tail, 1).await;
+    for output in [page.as_str(), export.as_str(), frames[0].as_str()] {
+        for markup in ["<script", "alert(1)", "onerror", "<img"] {
+            assert!(!output.contains(markup), "{markup} in {output}");
+        }
+        let event: Value = serde_json::from_str(output.lines().next().unwrap()).unwrap();
+        let event = if event["events"].is_array() { event["events"][0].clone() } else { event };
+        assert_eq!(event["message"], "before after");
+        assert_eq!(event["metadata"]["html"], "kept & <3 ");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_escape_a_query_tail_and_export_for_the_raw_text_find_the_escaped_event() {
+    let app = TestApp::spawn_with(|settings| settings.ingest.sanitize = aurore_domain::Markup::Escape).await;
+    let (from, to) = window();
+    let raw = "R&D <b>'x'</b>";
+    let selection = [("service", raw), ("q", raw), ("metadata.text", raw)];
+    let mut tail = open_tail(&app, &selection).await;
+    let event = json!({"timestamp": iso(Utc::now()), "service": raw, "message": raw, "metadata": {"text": raw}});
+    assert_eq!(app.post_json(&event).await.status(), StatusCode::ACCEPTED);
+
+    let escaped = "R&amp;D &lt;b&gt;&#x27;x&#x27;&lt;&#x2F;b&gt;";
+    let stored = json!({"service": escaped, "message": escaped, "metadata": {"text": escaped}});
+    let query = [selection.as_slice(), &[("from", from.as_str()), ("to", to.as_str())]].concat();
+    let (page, export) = queried_and_exported(&app, &query, 1).await;
+    assert_same_event(&serde_json::from_str::<Value>(&page).unwrap()["events"][0], &stored);
+    assert_same_event(&serde_json::from_str(export.trim_end()).unwrap(), &stored);
+    assert_same_event(&serde_json::from_str(&tailed(&mut tail, 1).await[0]).unwrap(), &stored);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,5 +1,6 @@
 //! Any bytes as a request body: parsing, validation and markup handling never panic, an
-//! invalid event always names at least one rule, and stripped text holds no tag.
+//! invalid event always names at least one rule, stripped text holds nothing left to strip
+//! and escaped text no `<`.
 
 #![no_main]
 
@@ -14,8 +15,14 @@ fuzz_target!(|data: &[u8]| {
         match validate_event(value.clone(), &limits).and_then(|draft| markup.apply(draft)) {
             Ok(draft) => {
                 assert!(!draft.service.is_empty() && !draft.message.is_empty());
-                if markup != Markup::Off {
-                    assert!(!draft.message.contains('<') && !draft.service.contains('<'), "{draft:?}");
+                match markup {
+                    Markup::Strip => assert!(
+                        Markup::Strip.clean(&draft.message) == draft.message
+                            && Markup::Strip.clean(&draft.service) == draft.service,
+                        "{draft:?}"
+                    ),
+                    Markup::Escape => assert!(!draft.message.contains('<') && !draft.service.contains('<'), "{draft:?}"),
+                    Markup::Off => {}
                 }
             }
             Err(errors) => {

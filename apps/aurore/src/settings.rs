@@ -419,9 +419,9 @@ pub struct IngestConfig {
     /// journal) or `stored` (committed in PostgreSQL). Requests may ask otherwise.
     #[garde(skip)]
     pub durability: Durability,
-    /// Markup in `service`, `message` and metadata strings: `strip` (tags removed, the
-    /// rest entity-encoded, as the original did), `escape` (entity-encoded, nothing
-    /// removed) or `off`.
+    /// Markup in `service`, `message` and metadata strings: `strip` (tags, comments and
+    /// script/style content removed, every other character kept as sent), `escape`
+    /// (entity-encoded, nothing removed; query parameters are encoded alike) or `off`.
     #[garde(skip)]
     pub sanitize: Markup,
     /// How long an idempotency key is remembered in memory (older repeats are still

@@ -130,6 +130,11 @@ impl IngestService {
         }
     }
 
+    /// What ingest does to markup; queries apply it to the text they compare with stored text.
+    pub fn markup(&self) -> Markup {
+        self.markup
+    }
+
     /// Accepts the valid events of a request all together, or none when there is no room.
     /// Invalid elements are reported by index and never block the others; an element the
     /// adapter could not even decode arrives as its error. Returns once the events are as

@@ -2,6 +2,7 @@
 //! [`Cursor`] that makes deep pages as cheap as the first.
 
 use crate::event::Event;
+use crate::markup::Markup;
 use crate::validation::{FieldError, SUPPORTED_RANGE, parse_timestamp, supported_instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -238,11 +239,12 @@ impl EventQuery {
     }
 
     /// Parses decoded query-string pairs. Unknown and repeated parameters are errors, as
-    /// are missing bounds, ranges over the limit and malformed cursors.
-    pub fn parse(pairs: &[(String, String)], limits: &QueryLimits) -> Result<Self, Vec<FieldError>> {
+    /// are missing bounds, ranges over the limit and malformed cursors. `service`, `q` and
+    /// metadata values go through `markup` as ingest's text did, so they find what was sent.
+    pub fn parse(pairs: &[(String, String)], limits: &QueryLimits, markup: Markup) -> Result<Self, Vec<FieldError>> {
         const KNOWN: [&str; 9] = ["service", "from", "to", "page", "pageSize", "sortField", "sortOrder", "cursor", "q"];
         let mut errors = unknown_parameters(pairs, &KNOWN);
-        let service = service_parameter(single(pairs, "service", &mut errors), limits, &mut errors);
+        let service = service_parameter(single(pairs, "service", &mut errors), limits, markup, &mut errors);
         let from = bound("from", single(pairs, "from", &mut errors), &mut errors);
         let to = bound("to", single(pairs, "to", &mut errors), &mut errors);
         if let (Some(from), Some(to)) = (from, to) {
@@ -316,8 +318,8 @@ impl EventQuery {
             },
         };
 
-        let metadata = metadata_filters(pairs, &mut errors);
-        let text = text_parameter(single(pairs, "q", &mut errors), &mut errors);
+        let metadata = metadata_filters(pairs, markup, &mut errors);
+        let text = text_parameter(single(pairs, "q", &mut errors), markup, &mut errors);
 
         match (service, from, to, page, page_size, sort_field, sort_order, cursor) {
             (
@@ -356,12 +358,13 @@ impl EventQuery {
 }
 
 impl crate::tail::TailFilter {
-    /// Parses `GET /events/tail` parameters: `service` (required), `metadata.<path>` and `q`.
-    pub fn parse(pairs: &[(String, String)], limits: &QueryLimits) -> Result<Self, Vec<FieldError>> {
+    /// Parses `GET /events/tail` parameters: `service` (required), `metadata.<path>` and `q`,
+    /// with `markup` applied as in [`EventQuery::parse`].
+    pub fn parse(pairs: &[(String, String)], limits: &QueryLimits, markup: Markup) -> Result<Self, Vec<FieldError>> {
         let mut errors = unknown_parameters(pairs, &["service", "q"]);
-        let service = service_parameter(single(pairs, "service", &mut errors), limits, &mut errors);
-        let text = text_parameter(single(pairs, "q", &mut errors), &mut errors).map(|text| text.to_lowercase());
-        let metadata = metadata_filters(pairs, &mut errors);
+        let service = service_parameter(single(pairs, "service", &mut errors), limits, markup, &mut errors);
+        let text = text_parameter(single(pairs, "q", &mut errors), markup, &mut errors).map(|text| text.to_lowercase());
+        let metadata = metadata_filters(pairs, markup, &mut errors);
         match service {
             Some(service) if errors.is_empty() => Ok(Self { service: Some(service), metadata, text }),
             _ => Err(errors),
@@ -391,7 +394,13 @@ fn single<'a>(pairs: &'a [(String, String)], name: &'static str, errors: &mut Ve
     first
 }
 
-fn service_parameter(value: Option<&str>, limits: &QueryLimits, errors: &mut Vec<FieldError>) -> Option<String> {
+/// Lengths are checked on what the client sent, as ingest checks them, before `markup`.
+fn service_parameter(
+    value: Option<&str>,
+    limits: &QueryLimits,
+    markup: Markup,
+    errors: &mut Vec<FieldError>,
+) -> Option<String> {
     match value {
         None | Some("") => {
             errors.push(FieldError::new("service", "isNotEmpty", "service should not be empty"));
@@ -405,24 +414,24 @@ fn service_parameter(value: Option<&str>, limits: &QueryLimits, errors: &mut Vec
             ));
             None
         }
-        Some(service) => Some(service.to_owned()),
+        Some(service) => Some(markup.clean(service).into_owned()),
     }
 }
 
-fn text_parameter(value: Option<&str>, errors: &mut Vec<FieldError>) -> Option<String> {
+fn text_parameter(value: Option<&str>, markup: Markup, errors: &mut Vec<FieldError>) -> Option<String> {
     match value {
         None | Some("") => None,
         Some(text) if text.chars().count() > MAX_FILTER_CHARS => {
             errors.push(FieldError::new("q", "maxLength", format!("q must be at most {MAX_FILTER_CHARS} characters")));
             None
         }
-        Some(text) => Some(text.to_owned()),
+        Some(text) => Some(markup.clean(text).into_owned()),
     }
 }
 
 const METADATA_PREFIX: &str = "metadata.";
 
-fn metadata_filters(pairs: &[(String, String)], errors: &mut Vec<FieldError>) -> Vec<MetadataFilter> {
+fn metadata_filters(pairs: &[(String, String)], markup: Markup, errors: &mut Vec<FieldError>) -> Vec<MetadataFilter> {
     let mut filters = Vec::new();
     for (name, value) in pairs {
         let Some(path) = name.strip_prefix(METADATA_PREFIX) else {
@@ -442,7 +451,7 @@ fn metadata_filters(pairs: &[(String, String)], errors: &mut Vec<FieldError>) ->
                 format!("{name} and its value must be at most {MAX_FILTER_CHARS} characters"),
             ));
         } else {
-            filters.push(MetadataFilter { path, value: value.clone() });
+            filters.push(MetadataFilter { path, value: markup.clean(value).into_owned() });
         }
     }
     if filters.len() > MAX_METADATA_FILTERS {
@@ -559,7 +568,7 @@ mod tests {
 
     #[test]
     fn applies_defaults() {
-        let query = EventQuery::parse(&pairs(&base()), &QueryLimits::default()).unwrap();
+        let query = EventQuery::parse(&pairs(&base()), &QueryLimits::default(), Markup::Strip).unwrap();
         assert_eq!((query.page, query.page_size), (1, 100));
         assert_eq!((query.sort_field, query.sort_order), (SortField::Timestamp, SortOrder::Desc));
         assert_eq!(query.offset(), 0);
@@ -569,7 +578,7 @@ mod tests {
     fn compares_bounds_as_instants() {
         let mut list = base();
         list[1] = ("from", "2024-01-15T02:00:00+02:00");
-        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default()).unwrap();
+        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip).unwrap();
         assert_eq!(query.from.to_rfc3339(), "2024-01-15T00:00:00+00:00");
     }
 
@@ -578,13 +587,16 @@ mod tests {
         let limits = QueryLimits::default();
         let mut list = base();
         list[2] = ("to", "2024-01-15T00:00:00Z");
-        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits)), [("to".into(), "isValidTimeRange")]);
+        assert_eq!(
+            fields(EventQuery::parse(&pairs(&list), &limits, Markup::Strip)),
+            [("to".into(), "isValidTimeRange")]
+        );
         list[2] = ("to", "2024-02-15T00:00:00Z");
-        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits)), [("to".into(), "isMaxTimeRange")]);
+        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits, Markup::Strip)), [("to".into(), "isMaxTimeRange")]);
 
         let mut list = base();
         list.extend([("pageSize", "1001"), ("page", "0"), ("sortOrder", "up"), ("sortField", "id"), ("limit", "5")]);
-        let mut found = fields(EventQuery::parse(&pairs(&list), &limits));
+        let mut found = fields(EventQuery::parse(&pairs(&list), &limits, Markup::Strip));
         found.sort();
         assert_eq!(
             found,
@@ -600,7 +612,7 @@ mod tests {
 
     #[test]
     fn requires_service_and_bounds() {
-        let mut found = fields(EventQuery::parse(&[], &QueryLimits::default()));
+        let mut found = fields(EventQuery::parse(&[], &QueryLimits::default(), Markup::Strip));
         found.sort();
         assert_eq!(
             found,
@@ -610,7 +622,7 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_must_match_the_sort() {
-        let for_base = EventQuery::parse(&pairs(&base()), &QueryLimits::default()).unwrap().digest();
+        let for_base = EventQuery::parse(&pairs(&base()), &QueryLimits::default(), Markup::Strip).unwrap().digest();
         let cursor = Cursor {
             sort_field: SortField::Message,
             sort_order: SortOrder::Asc,
@@ -624,11 +636,11 @@ mod tests {
         let encoded = cursor.encode();
         list.push(("cursor", &encoded));
         assert_eq!(
-            fields(EventQuery::parse(&pairs(&list), &QueryLimits::default())),
+            fields(EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip)),
             [("cursor".into(), "matchesSort")]
         );
         list.extend([("sortField", "message"), ("sortOrder", "asc")]);
-        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default()).unwrap();
+        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip).unwrap();
         assert_eq!(query.cursor, Some(cursor));
 
         // The same cursor with another service, range or filter would skip rows: refused.
@@ -636,7 +648,7 @@ mod tests {
             let mut other: Vec<(&str, &str)> = list.iter().filter(|(key, _)| *key != name).copied().collect();
             other.push((name, value));
             assert_eq!(
-                fields(EventQuery::parse(&pairs(&other), &QueryLimits::default())),
+                fields(EventQuery::parse(&pairs(&other), &QueryLimits::default(), Markup::Strip)),
                 [("cursor".into(), "matchesQuery")],
                 "{name}"
             );
@@ -648,11 +660,11 @@ mod tests {
         let limits = QueryLimits { max_offset_rows: 1000, ..QueryLimits::default() };
         let mut list = base();
         list.extend([("page", "11"), ("pageSize", "100")]);
-        assert!(EventQuery::parse(&pairs(&list), &limits).is_ok(), "exactly the limit");
+        assert!(EventQuery::parse(&pairs(&list), &limits, Markup::Strip).is_ok(), "exactly the limit");
         list[3] = ("page", "12");
-        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits)), [("page".into(), "maxOffset")]);
+        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits, Markup::Strip)), [("page".into(), "maxOffset")]);
         list.push(("cursor", "x"));
-        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits)), [("cursor".into(), "isCursor")]);
+        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits, Markup::Strip)), [("cursor".into(), "isCursor")]);
     }
 
     #[test]
@@ -666,13 +678,13 @@ mod tests {
             let mut list = base();
             list[1] = ("from", from);
             list[2] = ("to", to);
-            let found = fields(EventQuery::parse(&pairs(&list), &QueryLimits::default()));
+            let found = fields(EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip));
             assert!(found.iter().any(|(_, rule)| *rule == "isInSupportedRange"), "{from}..{to}: {found:?}");
         }
         let mut list = base();
         list[1] = ("from", "9999-12-31T00:00:00Z");
         list[2] = ("to", "9999-12-31T23:59:59.999999Z");
-        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default()).unwrap();
+        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip).unwrap();
         let before_first = query.cursor_before_first().unwrap();
         assert_eq!(Cursor::decode(&before_first.encode()), Some(before_first), "the edge of the range pages");
     }
@@ -681,7 +693,10 @@ mod tests {
     fn rejects_forged_cursors() {
         let mut list = base();
         list.push(("cursor", "not-a-cursor"));
-        assert_eq!(fields(EventQuery::parse(&pairs(&list), &QueryLimits::default())), [("cursor".into(), "isCursor")]);
+        assert_eq!(
+            fields(EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip)),
+            [("cursor".into(), "isCursor")]
+        );
         let forged = |json: String| Cursor::decode(&URL_SAFE_NO_PAD.encode(json));
         let id = Uuid::nil();
         assert_eq!(
@@ -715,7 +730,7 @@ mod tests {
     fn metadata_filters_and_text_search_are_parsed_and_bounded() {
         let mut list = base();
         list.extend([("metadata.region", "eu"), ("metadata.user.id", "42"), ("q", "Time out")]);
-        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default()).unwrap();
+        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip).unwrap();
         assert!(query.is_filtered());
         assert_eq!(query.text.as_deref(), Some("Time out"));
         assert_eq!(query.metadata[0].candidates(), [serde_json::json!({"region": "eu"})]);
@@ -727,13 +742,39 @@ mod tests {
 
         let mut list = base();
         list.extend([("metadata.", "x"), ("metadata.a..b", "x"), ("metadata.a.b.c.d.e.f", "x")]);
-        let errors = fields(EventQuery::parse(&pairs(&list), &QueryLimits::default()));
+        let errors = fields(EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip));
         assert_eq!(errors.iter().filter(|(_, rule)| *rule == "isMetadataPath").count(), 3, "{errors:?}");
 
         let long = "x".repeat(MAX_FILTER_CHARS + 1);
         let mut list = base();
         list.push(("q", &long));
-        assert_eq!(fields(EventQuery::parse(&pairs(&list), &QueryLimits::default())), [("q".to_owned(), "maxLength")]);
-        assert!(!EventQuery::parse(&pairs(&base()), &QueryLimits::default()).unwrap().is_filtered());
+        assert_eq!(
+            fields(EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip)),
+            [("q".to_owned(), "maxLength")]
+        );
+        assert!(!EventQuery::parse(&pairs(&base()), &QueryLimits::default(), Markup::Strip).unwrap().is_filtered());
+    }
+
+    #[test]
+    fn text_parameters_are_cleaned_as_ingest_cleaned_what_was_stored() {
+        let sent = "R&D <b>x</b> < 5";
+        let mut list = vec![("service", sent), ("from", "2024-01-15T00:00:00Z"), ("to", "2024-01-16T00:00:00Z")];
+        list.extend([("q", sent), ("metadata.team", sent)]);
+        for markup in [Markup::Strip, Markup::Escape, Markup::Off] {
+            let stored = markup.clean(sent).into_owned();
+            let query = EventQuery::parse(&pairs(&list), &QueryLimits::default(), markup).unwrap();
+            assert_eq!(
+                (&query.service, query.text.as_ref(), &query.metadata[0].value),
+                (&stored, Some(&stored), &stored)
+            );
+            let tail = crate::TailFilter::parse(&pairs(&[list[0], list[3], list[4]]), &QueryLimits::default(), markup)
+                .unwrap();
+            let text = stored.to_lowercase();
+            assert_eq!(
+                (tail.service.as_ref(), tail.text.as_ref(), &tail.metadata[0].value),
+                (Some(&stored), Some(&text), &stored)
+            );
+        }
+        assert_eq!(Markup::Strip.clean(sent), "R&D x < 5", "ordinary characters are left as typed");
     }
 }

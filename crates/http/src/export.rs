@@ -40,7 +40,7 @@ pub(crate) async fn export(request: HttpRequest, state: web::Data<AppState>) -> 
         max_page_size: EXPORT_PAGE,
         ..state.query_limits.clone()
     };
-    let mut query = EventQuery::parse(&pairs, &limits).map_err(ApiError::Invalid)?;
+    let mut query = EventQuery::parse(&pairs, &limits, state.ingest.markup()).map_err(ApiError::Invalid)?;
     query.page_size = EXPORT_PAGE;
     query.cursor = Some(query.cursor_before_first().ok_or_else(|| {
         ApiError::Invalid(vec![FieldError::new("sortField", "isIn", "export sorts by timestamp only")])

@@ -71,7 +71,7 @@ pub(crate) fn query_pairs(request: &HttpRequest) -> Result<Vec<(String, String)>
     ))]
 pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pairs = query_pairs(&request)?;
-    let query = EventQuery::parse(&pairs, &state.query_limits).map_err(ApiError::Invalid)?;
+    let query = EventQuery::parse(&pairs, &state.query_limits, state.ingest.markup()).map_err(ApiError::Invalid)?;
     let page = state.store.query(&query).await.map_err(ApiError::from_query)?;
     let events: Vec<EventView<'_>> = page.events.iter().map(EventView::from).collect();
     // With a cursor the position is not counted (that is the point), so offset is null.

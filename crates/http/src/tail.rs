@@ -19,7 +19,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
         (status = 400, description = "An invalid parameter, named", body = crate::openapi::ErrorBody),
     ))]
 pub(crate) async fn tail(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let filter = TailFilter::parse(&query_pairs(&request)?, &state.query_limits).map_err(ApiError::Invalid)?;
+    let filter = TailFilter::parse(&query_pairs(&request)?, &state.query_limits, state.ingest.markup())
+        .map_err(ApiError::Invalid)?;
     let subscription = state.tail.subscribe(filter);
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     keep_alive.reset();
