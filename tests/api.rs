@@ -510,6 +510,26 @@ async fn export_streams_every_matching_event_as_ndjson_compressed_on_request() {
 }
 
 #[tokio::test]
+async fn live_tail_streams_are_capped_and_the_next_one_is_told_to_retry() {
+    let app = TestApp::spawn_with(|settings| settings.tail.max_subscribers = 2).await;
+    let url = format!("{}/events/tail", app.address);
+    let open = || app.client.get(&url).query(&[("service", "capped")]).send();
+    let first = open().await.unwrap();
+    let second = open().await.unwrap();
+    assert_eq!((first.status(), second.status()), (StatusCode::OK, StatusCode::OK));
+    let third = open().await.unwrap();
+    assert_eq!(third.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(third.headers().contains_key("retry-after"));
+    let body: Value = third.json().await.unwrap();
+    assert_eq!((body["errorCode"].as_str(), body["limit"].as_u64()), (Some("TAIL_FULL"), Some(2)));
+    // The open streams still get what is stored.
+    assert_eq!(app.post_json(&event("capped", "seen")).await.status(), StatusCode::ACCEPTED);
+    let mut first = first;
+    let chunk = tokio::time::timeout(Duration::from_secs(10), first.chunk()).await.unwrap().unwrap().unwrap();
+    assert!(std::str::from_utf8(&chunk).unwrap().contains("seen"));
+}
+
+#[tokio::test]
 async fn tail_streams_newly_stored_events_of_one_service_as_server_sent_events() {
     let app = TestApp::spawn().await;
     let url = format!("{}/events/tail", app.address);

@@ -185,11 +185,15 @@ pub struct TailSettings {
     /// Events queued per live-tail subscriber; a slower one loses its oldest.
     #[garde(range(min = 1, max = 1_000_000))]
     pub queue_events: usize,
+    /// Live-tail streams open at once; more get `503`. Each costs memory and a filter run
+    /// per stored event.
+    #[garde(range(min = 1, max = 100_000))]
+    pub max_subscribers: usize,
 }
 
 impl Default for TailSettings {
     fn default() -> Self {
-        Self { queue_events: 1024 }
+        Self { queue_events: 1024, max_subscribers: 256 }
     }
 }
 

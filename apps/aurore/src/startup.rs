@@ -144,7 +144,7 @@ impl Application {
         let observer: Arc<dyn Observer> = Arc::new(TelemetryObserver);
         let retention = retention(settings, store.clone(), clock.clone(), observer.clone());
         let schedule = settings.retention.schedule()?;
-        let tail = Arc::new(Tail::new(settings.tail.queue_events));
+        let tail = Arc::new(Tail::new(settings.tail.queue_events, settings.tail.max_subscribers));
         let state = AppState {
             retention: retention.clone(),
             tail: tail.clone(),
@@ -301,7 +301,7 @@ pub async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<Dr
         journal: Some(journal.clone()),
         breaker: breaker(settings, Arc::new(SystemClock)),
         // Nobody subscribes to a drain.
-        tail: Arc::new(Tail::new(1)),
+        tail: Arc::new(Tail::new(1, 1)),
     };
     let mut writers = JoinSet::new();
     for _ in 0..settings.writer.writers {

@@ -411,7 +411,7 @@ pub(crate) mod tests {
                 dead_letters: self.dead_letters.clone(),
                 journal: Some(self.journal.clone()),
                 breaker: self.breaker.clone(),
-                tail: Arc::new(Tail::new(16)),
+                tail: Arc::new(Tail::new(16, 1)),
             };
             let settings = WriterSettings {
                 linger: Duration::from_millis(10),

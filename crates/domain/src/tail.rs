@@ -6,6 +6,7 @@ use crate::event::Event;
 use crate::query::MetadataFilter;
 use serde_json::Value;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{broadcast, watch};
 
 #[derive(Debug)]
@@ -13,6 +14,25 @@ pub struct Tail {
     sender: broadcast::Sender<Arc<Event>>,
     /// Set at shutdown: every subscription ends, so open streams do not hold it up.
     closed: watch::Sender<bool>,
+    max_subscribers: usize,
+    subscribers: Arc<AtomicUsize>,
+}
+
+/// Every subscriber's place is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{limit} live-tail subscribers already")]
+pub struct TailFull {
+    pub limit: usize,
+}
+
+/// A subscriber's place, given back when its subscription ends.
+#[derive(Debug)]
+struct Place(Arc<AtomicUsize>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// What a subscriber receives next.
@@ -29,6 +49,7 @@ pub struct Subscription {
     receiver: broadcast::Receiver<Arc<Event>>,
     closed: watch::Receiver<bool>,
     filter: TailFilter,
+    _place: Place,
 }
 
 /// Which events a subscriber wants: one service, optionally narrowed like a query.
@@ -44,7 +65,18 @@ impl TailFilter {
     pub fn matches(&self, event: &Event) -> bool {
         self.service.as_ref().is_none_or(|service| *service == event.service)
             && self.metadata.iter().all(|filter| filter.matches(event.metadata.as_ref()))
-            && self.text.as_ref().is_none_or(|text| event.message.to_lowercase().contains(text.as_str()))
+            && self.text.as_ref().is_none_or(|text| contains_ignoring_case(&event.message, text))
+    }
+}
+
+/// Whether `haystack` contains `lowered` (already lower case), ignoring case. Every stored
+/// event meets every subscriber's filter: ASCII text, the common case, allocates nothing.
+fn contains_ignoring_case(haystack: &str, lowered: &str) -> bool {
+    if haystack.is_ascii() && lowered.is_ascii() {
+        let needle = lowered.as_bytes();
+        needle.is_empty() || haystack.as_bytes().windows(needle.len()).any(|window| window.eq_ignore_ascii_case(needle))
+    } else {
+        haystack.to_lowercase().contains(lowered)
     }
 }
 
@@ -63,13 +95,22 @@ impl MetadataFilter {
 }
 
 impl Tail {
-    /// `capacity` bounds each subscriber's queue.
-    pub fn new(capacity: usize) -> Self {
-        Self { sender: broadcast::channel(capacity.max(1)).0, closed: watch::channel(false).0 }
+    /// `capacity` bounds each subscriber's queue; at most `max_subscribers` at once.
+    pub fn new(capacity: usize, max_subscribers: usize) -> Self {
+        Self {
+            sender: broadcast::channel(capacity.max(1)).0,
+            closed: watch::channel(false).0,
+            max_subscribers,
+            subscribers: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
-    pub fn subscribe(&self, filter: TailFilter) -> Subscription {
-        Subscription { receiver: self.sender.subscribe(), closed: self.closed.subscribe(), filter }
+    pub fn subscribe(&self, filter: TailFilter) -> Result<Subscription, TailFull> {
+        let place = Place(self.subscribers.clone());
+        if self.subscribers.fetch_add(1, Ordering::AcqRel) >= self.max_subscribers {
+            return Err(TailFull { limit: self.max_subscribers });
+        }
+        Ok(Subscription { receiver: self.sender.subscribe(), closed: self.closed.subscribe(), filter, _place: place })
     }
 
     /// Ends every subscription, now and to come.
@@ -115,8 +156,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_slow_subscriber_loses_its_oldest_events_and_is_told_how_many() {
-        let tail = Tail::new(4);
-        let mut subscription = tail.subscribe(TailFilter::default());
+        let tail = Tail::new(4, 8);
+        let mut subscription = tail.subscribe(TailFilter::default()).unwrap();
         let sent = events(10);
         tail.publish(&sent.iter().collect::<Vec<_>>());
         assert_eq!(subscription.next().await, Some(Tailed::Missed(6)));
@@ -127,11 +168,35 @@ mod tests {
 
     #[tokio::test]
     async fn closing_the_tail_ends_every_subscription() {
-        let tail = Tail::new(4);
-        let mut subscription = tail.subscribe(TailFilter::default());
+        let tail = Tail::new(4, 8);
+        let mut subscription = tail.subscribe(TailFilter::default()).unwrap();
         tail.close();
         assert_eq!(subscription.next().await, None);
-        assert_eq!(tail.subscribe(TailFilter::default()).next().await, None, "even one made after closing");
+        assert_eq!(tail.subscribe(TailFilter::default()).unwrap().next().await, None, "even one made after closing");
+    }
+
+    #[test]
+    fn subscribers_are_capped_and_a_place_comes_back_when_one_leaves() {
+        let tail = Tail::new(4, 2);
+        let first = tail.subscribe(TailFilter::default()).unwrap();
+        let _second = tail.subscribe(TailFilter::default()).unwrap();
+        assert_eq!(tail.subscribe(TailFilter::default()).unwrap_err(), TailFull { limit: 2 });
+        assert_eq!(
+            tail.subscribe(TailFilter::default()).unwrap_err(),
+            TailFull { limit: 2 },
+            "a refusal takes no place"
+        );
+        drop(first);
+        assert!(tail.subscribe(TailFilter::default()).is_ok());
+    }
+
+    #[test]
+    fn text_matches_ignoring_case_in_ascii_and_beyond() {
+        assert!(contains_ignoring_case("Upstream TIMEOUT", "timeout"));
+        assert!(contains_ignoring_case("anything", ""));
+        assert!(!contains_ignoring_case("time", "timeout"));
+        assert!(contains_ignoring_case("ÉCHEC de connexion", "échec"));
+        assert!(!contains_ignoring_case("Échec", "echec"));
     }
 
     #[test]

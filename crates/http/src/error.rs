@@ -26,6 +26,8 @@ pub enum ApiError {
     BodyTimeout { seconds: u64 },
     #[error("too many request bodies in memory")]
     BodiesInFlight,
+    #[error("{limit} live-tail streams are open already")]
+    TailFull { limit: usize },
     #[error("unsupported content type {0}")]
     UnsupportedMediaType(String),
     #[error("unsupported content encoding {0}")]
@@ -136,6 +138,7 @@ impl ResponseError for ApiError {
             // The service cannot take work right now but will again: retry elsewhere or later.
             Self::ShuttingDown
             | Self::BodiesInFlight
+            | Self::TailFull { .. }
             | Self::NotReady(_)
             | Self::StoreUnavailable(_)
             | Self::JournalFull
@@ -190,6 +193,11 @@ impl ResponseError for ApiError {
                 None,
             ),
             Self::BodiesInFlight => under_pressure("BODIES_IN_FLIGHT"),
+            Self::TailFull { limit } => {
+                let (mut body, retry_after) = under_pressure("TAIL_FULL");
+                body["limit"] = json!(limit);
+                (body, retry_after)
+            }
             Self::BufferFull { retry_after } => {
                 let seconds = whole_seconds(*retry_after);
                 (

@@ -17,11 +17,12 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
     responses(
         (status = 200, description = "Server-Sent Events: each stored event as `data:`; `event: missed` when this subscriber fell behind", content_type = "text/event-stream"),
         (status = 400, description = "An invalid parameter, named", body = crate::openapi::ErrorBody),
+        (status = 503, description = "`tail.max_subscribers` streams are open already; `Retry-After` set", body = crate::openapi::ErrorBody),
     ))]
 pub(crate) async fn tail(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let filter = TailFilter::parse(&query_pairs(&request)?, &state.query_limits, state.ingest.markup())
         .map_err(ApiError::Invalid)?;
-    let subscription = state.tail.subscribe(filter);
+    let subscription = state.tail.subscribe(filter).map_err(|full| ApiError::TailFull { limit: full.limit })?;
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     keep_alive.reset();
     let frames =
