@@ -301,17 +301,22 @@ async fn health_routes_follow_the_lifecycle() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn without_a_database_the_service_stays_up_but_not_ready() {
+async fn without_a_database_the_service_stays_ready_until_the_journal_fills() {
     let database = TestDatabase::create().await;
     let app = TestApp::start(database, |settings| {
         // Nothing listens on port 1: every connection attempt is refused at once.
         settings.database.url = serde_json::from_value(json!("postgres://postgres@127.0.0.1:1/none")).expect("url");
         settings.shutdown.drain_deadline_secs = 1;
+        settings.journal.max_bytes = 1 << 20;
+        settings.journal.segment_bytes = 1 << 18;
     })
     .await;
-    let ready = app.client.get(format!("{}/health/ready", app.address)).send().await.unwrap();
-    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(ready.headers().contains_key("retry-after"));
+    // The journal takes the events while the database is down: this replica can take traffic.
+    let ready = || app.client.get(format!("{}/health/ready", app.address)).send();
+    assert_eq!(ready().await.unwrap().status(), StatusCode::OK);
+    let database_health: Value =
+        app.client.get(format!("{}/health/database", app.address)).send().await.unwrap().json().await.unwrap();
+    assert_ne!(database_health["status"], "healthy", "{database_health}");
     let live = app.client.get(format!("{}/health/live", app.address)).send().await.unwrap();
     assert_eq!(live.status(), StatusCode::OK);
     assert_eq!(app.post_json(&event("offline", "buffered")).await.status(), StatusCode::ACCEPTED);
@@ -321,12 +326,30 @@ async fn without_a_database_the_service_stays_up_but_not_ready() {
     assert_eq!(query.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(query.headers().contains_key("retry-after"));
 
+    // Ever smaller requests until not even one small event fits: then traffic belongs elsewhere.
+    for (size, length) in [(100, 1500), (10, 100), (1, 1)] {
+        let filler = "x".repeat(length);
+        let mut refused = false;
+        for round in 0..5000 {
+            let batch: Vec<Value> = (0..size).map(|i| event("offline", &format!("{round} {i} {filler}"))).collect();
+            if app.post_json(&Value::Array(batch)).await.status() == StatusCode::SERVICE_UNAVAILABLE {
+                refused = true;
+                break;
+            }
+        }
+        assert!(refused, "the journal filled with requests of {size}");
+    }
+    let full = ready().await.unwrap();
+    assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(full.headers().contains_key("retry-after"));
+    assert_eq!(full.json::<Value>().await.unwrap()["reason"], "the journal is full");
+
     let mut app = app;
     let journal = app.journal.take().unwrap();
     app.shutdown().await.expect("journaled events wait in the journal: nothing is lost");
     let segments: u64 =
         std::fs::read_dir(journal.path()).unwrap().map(|entry| entry.unwrap().metadata().unwrap().len()).sum();
-    assert!(segments > 0, "the buffered event is still in the journal");
+    assert!(segments > 0, "the buffered events are still in the journal");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -274,6 +274,45 @@ async fn a_database_outage_under_load_loses_nothing_and_the_circuit_opens_and_cl
     drop(proxy);
 }
 
+/// Events accepted with `durability=none` live only in memory: when the drain deadline
+/// passes while a writer still retries them, the stop says how many were lost and fails.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stop_that_loses_unjournaled_events_held_by_a_writer_says_so_and_fails() {
+    let database = TestDatabase::create().await;
+    let (_, upstream) = through(&database.url, 0);
+    let proxy = Proxy::start(upstream).await;
+    let (proxied_url, _) = through(&database.url, proxy.port);
+    let app = TestApp::start(database, |settings| {
+        settings.database.url = serde_json::from_value(json!(proxied_url)).unwrap();
+        settings.database.connect_timeout_ms = 500;
+        settings.writer.backoff_max_ms = 200;
+        settings.shutdown.drain_deadline_secs = 1;
+    })
+    .await;
+    app.wait_until_ready().await;
+    proxy.cut().await;
+    let batch: Vec<Value> = (0..5).map(|i| event("memory", &i.to_string())).collect();
+    let response = app
+        .client
+        .post(format!("{}/events", app.address))
+        .header("Prefer", "durability=none")
+        .json(&batch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    // A writer has taken the batch and retries it against the unreachable database.
+    let buffered = || async {
+        let body: Value =
+            app.client.get(format!("{}/health/buffer", app.address)).send().await.unwrap().json().await.unwrap();
+        body["buffer"]["size"].as_u64()
+    };
+    assert_eq!(poll(Duration::from_secs(10), buffered, |events| *events == Some(0)).await, Some(0));
+    let error = app.shutdown().await.expect_err("events were lost");
+    let message = error.to_string();
+    assert!(message.contains("5 events") && message.contains("5 held by writers"), "{message}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_poison_event_goes_to_the_dlq_while_its_batch_mates_land() {
     // Stripping markup would drop the NUL that PostgreSQL refuses; this is about the store.

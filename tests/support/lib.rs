@@ -178,16 +178,10 @@ impl TestApp {
         }
     }
 
+    /// Until the app takes traffic and its schema is in place (readiness alone does not
+    /// wait for the database).
     pub async fn wait_until_ready(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            let status = self.client.get(format!("{}/health/ready", self.address)).send().await.map(|r| r.status());
-            if matches!(status, Ok(status) if status.is_success()) {
-                return;
-            }
-            assert!(tokio::time::Instant::now() < deadline, "the app did not become ready: {status:?}");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until_serving(&self.client, &self.address, Duration::from_secs(20)).await;
     }
 
     pub async fn post_json(&self, body: &serde_json::Value) -> reqwest::Response {
@@ -205,6 +199,27 @@ impl TestApp {
         }
         let task = self.task.take().expect("the app runs until shut down");
         task.await.expect("the app task panicked")
+    }
+}
+
+/// Polls until `/health/ready` answers 200 and `/health/detailed` reports the journal
+/// replayed and the schema migrated.
+async fn wait_until_serving(client: &reqwest::Client, address: &str, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let ready = client.get(format!("{address}/health/ready")).send().await.is_ok_and(|r| r.status().is_success());
+        let detailed = client.get(format!("{address}/health/detailed")).send().await;
+        let migrated = match detailed {
+            Ok(response) => {
+                response.json::<serde_json::Value>().await.is_ok_and(|body| body["server"]["status"] == 200)
+            }
+            Err(_) => false,
+        };
+        if ready && migrated {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the service did not become ready with its schema");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -292,13 +307,9 @@ impl Service {
         self.errors.lock().expect("error lines").clone()
     }
 
+    /// Until the service takes traffic and its schema is in place.
     pub async fn wait_until_ready(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        let ready = format!("{}/health/ready", self.address);
-        while !self.client.get(&ready).send().await.is_ok_and(|response| response.status().is_success()) {
-            assert!(tokio::time::Instant::now() < deadline, "aurore never became ready");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_until_serving(&self.client, &self.address, Duration::from_secs(30)).await;
     }
 
     /// SIGTERM, then the exit status.

@@ -15,6 +15,7 @@ use chrono::{Duration as Days, Utc};
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::task::{JoinHandle, JoinSet};
 
@@ -258,15 +259,20 @@ impl Application {
             return Ok(());
         }
         let left = self.buffer.take_all();
-        let unjournaled = left.queued.iter().filter(|queued| queued.seq.is_none()).count();
+        let buffered = left.queued.iter().filter(|queued| queued.seq.is_none()).count();
+        // The writers were stopped at the deadline: what they held and had not settled is
+        // gone with them unless the journal has it.
+        let in_flight = self.buffer.stats().unjournaled_in_flight.load(Ordering::Relaxed);
         tracing::warn!(
-            journaled = left.len() - unjournaled,
+            journaled = left.len() - buffered,
             "drain deadline passed; journaled events will be replayed at the next start"
         );
-        if unjournaled > 0 {
-            tracing::error!(events = unjournaled, "events accepted with durability=none were lost");
+        let lost = buffered as u64 + in_flight;
+        if lost > 0 {
+            tracing::error!(events = lost, buffered, in_flight, "events accepted with durability=none were lost");
             anyhow::bail!(
-                "{unjournaled} events accepted without the journal were still buffered at the drain deadline"
+                "{lost} events accepted without the journal were lost at the drain deadline \
+                 ({buffered} still buffered, {in_flight} held by writers still retrying)"
             );
         }
         Ok(())

@@ -27,6 +27,9 @@ pub struct BufferStats {
     pub enqueued: AtomicU64,
     /// Events refused to clients for lack of room (here or in the journal).
     pub refused: AtomicU64,
+    /// Events not in the journal that writers have taken and not yet settled: lost if the
+    /// process stops before they are.
+    pub unjournaled_in_flight: AtomicU64,
 }
 
 /// The buffer at one moment, for health reports and metrics.
@@ -314,6 +317,11 @@ impl Buffer {
         Ok(())
     }
 
+    /// A writer is done with `events` events of a batch that were not journaled.
+    pub fn settle_unjournaled(&self, events: usize) {
+        self.stats.unjournaled_in_flight.fetch_sub(events as u64, Ordering::Relaxed);
+    }
+
     /// Empties the buffer, for a shutdown that can wait no longer.
     pub fn take_all(&self) -> Batch {
         let mut queue = self.lock();
@@ -348,6 +356,10 @@ impl Buffer {
             }
             if !batch.is_empty() || queue.closed {
                 queue.last_pop = Some(Instant::now());
+                // Counted while the lock is held, so no moment exists where such an event
+                // is neither in the queue nor counted.
+                let unjournaled = batch.queued.iter().filter(|queued| queued.seq.is_none()).count();
+                self.stats.unjournaled_in_flight.fetch_add(unjournaled as u64, Ordering::Relaxed);
                 drop(queue);
                 self.room.notify_waiters();
                 return batch;

@@ -90,6 +90,7 @@ impl BatchWorker {
                 return;
             }
             let origins = origins(&batch);
+            let unjournaled = batch.queued.iter().filter(|queued| queued.seq.is_none()).count();
             let span = self.observer.batch_span(batch.len(), &origins);
             async {
                 let queued = self.read_spilled(batch).await;
@@ -97,6 +98,7 @@ impl BatchWorker {
             }
             .instrument(span)
             .await;
+            self.buffer.settle_unjournaled(unjournaled);
         }
     }
 

@@ -131,6 +131,8 @@ pub struct JournalUsage {
     pub bytes: u64,
     pub capacity_bytes: u64,
     pub segments: usize,
+    /// A write failed recently and none has succeeded since (a full or failing disk).
+    pub write_failing: bool,
 }
 
 /// An event the store refused for its data, kept for review and replay.

@@ -14,10 +14,12 @@ use std::time::{Duration, Instant};
 /// A readiness probe must answer fast even when the database hangs.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// Ready when not shutting down, the journal is replayed, the schema is migrated and the
-/// database answers.
+/// Ready when this replica can take events: not shutting down, the journal replayed, and
+/// the journal neither full nor failing to write. The database is not asked: while it is
+/// down the journal takes the events, and a probe that said otherwise would take every
+/// replica out of service at once. Its health is in `/health/database` and the metrics.
 #[utoipa::path(get, path = "/health", tag = "health",
-    responses((status = 200, description = "`{\"message\": \"SERVER_IS_READY\"}`", body = Object), (status = 503, description = "Not ready: replaying, database unreachable or shutting down", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "`{\"message\": \"SERVER_IS_READY\"}`", body = Object), (status = 503, description = "Not ready: replaying, journal full or failing, or shutting down", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     if state.lifecycle.shutting_down() {
         return Err(ApiError::ShuttingDown);
@@ -25,14 +27,20 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
     if !state.lifecycle.replayed() {
         return Err(ApiError::NotReady("replaying the journal"));
     }
-    if !state.lifecycle.schema_ready() {
-        return Err(ApiError::NotReady("migrations have not run"));
+    if let Some(journal) = &state.journal {
+        let usage = journal.usage();
+        if usage.write_failing {
+            return Err(ApiError::NotReady("the journal cannot write"));
+        }
+        if percent(usage.bytes as f64, usage.capacity_bytes as f64) >= READY_JOURNAL_PERCENT {
+            return Err(ApiError::NotReady("the journal is full"));
+        }
     }
-    match tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await {
-        Ok(Ok(())) => Ok(HttpResponse::Ok().json(json!({"message": "SERVER_IS_READY"}))),
-        Ok(Err(_)) | Err(_) => Err(ApiError::NotReady("database unreachable")),
-    }
+    Ok(HttpResponse::Ok().json(json!({"message": "SERVER_IS_READY"})))
 }
+
+/// Past this fill the journal refuses most requests: traffic is better sent elsewhere.
+const READY_JOURNAL_PERCENT: f64 = 95.0;
 
 /// Alive until shutdown begins.
 #[utoipa::path(get, path = "/health/live", tag = "health",

@@ -19,7 +19,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where the journal lives and how it batches and bounds itself.
 #[derive(Debug, Clone)]
@@ -82,7 +82,13 @@ struct Shared {
     table: Mutex<Table>,
     settings: JournalSettings,
     fsyncs: AtomicU64,
+    /// When a write last failed, if none has succeeded since.
+    last_failure: Mutex<Option<Instant>>,
 }
+
+/// How long a failed write marks the journal as failing. Past it, the journal is offered
+/// traffic again: nothing else would tell it that the disk has recovered.
+const FAILURE_MEMORY: Duration = Duration::from_secs(5);
 
 impl Shared {
     fn table(&self) -> std::sync::MutexGuard<'_, Table> {
@@ -183,7 +189,12 @@ impl FileJournal {
         }
         sync_dir(&dir).map_err(|e| io_error("cannot sync", &dir, e))?;
 
-        let shared = Arc::new(Shared { table: Mutex::new(table), settings, fsyncs: AtomicU64::new(0) });
+        let shared = Arc::new(Shared {
+            table: Mutex::new(table),
+            settings,
+            fsyncs: AtomicU64::new(0),
+            last_failure: Mutex::new(None),
+        });
         let requests = writer::start(shared.clone(), next_seq)?;
         Ok((Self { requests, shared, to_replay: Mutex::new(to_replay) }, report))
     }
@@ -261,10 +272,12 @@ impl Journal for FileJournal {
 
     fn usage(&self) -> JournalUsage {
         let table = self.shared.table();
+        let last_failure = *self.shared.last_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         JournalUsage {
             bytes: table.total_bytes,
             capacity_bytes: self.shared.settings.max_bytes,
             segments: table.segments.len(),
+            write_failing: last_failure.is_some_and(|at| at.elapsed() < FAILURE_MEMORY),
         }
     }
 }

@@ -44,6 +44,11 @@ fn refuse(requests: impl Iterator<Item = Append>, error: &JournalError) {
     }
 }
 
+/// Remembers whether the disk took the last write, for readiness.
+fn note_outcome(shared: &Shared, written: bool) {
+    *shared.last_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (!written).then(Instant::now);
+}
+
 /// The segment being appended to.
 struct Open {
     key: u64,
@@ -137,6 +142,7 @@ impl Writer {
             if (self.open.is_none() || full)
                 && let Err(error) = self.make_durable(&mut chunk).and_then(|()| self.roll())
             {
+                note_outcome(&self.shared, false);
                 refuse(std::iter::once(request).chain(requests), &error);
                 return;
             }
@@ -172,6 +178,7 @@ impl Writer {
             .write_all(&chunk.framed)
             .map_err(|e| io_error("cannot write", &path, e))
             .and_then(|()| open.file.sync_data().map_err(|e| io_error("cannot sync", &path, e)));
+        note_outcome(&self.shared, written.is_ok());
         if let Err(error) = written {
             tracing::error!(%error, "journal write failed; the appends are refused");
             let key = open.key;

@@ -347,10 +347,12 @@ async fn a_failed_write_leaves_no_segment_and_no_gap_in_positions_behind() {
         assert!(matches!(error, JournalError::Io(_)), "{error:?}");
         assert!(segment_files(dir.path()).is_empty(), "a refused write leaves no segment behind");
         assert_eq!(journal.usage().bytes, 0);
+        assert!(journal.usage().write_failing, "readiness learns the disk is failing");
     }
     // Space is back: nothing of the failures remains, and positions continue without a gap.
     let appended = journal.append(&events(2, "room again")).await.unwrap();
     assert_eq!(appended.first, JournalSeq(0));
+    assert!(!journal.usage().write_failing, "a write that succeeds clears it");
     assert_eq!(segment_files(dir.path()).len(), 1);
     let on_disk = std::fs::metadata(&segment_files(dir.path())[0]).unwrap().len();
     assert_eq!(journal.usage().bytes, on_disk);
