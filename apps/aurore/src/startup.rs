@@ -48,6 +48,15 @@ pub fn postgres_settings(settings: &Settings) -> PostgresSettings {
         write_connections: settings.writer.writers,
         connect_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
         query_timeout: Duration::from_millis(settings.database.query_timeout_ms),
+        retention: retention_policy(settings),
+    }
+}
+
+fn retention_policy(settings: &Settings) -> RetentionPolicy {
+    RetentionPolicy {
+        event_days: settings.retention.days,
+        dead_letter_days: settings.retention.dead_letter_days,
+        rollup_days: settings.retention.rollup_days,
     }
 }
 
@@ -68,12 +77,7 @@ pub fn retention(
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
 ) -> Retention {
-    let policy = RetentionPolicy {
-        event_days: settings.retention.days,
-        dead_letter_days: settings.retention.dead_letter_days,
-        rollup_days: settings.retention.rollup_days,
-    };
-    Retention { store, policy, clock, observer }
+    Retention { store, policy: retention_policy(settings), clock, observer }
 }
 
 fn breaker(settings: &Settings, clock: Arc<dyn Clock>) -> Arc<CircuitBreaker> {
@@ -136,6 +140,7 @@ impl Application {
             max_page_size: settings.query.max_page_size,
             default_page_size: settings.query.default_page_size,
             max_offset_rows: settings.query.max_offset_rows,
+            max_sorted_rows: settings.query.max_sorted_rows,
         };
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
