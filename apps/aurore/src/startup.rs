@@ -185,7 +185,7 @@ impl Application {
             retry_after: Duration::from_secs(settings.buffer.retry_after_secs),
             metrics: Metrics::install()?,
             started: std::time::Instant::now(),
-            business: aurore_http::business_cache(),
+            business: aurore_http::BusinessCache::default(),
         };
         let drain_deadline = Duration::from_secs(settings.shutdown.drain_deadline_secs);
         let server = aurore_http::serve(
