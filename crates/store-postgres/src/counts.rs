@@ -1,5 +1,6 @@
 //! Events per service per UTC hour. Batches add to it in their own transaction; a query's
-//! total sums whole hours from it and counts only the two partial edge hours row by row.
+//! total sums whole hours from it and counts only the two partial edge hours row by row
+//! (and, when the rollup outlives the events, the hours past the event window).
 
 use crate::error;
 use aurore_domain::{BusinessMetrics, Event, EventQuery, HourlyCount, StoreError};
