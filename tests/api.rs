@@ -584,3 +584,24 @@ async fn tail_streams_newly_stored_events_of_one_service_as_server_sent_events()
     drop(stream);
     app.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sort_other_than_timestamp_over_too_large_a_range_is_refused_naming_sortfield_and_the_limit() {
+    let app = TestApp::spawn_with(|settings| settings.query.max_sorted_rows = 2).await;
+    let batch: Vec<Value> = (0..3).map(|i| event("sorting", &format!("m{i}"))).collect();
+    assert_eq!(app.post_json(&Value::Array(batch)).await.status(), StatusCode::ACCEPTED);
+    assert_eq!(wait_for_total(&app, "sorting", 3, Duration::from_secs(10)).await, 3);
+    let (from, to) = window();
+    let by = |field: &'static str| [("service", "sorting"), ("from", &from), ("to", &to), ("sortField", field)];
+
+    let response = app.get_events(&by("message")).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["errors"][0]["field"], "sortField", "{body}");
+    let message = body["errors"][0]["constraints"]["maxSortedRows"].as_str().unwrap();
+    assert!(message.contains("more than 2") && message.contains("timestamp"), "{message}");
+
+    let response = app.get_events(&by("timestamp")).await;
+    assert_eq!(response.status(), StatusCode::OK, "the index serves a timestamp sort");
+    app.shutdown().await.unwrap();
+}

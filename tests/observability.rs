@@ -254,6 +254,26 @@ async fn counters_move_by_what_happened_and_gauges_show_the_state() {
 }
 
 #[tokio::test]
+async fn no_cache_recomputes_the_business_figures_at_most_once_every_few_seconds() {
+    let app = TestApp::spawn().await;
+    let fresh = || app.client.get(format!("{}/health/business", app.address)).header("cache-control", "no-cache");
+    let count = "SELECT count(*) AS n FROM events";
+    assert_eq!(app.post_json(&event_at("alpha", Utc::now())).await.status(), StatusCode::ACCEPTED);
+    app.database.wait_for_count(count, 1, Duration::from_secs(10)).await;
+    assert_eq!(json_of(fresh()).await["totalEvents"], 1);
+
+    // Each of these would read the database again if no-cache were always honoured.
+    assert_eq!(app.post_json(&event_at("alpha", Utc::now())).await.status(), StatusCode::ACCEPTED);
+    app.database.wait_for_count(count, 2, Duration::from_secs(10)).await;
+    for _ in 0..10 {
+        assert_eq!(json_of(fresh()).await["totalEvents"], 1, "served from the cache within the interval");
+    }
+    tokio::time::sleep(aurore_http::BUSINESS_METRICS_FRESH_INTERVAL).await;
+    assert_eq!(json_of(fresh()).await["totalEvents"], 2, "honoured again once the interval passed");
+    app.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn business_figures_match_the_rows_stored() {
     let app = TestApp::spawn().await;
     let now = Utc::now();

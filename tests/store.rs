@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used)]
 
 use aurore_domain::{
-    Event, EventDraft, EventId, EventPage, EventQuery, EventStore, SortField, SortOrder, StoreError, StoredEvent,
+    Event, EventDraft, EventId, EventPage, EventQuery, EventStore, QueryLimits, RetentionPolicy, SortField, SortOrder,
+    StoreError, StoredEvent,
 };
 use aurore_store_postgres::{PostgresSettings, PostgresStore};
 use aurore_tests::TestDatabase;
@@ -12,8 +13,15 @@ use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
 use serde_json::json;
 use std::collections::HashSet;
 
+/// Retention as configured by default: the hourly counts follow the events.
+const RETENTION: RetentionPolicy = RetentionPolicy { event_days: 30, dead_letter_days: 30, rollup_days: 30 };
+
 /// Pools on the test database, without migrating.
 fn pools(database: &TestDatabase) -> PostgresStore {
+    pools_under(database, RETENTION)
+}
+
+fn pools_under(database: &TestDatabase, retention: RetentionPolicy) -> PostgresStore {
     PostgresStore::connect(&PostgresSettings {
         url: database.url.clone(),
         sslmode: None,
@@ -22,12 +30,17 @@ fn pools(database: &TestDatabase) -> PostgresStore {
         write_connections: 1,
         connect_timeout: std::time::Duration::from_secs(5),
         query_timeout: std::time::Duration::from_secs(30),
+        retention,
     })
     .expect("build pools")
 }
 
 async fn store(database: &TestDatabase) -> PostgresStore {
-    let store = pools(database);
+    store_under(database, RETENTION).await
+}
+
+async fn store_under(database: &TestDatabase, retention: RetentionPolicy) -> PostgresStore {
+    let store = pools_under(database, retention);
     store.migrate().await.expect("migrate");
     let today = Utc::now().date_naive();
     store.ensure_partitions(today - Duration::days(2), today + Duration::days(2)).await.expect("partitions");
@@ -57,6 +70,7 @@ fn query(service: &str, from: DateTime<Utc>, to: DateTime<Utc>, page_size: u32, 
         cursor: None,
         metadata: Vec::new(),
         text: None,
+        max_sorted_rows: QueryLimits::default().max_sorted_rows,
     }
 }
 
@@ -344,7 +358,7 @@ fn events_per_hour_match_counts_sql() -> &'static str {
 
 #[tokio::test]
 async fn retention_drops_old_days_deletes_the_straddling_part_and_keeps_counts_in_step() {
-    use aurore_domain::{RetentionPolicy, RetentionStore};
+    use aurore_domain::RetentionStore;
     let database = TestDatabase::create().await;
     let store = store(&database).await;
     let now = Utc::now().trunc_subsecs(6);
@@ -397,7 +411,7 @@ async fn retention_drops_old_days_deletes_the_straddling_part_and_keeps_counts_i
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_reader_makes_retention_skip_the_day_not_freeze_ingest() {
-    use aurore_domain::{RetentionPolicy, RetentionStore};
+    use aurore_domain::RetentionStore;
     use diesel_async::RunQueryDsl;
     let database = TestDatabase::create().await;
     let store = store(&database).await;
@@ -450,7 +464,7 @@ async fn a_long_reader_makes_retention_skip_the_day_not_freeze_ingest() {
 
 #[tokio::test]
 async fn retention_skips_while_another_replica_holds_the_lock() {
-    use aurore_domain::{RetentionPolicy, RetentionStore};
+    use aurore_domain::RetentionStore;
     use diesel_async::RunQueryDsl;
     let database = TestDatabase::create().await;
     let store = store(&database).await;
@@ -543,7 +557,7 @@ async fn a_cursor_page_a_thousand_pages_deep_reads_only_its_own_rows() {
 
 #[tokio::test]
 async fn a_longer_rollup_window_keeps_business_history_after_the_events_go() {
-    use aurore_domain::{RetentionPolicy, RetentionStore};
+    use aurore_domain::RetentionStore;
     let database = TestDatabase::create().await;
     let store = store(&database).await;
     let now = Utc::now().trunc_subsecs(6);
@@ -561,4 +575,97 @@ async fn a_longer_rollup_window_keeps_business_history_after_the_events_go() {
     assert_eq!(counted, 3, "the 35-day-old event is still counted; the 39-day-old one is past the rollup window");
     let business = store.business_metrics(now).await.unwrap();
     assert_eq!(business.total_events, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_range_reaching_before_the_event_window_totals_only_the_rows_left() {
+    use aurore_domain::RetentionStore;
+    // The rollup keeps the 35-day-old event's hour as history after its row is gone.
+    let policy = RetentionPolicy { event_days: 30, dead_letter_days: 30, rollup_days: 37 };
+    let database = TestDatabase::create().await;
+    let store = store_under(&database, policy).await;
+    let now = Utc::now().trunc_subsecs(6);
+    let today = now.date_naive();
+    store.ensure_partitions(today - Duration::days(40), today).await.unwrap();
+    let events: Vec<Event> = [0, 10, 35].iter().map(|days| event("window", now - Duration::days(*days), "e")).collect();
+    store.write_batch(&refs(&events)).await.unwrap();
+    assert!(store.apply_retention(&policy.cutoffs(now)).await.unwrap().ran);
+    // A row older than the window that the next run will remove still counts while it exists.
+    let late = event("window", now - Duration::days(30) - Duration::hours(2), "not yet removed");
+    store.write_batch(&[&late]).await.unwrap();
+
+    let (from, to) = (now - Duration::days(36), now + Duration::minutes(1));
+    for order in [SortOrder::Desc, SortOrder::Asc] {
+        let page = store.query(&query("window", from, to, 1, order)).await.unwrap();
+        let mut walked = query("window", from, to, 1, order);
+        walked.cursor = walked.cursor_before_first();
+        let rows = walk(&store, walked).await.len() as u64;
+        assert_eq!(rows, 3);
+        assert_eq!(page.total, Some(rows), "total counts the rows one can page through, not expired history");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_write_between_count_and_page_never_makes_total_disagree_with_the_rows() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let now = Utc::now().trunc_subsecs(6);
+    let (from, to) = (now - Duration::hours(3), now + Duration::minutes(1));
+    let writer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..600 {
+                let at = from + Duration::seconds(i * 17 % 10_000);
+                store.write_batch(&[&event("racing", at, "m")]).await.unwrap();
+            }
+        })
+    };
+    let mut filtered = query("racing", from, to, 1000, SortOrder::Desc);
+    filtered.text = Some("m".to_owned());
+    let mut checked = 0;
+    while !writer.is_finished() {
+        for query in [query("racing", from, to, 1000, SortOrder::Desc), filtered.clone()] {
+            let page = store.query(&query).await.unwrap();
+            assert!(!page.has_more);
+            assert_eq!(page.total, Some(page.events.len() as u64), "total and page read one snapshot");
+            checked += 1;
+        }
+    }
+    writer.await.unwrap();
+    assert!(checked > 20, "the reader raced the writer: {checked} pages");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sort_without_an_index_is_refused_over_a_range_holding_more_than_the_limit() {
+    use aurore_domain::QueryError;
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let start = Utc::now().trunc_subsecs(6) - Duration::hours(5);
+    let events: Vec<Event> =
+        (0..30).map(|i| event("sorted", start + Duration::minutes(9 * i), &format!("m{i:02}"))).collect();
+    store.write_batch(&refs(&events)).await.unwrap();
+    let (from, to) = (start, start + Duration::hours(5));
+    let sorted = |field: SortField, limit: u64| EventQuery {
+        sort_field: field,
+        max_sorted_rows: limit,
+        ..query("sorted", from, to, 5, SortOrder::Asc)
+    };
+
+    for field in [SortField::Message, SortField::Service, SortField::IngestedAt, SortField::CreatedAt] {
+        let page = store.query(&sorted(field, 30)).await.expect("exactly the limit");
+        assert_eq!(page.total, Some(30));
+        let mut cursor_page = sorted(field, 29);
+        cursor_page.cursor = page.next_cursor(&sorted(field, 30));
+        let mut filtered = sorted(field, 29);
+        filtered.text = Some("m0".to_owned());
+        for refused in [sorted(field, 29), cursor_page, filtered] {
+            match store.query(&refused).await {
+                Err(QueryError::TooManyToSort { sort_field, limit: 29 }) => assert_eq!(sort_field, field),
+                other => panic!("{field:?} over 29 events: {other:?}"),
+            }
+        }
+    }
+    // The index serves a timestamp sort whatever the range holds.
+    let page = store.query(&sorted(SortField::Timestamp, 1)).await.unwrap();
+    assert_eq!(page.total, Some(30));
 }

@@ -5,7 +5,7 @@
 // A failed unwrap is a failed test, which is what these helpers are for.
 #![allow(clippy::unwrap_used)]
 
-use aurore_domain::{EventDraft, EventId, EventQuery, EventStore, SortField, SortOrder};
+use aurore_domain::{EventDraft, EventId, EventQuery, EventStore, QueryLimits, RetentionPolicy, SortField, SortOrder};
 use aurore_store_postgres::{PostgresSettings, PostgresStore, SslMode};
 use chrono::{Duration as Days, Utc};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};
@@ -148,6 +148,7 @@ fn store(url: String, sslmode: Option<SslMode>, sslrootcert: Option<&Path>) -> P
         write_connections: 1,
         connect_timeout: Duration::from_secs(5),
         query_timeout: Duration::from_secs(30),
+        retention: RetentionPolicy { event_days: 30, dead_letter_days: 30, rollup_days: 30 },
     })
     .unwrap()
 }
@@ -180,6 +181,7 @@ async fn writes_and_reads(store: &PostgresStore, service: &str) {
             cursor: None,
             metadata: Vec::new(),
             text: None,
+            max_sorted_rows: QueryLimits::default().max_sorted_rows,
         })
         .await
         .unwrap();

@@ -571,6 +571,10 @@ pub struct QuerySettings {
     /// Most rows a page-numbered request may skip (`400` beyond, pointing to `cursor`).
     #[garde(range(min = 1))]
     pub max_offset_rows: u64,
+    /// Most events a range may hold for a sort other than `timestamp`, which reads and
+    /// sorts them all (`400` beyond, pointing to a narrower range or the timestamp sort).
+    #[garde(range(min = 1))]
+    pub max_sorted_rows: u64,
 }
 
 impl Default for QuerySettings {
@@ -582,6 +586,7 @@ impl Default for QuerySettings {
             max_page_size: limits.max_page_size,
             default_page_size: limits.default_page_size,
             max_offset_rows: limits.max_offset_rows,
+            max_sorted_rows: limits.max_sorted_rows,
         }
     }
 }

@@ -49,6 +49,15 @@ pub fn postgres_settings(settings: &Settings) -> PostgresSettings {
         write_connections: settings.writer.writers,
         connect_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
         query_timeout: Duration::from_millis(settings.database.query_timeout_ms),
+        retention: retention_policy(settings),
+    }
+}
+
+fn retention_policy(settings: &Settings) -> RetentionPolicy {
+    RetentionPolicy {
+        event_days: settings.retention.days,
+        dead_letter_days: settings.retention.dead_letter_days,
+        rollup_days: settings.retention.rollup_days,
     }
 }
 
@@ -69,12 +78,7 @@ pub fn retention(
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
 ) -> Retention {
-    let policy = RetentionPolicy {
-        event_days: settings.retention.days,
-        dead_letter_days: settings.retention.dead_letter_days,
-        rollup_days: settings.retention.rollup_days,
-    };
-    Retention { store, policy, clock, observer }
+    Retention { store, policy: retention_policy(settings), clock, observer }
 }
 
 fn breaker(settings: &Settings, clock: Arc<dyn Clock>) -> Arc<CircuitBreaker> {
@@ -137,6 +141,7 @@ impl Application {
             max_page_size: settings.query.max_page_size,
             default_page_size: settings.query.default_page_size,
             max_offset_rows: settings.query.max_offset_rows,
+            max_sorted_rows: settings.query.max_sorted_rows,
         };
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
@@ -181,7 +186,7 @@ impl Application {
             retry_after: Duration::from_secs(settings.buffer.retry_after_secs),
             metrics: Metrics::install()?,
             started: std::time::Instant::now(),
-            business: aurore_http::business_cache(),
+            business: aurore_http::BusinessCache::default(),
         };
         let drain_deadline = Duration::from_secs(settings.shutdown.drain_deadline_secs);
         let server = aurore_http::serve(

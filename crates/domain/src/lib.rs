@@ -35,7 +35,7 @@ pub use observe::{DatabaseFailure, Observer, Received, TraceLink, Unobserved};
 pub use pipeline::{BatchWorker, RetryPolicy, Sinks, WriterSettings};
 pub use ports::{
     Appended, Clock, ConnectionStats, DeadLetter, DeadLetterFilter, DeadLetterStats, DeadLetterStore, EventStore,
-    Journal, JournalError, JournalSeq, JournalUsage, RecordRef, StoreError, SystemClock,
+    Journal, JournalError, JournalSeq, JournalUsage, QueryError, RecordRef, StoreError, SystemClock,
 };
 pub use query::{
     Cursor, CursorKey, EventPage, EventQuery, MetadataFilter, QueryLimits, SortField, SortOrder, StoredEvent,

@@ -254,6 +254,7 @@ pub(crate) mod tests {
     use crate::buffer::tests::queued;
     use crate::business::BusinessMetrics;
     use crate::completion::Completion;
+    use crate::ports::QueryError;
     use crate::ports::{Appended, DeadLetter, DeadLetterFilter, DeadLetterStats, JournalSeq, RecordRef, SystemClock};
     use crate::query::{EventPage, EventQuery};
     use async_trait::async_trait;
@@ -287,7 +288,7 @@ pub(crate) mod tests {
             stored.extend(events.iter().filter(|event| !known.contains(&event.id)).map(|event| (*event).clone()));
             Ok(())
         }
-        async fn query(&self, _: &EventQuery) -> Result<EventPage, StoreError> {
+        async fn query(&self, _: &EventQuery) -> Result<EventPage, QueryError> {
             unreachable!("the writer never queries")
         }
         async fn ping(&self) -> Result<(), StoreError> {

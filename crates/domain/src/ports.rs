@@ -3,7 +3,7 @@
 
 use crate::business::BusinessMetrics;
 use crate::event::Event;
-use crate::query::{EventPage, EventQuery};
+use crate::query::{EventPage, EventQuery, SortField};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -23,6 +23,17 @@ pub enum StoreError {
     Rejected(String),
 }
 
+/// Why a query was not answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// [`EventQuery::check_sort_cost`] refused the query: the client must narrow the
+    /// range or sort by timestamp.
+    #[error("sorting by {} reads every event of the range, which holds more than {limit}", sort_field.name())]
+    TooManyToSort { sort_field: SortField, limit: u64 },
+}
+
 /// Durable storage of events.
 #[async_trait]
 pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
@@ -35,8 +46,12 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
 
     /// One page of events for a service and time range, in the query's order, with the
     /// total matching the filter for page-numbered queries. A cursor page MUST read a
-    /// bounded number of rows whatever its depth, so it carries no total.
-    async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError>;
+    /// bounded number of rows whatever its depth, so it carries no total. The total and
+    /// the page MUST be read from one snapshot, so they never disagree. Before sorting by
+    /// another field than timestamp, it MUST count the events of the query's service and
+    /// range and return [`QueryError::TooManyToSort`] when
+    /// [`EventQuery::check_sort_cost`] refuses that count.
+    async fn query(&self, query: &EventQuery) -> Result<EventPage, QueryError>;
 
     /// Answers `Ok` when the store can serve reads and writes right now.
     async fn ping(&self) -> Result<(), StoreError>;

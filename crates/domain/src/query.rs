@@ -3,6 +3,7 @@
 
 use crate::event::Event;
 use crate::markup::Markup;
+use crate::ports::QueryError;
 use crate::validation::{FieldError, SUPPORTED_RANGE, parse_timestamp, supported_instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,6 +23,9 @@ pub struct QueryLimits {
     /// Most rows a page-numbered request may skip: an OFFSET reads every row before the
     /// page. Deeper pages are for `cursor`, whose cost does not grow with depth.
     pub max_offset_rows: u64,
+    /// Most events a range may hold for a sort other than `timestamp`: only `timestamp`
+    /// has an index, so any other sort reads and sorts the whole range, cursor or not.
+    pub max_sorted_rows: u64,
 }
 
 impl Default for QueryLimits {
@@ -33,6 +37,7 @@ impl Default for QueryLimits {
             max_page_size: 1000,
             default_page_size: 100,
             max_offset_rows: 100_000,
+            max_sorted_rows: 100_000,
         }
     }
 }
@@ -170,6 +175,9 @@ pub struct EventQuery {
     pub metadata: Vec<MetadataFilter>,
     /// `q=`: text the message must contain, ignoring case.
     pub text: Option<String>,
+    /// [`QueryLimits::max_sorted_rows`], which the store checks against the range's
+    /// count through [`EventQuery::check_sort_cost`].
+    pub max_sorted_rows: u64,
 }
 
 /// Metadata must hold `value` at `path` (`metadata.user.id=42` → `{"user": {"id": …}}`).
@@ -231,6 +239,16 @@ impl EventQuery {
         // Serialising plain data to JSON cannot fail.
         let canonical = serde_json::to_vec(&selection).unwrap_or_default();
         Uuid::new_v5(&QUERY_DIGEST_NAMESPACE, &canonical).simple().to_string()[..16].to_owned()
+    }
+
+    /// Refuses a sort other than `timestamp` over a range holding more than
+    /// `max_sorted_rows` events (`range_events`, counted without the filters: a bound on
+    /// the rows the sort reads). A timestamp sort walks the index and is never refused.
+    pub fn check_sort_cost(&self, range_events: u64) -> Result<(), QueryError> {
+        if self.sort_field == SortField::Timestamp || range_events <= self.max_sorted_rows {
+            return Ok(());
+        }
+        Err(QueryError::TooManyToSort { sort_field: self.sort_field, limit: self.max_sorted_rows })
     }
 
     /// Rows to skip for page-numbered access (0 with a cursor).
@@ -332,7 +350,19 @@ impl EventQuery {
                 Some(sort_order),
                 Some(cursor),
             ) if errors.is_empty() => {
-                let query = Self { service, from, to, page, page_size, sort_field, sort_order, cursor, metadata, text };
+                let query = Self {
+                    service,
+                    from,
+                    to,
+                    page,
+                    page_size,
+                    sort_field,
+                    sort_order,
+                    cursor,
+                    metadata,
+                    text,
+                    max_sorted_rows: limits.max_sorted_rows,
+                };
                 if query.offset() > limits.max_offset_rows {
                     return Err(vec![FieldError::new(
                         "page",
@@ -652,6 +682,25 @@ mod tests {
                 [("cursor".into(), "matchesQuery")],
                 "{name}"
             );
+        }
+    }
+
+    #[test]
+    fn only_a_timestamp_sort_may_read_a_range_over_the_sorted_rows_limit() {
+        let limits = QueryLimits { max_sorted_rows: 500, ..QueryLimits::default() };
+        let by_time = EventQuery::parse(&pairs(&base()), &limits, Markup::Strip).unwrap();
+        assert!(by_time.check_sort_cost(1_000_000).is_ok(), "the index serves any depth");
+        for field in ["message", "service", "ingestedAt", "createdAt"] {
+            let mut list = base();
+            list.push(("sortField", field));
+            let query = EventQuery::parse(&pairs(&list), &limits, Markup::Strip).unwrap();
+            assert!(query.check_sort_cost(500).is_ok(), "exactly the limit");
+            match query.check_sort_cost(501) {
+                Err(QueryError::TooManyToSort { sort_field, limit }) => {
+                    assert_eq!((sort_field.name(), limit), (field, 500));
+                }
+                other => panic!("{field}: {other:?}"),
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use crate::rate_limit::Allowance;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
-use aurore_domain::{BufferError, FieldError, IngestError, JournalError, Rejection, StoreError};
+use aurore_domain::{BufferError, FieldError, IngestError, JournalError, QueryError, Rejection, StoreError};
 use serde_json::json;
 use std::time::Duration;
 
@@ -68,11 +68,21 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// A query's failure: refused for its values (400), or the store is unavailable (503).
-    pub fn from_query(error: StoreError) -> Self {
+    /// A query's failure: refused for its values or its cost (400), or the store is
+    /// unavailable (503).
+    pub fn from_query(error: QueryError) -> Self {
         match error {
-            StoreError::Rejected(_) => Self::QueryRejected(error),
-            StoreError::Unavailable(_) => Self::StoreUnavailable(error),
+            QueryError::Store(error @ StoreError::Rejected(_)) => Self::QueryRejected(error),
+            QueryError::Store(error @ StoreError::Unavailable(_)) => Self::StoreUnavailable(error),
+            QueryError::TooManyToSort { sort_field, limit } => Self::Invalid(vec![FieldError::new(
+                "sortField",
+                "maxSortedRows",
+                format!(
+                    "sorting by {} reads every event of the range, and this range holds more than {limit}; \
+                     narrow from/to or sort by timestamp",
+                    sort_field.name()
+                ),
+            )]),
         }
     }
 

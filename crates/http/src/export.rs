@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::query::{EventView, query_pairs};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, web};
-use aurore_domain::{EventQuery, EventStore, FieldError, QueryLimits, StoreError};
+use aurore_domain::{EventQuery, EventStore, FieldError, QueryError, QueryLimits};
 use std::sync::Arc;
 
 /// Events read from the store per page of the walk.
@@ -54,7 +54,7 @@ pub(crate) async fn export(request: HttpRequest, state: web::Data<AppState>) -> 
 async fn next_page(
     store: Arc<dyn EventStore>,
     query: Option<EventQuery>,
-) -> Result<Option<(Bytes, Option<EventQuery>)>, StoreError> {
+) -> Result<Option<(Bytes, Option<EventQuery>)>, QueryError> {
     let Some(query) = query else {
         return Ok(None);
     };

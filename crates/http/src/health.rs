@@ -165,9 +165,9 @@ pub(crate) async fn buffer(state: web::Data<AppState>) -> HttpResponse {
 }
 
 /// The stored-event figures, from the hourly rollup, reused for a minute. A client may
-/// ask for fresh figures with `Cache-Control: no-cache`.
+/// ask for fresh figures with `Cache-Control: no-cache`, honoured once every few seconds.
 #[utoipa::path(get, path = "/health/business", tag = "health",
-    params(("Cache-Control" = Option<String>, Header, description = "`no-cache` recomputes instead of using the figures of the last minute")),
+    params(("Cache-Control" = Option<String>, Header, description = "`no-cache` recomputes instead of using the figures of the last minute, at most once every 5 s")),
     responses((status = 200, description = "Event counts by service and hour", body = Object), (status = 503, description = "Storage unavailable", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn business(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let fresh = request
@@ -176,7 +176,7 @@ pub(crate) async fn business(request: HttpRequest, state: web::Data<AppState>) -
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.to_ascii_lowercase().contains("no-cache"));
     if fresh {
-        state.business.invalidate(&()).await;
+        state.business.refresh().await;
     }
     Ok(HttpResponse::Ok().json(business_metrics(&state).await?.as_ref()))
 }
@@ -185,6 +185,7 @@ async fn business_metrics(state: &AppState) -> Result<Arc<BusinessMetrics>, ApiE
     let store = state.store.clone();
     state
         .business
+        .figures
         .try_get_with((), async move { store.business_metrics(chrono::Utc::now()).await.map(Arc::new) })
         .await
         .map_err(|error: Arc<StoreError>| ApiError::StoreUnavailable(StoreError::Unavailable(error.to_string())))

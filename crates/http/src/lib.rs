@@ -89,16 +89,51 @@ pub struct AppState {
     pub retry_after: Duration,
     pub metrics: aurore_telemetry::Metrics,
     pub started: Instant,
-    /// `/health/business`, recomputed at most once a minute.
-    pub business: moka::future::Cache<(), Arc<BusinessMetrics>>,
+    /// `/health/business`, recomputed at most once a minute unless a client asks.
+    pub business: BusinessCache,
 }
 
 /// How long `/health/business` figures are reused, as in the original service.
 pub const BUSINESS_METRICS_TTL: Duration = Duration::from_secs(60);
 
-/// The cache `AppState::business` expects.
-pub fn business_cache() -> moka::future::Cache<(), Arc<BusinessMetrics>> {
-    moka::future::Cache::builder().max_capacity(1).time_to_live(BUSINESS_METRICS_TTL).build()
+/// How often `Cache-Control: no-cache` may recompute the business figures: anyone may send
+/// it, so more often than this it is answered from the cache.
+pub const BUSINESS_METRICS_FRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The business figures of the last minute, and when a client last had them recomputed.
+#[derive(Debug)]
+pub struct BusinessCache {
+    figures: moka::future::Cache<(), Arc<BusinessMetrics>>,
+    forced: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Default for BusinessCache {
+    fn default() -> Self {
+        Self {
+            figures: moka::future::Cache::builder().max_capacity(1).time_to_live(BUSINESS_METRICS_TTL).build(),
+            forced: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl BusinessCache {
+    /// Drops the cached figures for a client's `no-cache`, unless one did so less than
+    /// [`BUSINESS_METRICS_FRESH_INTERVAL`] ago: then the figures are at most that old.
+    async fn refresh(&self) {
+        let now = Instant::now();
+        let allowed = {
+            // A poisoned lock still holds a valid instant.
+            let mut forced = self.forced.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let allowed = forced.is_none_or(|at| now.duration_since(at) >= BUSINESS_METRICS_FRESH_INTERVAL);
+            if allowed {
+                *forced = Some(now);
+            }
+            allowed
+        };
+        if allowed {
+            self.figures.invalidate(&()).await;
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

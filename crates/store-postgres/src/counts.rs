@@ -1,5 +1,6 @@
 //! Events per service per UTC hour. Batches add to it in their own transaction; a query's
-//! total sums whole hours from it and counts only the two partial edge hours row by row.
+//! total sums whole hours from it and counts only the two partial edge hours row by row
+//! (and, when the rollup outlives the events, the hours past the event window).
 
 use crate::error;
 use aurore_domain::{BusinessMetrics, Event, EventQuery, HourlyCount, StoreError};
@@ -46,11 +47,24 @@ struct Total {
     total: i64,
 }
 
+fn next_hour_from(instant: DateTime<Utc>) -> DateTime<Utc> {
+    let hour = hour_of(instant);
+    if hour == instant { hour } else { hour + TimeDelta::hours(1) }
+}
+
 /// Events matching the query's service and inclusive range, exactly: whole hours from
-/// `event_counts`, the partial hours at either end from `events`.
-pub(crate) async fn total(connection: &mut AsyncPgConnection, query: &EventQuery) -> Result<u64, StoreError> {
-    let from_hour = hour_of(query.from);
-    let mut whole_from = if from_hour == query.from { from_hour } else { from_hour + TimeDelta::hours(1) };
+/// `event_counts`, the partial hours at either end from `events`. Hours before
+/// `history_before` may be counted after retention removed their rows, so that part of the
+/// range is counted from the rows left instead (few, once retention has run).
+pub(crate) async fn total(
+    connection: &mut AsyncPgConnection,
+    query: &EventQuery,
+    history_before: Option<DateTime<Utc>>,
+) -> Result<u64, StoreError> {
+    let mut whole_from = next_hour_from(query.from);
+    if let Some(history_before) = history_before {
+        whole_from = whole_from.max(next_hour_from(history_before));
+    }
     let mut whole_to = hour_of(query.to);
     if whole_from >= whole_to {
         // No whole hour inside: one exact count covers the range.

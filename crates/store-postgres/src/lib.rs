@@ -18,7 +18,10 @@ mod schema;
 mod tls;
 
 use async_trait::async_trait;
-use aurore_domain::{BusinessMetrics, ConnectionStats, Event, EventPage, EventQuery, EventStore, StoreError};
+use aurore_domain::{
+    BusinessMetrics, ConnectionStats, Event, EventPage, EventQuery, EventStore, QueryError, RetentionPolicy, SortField,
+    StoreError,
+};
 use chrono::{DateTime, Utc};
 
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
@@ -57,6 +60,9 @@ pub struct PostgresSettings {
     pub connect_timeout: Duration,
     /// Server-side limit on one query, so a runaway query is cancelled, not abandoned.
     pub query_timeout: Duration,
+    /// Where events end and the hourly counts' history begins: with a rollup longer than
+    /// event retention, totals count the hours past the event window from the rows left.
+    pub retention: RetentionPolicy,
 }
 
 impl std::fmt::Debug for PostgresSettings {
@@ -69,6 +75,7 @@ impl std::fmt::Debug for PostgresSettings {
             .field("write_connections", &self.write_connections)
             .field("connect_timeout", &self.connect_timeout)
             .field("query_timeout", &self.query_timeout)
+            .field("retention", &self.retention)
             .finish()
     }
 }
@@ -89,6 +96,7 @@ pub struct PostgresStore {
     /// How upkeep connects: its own connection per pass, never one of the pools'.
     upkeep: tokio_postgres::Config,
     tls: MakeRustlsConnect,
+    retention: RetentionPolicy,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -166,7 +174,7 @@ impl PostgresStore {
             .runtime(deadpool::Runtime::Tokio1)
             .build()
             .map_err(|error| SetupError::Pool(error.to_string()))?;
-        Ok(Self { queries, writes, upkeep, tls })
+        Ok(Self { queries, writes, upkeep, tls, retention: settings.retention })
     }
 
     /// Applies pending migrations from `migrations/`; returns how many ran.
@@ -199,6 +207,59 @@ impl PostgresStore {
     ) -> Result<deadpool::managed::Object<AsyncDieselConnectionManager<AsyncPgConnection>>, StoreError> {
         self.queries.get().await.map_err(|error| StoreError::Unavailable(error::with_causes(&error)))
     }
+
+    /// Before this instant `event_counts` may hold hours whose rows retention removed (the
+    /// rollup keeps them as history); `None` when the counts follow the rows exactly.
+    fn history_before(&self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let cutoffs = self.retention.cutoffs(now);
+        (!cutoffs.rollup_in_step()).then_some(cutoffs.events)
+    }
+}
+
+/// A query's failure inside its transaction, which diesel must be able to end with its own.
+struct InSnapshot(QueryError);
+
+impl From<diesel::result::Error> for InSnapshot {
+    fn from(error: diesel::result::Error) -> Self {
+        Self(QueryError::Store(error::from_diesel(error)))
+    }
+}
+
+impl From<StoreError> for InSnapshot {
+    fn from(error: StoreError) -> Self {
+        Self(QueryError::Store(error))
+    }
+}
+
+impl From<QueryError> for InSnapshot {
+    fn from(error: QueryError) -> Self {
+        Self(error)
+    }
+}
+
+/// The cost check, the total and the page, all in the caller's snapshot.
+async fn read_page(
+    connection: &mut AsyncPgConnection,
+    query: &EventQuery,
+    history_before: Option<DateTime<Utc>>,
+) -> Result<EventPage, InSnapshot> {
+    // Only the timestamp sort has an index: another reads the whole range, so the range's
+    // size (from the hourly counts, cheap; filters only make it smaller) must be in bounds.
+    let range_events = match query.sort_field {
+        SortField::Timestamp => None,
+        _ => Some(counts::total(connection, query, history_before).await?),
+    };
+    if let Some(events) = range_events {
+        query.check_sort_cost(events)?;
+    }
+    let total = match (&query.cursor, range_events) {
+        (Some(_), _) => None,
+        (None, _) if query.is_filtered() => Some(page::count(connection, query).await?),
+        (None, Some(events)) => Some(events),
+        (None, None) => Some(counts::total(connection, query, history_before).await?),
+    };
+    let (events, has_more) = page::fetch(connection, query).await?;
+    Ok(EventPage { events, total, has_more })
 }
 
 /// The fast path: one binary COPY and the hourly counts, in one transaction.
@@ -270,15 +331,18 @@ impl EventStore for PostgresStore {
     }
 
     #[tracing::instrument(name = "db.query_events", skip_all, fields(db.system = "postgresql", service = %query.service))]
-    async fn query(&self, query: &EventQuery) -> Result<EventPage, StoreError> {
+    async fn query(&self, query: &EventQuery) -> Result<EventPage, QueryError> {
         let mut connection = self.query_connection().await?;
-        let total = match query.cursor {
-            Some(_) => None,
-            None if query.is_filtered() => Some(page::count(&mut connection, query).await?),
-            None => Some(counts::total(&mut connection, query).await?),
-        };
-        let (events, has_more) = page::fetch(&mut connection, query).await?;
-        Ok(EventPage { events, total, has_more })
+        let history_before = self.history_before(Utc::now());
+        // One snapshot for every statement: a batch committed between the count and the
+        // page would otherwise make `total` disagree with the pages.
+        connection
+            .build_transaction()
+            .repeatable_read()
+            .read_only()
+            .run(async |connection| read_page(connection, query, history_before).await)
+            .await
+            .map_err(|InSnapshot(error)| error)
     }
 
     fn connections(&self) -> ConnectionStats {
