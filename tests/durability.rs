@@ -224,8 +224,9 @@ async fn circuit(app: &TestApp) -> Value {
     health["circuitBreaker"].clone()
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_database_outage_under_load_loses_nothing_and_the_circuit_opens_and_closes() {
+/// The app on a fresh database reached through a [`Proxy`] that can cut it, ready, with
+/// quick connection timeouts and retries.
+async fn behind_a_proxy(configure: impl FnOnce(&mut aurore::Settings)) -> (TestApp, Proxy) {
     let database = TestDatabase::create().await;
     let (_, upstream) = through(&database.url, 0);
     let proxy = Proxy::start(upstream).await;
@@ -233,14 +234,23 @@ async fn a_database_outage_under_load_loses_nothing_and_the_circuit_opens_and_cl
     let app = TestApp::start(database, |settings| {
         settings.database.url = serde_json::from_value(json!(proxied_url)).unwrap();
         settings.database.connect_timeout_ms = 500;
+        settings.writer.backoff_max_ms = 200;
+        configure(settings);
+    })
+    .await;
+    app.wait_until_ready().await;
+    (app, proxy)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_database_outage_under_load_loses_nothing_and_the_circuit_opens_and_closes() {
+    let (app, proxy) = behind_a_proxy(|settings| {
         settings.circuit_breaker.failure_threshold = 3;
         settings.circuit_breaker.open_timeout_secs = 1;
-        settings.writer.backoff_max_ms = 200;
         // Far less memory than the outage needs: the rest waits in the journal.
         settings.buffer.capacity = 100;
     })
     .await;
-    app.wait_until_ready().await;
 
     let stop = Arc::new(AtomicBool::new(false));
     let clients: Vec<_> = (0..4)
@@ -278,18 +288,7 @@ async fn a_database_outage_under_load_loses_nothing_and_the_circuit_opens_and_cl
 /// passes while a writer still retries them, the stop says how many were lost and fails.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_that_loses_unjournaled_events_held_by_a_writer_says_so_and_fails() {
-    let database = TestDatabase::create().await;
-    let (_, upstream) = through(&database.url, 0);
-    let proxy = Proxy::start(upstream).await;
-    let (proxied_url, _) = through(&database.url, proxy.port);
-    let app = TestApp::start(database, |settings| {
-        settings.database.url = serde_json::from_value(json!(proxied_url)).unwrap();
-        settings.database.connect_timeout_ms = 500;
-        settings.writer.backoff_max_ms = 200;
-        settings.shutdown.drain_deadline_secs = 1;
-    })
-    .await;
-    app.wait_until_ready().await;
+    let (app, proxy) = behind_a_proxy(|settings| settings.shutdown.drain_deadline_secs = 1).await;
     proxy.cut().await;
     let batch: Vec<Value> = (0..5).map(|i| event("memory", &i.to_string())).collect();
     let response = app
