@@ -54,6 +54,10 @@ fuzz SECONDS="60":
 loadtest SECONDS="20":
     scripts/loadtest.sh {{SECONDS}}
 
+# The four ratios to this machine's limits (bare HTTP, no journal, raw COPY, cursor page), side by side.
+perf SECONDS="15":
+    scripts/perf.sh {{SECONDS}}
+
 # Drive a running Aurore: e.g. `just loadgen run --mode array --batch 1000 --verify`.
 loadgen *ARGS:
     cargo run --release --bin aurore-loadgen -- {{ARGS}}

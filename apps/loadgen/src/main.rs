@@ -5,8 +5,10 @@
 //! percentiles (HDR histogram). With `--verify` every event carries the run's id in its
 //! service name; afterwards the query API is walked to check that each acknowledged event
 //! is stored exactly once. `copy-baseline` measures raw binary COPY of the same events into
-//! an identical table: the limit Aurore's durable rate is compared with.
+//! an identical table: the limit Aurore's durable rate is compared with. `bare-http` serves
+//! a handler that only parses JSON: the HTTP limit of the machine.
 
+mod bare;
 mod baseline;
 mod drive;
 mod events;
@@ -29,6 +31,8 @@ enum Command {
     Run(RunArgs),
     /// COPY the same events straight into PostgreSQL, for comparison.
     CopyBaseline(baseline::BaselineArgs),
+    /// Serve a bare JSON-parsing handler at `POST /events`, for comparison.
+    BareHttp(bare::BareArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -94,6 +98,7 @@ async fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => run(args).await,
         Command::CopyBaseline(args) => baseline::run(args).await.map(|()| true),
+        Command::BareHttp(args) => bare::run(args).await.map(|()| true),
     };
     match outcome {
         Ok(true) => ExitCode::SUCCESS,
