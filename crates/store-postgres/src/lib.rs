@@ -19,8 +19,8 @@ mod tls;
 
 use async_trait::async_trait;
 use aurore_domain::{
-    BusinessMetrics, ConnectionStats, Event, EventPage, EventQuery, EventStore, QueryError, RetentionPolicy, SortField,
-    StoreError,
+    BusinessMetrics, ConnectionStats, Event, EventPage, EventQuery, EventStore, Histogram, HistogramQuery, QueryError,
+    RetentionPolicy, SortField, StoreError,
 };
 use chrono::{DateTime, Utc};
 
@@ -262,7 +262,7 @@ async fn read_page(
     Ok(EventPage { events, total, has_more })
 }
 
-/// The fast path: one binary COPY and the hourly counts, in one transaction.
+/// The fast path: one binary COPY and the counts by minute and hour, in one transaction.
 async fn copy(client: &mut tokio_postgres::Client, events: &[&Event]) -> Result<(), tokio_postgres::Error> {
     let transaction = client.transaction().await?;
     let sink = transaction.copy_in(COPY_EVENTS).await?;
@@ -343,6 +343,13 @@ impl EventStore for PostgresStore {
             .run(async |connection| read_page(connection, query, history_before).await)
             .await
             .map_err(|InSnapshot(error)| error)
+    }
+
+    #[tracing::instrument(name = "db.histogram", skip_all, fields(db.system = "postgresql", service = %query.service))]
+    async fn histogram(&self, query: &HistogramQuery) -> Result<Histogram, QueryError> {
+        let mut connection = self.query_connection().await?;
+        // One statement reads every bucket: one snapshot.
+        Ok(counts::histogram(&mut connection, query, self.history_before(Utc::now())).await?)
     }
 
     fn connections(&self) -> ConnectionStats {
