@@ -251,7 +251,7 @@ pub(crate) struct EventsParams {
     service: String,
     /// Start of the range (inclusive), as `timestamp` accepts.
     from: String,
-    /// End of the range (exclusive); at most `query.max_range_days` (30) after `from`.
+    /// End of the range (inclusive); at most `query.max_range_days` (30) after `from`.
     to: String,
     /// 1 to 10,000; ignored with `cursor`.
     page: Option<u32>,

@@ -61,7 +61,8 @@ pub struct PostgresSettings {
     /// Server-side limit on one query, so a runaway query is cancelled, not abandoned.
     pub query_timeout: Duration,
     /// Where events end and the hourly counts' history begins: with a rollup longer than
-    /// event retention, totals count the hours past the event window from the rows left.
+    /// event retention, totals count the hours past the event window from the minutes,
+    /// which follow the rows left.
     pub retention: RetentionPolicy,
 }
 
