@@ -548,6 +548,42 @@ async fn retention_drops_old_days_deletes_the_straddling_part_and_keeps_counts_i
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn retention_cutting_through_a_minute_leaves_its_count_exact_and_no_empty_minutes() {
+    use aurore_domain::{RetentionCutoffs, RetentionStore};
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let today = Utc::now().date_naive();
+    store.ensure_partitions(today - Duration::days(33), today).await.unwrap();
+    // The cut-off falls half-way through minute `m`, 30 days back.
+    let m = (Utc::now() - Duration::days(30)).duration_trunc(Duration::minutes(1)).unwrap();
+    let cutoff = m + Duration::seconds(30);
+    let offsets = [
+        Duration::days(-2),     // a day dropped whole, with its minutes
+        Duration::seconds(-55), // the minute before, emptied row by row
+        Duration::seconds(1),   // before the cut-off, inside m
+        Duration::microseconds(29_999_999),
+        Duration::seconds(30), // from the cut-off on, kept
+        Duration::seconds(45),
+        Duration::seconds(61),
+    ];
+    let events: Vec<Event> = offsets.iter().map(|offset| event("cut", m + *offset, "e")).collect();
+    store.write_batch(&refs(&events[..3])).await.unwrap();
+    store.write_batch(&refs(&events)).await.expect("a replay of three plus the rest");
+    let cutoffs = RetentionCutoffs { events: cutoff, dead_letters: cutoff, rollup: cutoff };
+    let report = store.apply_retention(&cutoffs).await.unwrap();
+    assert!(report.ran && report.skipped.is_empty(), "{report:?}");
+
+    assert_eq!(database.count(events_per_minute_match_counts_sql()).await, 0, "the minutes equal the rows left");
+    assert_eq!(database.count(events_per_hour_match_counts_sql()).await, 0, "and so do the hours");
+    assert_eq!(database.count("SELECT count(*) AS n FROM event_counts_minute WHERE events <= 0").await, 0);
+    let (from, to) = (m - Duration::minutes(3), m + Duration::minutes(3));
+    assert_eq!(store.query(&query("cut", from, to, 1, SortOrder::Asc)).await.unwrap().total, Some(3));
+    let histogram = store.histogram(&histogram_query("cut", from, to, "1m")).await.unwrap();
+    let counts: Vec<u64> = histogram.buckets.iter().map(|bucket| bucket.count).collect();
+    assert_eq!(counts, [0, 0, 0, 2, 1, 0, 0], "from m − 3 to m + 3, minute by minute");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_long_reader_makes_retention_skip_the_day_not_freeze_ingest() {
     use aurore_domain::RetentionStore;
     use diesel_async::RunQueryDsl;
