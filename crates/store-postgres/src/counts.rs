@@ -77,47 +77,54 @@ impl Spans {
     }
 }
 
-/// How to count buckets exactly: whole hours from `event_counts`, whole minutes from
-/// `event_counts_minute`, the rest (at most a partial minute at each end of a span) from
-/// `events`.
+/// A partial minute at one end of the range, counted row by row for its bucket.
+#[derive(Debug, Clone, Copy)]
+struct Edge {
+    bucket: i32,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+}
+
+/// How to count contiguous buckets exactly: whole hours from `event_counts`, whole minutes
+/// from `event_counts_minute`, and from `events` only the partial minute at each end of
+/// the range. Every boundary between buckets is a whole minute, so no other minute is
+/// partial.
 #[derive(Debug)]
 struct Plan {
     hours: Spans,
     minutes: Spans,
-    rows: Spans,
-    /// Hours before it may still count events retention removed (the rollup keeps them
-    /// as history): there, minutes count instead, which always follow the rows.
-    history_before: Option<DateTime<Utc>>,
+    edges: [Edge; 2],
 }
 
 impl Plan {
-    fn new(history_before: Option<DateTime<Utc>>) -> Self {
-        Self { hours: Spans::default(), minutes: Spans::default(), rows: Spans::default(), history_before }
-    }
-
-    fn add(&mut self, bucket: i32, from: DateTime<Utc>, until: DateTime<Utc>) {
-        let hour = TimeDelta::hours(1);
-        let hours_from = ceil(self.history_before.map_or(from, |before| before.max(from)), hour);
-        let hours_until = floor(until, hour);
-        if hours_from < hours_until {
-            self.hours.push(bucket, hours_from, hours_until);
-            self.add_minutes(bucket, from, hours_from);
-            self.add_minutes(bucket, hours_until, until);
-        } else {
-            self.add_minutes(bucket, from, until);
-        }
-    }
-
-    fn add_minutes(&mut self, bucket: i32, from: DateTime<Utc>, until: DateTime<Utc>) {
+    /// `buckets` are `(bucket, from, until)`, contiguous and in order. Hours before
+    /// `history_before` may still count events retention removed (the rollup keeps them
+    /// as history): there, minutes count instead, which always follow the rows.
+    fn new(buckets: &[(i32, DateTime<Utc>, DateTime<Utc>)], history_before: Option<DateTime<Utc>>) -> Self {
         let minute = TimeDelta::minutes(1);
-        let (minutes_from, minutes_until) = (ceil(from, minute), floor(until, minute));
-        if minutes_from < minutes_until {
-            self.rows.push(bucket, from, minutes_from);
-            self.minutes.push(bucket, minutes_from, minutes_until);
-            self.rows.push(bucket, minutes_until, until);
-        } else {
-            self.rows.push(bucket, from, until);
+        let (Some(&(first, from, _)), Some(&(last, _, end))) = (buckets.first(), buckets.last()) else {
+            let nothing = Edge { bucket: 0, from: DateTime::UNIX_EPOCH, until: DateTime::UNIX_EPOCH };
+            return Self { hours: Spans::default(), minutes: Spans::default(), edges: [nothing; 2] };
+        };
+        // Whole minutes lie in [whole_from, whole_until); in one minute, the left edge is all.
+        let whole_from = ceil(from, minute).min(end);
+        let whole_until = floor(end, minute).max(whole_from);
+        let edges =
+            [Edge { bucket: first, from, until: whole_from }, Edge { bucket: last, from: whole_until, until: end }];
+        let mut plan = Self { hours: Spans::default(), minutes: Spans::default(), edges };
+        for &(bucket, since, until) in buckets {
+            let (since, until) = (since.max(whole_from), until.min(whole_until));
+            let hours_from = ceil(history_before.map_or(since, |before| before.max(since)), TimeDelta::hours(1));
+            let hours_until = floor(until, TimeDelta::hours(1));
+            if hours_from < hours_until {
+                plan.minutes.push(bucket, since, hours_from);
+                plan.hours.push(bucket, hours_from, hours_until);
+                plan.minutes.push(bucket, hours_until, until);
+            } else {
+                plan.minutes.push(bucket, since, until);
+            }
         }
+        plan
     }
 
     /// Events per bucket, for buckets `0..buckets`.
@@ -127,6 +134,7 @@ impl Plan {
         service: &str,
         buckets: usize,
     ) -> Result<Vec<u64>, StoreError> {
+        let [left, right] = self.edges;
         let rows: Vec<BucketCount> = diesel::sql_query(COUNT_BY_BUCKET)
             .bind::<Text, _>(service)
             .bind::<Array<Integer>, _>(self.hours.buckets)
@@ -135,9 +143,12 @@ impl Plan {
             .bind::<Array<Integer>, _>(self.minutes.buckets)
             .bind::<Array<Timestamptz>, _>(self.minutes.from)
             .bind::<Array<Timestamptz>, _>(self.minutes.until)
-            .bind::<Array<Integer>, _>(self.rows.buckets)
-            .bind::<Array<Timestamptz>, _>(self.rows.from)
-            .bind::<Array<Timestamptz>, _>(self.rows.until)
+            .bind::<Integer, _>(left.bucket)
+            .bind::<Timestamptz, _>(left.from)
+            .bind::<Timestamptz, _>(left.until)
+            .bind::<Integer, _>(right.bucket)
+            .bind::<Timestamptz, _>(right.from)
+            .bind::<Timestamptz, _>(right.until)
             .load(connection)
             .await
             .map_err(error::from_diesel)?;
@@ -151,8 +162,9 @@ impl Plan {
     }
 }
 
-/// Each span is a range of a primary key (`(service, hour)`, `(service, minute)`) or of
-/// the events' `(service, timestamp)` index.
+/// Each span is a range of a primary key (`(service, hour)`, `(service, minute)`); each edge
+/// a range of the events' `(service, timestamp)` index, with its bounds bound as values so
+/// the planner keeps only the partition it lies in.
 const COUNT_BY_BUCKET: &str = r#"SELECT bucket, sum(n)::int8 AS events FROM (
         SELECT s.bucket, c.events AS n
         FROM unnest($2::int4[], $3::timestamptz[], $4::timestamptz[]) AS s(bucket, since, until)
@@ -162,9 +174,9 @@ const COUNT_BY_BUCKET: &str = r#"SELECT bucket, sum(n)::int8 AS events FROM (
         FROM unnest($5::int4[], $6::timestamptz[], $7::timestamptz[]) AS s(bucket, since, until)
         JOIN event_counts_minute c ON c.service = $1 AND c.minute >= s.since AND c.minute < s.until
         UNION ALL
-        SELECT s.bucket, (SELECT count(*) FROM events e
-                          WHERE e.service = $1 AND e."timestamp" >= s.since AND e."timestamp" < s.until)
-        FROM unnest($8::int4[], $9::timestamptz[], $10::timestamptz[]) AS s(bucket, since, until)
+        SELECT $8, count(*) FROM events WHERE service = $1 AND "timestamp" >= $9 AND "timestamp" < $10
+        UNION ALL
+        SELECT $11, count(*) FROM events WHERE service = $1 AND "timestamp" >= $12 AND "timestamp" < $13
     ) AS counted GROUP BY bucket"#;
 
 #[derive(diesel::QueryableByName)]
@@ -183,9 +195,8 @@ pub(crate) async fn total(
     query: &EventQuery,
     history_before: Option<DateTime<Utc>>,
 ) -> Result<u64, StoreError> {
-    let mut plan = Plan::new(history_before);
     // `to` is inclusive; instants are microseconds.
-    plan.add(0, query.from, query.to + TimeDelta::microseconds(1));
+    let plan = Plan::new(&[(0, query.from, query.to + TimeDelta::microseconds(1))], history_before);
     Ok(plan.count(connection, &query.service, 1).await?.iter().sum())
 }
 
@@ -196,11 +207,8 @@ pub(crate) async fn histogram(
     history_before: Option<DateTime<Utc>>,
 ) -> Result<Histogram, StoreError> {
     let spans = query.buckets();
-    let mut plan = Plan::new(history_before);
-    for (bucket, span) in (0..).zip(&spans) {
-        plan.add(bucket, span.from, span.until);
-    }
-    let counts = plan.count(connection, &query.service, spans.len()).await?;
+    let buckets: Vec<_> = (0..).zip(&spans).map(|(bucket, span)| (bucket, span.from, span.until)).collect();
+    let counts = Plan::new(&buckets, history_before).count(connection, &query.service, spans.len()).await?;
     Ok(Histogram::new(&spans, counts))
 }
 
