@@ -349,8 +349,17 @@ impl EventStore for PostgresStore {
     #[tracing::instrument(name = "db.histogram", skip_all, fields(db.system = "postgresql", service = %query.service))]
     async fn histogram(&self, query: &HistogramQuery) -> Result<Histogram, QueryError> {
         let mut connection = self.query_connection().await?;
-        // One statement reads every bucket: one snapshot.
-        Ok(counts::histogram(&mut connection, query, self.history_before(Utc::now())).await?)
+        let history_before = self.history_before(Utc::now());
+        // One statement reads every bucket, so one snapshot; the transaction bounds the
+        // settings the count takes for itself.
+        connection
+            .build_transaction()
+            .read_only()
+            .run(async |connection| {
+                counts::histogram(connection, query, history_before).await.map_err(InSnapshot::from)
+            })
+            .await
+            .map_err(|InSnapshot(error)| error)
     }
 
     fn connections(&self) -> ConnectionStats {
