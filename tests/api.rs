@@ -448,6 +448,83 @@ async fn retention_runs_on_demand_over_http_and_from_the_command_line() {
     app.shutdown().await.unwrap();
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn the_histogram_counts_events_per_bucket_with_empty_buckets_and_names_bad_parameters() {
+    use chrono::DurationRound;
+    let app = TestApp::spawn().await;
+    let hour = Utc::now().duration_trunc(Days::hours(1)).unwrap() - Days::hours(1);
+    let at = |minutes: i64| iso(hour + Days::minutes(minutes));
+    let events: Vec<Value> = [3, 4, 4, 47]
+        .iter()
+        .map(|minute| json!({"timestamp": at(*minute), "service": "histo", "message": "m"}))
+        .collect();
+    assert_eq!(app.post_json(&Value::Array(events)).await.status(), StatusCode::ACCEPTED);
+    let get = |query: Vec<(&'static str, String)>| {
+        let request = app.client.get(format!("{}/events/histogram", app.address)).query(&query);
+        async move { request.send().await.expect("GET /events/histogram") }
+    };
+    let (from, to) = (at(0), at(59));
+    let base = |interval: &str| {
+        vec![
+            ("service", "<b>histo</b>".to_owned()),
+            ("from", from.clone()),
+            ("to", to.clone()),
+            ("interval", interval.to_owned()),
+        ]
+    };
+    let body: Value = poll(
+        Duration::from_secs(10),
+        || async { get(base("15m")).await.json::<Value>().await.unwrap() },
+        |body| body["total"] == 4,
+    )
+    .await;
+    assert_eq!(
+        body,
+        json!({
+            "service": "histo",
+            "from": from,
+            "to": to,
+            "interval": "15m",
+            "buckets": [
+                {"start": at(0), "count": 3},
+                {"start": at(15), "count": 0},
+                {"start": at(30), "count": 0},
+                {"start": at(45), "count": 1},
+            ],
+            "total": 4,
+        }),
+        "markup is stripped from service as ingest strips it; empty buckets are listed"
+    );
+    let by_seconds: Value = get(base("3600")).await.json().await.unwrap();
+    assert_eq!((&by_seconds["interval"], &by_seconds["buckets"][0]["count"]), (&json!("1h"), &json!(4)));
+
+    let mut missing = base("1m");
+    missing.retain(|(name, _)| *name != "service");
+    let mut wide = base("1m");
+    wide[2].1 = iso(hour + Days::days(1));
+    let mut extra = base("1h");
+    extra.push(("q", "m".to_owned()));
+    let mut reversed = base("1h");
+    reversed.swap(1, 2);
+    reversed[1].0 = "from";
+    reversed[2].0 = "to";
+    let cases = [
+        (missing, "service", "isNotEmpty"),
+        (base("30s"), "interval", "isInterval"),
+        (base(""), "interval", "isNotEmpty"),
+        (wide, "interval", "maxBuckets"),
+        (extra, "q", "whitelistValidation"),
+        (reversed, "to", "isValidTimeRange"),
+    ];
+    for (query, field, rule) in cases {
+        let response = get(query).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{field} {rule}");
+        let body: Value = response.json().await.unwrap();
+        let entry = body["errors"].as_array().unwrap().iter().find(|entry| entry["field"] == field).cloned();
+        assert!(entry.is_some_and(|entry| entry["constraints"].get(rule).is_some()), "{field} {rule}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn metadata_filters_and_text_search_narrow_pages_and_totals() {
     let app = TestApp::spawn().await;

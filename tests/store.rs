@@ -4,12 +4,12 @@
 #![allow(clippy::unwrap_used)]
 
 use aurore_domain::{
-    Event, EventDraft, EventId, EventPage, EventQuery, EventStore, QueryLimits, RetentionPolicy, SortField, SortOrder,
-    StoreError, StoredEvent,
+    Event, EventDraft, EventId, EventPage, EventQuery, EventStore, HistogramQuery, QueryLimits, RetentionPolicy,
+    SortField, SortOrder, StoreError, StoredEvent,
 };
 use aurore_store_postgres::{PostgresSettings, PostgresStore};
 use aurore_tests::TestDatabase;
-use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
+use chrono::{DateTime, Duration, DurationRound, SubsecRound, TimeZone, Utc};
 use serde_json::json;
 use std::collections::HashSet;
 
@@ -349,6 +349,143 @@ async fn totals_are_exact_across_whole_and_partial_hours_and_replays() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn totals_are_exact_across_whole_and_partial_minutes_and_replays() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(5);
+    // One event every 37 s for three hours, plus events on and just around minute and hour
+    // boundaries, where an off-by-one in the edges would show.
+    let mut batch: Vec<Event> = (0..300).map(|i| event("minutes", hour + Duration::seconds(37 * i), "m")).collect();
+    for edge in [Duration::minutes(61), Duration::hours(2), Duration::minutes(17)] {
+        for offset in [-1, 0, 1] {
+            batch.push(event("minutes", hour + edge + Duration::microseconds(offset), "edge"));
+        }
+    }
+    batch.push(event("other", hour + Duration::minutes(61), "another service"));
+    store.write_batch(&refs(&batch[..100])).await.unwrap();
+    store.write_batch(&refs(&batch)).await.expect("a replay of the first 100 plus the rest");
+    let exact = |from: DateTime<Utc>, to: DateTime<Utc>| {
+        batch.iter().filter(|e| e.service == "minutes" && e.timestamp >= from && e.timestamp <= to).count() as u64
+    };
+    let at = |minutes: i64, micros: i64| hour + Duration::minutes(minutes) + Duration::microseconds(micros);
+    let ranges = [
+        (at(0, 0), at(180, 0)),
+        (at(0, 1), at(180, -1)),
+        (at(17, 0), at(61, 0)),
+        (at(17, 1), at(61, -1)),
+        (at(16, 999_999), at(61, 1)),
+        (at(3, 500_000), at(3, 900_000)),
+        (at(59, 30_000_000), at(121, 7_000_000)),
+        (at(60, 0), at(120, 0)),
+        (at(61, -1), at(61, 1)),
+        (at(-600, 0), at(600, 0)),
+    ];
+    for (from, to) in ranges {
+        let page = store.query(&query("minutes", from, to, 1, SortOrder::Desc)).await.unwrap();
+        assert_eq!(page.total, Some(exact(from, to)), "{from} .. {to}");
+    }
+    assert_eq!(database.count(events_per_minute_match_counts_sql()).await, 0, "event_counts_minute equals the rows");
+    assert_eq!(database.count(events_per_hour_match_counts_sql()).await, 0, "event_counts equals the rows");
+}
+
+/// Rows of `events_per_minute` that differ from the rows of `events`: none while the rollup holds.
+fn events_per_minute_match_counts_sql() -> &'static str {
+    r#"SELECT count(*) AS n FROM (
+           SELECT service, date_trunc('minute', "timestamp", 'UTC') AS minute, count(*) AS events FROM events GROUP BY 1, 2
+       ) AS actual FULL JOIN event_counts_minute USING (service, minute)
+       WHERE actual.events IS DISTINCT FROM event_counts_minute.events"#
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_total_over_a_busy_hour_reads_only_the_rows_of_its_two_partial_minutes() {
+    let database = TestDatabase::create().await;
+    let start = Utc::now().trunc_subsecs(6) - Duration::minutes(90);
+    // Ten events a second for 50 minutes: 30,000 rows in the range.
+    let events: Vec<Event> = (0..30_000).map(|i| event("busy", start + Duration::milliseconds(100 * i), "m")).collect();
+    {
+        let store = store(&database).await;
+        for chunk in events.chunks(5_000) {
+            store.write_batch(&chunk.iter().collect::<Vec<_>>()).await.unwrap();
+        }
+    }
+    let (from, to) = (start + Duration::milliseconds(1_234), start + Duration::minutes(50));
+    let expected = events.iter().filter(|e| e.timestamp >= from && e.timestamp <= to).count() as u64;
+    let page_one = query("busy", from, to, 1, SortOrder::Desc);
+    let fetched = index_rows_fetched(&database, |store| async move {
+        assert_eq!(store.query(&page_one).await.unwrap().total, Some(expected));
+    })
+    .await;
+    assert!(fetched <= 2 * 600 + 10, "the page's row and at most two partial minutes of 600 rows: {fetched}");
+
+    let histogram = histogram_query("busy", from, to, "5m");
+    let fetched = index_rows_fetched(&database, |store| async move {
+        assert_eq!(store.histogram(&histogram).await.unwrap().total, expected);
+    })
+    .await;
+    assert!(fetched <= 2 * 600, "only the two partial minutes are read row by row: {fetched}");
+}
+
+fn histogram_query(service: &str, from: DateTime<Utc>, to: DateTime<Utc>, interval: &str) -> HistogramQuery {
+    let iso = |instant: DateTime<Utc>| instant.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let pairs = [("service", service.to_owned()), ("from", iso(from)), ("to", iso(to)), ("interval", interval.into())]
+        .map(|(name, value)| (name.to_owned(), value));
+    HistogramQuery::parse(&pairs, &QueryLimits::default(), aurore_domain::Markup::Strip).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn histogram_buckets_are_exact_at_minute_and_hour_edges_and_count_replays_once() {
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(6);
+    // One event every 53 s for three hours, nothing in the fourth, and events around the
+    // boundaries of minutes and hours.
+    let mut batch: Vec<Event> = (0..200).map(|i| event("histo", hour + Duration::seconds(53 * i), "m")).collect();
+    for edge in [Duration::minutes(60), Duration::minutes(75), Duration::minutes(121)] {
+        for offset in [-1, 0, 1] {
+            batch.push(event("histo", hour + edge + Duration::microseconds(offset), "edge"));
+        }
+    }
+    batch.push(event("elsewhere", hour + Duration::minutes(60), "another service"));
+    store.write_batch(&refs(&batch[..120])).await.unwrap();
+    store.write_batch(&refs(&batch)).await.expect("a replay of the first 120 plus the rest");
+
+    let at = |minutes: i64, micros: i64| hour + Duration::minutes(minutes) + Duration::microseconds(micros);
+    let cases = [
+        ("1m", at(59, 400_000), at(76, 1)),
+        ("7m", at(3, 1), at(150, 999_999)),
+        ("15m", at(0, 0), at(240, 0)),
+        ("1h", at(10, 30_000_000), at(230, 10)),
+        ("90m", at(-30, 0), at(245, 0)),
+        ("1d", at(-300, 0), at(300, 0)),
+        ("60", at(121, -1), at(121, 1)),
+    ];
+    for (interval, from, to) in cases {
+        let query = histogram_query("histo", from, to, interval);
+        let histogram = store.histogram(&query).await.unwrap();
+        let spans = query.buckets();
+        assert_eq!(histogram.buckets.len(), spans.len(), "{interval}: every bucket, empty ones too");
+        let width = query.interval.duration();
+        for (bucket, span) in histogram.buckets.iter().zip(&spans) {
+            let expected = batch
+                .iter()
+                .filter(|e| e.service == "histo" && e.timestamp >= span.from && e.timestamp < span.until)
+                .count() as u64;
+            assert_eq!(bucket.count, expected, "{interval} bucket {}", bucket.start);
+            assert_eq!(bucket.start.timestamp() % width.num_seconds(), 0, "{interval}: aligned on the interval");
+        }
+        assert!(histogram.buckets.windows(2).all(|pair| pair[1].start - pair[0].start == width), "{interval}");
+        let page = store.query(&query_for(&query)).await.unwrap();
+        assert_eq!(Some(histogram.total), page.total, "{interval}: the buckets sum to the page's total");
+    }
+    let empty = store.histogram(&histogram_query("histo", at(190, 0), at(230, 0), "5m")).await.unwrap();
+    assert_eq!((empty.buckets.len(), empty.total), (9, 0), "the empty fourth hour still has its buckets");
+}
+
+fn query_for(histogram: &HistogramQuery) -> EventQuery {
+    query(&histogram.service, histogram.from, histogram.to, 1, SortOrder::Desc)
+}
+
 fn events_per_hour_match_counts_sql() -> &'static str {
     r#"SELECT count(*) AS n FROM (
            SELECT service, date_trunc('hour', "timestamp", 'UTC') AS hour, count(*) AS events FROM events GROUP BY 1, 2
@@ -398,6 +535,7 @@ async fn retention_drops_old_days_deletes_the_straddling_part_and_keeps_counts_i
          older days go whole with their partitions, whatever their size: {report:?}"
     );
     assert_eq!(database.count(events_per_hour_match_counts_sql()).await, 0, "event_counts equals the rows per hour");
+    assert_eq!(database.count(events_per_minute_match_counts_sql()).await, 0, "and event_counts_minute per minute");
     let remaining_old = format!(
         "SELECT count(*) AS n FROM pg_class WHERE relname ~ '^events_p[0-9]{{8}}$' AND relname < 'events_p{}'",
         cutoffs.events.format("%Y%m%d")
@@ -407,6 +545,42 @@ async fn retention_drops_old_days_deletes_the_straddling_part_and_keeps_counts_i
     // Running again finds nothing more to do.
     let again = store.apply_retention(&cutoffs).await.unwrap();
     assert_eq!((again.partitions_dropped.len(), again.events_deleted), (0, 0));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn retention_cutting_through_a_minute_leaves_its_count_exact_and_no_empty_minutes() {
+    use aurore_domain::{RetentionCutoffs, RetentionStore};
+    let database = TestDatabase::create().await;
+    let store = store(&database).await;
+    let today = Utc::now().date_naive();
+    store.ensure_partitions(today - Duration::days(33), today).await.unwrap();
+    // The cut-off falls half-way through minute `m`, 30 days back.
+    let m = (Utc::now() - Duration::days(30)).duration_trunc(Duration::minutes(1)).unwrap();
+    let cutoff = m + Duration::seconds(30);
+    let offsets = [
+        Duration::days(-2),     // a day dropped whole, with its minutes
+        Duration::seconds(-55), // the minute before, emptied row by row
+        Duration::seconds(1),   // before the cut-off, inside m
+        Duration::microseconds(29_999_999),
+        Duration::seconds(30), // from the cut-off on, kept
+        Duration::seconds(45),
+        Duration::seconds(61),
+    ];
+    let events: Vec<Event> = offsets.iter().map(|offset| event("cut", m + *offset, "e")).collect();
+    store.write_batch(&refs(&events[..3])).await.unwrap();
+    store.write_batch(&refs(&events)).await.expect("a replay of three plus the rest");
+    let cutoffs = RetentionCutoffs { events: cutoff, dead_letters: cutoff, rollup: cutoff };
+    let report = store.apply_retention(&cutoffs).await.unwrap();
+    assert!(report.ran && report.skipped.is_empty(), "{report:?}");
+
+    assert_eq!(database.count(events_per_minute_match_counts_sql()).await, 0, "the minutes equal the rows left");
+    assert_eq!(database.count(events_per_hour_match_counts_sql()).await, 0, "and so do the hours");
+    assert_eq!(database.count("SELECT count(*) AS n FROM event_counts_minute WHERE events <= 0").await, 0);
+    let (from, to) = (m - Duration::minutes(3), m + Duration::minutes(3));
+    assert_eq!(store.query(&query("cut", from, to, 1, SortOrder::Asc)).await.unwrap().total, Some(3));
+    let histogram = store.histogram(&histogram_query("cut", from, to, "1m")).await.unwrap();
+    let counts: Vec<u64> = histogram.buckets.iter().map(|bucket| bucket.count).collect();
+    assert_eq!(counts, [0, 0, 0, 2, 1, 0, 0], "from m − 3 to m + 3, minute by minute");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -575,6 +749,11 @@ async fn a_longer_rollup_window_keeps_business_history_after_the_events_go() {
     assert_eq!(counted, 3, "the 35-day-old event is still counted; the 39-day-old one is past the rollup window");
     let business = store.business_metrics(now).await.unwrap();
     assert_eq!(business.total_events, 3);
+    assert_eq!(
+        database.count(events_per_minute_match_counts_sql()).await,
+        0,
+        "the minutes follow the rows even while the hours keep history"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

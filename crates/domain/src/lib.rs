@@ -12,6 +12,7 @@ pub mod buffer;
 pub mod business;
 pub mod completion;
 pub mod event;
+pub mod histogram;
 pub mod ingest;
 pub mod lifecycle;
 pub mod markup;
@@ -28,6 +29,7 @@ pub use buffer::{Batch, Buffer, BufferError, BufferSnapshot, BufferStats, Queued
 pub use business::{BusinessMetrics, HourCount, HourlyCount, ServiceCount};
 pub use completion::Completion;
 pub use event::{Event, EventDraft, EventId};
+pub use histogram::{BucketSpan, Histogram, HistogramBucket, HistogramQuery, Interval};
 pub use ingest::{Durability, IngestError, IngestReceipt, IngestService, IngestSettings, Rejection, replay_journal};
 pub use lifecycle::Lifecycle;
 pub use markup::Markup;

@@ -291,6 +291,9 @@ pub(crate) mod tests {
         async fn query(&self, _: &EventQuery) -> Result<EventPage, QueryError> {
             unreachable!("the writer never queries")
         }
+        async fn histogram(&self, _: &crate::HistogramQuery) -> Result<crate::Histogram, QueryError> {
+            unreachable!("the writer never queries")
+        }
         async fn ping(&self) -> Result<(), StoreError> {
             Ok(())
         }

@@ -3,6 +3,7 @@
 
 use crate::business::BusinessMetrics;
 use crate::event::Event;
+use crate::histogram::{Histogram, HistogramQuery};
 use crate::query::{EventPage, EventQuery, SortField};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -52,6 +53,12 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// range and return [`QueryError::TooManyToSort`] when
     /// [`EventQuery::check_sort_cost`] refuses that count.
     async fn query(&self, query: &EventQuery) -> Result<EventPage, QueryError>;
+
+    /// Events of the query's service per bucket of [`HistogramQuery::buckets`], empty
+    /// buckets included, read in one snapshot. MUST count from rollups, reading events
+    /// row by row only in the partial minutes at the range's two ends: its cost must not
+    /// grow with the traffic in the range. Errors follow [`QueryError::Store`].
+    async fn histogram(&self, query: &HistogramQuery) -> Result<Histogram, QueryError>;
 
     /// Answers `Ok` when the store can serve reads and writes right now.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -265,21 +265,7 @@ impl EventQuery {
         let service = service_parameter(single(pairs, "service", &mut errors), limits, markup, &mut errors);
         let from = bound("from", single(pairs, "from", &mut errors), &mut errors);
         let to = bound("to", single(pairs, "to", &mut errors), &mut errors);
-        if let (Some(from), Some(to)) = (from, to) {
-            if from >= to {
-                errors.push(FieldError::new(
-                    "to",
-                    "isValidTimeRange",
-                    "'from' timestamp must be before 'to' timestamp",
-                ));
-            } else if to - from > Duration::days(limits.max_range_days) {
-                errors.push(FieldError::new(
-                    "to",
-                    "isMaxTimeRange",
-                    format!("Time range between 'from' and 'to' must not exceed {} days", limits.max_range_days),
-                ));
-            }
-        }
+        check_range(from, to, limits, &mut errors);
         let page = integer("page", single(pairs, "page", &mut errors), 1, limits.max_page, 1, &mut errors);
         let page_size = integer(
             "pageSize",
@@ -403,7 +389,7 @@ impl crate::tail::TailFilter {
 }
 
 /// Parameters neither in `known` nor a metadata filter.
-fn unknown_parameters(pairs: &[(String, String)], known: &[&str]) -> Vec<FieldError> {
+pub(crate) fn unknown_parameters(pairs: &[(String, String)], known: &[&str]) -> Vec<FieldError> {
     pairs
         .iter()
         .filter(|(name, _)| !known.contains(&name.as_str()) && !name.starts_with(METADATA_PREFIX))
@@ -414,7 +400,11 @@ fn unknown_parameters(pairs: &[(String, String)], known: &[&str]) -> Vec<FieldEr
 }
 
 /// A parameter given at most once.
-fn single<'a>(pairs: &'a [(String, String)], name: &'static str, errors: &mut Vec<FieldError>) -> Option<&'a str> {
+pub(crate) fn single<'a>(
+    pairs: &'a [(String, String)],
+    name: &'static str,
+    errors: &mut Vec<FieldError>,
+) -> Option<&'a str> {
     let mut values = pairs.iter().filter(|(key, _)| key == name).map(|(_, value)| value.as_str());
     let first = values.next();
     if values.next().is_some() {
@@ -425,7 +415,7 @@ fn single<'a>(pairs: &'a [(String, String)], name: &'static str, errors: &mut Ve
 }
 
 /// Lengths are checked on what the client sent, as ingest checks them, before `markup`.
-fn service_parameter(
+pub(crate) fn service_parameter(
     value: Option<&str>,
     limits: &QueryLimits,
     markup: Markup,
@@ -459,7 +449,7 @@ fn text_parameter(value: Option<&str>, markup: Markup, errors: &mut Vec<FieldErr
     }
 }
 
-const METADATA_PREFIX: &str = "metadata.";
+pub(crate) const METADATA_PREFIX: &str = "metadata.";
 
 fn metadata_filters(pairs: &[(String, String)], markup: Markup, errors: &mut Vec<FieldError>) -> Vec<MetadataFilter> {
     let mut filters = Vec::new();
@@ -494,7 +484,26 @@ fn metadata_filters(pairs: &[(String, String)], markup: Markup, errors: &mut Vec
     filters
 }
 
-fn bound(name: &'static str, value: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
+/// `from` before `to`, at most `max_range_days` apart.
+pub(crate) fn check_range(
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+    limits: &QueryLimits,
+    errors: &mut Vec<FieldError>,
+) {
+    let (Some(from), Some(to)) = (from, to) else { return };
+    if from >= to {
+        errors.push(FieldError::new("to", "isValidTimeRange", "'from' timestamp must be before 'to' timestamp"));
+    } else if to - from > Duration::days(limits.max_range_days) {
+        errors.push(FieldError::new(
+            "to",
+            "isMaxTimeRange",
+            format!("Time range between 'from' and 'to' must not exceed {} days", limits.max_range_days),
+        ));
+    }
+}
+
+pub(crate) fn bound(name: &'static str, value: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
     match value {
         None | Some("") => {
             errors.push(FieldError::new(name, "isNotEmpty", format!("{name} should not be empty")));

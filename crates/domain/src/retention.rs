@@ -63,11 +63,11 @@ pub struct RetentionReport {
 #[async_trait]
 pub trait RetentionStore: Send + Sync + std::fmt::Debug + 'static {
     /// Removes events older than `cutoffs.events` (whole days by dropping their partitions,
-    /// the rest row by row, keeping the hourly counts in step) and dead letters older than
+    /// the rest row by row, keeping the per-minute and hourly counts in step) and dead letters older than
     /// `cutoffs.dead_letters`. MUST do nothing and report `ran: false` while another run
     /// holds the lock, so replicas never collide. MUST NOT make ingest or queries wait
     /// long for it: a day whose lock is not granted soon is reported in `skipped` and left
-    /// for the next run, and each step keeps the hourly counts equal to the rows.
+    /// for the next run, and each step keeps the counts equal to the rows.
     async fn apply_retention(&self, cutoffs: &RetentionCutoffs) -> Result<RetentionReport, StoreError>;
 }
 

@@ -21,6 +21,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         crate::query::get_events,
         crate::export::export,
         crate::tail::tail,
+        crate::query::get_histogram,
         crate::dlq::list,
         crate::dlq::statistics,
         crate::dlq::get,
@@ -37,7 +38,9 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         crate::metrics::prometheus,
         spec,
     ),
-    components(schemas(EventInput, Accepted, BatchAccepted, ErrorBody, FieldErrorBody, EventPage, Pagination)),
+    components(schemas(
+        EventInput, Accepted, BatchAccepted, ErrorBody, FieldErrorBody, EventPage, Pagination, Histogram, HistogramBucket
+    )),
     modifiers(&FromRouteTable),
     tags(
         (name = "ingest", description = "Sending events"),
@@ -248,7 +251,7 @@ pub(crate) struct EventsParams {
     service: String,
     /// Start of the range (inclusive), as `timestamp` accepts.
     from: String,
-    /// End of the range (exclusive); at most `query.max_range_days` (30) after `from`.
+    /// End of the range (inclusive); at most `query.max_range_days` (30) after `from`.
     to: String,
     /// 1 to 10,000; ignored with `cursor`.
     page: Option<u32>,
@@ -265,6 +268,46 @@ pub(crate) struct EventsParams {
     /// `metadata.<path>=<value>`: the metadata must hold the value at the dotted path.
     #[param(rename = "metadata.<path>")]
     metadata: Option<String>,
+}
+
+/// `GET /events/histogram`.
+#[derive(Serialize, ToSchema)]
+pub(crate) struct Histogram {
+    service: String,
+    from: String,
+    to: String,
+    /// The bucket width, in the largest unit that divides it: `15m`, `1h`, `1d`.
+    #[schema(example = "5m")]
+    interval: String,
+    /// Every bucket from the one holding `from` to the one holding `to`, oldest first.
+    buckets: Vec<HistogramBucket>,
+    /// The sum of the buckets: what `GET /events` reports as `total` for the range.
+    total: u64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct HistogramBucket {
+    /// Aligned on the interval from the Unix epoch (hours on the hour, days at UTC midnight);
+    /// the first and last buckets count only the part inside `from`..`to`.
+    #[schema(example = "2024-01-15T10:00:00.000Z")]
+    start: String,
+    count: u64,
+}
+
+/// The parameters of `GET /events/histogram`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct HistogramParams {
+    /// Exact service name, ≤ 100 characters.
+    service: String,
+    /// Start of the range (inclusive), as `timestamp` accepts.
+    from: String,
+    /// End of the range (inclusive); at most `query.max_range_days` (30) after `from`.
+    to: String,
+    /// Bucket width in whole minutes: `1m`, `5m`, `15m`, `1h`, `1d` (any `<n>m`, `<n>h`,
+    /// `<n>d`), or seconds divisible by 60; at most 1,000 buckets.
+    interval: String,
 }
 
 /// The parameters of `GET /events/tail`.

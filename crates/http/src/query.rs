@@ -1,10 +1,10 @@
 //! `GET /events`: the README's response shape, the running original's top-level fields,
-//! and `next_cursor` for keyset paging.
+//! and `next_cursor` for keyset paging. `GET /events/histogram`: counts per time bucket.
 
 use crate::AppState;
 use crate::error::ApiError;
 use actix_web::{HttpRequest, HttpResponse, web};
-use aurore_domain::{EventQuery, FieldError, StoredEvent};
+use aurore_domain::{EventQuery, FieldError, HistogramQuery, StoredEvent};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -89,4 +89,26 @@ pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>)
         body["next_cursor"] = Value::String(cursor.encode());
     }
     Ok(HttpResponse::Ok().json(body))
+}
+
+#[utoipa::path(get, path = "/events/histogram", tag = "query", params(crate::openapi::HistogramParams),
+    responses(
+        (status = 200, description = "Events per bucket, empty buckets included", body = crate::openapi::Histogram),
+        (status = 400, description = "An invalid or unknown parameter, named; or too many buckets", body = crate::openapi::ErrorBody),
+        (status = 503, description = "Storage unavailable; `Retry-After` set", body = crate::openapi::ErrorBody),
+    ))]
+pub(crate) async fn get_histogram(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let pairs = query_pairs(&request)?;
+    let query = HistogramQuery::parse(&pairs, &state.query_limits, state.ingest.markup()).map_err(ApiError::Invalid)?;
+    let histogram = state.store.histogram(&query).await.map_err(ApiError::from_query)?;
+    let buckets: Vec<Value> =
+        histogram.buckets.iter().map(|bucket| json!({"start": iso(&bucket.start), "count": bucket.count})).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "service": query.service,
+        "from": iso(&query.from),
+        "to": iso(&query.to),
+        "interval": query.interval.name(),
+        "buckets": buckets,
+        "total": histogram.total,
+    })))
 }

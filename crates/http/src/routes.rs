@@ -69,13 +69,14 @@ const fn endpoint(method: Method, path: &'static str, group: RouteGroup, handler
 use RouteGroup::{Admin, Health, Ingest, Query};
 
 /// The whole HTTP surface.
-pub static ENDPOINTS: [Endpoint; 23] = [
+pub static ENDPOINTS: [Endpoint; 24] = [
     endpoint(Method::POST, "/events", Ingest, || web::to(ingest::post_events)),
     endpoint(Method::GET, "/events", Query, || web::to(query::get_events)),
     endpoint(Method::GET, "/events/export", Query, || {
         web::to(export::export).wrap(actix_web::middleware::Compress::default())
     }),
     endpoint(Method::GET, "/events/tail", Query, || web::to(tail::tail)),
+    endpoint(Method::GET, "/events/histogram", Query, || web::to(query::get_histogram)),
     endpoint(Method::GET, "/dlq", Query, || web::to(dlq::list)),
     endpoint(Method::GET, "/dlq/statistics", Query, || web::to(dlq::statistics)),
     endpoint(Method::GET, "/dlq/{id}", Query, || web::to(dlq::get)),

@@ -1,39 +1,57 @@
-//! Events per service per UTC hour. Batches add to it in their own transaction; a query's
-//! total sums whole hours from it and counts only the two partial edge hours row by row
-//! (and, when the rollup outlives the events, the hours past the event window).
+//! Events per service per UTC hour (`event_counts`) and per UTC minute
+//! (`event_counts_minute`). Batches add to both in their own transaction. A range is
+//! counted from whole hours, then whole minutes, and only the partial minutes at its two
+//! ends row by row, so its cost does not grow with the events in it; a histogram counts
+//! each of its buckets the same way, in one statement.
 
 use crate::error;
-use aurore_domain::{BusinessMetrics, Event, EventQuery, HourlyCount, StoreError};
+use aurore_domain::{BusinessMetrics, Event, EventQuery, Histogram, HistogramQuery, HourlyCount, StoreError};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use diesel::sql_types::{BigInt, Text, Timestamptz};
+use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use std::collections::BTreeMap;
 
-const UPSERT: &str = "INSERT INTO event_counts (service, hour, events) \
+const UPSERT_HOURS: &str = "INSERT INTO event_counts (service, hour, events) \
      SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int8[]) \
      ON CONFLICT (service, hour) DO UPDATE SET events = event_counts.events + EXCLUDED.events";
 
-fn hour_of(instant: DateTime<Utc>) -> DateTime<Utc> {
-    instant.duration_trunc(TimeDelta::hours(1)).unwrap_or(instant)
+const UPSERT_MINUTES: &str = "INSERT INTO event_counts_minute (service, minute, events) \
+     SELECT * FROM unnest($1::text[], $2::timestamptz[], $3::int8[]) \
+     ON CONFLICT (service, minute) DO UPDATE SET events = event_counts_minute.events + EXCLUDED.events";
+
+fn floor(instant: DateTime<Utc>, unit: TimeDelta) -> DateTime<Utc> {
+    instant.duration_trunc(unit).unwrap_or(instant)
 }
 
-/// Adds the stored events to their hours. Keys are sorted so concurrent writers lock rows
-/// in the same order and never deadlock.
+fn ceil(instant: DateTime<Utc>, unit: TimeDelta) -> DateTime<Utc> {
+    let floor = floor(instant, unit);
+    if floor == instant { floor } else { floor + unit }
+}
+
+/// Adds the stored events to their minutes and hours: one statement per table, however
+/// many events. Keys are sorted, and every writer takes minutes before hours, so
+/// concurrent writers lock rows in the same order and never deadlock.
 pub(crate) async fn add<'a>(
     transaction: &tokio_postgres::Transaction<'_>,
     stored: impl Iterator<Item = (&'a str, DateTime<Utc>)>,
 ) -> Result<(), tokio_postgres::Error> {
-    let mut hours: BTreeMap<(&str, DateTime<Utc>), i64> = BTreeMap::new();
+    let mut minutes: BTreeMap<(&str, DateTime<Utc>), i64> = BTreeMap::new();
     for (service, timestamp) in stored {
-        *hours.entry((service, hour_of(timestamp))).or_default() += 1;
+        *minutes.entry((service, floor(timestamp, TimeDelta::minutes(1)))).or_default() += 1;
     }
-    let (mut services, mut starts, mut counts) = (Vec::new(), Vec::new(), Vec::new());
-    for ((service, hour), count) in hours {
-        services.push(service);
-        starts.push(hour);
-        counts.push(count);
+    let mut hours: BTreeMap<(&str, DateTime<Utc>), i64> = BTreeMap::new();
+    for ((service, minute), count) in &minutes {
+        *hours.entry((service, floor(*minute, TimeDelta::hours(1)))).or_default() += count;
     }
-    transaction.execute(UPSERT, &[&services, &starts, &counts]).await?;
+    for (statement, counts) in [(UPSERT_MINUTES, minutes), (UPSERT_HOURS, hours)] {
+        let (mut services, mut starts, mut events) = (Vec::new(), Vec::new(), Vec::new());
+        for ((service, start), count) in counts {
+            services.push(service);
+            starts.push(start);
+            events.push(count);
+        }
+        transaction.execute(statement, &[&services, &starts, &events]).await?;
+    }
     Ok(())
 }
 
@@ -41,50 +59,163 @@ pub(crate) fn of_events<'a>(events: &'a [&'a Event]) -> impl Iterator<Item = (&'
     events.iter().map(|event| (event.service.as_str(), event.timestamp))
 }
 
+/// Spans `[from, until)` to count from one source, each for one bucket.
+#[derive(Debug, Default)]
+struct Spans {
+    buckets: Vec<i32>,
+    from: Vec<DateTime<Utc>>,
+    until: Vec<DateTime<Utc>>,
+}
+
+impl Spans {
+    fn push(&mut self, bucket: i32, from: DateTime<Utc>, until: DateTime<Utc>) {
+        if from < until {
+            self.buckets.push(bucket);
+            self.from.push(from);
+            self.until.push(until);
+        }
+    }
+}
+
+/// A partial minute at one end of the range, counted row by row for its bucket.
+#[derive(Debug, Clone, Copy)]
+struct Edge {
+    bucket: i32,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+}
+
+/// How to count contiguous buckets exactly: whole hours from `event_counts`, whole minutes
+/// from `event_counts_minute`, and from `events` only the partial minute at each end of
+/// the range. Every boundary between buckets is a whole minute, so no other minute is
+/// partial.
+#[derive(Debug)]
+struct Plan {
+    hours: Spans,
+    minutes: Spans,
+    edges: [Edge; 2],
+}
+
+impl Plan {
+    /// `buckets` are `(bucket, from, until)`, contiguous and in order. Hours before
+    /// `history_before` may still count events retention removed (the rollup keeps them
+    /// as history): there, minutes count instead, which always follow the rows.
+    fn new(buckets: &[(i32, DateTime<Utc>, DateTime<Utc>)], history_before: Option<DateTime<Utc>>) -> Self {
+        let minute = TimeDelta::minutes(1);
+        let (Some(&(first, from, _)), Some(&(last, _, end))) = (buckets.first(), buckets.last()) else {
+            let nothing = Edge { bucket: 0, from: DateTime::UNIX_EPOCH, until: DateTime::UNIX_EPOCH };
+            return Self { hours: Spans::default(), minutes: Spans::default(), edges: [nothing; 2] };
+        };
+        // Whole minutes lie in [whole_from, whole_until); in one minute, the left edge is all.
+        let whole_from = ceil(from, minute).min(end);
+        let whole_until = floor(end, minute).max(whole_from);
+        let edges =
+            [Edge { bucket: first, from, until: whole_from }, Edge { bucket: last, from: whole_until, until: end }];
+        let mut plan = Self { hours: Spans::default(), minutes: Spans::default(), edges };
+        for &(bucket, since, until) in buckets {
+            let (since, until) = (since.max(whole_from), until.min(whole_until));
+            let hours_from = ceil(history_before.map_or(since, |before| before.max(since)), TimeDelta::hours(1));
+            let hours_until = floor(until, TimeDelta::hours(1));
+            if hours_from < hours_until {
+                plan.minutes.push(bucket, since, hours_from);
+                plan.hours.push(bucket, hours_from, hours_until);
+                plan.minutes.push(bucket, hours_until, until);
+            } else {
+                plan.minutes.push(bucket, since, until);
+            }
+        }
+        plan
+    }
+
+    /// Events per bucket, for buckets `0..buckets`. Runs inside the caller's transaction.
+    async fn count(
+        self,
+        connection: &mut AsyncPgConnection,
+        service: &str,
+        buckets: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let [left, right] = self.edges;
+        // The edge counts are estimated big enough to start parallel workers, whose start-up
+        // (milliseconds) costs more than the scans they would share (measured on a busy hour: 10 ms → 0.7 ms).
+        diesel::sql_query("SET LOCAL max_parallel_workers_per_gather = 0")
+            .execute(connection)
+            .await
+            .map_err(error::from_diesel)?;
+        let rows: Vec<BucketCount> = diesel::sql_query(COUNT_BY_BUCKET)
+            .bind::<Text, _>(service)
+            .bind::<Array<Integer>, _>(self.hours.buckets)
+            .bind::<Array<Timestamptz>, _>(self.hours.from)
+            .bind::<Array<Timestamptz>, _>(self.hours.until)
+            .bind::<Array<Integer>, _>(self.minutes.buckets)
+            .bind::<Array<Timestamptz>, _>(self.minutes.from)
+            .bind::<Array<Timestamptz>, _>(self.minutes.until)
+            .bind::<Integer, _>(left.bucket)
+            .bind::<Timestamptz, _>(left.from)
+            .bind::<Timestamptz, _>(left.until)
+            .bind::<Integer, _>(right.bucket)
+            .bind::<Timestamptz, _>(right.from)
+            .bind::<Timestamptz, _>(right.until)
+            .load(connection)
+            .await
+            .map_err(error::from_diesel)?;
+        let mut counts = vec![0; buckets];
+        for row in rows {
+            if let Some(count) = usize::try_from(row.bucket).ok().and_then(|bucket| counts.get_mut(bucket)) {
+                *count = row.events.unsigned_abs();
+            }
+        }
+        Ok(counts)
+    }
+}
+
+/// Each span is a range of a primary key (`(service, hour)`, `(service, minute)`); each edge
+/// a range of the events' `(service, timestamp)` index, with its bounds bound as values so
+/// the planner keeps only the partition it lies in.
+const COUNT_BY_BUCKET: &str = r#"SELECT bucket, sum(n)::int8 AS events FROM (
+        SELECT s.bucket, c.events AS n
+        FROM unnest($2::int4[], $3::timestamptz[], $4::timestamptz[]) AS s(bucket, since, until)
+        JOIN event_counts c ON c.service = $1 AND c.hour >= s.since AND c.hour < s.until
+        UNION ALL
+        SELECT s.bucket, c.events
+        FROM unnest($5::int4[], $6::timestamptz[], $7::timestamptz[]) AS s(bucket, since, until)
+        JOIN event_counts_minute c ON c.service = $1 AND c.minute >= s.since AND c.minute < s.until
+        UNION ALL
+        SELECT $8, count(*) FROM events WHERE service = $1 AND "timestamp" >= $9 AND "timestamp" < $10
+        UNION ALL
+        SELECT $11, count(*) FROM events WHERE service = $1 AND "timestamp" >= $12 AND "timestamp" < $13
+    ) AS counted GROUP BY bucket"#;
+
 #[derive(diesel::QueryableByName)]
-struct Total {
+struct BucketCount {
+    #[diesel(sql_type = Integer)]
+    bucket: i32,
     #[diesel(sql_type = BigInt)]
-    total: i64,
+    events: i64,
 }
 
-fn next_hour_from(instant: DateTime<Utc>) -> DateTime<Utc> {
-    let hour = hour_of(instant);
-    if hour == instant { hour } else { hour + TimeDelta::hours(1) }
-}
-
-/// Events matching the query's service and inclusive range, exactly: whole hours from
-/// `event_counts`, the partial hours at either end from `events`. Hours before
-/// `history_before` may be counted after retention removed their rows, so that part of the
-/// range is counted from the rows left instead (few, once retention has run).
+/// Events matching the query's service and inclusive range, exactly. Before
+/// `history_before` the hourly counts may hold events retention removed, so that part of
+/// the range is counted from the minutes, which never do.
 pub(crate) async fn total(
     connection: &mut AsyncPgConnection,
     query: &EventQuery,
     history_before: Option<DateTime<Utc>>,
 ) -> Result<u64, StoreError> {
-    let mut whole_from = next_hour_from(query.from);
-    if let Some(history_before) = history_before {
-        whole_from = whole_from.max(next_hour_from(history_before));
-    }
-    let mut whole_to = hour_of(query.to);
-    if whole_from >= whole_to {
-        // No whole hour inside: one exact count covers the range.
-        whole_from = query.to + TimeDelta::microseconds(1);
-        whole_to = whole_from;
-    }
-    let total: Total = diesel::sql_query(
-        r#"SELECT (SELECT coalesce(sum(events), 0) FROM event_counts WHERE service = $1 AND hour >= $3 AND hour < $4)::int8
-                + (SELECT count(*) FROM events WHERE service = $1 AND "timestamp" >= $2 AND "timestamp" < $3)
-                + (SELECT count(*) FROM events WHERE service = $1 AND "timestamp" >= $4 AND "timestamp" <= $5) AS total"#,
-    )
-    .bind::<Text, _>(&query.service)
-    .bind::<Timestamptz, _>(query.from)
-    .bind::<Timestamptz, _>(whole_from)
-    .bind::<Timestamptz, _>(whole_to)
-    .bind::<Timestamptz, _>(query.to)
-    .get_result(connection)
-    .await
-    .map_err(error::from_diesel)?;
-    Ok(total.total.unsigned_abs())
+    // `to` is inclusive; instants are microseconds.
+    let plan = Plan::new(&[(0, query.from, query.to + TimeDelta::microseconds(1))], history_before);
+    Ok(plan.count(connection, &query.service, 1).await?.iter().sum())
+}
+
+/// Every bucket of the histogram, counted as [`total`] counts a range.
+pub(crate) async fn histogram(
+    connection: &mut AsyncPgConnection,
+    query: &HistogramQuery,
+    history_before: Option<DateTime<Utc>>,
+) -> Result<Histogram, StoreError> {
+    let spans = query.buckets();
+    let buckets: Vec<_> = (0..).zip(&spans).map(|(bucket, span)| (bucket, span.from, span.until)).collect();
+    let counts = Plan::new(&buckets, history_before).count(connection, &query.service, spans.len()).await?;
+    Ok(Histogram::new(&spans, counts))
 }
 
 #[derive(diesel::QueryableByName)]
@@ -116,7 +247,7 @@ pub(crate) async fn business_metrics(
             .load(connection)
             .await
             .map_err(error::from_diesel)?;
-    let since = hour_of(now) - TimeDelta::hours(23);
+    let since = floor(now, TimeDelta::hours(1)) - TimeDelta::hours(23);
     let recent: Vec<Hourly> =
         diesel::sql_query("SELECT service, hour, events FROM event_counts WHERE hour >= $1 AND hour <= $2")
             .bind::<Timestamptz, _>(since)

@@ -19,8 +19,8 @@ mod tls;
 
 use async_trait::async_trait;
 use aurore_domain::{
-    BusinessMetrics, ConnectionStats, Event, EventPage, EventQuery, EventStore, QueryError, RetentionPolicy, SortField,
-    StoreError,
+    BusinessMetrics, ConnectionStats, Event, EventPage, EventQuery, EventStore, Histogram, HistogramQuery, QueryError,
+    RetentionPolicy, SortField, StoreError,
 };
 use chrono::{DateTime, Utc};
 
@@ -61,7 +61,8 @@ pub struct PostgresSettings {
     /// Server-side limit on one query, so a runaway query is cancelled, not abandoned.
     pub query_timeout: Duration,
     /// Where events end and the hourly counts' history begins: with a rollup longer than
-    /// event retention, totals count the hours past the event window from the rows left.
+    /// event retention, totals count the hours past the event window from the minutes,
+    /// which follow the rows left.
     pub retention: RetentionPolicy,
 }
 
@@ -262,7 +263,7 @@ async fn read_page(
     Ok(EventPage { events, total, has_more })
 }
 
-/// The fast path: one binary COPY and the hourly counts, in one transaction.
+/// The fast path: one binary COPY and the counts by minute and hour, in one transaction.
 async fn copy(client: &mut tokio_postgres::Client, events: &[&Event]) -> Result<(), tokio_postgres::Error> {
     let transaction = client.transaction().await?;
     let sink = transaction.copy_in(COPY_EVENTS).await?;
@@ -341,6 +342,22 @@ impl EventStore for PostgresStore {
             .repeatable_read()
             .read_only()
             .run(async |connection| read_page(connection, query, history_before).await)
+            .await
+            .map_err(|InSnapshot(error)| error)
+    }
+
+    #[tracing::instrument(name = "db.histogram", skip_all, fields(db.system = "postgresql", service = %query.service))]
+    async fn histogram(&self, query: &HistogramQuery) -> Result<Histogram, QueryError> {
+        let mut connection = self.query_connection().await?;
+        let history_before = self.history_before(Utc::now());
+        // One statement reads every bucket, so one snapshot; the transaction bounds the
+        // settings the count takes for itself.
+        connection
+            .build_transaction()
+            .read_only()
+            .run(async |connection| {
+                counts::histogram(connection, query, history_before).await.map_err(InSnapshot::from)
+            })
             .await
             .map_err(|InSnapshot(error)| error)
     }

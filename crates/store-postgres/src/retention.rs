@@ -1,9 +1,10 @@
 //! Retention in short transactions on a connection of its own, behind a session advisory
 //! lock. Whole days go by dropping their partitions (constant time whatever their size),
-//! each in its own transaction that also takes the day's hours off `event_counts`; only the
-//! day that straddles the cut-off, and old rows in the default partition, are deleted row by
-//! row, with their hourly counts taken off in the same transaction (unless the rollup keeps a
-//! longer history, which it then trims at its own cut-off).
+//! each in its own transaction that also takes the day's minutes off `event_counts_minute`
+//! and its hours off `event_counts`; only the day that straddles the cut-off, and old rows in
+//! the default partition, are deleted row by row, with their counts taken off in the same
+//! transaction. The minutes always follow the rows; the hours do unless the rollup keeps a
+//! longer history, which is then trimmed at its own cut-off.
 //!
 //! Dropping a partition takes ACCESS EXCLUSIVE on `events`, and while it waits for that
 //! lock every writer and reader queues behind it. Each step therefore waits at most the
@@ -26,33 +27,47 @@ const EVENT_PARTITIONS: &str = "SELECT c.relname::text FROM pg_inherits i \
      JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
      WHERE p.relname = 'events' AND c.relname ~ '^events_p[0-9]{8}$'";
 
-/// Deletes `table`'s rows in [$1, $2) and returns how many; with `uncount`, also takes them
-/// off their hours in `event_counts` and returns the hours left at zero, to be removed by key.
+/// Deletes `table`'s rows in [$1, $2) and takes them off their minutes in
+/// `event_counts_minute` and, with `uncount`, off their hours in `event_counts`. Returns how
+/// many went and the minutes and hours left at zero, to be removed by key (a statement
+/// cannot both update and delete a row).
 fn delete_rows(table: &str, uncount: bool) -> String {
-    let deleted = format!(
-        r#"WITH deleted AS (DELETE FROM {table} WHERE "timestamp" >= $1 AND "timestamp" < $2 RETURNING service, "timestamp"),
-                hours AS (SELECT service, date_trunc('hour', "timestamp", 'UTC') AS hour, count(*) AS n FROM deleted GROUP BY 1, 2)"#
-    );
-    if uncount {
-        format!(
-            "{deleted}, counted AS (UPDATE event_counts c SET events = c.events - h.n FROM hours h \
-                 WHERE c.service = h.service AND c.hour = h.hour RETURNING c.service, c.hour, c.events)
-             SELECT (SELECT coalesce(sum(n), 0)::int8 FROM hours), coalesce(array_agg(service), '{{}}'), \
-                    coalesce(array_agg(hour), '{{}}') \
-             FROM counted WHERE events <= 0"
-        )
+    let hours = if uncount {
+        ", hours AS (SELECT service, date_trunc('hour', minute, 'UTC') AS hour, sum(n)::int8 AS n FROM minutes GROUP BY 1, 2), \
+           counted_hours AS (UPDATE event_counts c SET events = c.events - h.n FROM hours h \
+               WHERE c.service = h.service AND c.hour = h.hour RETURNING c.service, c.hour, c.events)"
     } else {
-        format!("{deleted} SELECT coalesce(sum(n), 0)::int8, '{{}}'::text[], '{{}}'::timestamptz[] FROM hours")
-    }
+        ""
+    };
+    let empty_hours = if uncount {
+        "(SELECT coalesce(array_agg(service), '{}') FROM counted_hours WHERE events <= 0), \
+         (SELECT coalesce(array_agg(hour), '{}') FROM counted_hours WHERE events <= 0)"
+    } else {
+        "'{}'::text[], '{}'::timestamptz[]"
+    };
+    format!(
+        r#"WITH deleted AS (DELETE FROM {table} WHERE "timestamp" >= $1 AND "timestamp" < $2 RETURNING service, "timestamp"),
+                minutes AS (SELECT service, date_trunc('minute', "timestamp", 'UTC') AS minute, count(*) AS n FROM deleted GROUP BY 1, 2),
+                counted_minutes AS (UPDATE event_counts_minute c SET events = c.events - m.n FROM minutes m
+                    WHERE c.service = m.service AND c.minute = m.minute RETURNING c.service, c.minute, c.events){hours}
+           SELECT (SELECT coalesce(sum(n), 0)::int8 FROM minutes),
+                  (SELECT coalesce(array_agg(service), '{{}}') FROM counted_minutes WHERE events <= 0),
+                  (SELECT coalesce(array_agg(minute), '{{}}') FROM counted_minutes WHERE events <= 0),
+                  {empty_hours}"#
+    )
 }
 
-/// Hours whose every event is gone, by primary key.
+/// Minutes and hours whose every event is gone, by primary key.
+const DELETE_EMPTY_MINUTES: &str = "DELETE FROM event_counts_minute c \
+     USING unnest($1::text[], $2::timestamptz[]) AS z(service, minute) \
+     WHERE c.service = z.service AND c.minute = z.minute AND c.events <= 0";
 const DELETE_EMPTY_HOURS: &str = "DELETE FROM event_counts c USING unnest($1::text[], $2::timestamptz[]) AS z(service, hour) \
      WHERE c.service = z.service AND c.hour = z.hour AND c.events <= 0";
 
-/// The dropped day's hours: its events were all in its partition (the default partition
-/// holds no row of a day that has one).
-const DELETE_DAY_COUNTS: &str = "DELETE FROM event_counts WHERE hour >= $1 AND hour < $2";
+/// The dropped day's minutes and hours: its events were all in its partition (the default
+/// partition holds no row of a day that has one).
+const DELETE_DAY_MINUTES: &str = "DELETE FROM event_counts_minute WHERE minute >= $1 AND minute < $2";
+const DELETE_DAY_HOURS: &str = "DELETE FROM event_counts WHERE hour >= $1 AND hour < $2";
 
 fn partition_day(name: &str) -> Option<NaiveDate> {
     NaiveDate::parse_from_str(name.strip_prefix("events_p")?, "%Y%m%d").ok()
@@ -66,7 +81,8 @@ fn is_lock_timeout(error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&SqlState::LOCK_NOT_AVAILABLE)
 }
 
-/// One transaction: `table`'s rows in [from, to) and, in step, their counts.
+/// One transaction: `table`'s rows in [from, to) and, in step, their counts (the hours'
+/// only with `uncount`).
 async fn delete_old_rows(
     client: &mut tokio_postgres::Client,
     table: &str,
@@ -77,10 +93,12 @@ async fn delete_old_rows(
     let transaction = client.transaction().await?;
     transaction.batch_execute(SET_UPKEEP_LOCK_TIMEOUT).await?;
     let row = transaction.query_one(&delete_rows(table, uncount), &[&from, &to]).await?;
-    let services: Vec<String> = row.get(1);
-    let hours: Vec<DateTime<Utc>> = row.get(2);
-    if !services.is_empty() {
-        transaction.execute(DELETE_EMPTY_HOURS, &[&services, &hours]).await?;
+    for (statement, keys) in [(DELETE_EMPTY_MINUTES, 1), (DELETE_EMPTY_HOURS, 3)] {
+        let services: Vec<String> = row.get(keys);
+        let starts: Vec<DateTime<Utc>> = row.get(keys + 1);
+        if !services.is_empty() {
+            transaction.execute(statement, &[&services, &starts]).await?;
+        }
     }
     transaction.commit().await?;
     Ok(row.get::<_, i64>(0).unsigned_abs())
@@ -97,9 +115,10 @@ async fn drop_partition(
     transaction.batch_execute(SET_UPKEEP_LOCK_TIMEOUT).await?;
     // The name matched ^events_p[0-9]{8}$: safe to splice.
     transaction.batch_execute(&format!("DROP TABLE {partition}")).await?;
+    let (from, to) = (midnight(day), midnight(day.succ_opt().unwrap_or(day)));
+    transaction.execute(DELETE_DAY_MINUTES, &[&from, &to]).await?;
     if uncount {
-        let next = day.succ_opt().unwrap_or(day);
-        transaction.execute(DELETE_DAY_COUNTS, &[&midnight(day), &midnight(next)]).await?;
+        transaction.execute(DELETE_DAY_HOURS, &[&from, &to]).await?;
     }
     transaction.commit().await
 }
