@@ -33,6 +33,7 @@ until curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 0.1; d
 to=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)
 from=$(date -u -d "$to - 1 hour" +%Y-%m-%dT%H:%M:%S.%3NZ)
 psql "$server/$database" -v ON_ERROR_STOP=1 -q <<SQL
+SELECT aurore_ensure_event_partition(d::date) FROM (VALUES ('$from'::timestamptz AT TIME ZONE 'UTC'), ('$to'::timestamptz AT TIME ZONE 'UTC')) AS days(d);
 INSERT INTO events (id, "timestamp", service, message, metadata, ingested_at)
 SELECT gen_random_uuid(), '$from'::timestamptz + (interval '1 hour') * i / $events,
        'busy-service', 'seeded event ' || i, jsonb_build_object('request_id', i), now()
@@ -52,8 +53,7 @@ SQL
 # The seeded partitions by name, as autovacuum would have analysed them by now: here neither
 # the partitioned table's ANALYZE nor a database-wide one gave them column statistics, and
 # without them the page query sorts the whole hour.
-partitions=$(psql "$server/$database" -Atc "SELECT string_agg(inhrelid::regclass::text, ', ') FROM pg_inherits
-    WHERE inhparent = 'events'::regclass AND inhrelid::regclass::text ~ '$(date -u -d "$from" +%Y%m%d)|$(date -u -d "$to" +%Y%m%d)'")
+partitions=$(printf 'events_p%s\n' "$(date -u -d "$from" +%Y%m%d)" "$(date -u -d "$to" +%Y%m%d)" | sort -u | paste -sd,)
 psql "$server/$database" -qc "ANALYZE $partitions, event_counts"
 psql "$server/$database" -qc "ANALYZE event_counts_minute" 2>/dev/null || true
 

@@ -136,7 +136,7 @@ impl Plan {
     ) -> Result<Vec<u64>, StoreError> {
         let [left, right] = self.edges;
         // The edge counts are estimated big enough to start parallel workers, whose start-up
-        // (milliseconds) costs more than the scans they would share (measured on a busy hour: 10 ms → 0.7 ms).
+        // costs more than the scans they would share (measured on a busy hour: 10 ms → 0.7 ms).
         diesel::sql_query("SET LOCAL max_parallel_workers_per_gather = 0")
             .execute(connection)
             .await
