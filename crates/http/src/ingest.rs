@@ -353,17 +353,16 @@ impl EventCounter {
 fn parse(format: Format, bytes: &[u8], max_events: usize) -> Result<Body, ApiError> {
     let too_many = ApiError::TooManyEvents { limit: max_events };
     if format == Format::Ndjson {
-        let lines = || bytes.split(|byte| *byte == b'\n').enumerate().filter(|(_, line)| !line.trim_ascii().is_empty());
-        if lines().nth(max_events).is_some() {
-            return Err(too_many);
+        let mut elements = Vec::new();
+        let lines = bytes.split(|byte| *byte == b'\n').enumerate().filter(|(_, line)| !line.trim_ascii().is_empty());
+        for (number, line) in lines {
+            if elements.len() == max_events {
+                return Err(too_many);
+            }
+            elements.push(serde_json::from_slice(line).map_err(|error| {
+                FieldError::new("event", "isJson", format!("line {} is not valid JSON: {error}", number + 1))
+            }));
         }
-        let elements = lines()
-            .map(|(number, line)| {
-                serde_json::from_slice(line).map_err(|error| {
-                    FieldError::new("event", "isJson", format!("line {} is not valid JSON: {error}", number + 1))
-                })
-            })
-            .collect();
         return Ok(Body::Many(elements));
     }
     let exceeded = Cell::new(false);
