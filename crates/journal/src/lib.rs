@@ -1,13 +1,12 @@
 //! The write-ahead journal behind the domain's [`Journal`] port.
 //!
-//! Events are appended to segment files under one directory. Appends that arrive together
-//! share one `fdatasync` (group commit, written by the first of them: see `writer.rs`); each
-//! caller's future resolves only once its record is on stable storage. Every record is length-prefixed and
+//! Events are appended to segment files under one directory by a single writer thread.
+//! Appends that arrive together share one `fdatasync` (group commit); each caller's future
+//! resolves only once its record is on stable storage. Every record is length-prefixed and
 //! CRC32C-checksummed (see `record.rs`). A segment is deleted whole once it is sealed and
 //! every event in it has been acknowledged as stored. At start-up each segment is scanned:
-//! a torn or corrupt tail is cut at the last good record (reported, never fatal), a tail of
-//! zeros (preallocated, never written) is cut silently, and the surviving events are
-//! handed back for replay.
+//! a torn or corrupt tail is cut at the last good record (reported, never fatal), and the
+//! surviving events are handed back for replay.
 
 mod record;
 mod writer;
@@ -19,7 +18,7 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// Where the journal lives and how it batches and bounds itself.
@@ -101,7 +100,7 @@ impl Shared {
 /// The journal on local disk.
 #[derive(Debug)]
 pub struct FileJournal {
-    committer: Arc<writer::Committer>,
+    requests: mpsc::Sender<writer::Request>,
     shared: Arc<Shared>,
     /// Segments found at start-up, still to be handed out for replay.
     to_replay: Mutex<VecDeque<PathBuf>>,
@@ -163,12 +162,7 @@ impl FileJournal {
         for path in paths {
             let bytes = fs::read(&path).map_err(|e| io_error("cannot read", &path, e))?;
             let scan = record::scan(&bytes);
-            let never_written = bytes[scan.good_len..].iter().all(|&byte| byte == 0);
-            if scan.good_len < bytes.len() && never_written {
-                let file =
-                    fs::OpenOptions::new().write(true).open(&path).map_err(|e| io_error("cannot open", &path, e))?;
-                file.set_len(scan.good_len as u64).map_err(|e| io_error("cannot truncate", &path, e))?;
-            } else if scan.good_len < bytes.len() {
+            if scan.good_len < bytes.len() {
                 let cut = (bytes.len() - scan.good_len) as u64;
                 tracing::warn!(path = %path.display(), kept = scan.good_len, cut, "journal segment has a torn or corrupt tail; cut at the last good record");
                 report.damaged_segments += 1;
@@ -201,14 +195,17 @@ impl FileJournal {
             fsyncs: AtomicU64::new(0),
             last_failure: Mutex::new(None),
         });
-        let committer = Arc::new(writer::Committer::new(shared.clone(), next_seq));
-        Ok((Self { committer, shared, to_replay: Mutex::new(to_replay) }, report))
+        let requests = writer::start(shared.clone(), next_seq)?;
+        Ok((Self { requests, shared, to_replay: Mutex::new(to_replay) }, report))
     }
 
     /// Stops taking appends and deletes every segment whose events are all acknowledged,
     /// so a clean stop leaves only what still needs replaying.
     pub async fn close(&self) {
-        self.committer.close().await;
+        let (reply, closed) = tokio::sync::oneshot::channel();
+        if self.requests.send(writer::Request::Close(reply)).is_ok() {
+            let _ = closed.await;
+        }
     }
 
     /// fsyncs done since start: appends per fsync shows how well group commit works.
@@ -222,7 +219,12 @@ impl Journal for FileJournal {
     async fn append(&self, events: &[Event]) -> Result<Appended, JournalError> {
         let count =
             u32::try_from(events.len()).map_err(|_| JournalError::Io("too many events in one append".into()))?;
-        self.committer.append(record::encode_events(events), count).await
+        let events_json = record::encode_events(events);
+        let (reply, outcome) = tokio::sync::oneshot::channel();
+        self.requests
+            .send(writer::Request::Append(writer::Append { events_json, count, reply }))
+            .map_err(|_| JournalError::Io("the journal is closed".into()))?;
+        outcome.await.map_err(|_| JournalError::Io("the journal writer has stopped".into()))?
     }
 
     async fn read(&self, record: RecordRef) -> Result<Vec<(JournalSeq, Event)>, JournalError> {

@@ -1,213 +1,25 @@
-//! Group commit without a writer thread. The first append to arrive while no group is
-//! being written becomes the leader: it frames every append queued behind it, writes them
-//! with one fdatasync on its own thread, answers them, and hands leadership to the first
-//! append that queued meanwhile. Followers only wait; no request hops to another thread
-//! and back to be written.
-//!
-//! Segments are preallocated when they are opened, so an fdatasync after a write does not
-//! also have to journal a new file size; the unwritten tail reads as zeros, which
-//! recovery tells apart from a torn record.
+//! The single writer thread: frames appends, writes them in groups, one fdatasync per
+//! group, rolls segments, and answers each caller once its record is durable.
 
 use crate::record::{self, HEADER_BYTES};
 use crate::{Segment, Shared, io_error, segment_path, sync_dir};
 use aurore_domain::{Appended, JournalError, JournalSeq, RecordRef};
-use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::os::unix::fs::FileExt;
+use std::io::Write;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, mpsc};
 use std::time::Instant;
-use tokio::sync::{Notify, oneshot};
+
+pub(crate) enum Request {
+    Append(Append),
+    /// Seal the open segment, delete what is fully acknowledged, and stop.
+    Close(tokio::sync::oneshot::Sender<()>),
+}
 
 pub(crate) struct Append {
-    events_json: Vec<u8>,
-    count: u32,
-    reply: oneshot::Sender<Signal>,
-}
-
-/// What a queued append is told.
-enum Signal {
-    Done(Result<Appended, JournalError>),
-    /// Its caller is to write the next group; `Done` will come on the new receiver.
-    Lead(Leadership, oneshot::Receiver<Signal>),
-}
-
-/// Appends waiting to be written, and whether a leader is writing.
-#[derive(Default)]
-struct Queue {
-    pending: VecDeque<Append>,
-    bytes: usize,
-    leading: bool,
-    closed: bool,
-}
-
-/// The journal's write side: the queue appends join and the state only a leader touches.
-pub(crate) struct Committer {
-    shared: Arc<Shared>,
-    queue: Mutex<Queue>,
-    writer: Mutex<Writer>,
-    /// Wakes a leader waiting out the group-commit wait once the queue fills a group.
-    group_full: Notify,
-    /// Wakes `close` when a leader steps down.
-    idle: Notify,
-}
-
-/// The right to write the next group. Whoever holds it must write, so a holder that is
-/// dropped unused (its caller's future was cancelled) writes the group on the way out:
-/// appends queued behind a leader are never stranded.
-struct Leadership {
-    committer: Arc<Committer>,
-    armed: bool,
-}
-
-impl Drop for Leadership {
-    fn drop(&mut self) {
-        if std::mem::take(&mut self.armed) {
-            self.committer.write_groups();
-        }
-    }
-}
-
-impl Leadership {
-    async fn lead(mut self) {
-        let committer = self.committer.clone();
-        let settings = &committer.shared.settings;
-        if !settings.group_commit_wait.is_zero() {
-            let full = committer.group_full.notified();
-            tokio::pin!(full);
-            full.as_mut().enable();
-            if committer.queue().bytes < settings.group_commit_bytes {
-                tokio::select! {
-                    () = tokio::time::sleep(settings.group_commit_wait) => {}
-                    () = full => {}
-                }
-            }
-        }
-        self.armed = false;
-        committer.write_groups();
-    }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every update leaves its state consistent, so a poisoned lock is still usable.
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-impl std::fmt::Debug for Committer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let queue = self.queue();
-        f.debug_struct("Committer").field("queued", &queue.pending.len()).field("leading", &queue.leading).finish()
-    }
-}
-
-impl Committer {
-    pub(crate) fn new(shared: Arc<Shared>, next_seq: u64) -> Self {
-        Self {
-            writer: Mutex::new(Writer { shared: shared.clone(), next_seq, open: None }),
-            shared,
-            queue: Mutex::default(),
-            group_full: Notify::new(),
-            idle: Notify::new(),
-        }
-    }
-
-    fn queue(&self) -> MutexGuard<'_, Queue> {
-        lock(&self.queue)
-    }
-
-    /// Queues one record and waits until it is durable, writing groups itself when it is
-    /// the leader.
-    pub(crate) async fn append(self: &Arc<Self>, events_json: Vec<u8>, count: u32) -> Result<Appended, JournalError> {
-        let (reply, mut outcome) = oneshot::channel();
-        let mut leadership = {
-            let mut queue = self.queue();
-            if queue.closed {
-                return Err(JournalError::Io("the journal is closed".into()));
-            }
-            queue.bytes += events_json.len();
-            let full = queue.bytes >= self.shared.settings.group_commit_bytes;
-            queue.pending.push_back(Append { events_json, count, reply });
-            if queue.leading {
-                if full {
-                    self.group_full.notify_waiters();
-                }
-                None
-            } else {
-                queue.leading = true;
-                Some(Leadership { committer: self.clone(), armed: true })
-            }
-        };
-        loop {
-            if let Some(leader) = leadership.take() {
-                leader.lead().await;
-            }
-            match outcome.await {
-                Ok(Signal::Done(result)) => return result,
-                Ok(Signal::Lead(next, next_outcome)) => {
-                    leadership = Some(next);
-                    outcome = next_outcome;
-                }
-                Err(_) => return Err(JournalError::Io("the journal writer has stopped".into())),
-            }
-        }
-    }
-
-    /// Writes the group at the head of the queue, then passes leadership to the append
-    /// queued first behind it, or steps down when none is waiting.
-    fn write_groups(self: &Arc<Self>) {
-        loop {
-            let group = {
-                let mut queue = self.queue();
-                let mut bytes = 0;
-                let mut group = Vec::new();
-                while bytes < self.shared.settings.group_commit_bytes
-                    && let Some(append) = queue.pending.pop_front()
-                {
-                    bytes += append.events_json.len();
-                    group.push(append);
-                }
-                queue.bytes -= bytes;
-                group
-            };
-            lock(&self.writer).commit(group);
-            let mut queue = self.queue();
-            let Some(next) = queue.pending.front_mut() else {
-                queue.leading = false;
-                drop(queue);
-                self.idle.notify_waiters();
-                return;
-            };
-            let (reply, outcome) = oneshot::channel();
-            let waiting = std::mem::replace(&mut next.reply, reply);
-            drop(queue);
-            let leadership = Leadership { committer: self.clone(), armed: true };
-            match waiting.send(Signal::Lead(leadership, outcome)) {
-                Ok(()) => return,
-                // That caller is gone: keep leading.
-                Err(signal) => {
-                    if let Signal::Lead(mut unused, _) = signal {
-                        unused.armed = false;
-                    }
-                }
-            }
-        }
-    }
-
-    /// Stops taking appends, lets the group being written finish, then seals the open
-    /// segment (deleting it if everything in it is acknowledged).
-    pub(crate) async fn close(&self) {
-        self.queue().closed = true;
-        loop {
-            let idle = self.idle.notified();
-            tokio::pin!(idle);
-            idle.as_mut().enable();
-            if !self.queue().leading {
-                break;
-            }
-            idle.await;
-        }
-        lock(&self.writer).seal();
-    }
+    pub(crate) events_json: Vec<u8>,
+    pub(crate) count: u32,
+    pub(crate) reply: tokio::sync::oneshot::Sender<Result<Appended, JournalError>>,
 }
 
 /// Appends framed for the open segment and not yet durable.
@@ -228,30 +40,90 @@ impl Chunk {
 
 fn refuse(requests: impl Iterator<Item = Append>, error: &JournalError) {
     for request in requests {
-        let _ = request.reply.send(Signal::Done(Err(error.clone())));
+        let _ = request.reply.send(Err(error.clone()));
     }
 }
 
 /// Remembers whether the disk took the last write, for readiness.
 fn note_outcome(shared: &Shared, written: bool) {
-    *lock(&shared.last_failure) = (!written).then(Instant::now);
+    *shared.last_failure.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = (!written).then(Instant::now);
 }
 
 /// The segment being appended to.
 struct Open {
     key: u64,
     file: File,
-    /// Bytes of records written; past them the file holds preallocated zeros.
     bytes: u64,
 }
 
-pub(crate) struct Writer {
+struct Writer {
     shared: Arc<Shared>,
     next_seq: u64,
     open: Option<Open>,
 }
 
+pub(crate) fn start(shared: Arc<Shared>, next_seq: u64) -> Result<mpsc::Sender<Request>, JournalError> {
+    let (sender, requests) = mpsc::channel();
+    let mut writer = Writer { shared, next_seq, open: None };
+    std::thread::Builder::new()
+        .name("aurore-journal".into())
+        .spawn(move || writer.run(&requests))
+        .map_err(|error| JournalError::Io(format!("cannot start the journal writer: {error}")))?;
+    Ok(sender)
+}
+
 impl Writer {
+    /// Serves until closed or until every sender is gone.
+    fn run(&mut self, requests: &mpsc::Receiver<Request>) {
+        while let Ok(request) = requests.recv() {
+            let Request::Append(first) = request else { return self.close(request) };
+            let (group, close) = self.gather(first, requests);
+            self.commit(group);
+            if let Some(close) = close {
+                return self.close(close);
+            }
+        }
+    }
+
+    fn close(&mut self, request: Request) {
+        self.seal();
+        if let Request::Close(reply) = request {
+            let _ = reply.send(());
+        }
+    }
+
+    /// Collects what is waiting, and what arrives within the group-commit wait. A close
+    /// request ends the group and is returned to be served after it.
+    fn gather(&self, first: Append, requests: &mpsc::Receiver<Request>) -> (Vec<Append>, Option<Request>) {
+        let settings = &self.shared.settings;
+        let deadline = Instant::now() + settings.group_commit_wait;
+        let mut bytes = first.events_json.len();
+        let mut group = vec![first];
+        while bytes < settings.group_commit_bytes {
+            let next = match requests.try_recv() {
+                Ok(request) => request,
+                Err(_) => {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    match requests.recv_timeout(left) {
+                        Ok(request) => request,
+                        Err(_) => break,
+                    }
+                }
+            };
+            match next {
+                Request::Append(append) => {
+                    bytes += append.events_json.len();
+                    group.push(append);
+                }
+                close @ Request::Close(_) => return (group, Some(close)),
+            }
+        }
+        (group, None)
+    }
+
     /// Writes a group. Requests are framed into a chunk for the open segment; a chunk is
     /// made durable, counted in the table and answered before its segment may be sealed,
     /// so a roll inside a group can never reclaim records it just wrote.
@@ -262,7 +134,7 @@ impl Writer {
             let length = (HEADER_BYTES + 12 + request.events_json.len()) as u64;
             let limit = self.shared.settings.max_bytes;
             if self.shared.table().total_bytes + chunk.bytes() + length > limit {
-                let _ = request.reply.send(Signal::Done(Err(JournalError::Full { limit_bytes: limit })));
+                let _ = request.reply.send(Err(JournalError::Full { limit_bytes: limit }));
                 continue;
             }
             let open_bytes = self.open.as_ref().map_or(0, |open| open.bytes) + chunk.bytes();
@@ -303,7 +175,7 @@ impl Writer {
         let path = segment_path(&self.shared.settings.dir, open.key);
         let written = open
             .file
-            .write_all_at(&chunk.framed, open.bytes)
+            .write_all(&chunk.framed)
             .map_err(|e| io_error("cannot write", &path, e))
             .and_then(|()| open.file.sync_data().map_err(|e| io_error("cannot sync", &path, e)));
         note_outcome(&self.shared, written.is_ok());
@@ -335,20 +207,14 @@ impl Writer {
             table.total_bytes += chunk.bytes();
         }
         for (request, appended) in chunk.answers {
-            let _ = request.reply.send(Signal::Done(Ok(appended)));
+            let _ = request.reply.send(Ok(appended));
         }
         Ok(())
     }
 
-    /// Seals the open segment, giving back its unwritten preallocation, and deletes it if
-    /// already fully acknowledged.
+    /// Seals the open segment, deleting it if already fully acknowledged.
     fn seal(&mut self) {
         if let Some(open) = self.open.take() {
-            // Not synced: a preallocated tail that survives a crash reads as zeros, which
-            // recovery cuts without calling it damage.
-            if let Err(error) = open.file.set_len(open.bytes) {
-                tracing::warn!(segment = open.key, %error, "cannot trim a sealed journal segment");
-            }
             let mut table = self.shared.table();
             if let Some(segment) = table.segments.get_mut(&open.key) {
                 segment.sealed = true;
@@ -357,8 +223,7 @@ impl Writer {
         }
     }
 
-    /// Seals the open segment and starts a new one named after the next position,
-    /// preallocated up to the segment size (never past the journal's limit).
+    /// Seals the open segment and starts a new one named after the next position.
     fn roll(&mut self) -> Result<(), JournalError> {
         let dir = self.shared.settings.dir.clone();
         self.seal();
@@ -366,19 +231,10 @@ impl Writer {
         let path = segment_path(&dir, key);
         let file = OpenOptions::new()
             .create(true)
-            .truncate(true)
-            .write(true)
+            .append(true)
             .open(&path)
             .map_err(|e| io_error("cannot create", &path, e))?;
-        let room = self.shared.settings.max_bytes.saturating_sub(self.shared.table().total_bytes);
-        let preallocate = self.shared.settings.segment_bytes.min(room);
-        if preallocate > 0
-            && let Err(error) = rustix::fs::fallocate(&file, rustix::fs::FallocateFlags::empty(), 0, preallocate)
-        {
-            // Only slower without it: writes then extend the file.
-            tracing::debug!(path = %path.display(), %error, "cannot preallocate a journal segment");
-        }
-        if let Err(error) = file.sync_all().and_then(|()| sync_dir(&dir)) {
+        if let Err(error) = sync_dir(&dir) {
             // Nothing refers to it yet: leave nothing behind.
             let _ = std::fs::remove_file(&path);
             return Err(io_error("cannot sync", &dir, error));

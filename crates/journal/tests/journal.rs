@@ -143,20 +143,16 @@ async fn closing_deletes_what_is_fully_acknowledged() {
 #[tokio::test]
 async fn a_torn_tail_is_cut_at_the_last_good_record() {
     let dir = tempfile::tempdir().unwrap();
-    let written;
     {
         let (journal, _) =
             FileJournal::open(JournalSettings { segment_bytes: 1 << 20, ..settings(dir.path()) }).unwrap();
         for tag in ["a", "b", "c"] {
             journal.append(&events(2, tag)).await.unwrap();
         }
-        written = journal.usage().bytes;
     }
-    // A crash in the middle of the last write into the preallocated file: its end never
-    // reached the disk and reads as zeros.
     let segment = segment_files(dir.path()).pop().unwrap();
-    let file = std::fs::OpenOptions::new().write(true).open(&segment).unwrap();
-    std::os::unix::fs::FileExt::write_all_at(&file, &[0; 10], written - 10).unwrap();
+    let length = std::fs::metadata(&segment).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&segment).unwrap().set_len(length - 10).unwrap();
 
     let (journal, report) = open(dir.path());
     assert_eq!(report.damaged_segments, 1);
@@ -217,18 +213,12 @@ fn sized_events(count: usize, len: usize) -> Vec<Event> {
     batch
 }
 
-/// A segment's length without its preallocated tail (records never end in a zero byte).
-fn written_bytes(segment: &Path) -> u64 {
-    let bytes = std::fs::read(segment).unwrap();
-    bytes.iter().rposition(|&byte| byte != 0).map_or(0, |last| last as u64 + 1)
-}
-
 /// The journal's bookkeeping matches the files: what it counts is what is on disk.
 fn assert_accounting_matches_disk(journal: &FileJournal, dir: &Path) -> Result<(), TestCaseError> {
     let files = segment_files(dir);
-    let on_disk: u64 = files.iter().map(|file| written_bytes(file)).sum();
+    let on_disk: u64 = files.iter().map(|file| std::fs::metadata(file).unwrap().len()).sum();
     let usage = journal.usage();
-    prop_assert_eq!(usage.bytes, on_disk, "journal bytes counted vs written on disk");
+    prop_assert_eq!(usage.bytes, on_disk, "journal bytes counted vs on disk");
     prop_assert_eq!(usage.segments, files.len(), "segments counted vs files");
     Ok(())
 }
@@ -364,7 +354,7 @@ async fn a_failed_write_leaves_no_segment_and_no_gap_in_positions_behind() {
     assert_eq!(appended.first, JournalSeq(0));
     assert!(!journal.usage().write_failing, "a write that succeeds clears it");
     assert_eq!(segment_files(dir.path()).len(), 1);
-    let on_disk = written_bytes(&segment_files(dir.path())[0]);
+    let on_disk = std::fs::metadata(&segment_files(dir.path())[0]).unwrap().len();
     assert_eq!(journal.usage().bytes, on_disk);
     drop(journal);
     let (journal, report) = open(dir.path());
@@ -372,39 +362,8 @@ async fn a_failed_write_leaves_no_segment_and_no_gap_in_positions_behind() {
     assert_eq!(replay_all(&journal).len(), 2);
 }
 
-#[tokio::test]
-async fn segments_are_preallocated_while_open_and_trimmed_when_sealed() {
-    let dir = tempfile::tempdir().unwrap();
-    let (journal, _) = open(dir.path());
-    journal.append(&events(1, "first")).await.unwrap();
-    let open_segment = segment_files(dir.path()).pop().unwrap();
-    assert_eq!(std::fs::metadata(&open_segment).unwrap().len(), 4096, "preallocated to the segment size");
-    while segment_files(dir.path()).len() < 2 {
-        journal.append(&events(1, "more")).await.unwrap();
-    }
-    let sealed = written_bytes(&open_segment);
-    assert_eq!(std::fs::metadata(&open_segment).unwrap().len(), sealed, "a sealed segment keeps only its records");
-    drop(journal);
-    // The open segment's unwritten tail is zeros: cut without calling it damage.
-    let (journal, report) = open(dir.path());
-    assert_eq!((report.damaged_segments, report.truncated_bytes), (0, 0));
-    assert_eq!(report.events as usize, replay_all(&journal).len());
-    assert!(segment_files(dir.path()).iter().all(|file| std::fs::metadata(file).unwrap().len() == written_bytes(file)));
-}
-
-#[tokio::test]
-async fn a_preallocation_never_reaches_past_the_journal_limit() {
-    let dir = tempfile::tempdir().unwrap();
-    let settings = JournalSettings { max_bytes: 1000, segment_bytes: 1 << 20, ..settings(dir.path()) };
-    let (journal, _) = FileJournal::open(settings).unwrap();
-    journal.append(&events(1, "small")).await.unwrap();
-    let segment = segment_files(dir.path()).pop().unwrap();
-    assert_eq!(std::fs::metadata(&segment).unwrap().len(), 1000);
-}
-
 /// Appends whose callers give up at any point (a client that disconnects) never strand the
-/// appends queued behind them: whoever holds the right to write the next group writes it,
-/// even when its own caller is gone.
+/// appends that share their group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn appends_abandoned_at_any_point_never_strand_the_others() {
     let dir = tempfile::tempdir().unwrap();
@@ -454,7 +413,7 @@ async fn closing_under_load_answers_every_append() {
     for task in tasks {
         match tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap() {
             Ok(_) => durable += 1,
-            Err(error) => assert_eq!(error, JournalError::Io("the journal is closed".into())),
+            Err(error) => assert!(matches!(error, JournalError::Io(_)), "{error:?}"),
         }
     }
     drop(journal);
