@@ -3,7 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-use aurore_domain::{Event, EventDraft, EventId, Journal, JournalError, JournalSeq};
+use aurore_domain::{Appended, Event, EventDraft, EventId, Journal, JournalError, JournalSeq};
 use aurore_journal::{FileJournal, JournalSettings, RecoveryReport};
 use chrono::Utc;
 use proptest::prelude::*;
@@ -48,6 +48,21 @@ fn replay_all(journal: &FileJournal) -> Vec<(JournalSeq, Event)> {
         all.extend(batch);
     }
     all
+}
+
+/// `count` appends of one event each, running concurrently.
+fn spawn_appends(
+    journal: &Arc<FileJournal>,
+    count: usize,
+    tag: &str,
+) -> Vec<tokio::task::JoinHandle<Result<Appended, JournalError>>> {
+    (0..count)
+        .map(|i| {
+            let journal = journal.clone();
+            let batch = events(1, &format!("{tag} {i}"));
+            tokio::spawn(async move { journal.append(&batch).await })
+        })
+        .collect()
 }
 
 fn segment_files(dir: &Path) -> Vec<PathBuf> {
@@ -114,15 +129,9 @@ async fn concurrent_appends_share_fsyncs() {
     let (journal, _) =
         FileJournal::open(JournalSettings { segment_bytes: 64 * 1024 * 1024, ..settings(dir.path()) }).unwrap();
     let journal = Arc::new(journal);
-    let appends: Vec<_> = (0..200)
-        .map(|i| {
-            let journal = journal.clone();
-            tokio::spawn(async move { journal.append(&events(1, &i.to_string())).await.unwrap().first })
-        })
-        .collect();
     let mut seqs = BTreeSet::new();
-    for append in appends {
-        seqs.insert(append.await.unwrap().0);
+    for append in spawn_appends(&journal, 200, "") {
+        seqs.insert(append.await.unwrap().unwrap().first.0);
     }
     assert_eq!(seqs, (0..200).collect(), "every append got its own position");
     assert!(journal.fsyncs() < 100, "200 appends took {} fsyncs", journal.fsyncs());
@@ -373,14 +382,8 @@ async fn appends_abandoned_at_any_point_never_strand_the_others() {
             .0,
     );
     for round in 0..20 {
-        let tasks: Vec<_> = (0..40)
-            .map(|i| {
-                let journal = journal.clone();
-                tokio::spawn(async move { journal.append(&events(1, &format!("{round} {i}"))).await })
-            })
-            .collect();
         let mut kept = Vec::new();
-        for (i, task) in tasks.into_iter().enumerate() {
+        for (i, task) in spawn_appends(&journal, 40, &round.to_string()).into_iter().enumerate() {
             if (i + round) % 3 == 0 {
                 task.abort();
             } else {
@@ -402,12 +405,7 @@ async fn appends_abandoned_at_any_point_never_strand_the_others() {
 async fn closing_under_load_answers_every_append() {
     let dir = tempfile::tempdir().unwrap();
     let journal = Arc::new(open(dir.path()).0);
-    let tasks: Vec<_> = (0..200)
-        .map(|i| {
-            let journal = journal.clone();
-            tokio::spawn(async move { journal.append(&events(1, &i.to_string())).await })
-        })
-        .collect();
+    let tasks = spawn_appends(&journal, 200, "");
     journal.close().await;
     let mut durable = 0;
     for task in tasks {
