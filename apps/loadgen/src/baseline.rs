@@ -24,6 +24,11 @@ pub struct BaselineArgs {
     services: usize,
     #[arg(long, default_value_t = 64)]
     metadata_bytes: usize,
+    /// Timestamps drawn uniformly from this many seconds before now, as a load whose
+    /// events arrive late by up to that much (0: now, in order). Where rows land in the
+    /// indexes, and so what COPY costs, depends on it: match the load compared with.
+    #[arg(long, default_value_t = 0)]
+    timestamp_spread_seconds: u32,
     #[arg(long)]
     json: bool,
 }
@@ -44,7 +49,8 @@ fn row(run_id: &str, args: &BaselineArgs) -> Row {
     let mut event = events::event(run_id, args.services, args.metadata_bytes);
     Row {
         id: uuid::Uuid::now_v7(),
-        timestamp: chrono::Utc::now(),
+        timestamp: chrono::Utc::now()
+            - chrono::Duration::milliseconds(fastrand::i64(0..=i64::from(args.timestamp_spread_seconds) * 1000)),
         service: event["service"].as_str().unwrap_or_default().to_owned(),
         message: event["message"].as_str().unwrap_or_default().to_owned(),
         metadata: event["metadata"].take(),
