@@ -1,6 +1,7 @@
 //! The ingest hot path without I/O: parse, validate, clean markup and enrich one event and
-//! an array of 1,000; the markup step also with markup off and with HTML in every message.
-//! `just bench` runs it.
+//! an array of 1,000; the markup step also with markup off and with HTML in every message;
+//! and the events' serde form, which the journal writes on ingest and reads back for
+//! spilled events. `just bench` runs it.
 
 use aurore_domain::validation::{Limits, validate_event};
 use aurore_domain::{EventId, Markup};
@@ -56,6 +57,12 @@ fn benches(c: &mut Criterion) {
             b.iter_batched(|| body.clone(), |body| accept(black_box(&body), &limits, markup), BatchSize::SmallInput)
         });
     }
+    let events = accept(&thousand, &limits, Markup::Strip);
+    let record = serde_json::to_vec(&events).expect("encode");
+    group.bench_function("serde_form/encode/1000", |b| b.iter(|| serde_json::to_vec(black_box(&events))));
+    group.bench_function("serde_form/decode/1000", |b| {
+        b.iter(|| serde_json::from_slice::<Vec<aurore_domain::Event>>(black_box(&record)))
+    });
     group.finish();
 }
 

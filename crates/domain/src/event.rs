@@ -91,11 +91,49 @@ impl EventDraft {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub id: EventId,
+    #[serde(with = "instant")]
     pub timestamp: DateTime<Utc>,
     pub service: String,
     pub message: String,
     pub metadata: Option<Value>,
+    #[serde(with = "instant")]
     pub ingested_at: DateTime<Utc>,
+}
+
+/// The serde form of an event's instants: RFC 3339 exactly as chrono's own serde form
+/// writes it, but formatted into one string first (serde_json escapes every piece that
+/// `collect_str` hands it, which made instants most of a journal record's encoding cost),
+/// and read with the strict RFC 3339 parser before chrono's relaxed one.
+mod instant {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    use serde::de::{self, Deserializer, Visitor};
+    use serde::ser::Serializer;
+    use std::fmt;
+
+    pub(super) fn serialize<S: Serializer>(instant: &DateTime<Utc>, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&instant.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+    }
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<DateTime<Utc>, D::Error> {
+        deserializer.deserialize_str(InstantVisitor)
+    }
+
+    struct InstantVisitor;
+
+    impl Visitor<'_> for InstantVisitor {
+        type Value = DateTime<Utc>;
+
+        fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+            formatter.write_str("an RFC 3339 date and time")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<DateTime<Utc>, E> {
+            DateTime::parse_from_rfc3339(text)
+                .map(|instant| instant.with_timezone(&Utc))
+                .or_else(|_| text.parse())
+                .map_err(E::custom)
+        }
+    }
 }
 
 impl Event {
@@ -132,6 +170,26 @@ mod tests {
             metadata: None,
             idempotency_key: Some(key.into()),
         }
+    }
+
+    #[test]
+    fn instants_keep_chronos_serde_form_and_read_it_back() {
+        let event = Event {
+            id: EventId::generate(),
+            timestamp: DateTime::parse_from_rfc3339("1970-01-01T00:00:00.000001Z").unwrap().with_timezone(&Utc),
+            service: "s".into(),
+            message: "m".into(),
+            metadata: None,
+            ingested_at: DateTime::parse_from_rfc3339("2099-12-31T23:59:59Z").unwrap().with_timezone(&Utc),
+        };
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["timestamp"], serde_json::to_value(event.timestamp).unwrap());
+        assert_eq!(json["ingested_at"], serde_json::to_value(event.ingested_at).unwrap());
+        assert_eq!(serde_json::from_value::<Event>(json.clone()).unwrap(), event);
+        // What chrono's relaxed parser reads (a space for `T`, an offset) still reads back.
+        let mut relaxed = json;
+        relaxed["timestamp"] = "1970-01-01 02:00:00.000001+02:00".into();
+        assert_eq!(serde_json::from_value::<Event>(relaxed).unwrap(), event);
     }
 
     #[test]

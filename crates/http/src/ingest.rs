@@ -307,8 +307,9 @@ impl EventCounter {
         }
     }
 
-    fn feed_json(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
+    fn feed_json(&mut self, mut bytes: &[u8]) {
+        while let Some((&byte, rest)) = bytes.split_first() {
+            bytes = rest;
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
@@ -316,6 +317,10 @@ impl EventCounter {
                     self.escaped = true;
                 } else if byte == b'"' {
                     self.in_string = false;
+                } else {
+                    // Most of a body is inside strings: jump to the next byte that matters.
+                    let plain = memchr::memchr2(b'"', b'\\', bytes).unwrap_or(bytes.len());
+                    bytes = &bytes[plain..];
                 }
                 continue;
             }
