@@ -7,10 +7,9 @@ use crate::event::{Event, EventId};
 use crate::markup::Markup;
 use crate::observe::{Observer, Received, TraceLink};
 use crate::ports::{Clock, Journal, JournalError, JournalSeq};
-use crate::validation::{FieldError, Limits, validate_event};
+use crate::validation::{FieldError, Incoming, Limits, validate_event};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -141,7 +140,7 @@ impl IngestService {
     /// durable as `durability` asks. `origin` is the request's trace span, if sampled.
     pub async fn ingest(
         &self,
-        elements: Vec<Result<Value, FieldError>>,
+        elements: Vec<Result<Incoming, FieldError>>,
         durability: Durability,
         origin: Option<TraceLink>,
     ) -> Result<IngestReceipt, IngestError> {
@@ -157,7 +156,7 @@ impl IngestService {
         for (index, element) in elements.into_iter().enumerate() {
             let draft = element
                 .map_err(|error| vec![error])
-                .and_then(|value| validate_event(value, &self.limits))
+                .and_then(|incoming| validate_event(incoming, &self.limits))
                 .and_then(|draft| {
                     self.within_window(&draft, ingested_at).inspect_err(|_| out_of_window += 1).map(|()| draft)
                 })
@@ -420,12 +419,12 @@ mod tests {
         setup_with(capacity, MemoryJournal::default())
     }
 
-    fn event(message: &str) -> Result<Value, FieldError> {
-        Ok(json!({"timestamp": "2024-01-15T10:30:00Z", "service": "svc", "message": message}))
+    fn event(message: &str) -> Result<Incoming, FieldError> {
+        Ok(json!({"timestamp": "2024-01-15T10:30:00Z", "service": "svc", "message": message}).into())
     }
 
-    fn keyed(key: &str) -> Result<Value, FieldError> {
-        Ok(json!({"timestamp": "2024-01-15T10:30:00Z", "service": "svc", "message": "m", "idempotencyKey": key}))
+    fn keyed(key: &str) -> Result<Incoming, FieldError> {
+        Ok(json!({"timestamp": "2024-01-15T10:30:00Z", "service": "svc", "message": "m", "idempotencyKey": key}).into())
     }
 
     async fn drain(buffer: &Buffer) -> crate::buffer::Batch {
@@ -438,7 +437,7 @@ mod tests {
         let setup = setup(10);
         let receipt = setup
             .ingest
-            .ingest(vec![event("a"), Ok(json!({"service": "svc"})), event("c")], Durability::Journal, None)
+            .ingest(vec![event("a"), Ok(json!({"service": "svc"}).into()), event("c")], Durability::Journal, None)
             .await;
         let receipt = receipt.unwrap();
         assert_eq!(receipt.accepted.len(), 2);
@@ -507,7 +506,7 @@ mod tests {
     #[tokio::test]
     async fn timestamps_beyond_the_window_are_refused_per_element_and_counted() {
         let setup = setup(10);
-        let at = |timestamp: &str| Ok(json!({"timestamp": timestamp, "service": "svc", "message": "m"}));
+        let at = |timestamp: &str| Ok(json!({"timestamp": timestamp, "service": "svc", "message": "m"}).into());
         // The clock reads 10:30:01; ten minutes ahead is the last accepted instant.
         let receipt = setup
             .ingest
@@ -545,8 +544,11 @@ mod tests {
     async fn a_request_with_nothing_valid_is_an_error() {
         let setup = setup(10);
         let unreadable = FieldError::new("event", "isJson", "line 1 is not JSON");
-        let result =
-            setup.ingest.ingest(vec![Ok(json!(1)), Ok(json!({})), Err(unreadable.clone())], Durability::Journal, None);
+        let result = setup.ingest.ingest(
+            vec![Ok(json!(1).into()), Ok(json!({}).into()), Err(unreadable.clone())],
+            Durability::Journal,
+            None,
+        );
         let Err(IngestError::Invalid(rejected)) = result.await else {
             panic!("expected every element to be rejected");
         };
@@ -613,7 +615,7 @@ mod tests {
     async fn every_event_is_reported_under_one_outcome() {
         let setup = setup(3);
         let origin = TraceLink { trace_id: [7; 16], span_id: [9; 8] };
-        let elements = vec![event("a"), Ok(json!({"service": "svc"})), keyed("k"), keyed("k")];
+        let elements = vec![event("a"), Ok(json!({"service": "svc"}).into()), keyed("k"), keyed("k")];
         setup.ingest.ingest(elements, Durability::Journal, Some(origin)).await.unwrap();
         assert_eq!(setup.outcomes.of(Received::Accepted), 2);
         assert_eq!(setup.outcomes.of(Received::Rejected), 1);

@@ -4,9 +4,10 @@
 use crate::event::EventDraft;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
 use serde::Serialize;
-use serde_json::{Map, Value};
-use std::collections::BTreeMap;
-use std::io;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::{fmt, io};
 
 /// Limits on one event. Defaults are the original service's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,28 +59,156 @@ impl FieldError {
 const EARLIEST_YEAR: i32 = 1970;
 const LATEST_YEAR: i32 = 2100;
 
-const FIELDS: [&str; 5] = ["timestamp", "service", "message", "metadata", "idempotencyKey"];
+/// A JSON value that arrived as an event. An object is read member by member into its five
+/// known fields, each kept as JSON, and the names of any others, so no map of the whole
+/// object is built; any other value is only skipped over. A repeated member keeps its
+/// last value, as a JSON object would.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Incoming {
+    Object(EventFields),
+    NotObject,
+}
 
-/// Checks one JSON value against the contract and returns the draft or every field error.
-pub fn validate_event(value: Value, limits: &Limits) -> Result<EventDraft, Vec<FieldError>> {
-    let Value::Object(mut object) = value else {
+/// The members of an incoming event object, as they came.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct EventFields {
+    pub timestamp: Option<Value>,
+    pub service: Option<Value>,
+    pub message: Option<Value>,
+    pub metadata: Option<Value>,
+    pub idempotency_key: Option<Value>,
+    unknown: BTreeSet<String>,
+}
+
+impl From<Value> for Incoming {
+    fn from(value: Value) -> Self {
+        // Every JSON value is an `Incoming`: reading one from a `Value` cannot fail.
+        Self::deserialize(value).unwrap_or(Self::NotObject)
+    }
+}
+
+impl<'de> Deserialize<'de> for Incoming {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(IncomingVisitor)
+    }
+}
+
+struct IncomingVisitor;
+
+impl<'de> Visitor<'de> for IncomingVisitor {
+    type Value = Incoming;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Incoming, A::Error> {
+        let mut fields = EventFields::default();
+        while let Some(member) = map.next_key::<Member>()? {
+            let slot = match member {
+                Member::Timestamp => &mut fields.timestamp,
+                Member::Service => &mut fields.service,
+                Member::Message => &mut fields.message,
+                Member::Metadata => &mut fields.metadata,
+                Member::IdempotencyKey => &mut fields.idempotency_key,
+                Member::Unknown(name) => {
+                    map.next_value::<IgnoredAny>()?;
+                    fields.unknown.insert(name);
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value()?);
+        }
+        Ok(Incoming::Object(fields))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Incoming, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Incoming::NotObject)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Incoming, E> {
+        Ok(Incoming::NotObject)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Incoming, E> {
+        Ok(Incoming::NotObject)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Incoming, E> {
+        Ok(Incoming::NotObject)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Incoming, E> {
+        Ok(Incoming::NotObject)
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Incoming, E> {
+        Ok(Incoming::NotObject)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Incoming, E> {
+        Ok(Incoming::NotObject)
+    }
+}
+
+/// A member name of an event object: one of the contract's fields, or another name.
+enum Member {
+    Timestamp,
+    Service,
+    Message,
+    Metadata,
+    IdempotencyKey,
+    Unknown(String),
+}
+
+impl<'de> Deserialize<'de> for Member {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_str(MemberVisitor)
+    }
+}
+
+struct MemberVisitor;
+
+impl Visitor<'_> for MemberVisitor {
+    type Value = Member;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a member name")
+    }
+
+    fn visit_str<E: de::Error>(self, name: &str) -> Result<Member, E> {
+        Ok(match name {
+            "timestamp" => Member::Timestamp,
+            "service" => Member::Service,
+            "message" => Member::Message,
+            "metadata" => Member::Metadata,
+            "idempotencyKey" => Member::IdempotencyKey,
+            other => Member::Unknown(other.to_owned()),
+        })
+    }
+}
+
+/// Checks one event against the contract and returns the draft or every field error.
+pub fn validate_event(incoming: impl Into<Incoming>, limits: &Limits) -> Result<EventDraft, Vec<FieldError>> {
+    let Incoming::Object(fields) = incoming.into() else {
         return Err(vec![FieldError::new("event", "isObject", "an event must be a JSON object")]);
     };
-    let mut errors: Vec<FieldError> = object
-        .keys()
-        .filter(|key| !FIELDS.contains(&key.as_str()))
+    let mut errors: Vec<FieldError> = fields
+        .unknown
+        .iter()
         .map(|key| FieldError::new(key.as_str(), "whitelistValidation", format!("property {key} should not exist")))
         .collect();
 
-    let timestamp = check(&mut errors, timestamp_field(object.remove("timestamp")));
-    let service = check(&mut errors, text_field(&mut object, "service", limits.max_service_chars, "service name"));
-    let message = check(&mut errors, text_field(&mut object, "message", limits.max_message_chars, "message"));
-    let metadata = check(&mut errors, metadata_field(object.remove("metadata"), limits));
-    let idempotency_key = match object.get("idempotencyKey") {
+    let timestamp = check(&mut errors, timestamp_field(fields.timestamp));
+    let service = check(&mut errors, text_field(fields.service, "service", limits.max_service_chars, "service name"));
+    let message = check(&mut errors, text_field(fields.message, "message", limits.max_message_chars, "message"));
+    let metadata = check(&mut errors, metadata_field(fields.metadata, limits));
+    let idempotency_key = match fields.idempotency_key {
         None | Some(Value::Null) => Some(None),
-        Some(_) => check(
+        key @ Some(_) => check(
             &mut errors,
-            text_field(&mut object, "idempotencyKey", limits.max_idempotency_key_chars, "idempotencyKey").map(Some),
+            text_field(key, "idempotencyKey", limits.max_idempotency_key_chars, "idempotencyKey").map(Some),
         ),
     };
 
@@ -167,13 +296,8 @@ fn from_epoch_millis(millis: i64) -> Option<DateTime<Utc>> {
     DateTime::from_timestamp_millis(millis)
 }
 
-fn text_field(
-    object: &mut Map<String, Value>,
-    field: &'static str,
-    max_chars: usize,
-    label: &str,
-) -> Result<String, FieldError> {
-    match object.remove(field) {
+fn text_field(value: Option<Value>, field: &'static str, max_chars: usize, label: &str) -> Result<String, FieldError> {
+    match value {
         None | Some(Value::Null) => Err(FieldError::missing(field)),
         Some(Value::String(text)) if text.is_empty() => {
             Err(FieldError::new(field, "isNotEmpty", format!("{field} should not be empty")))
@@ -291,6 +415,24 @@ mod tests {
     }
 
     #[test]
+    fn an_incoming_event_reads_its_members_as_a_json_object_would() {
+        let body = br#"{"serv\u0069ce": "first", "service": "last", "extra": [1, {"a": 2}], "extra": null,
+                        "timestamp": "2024-01-15T10:30:00Z", "message": "m", "metadata": {"k": [1, 2]}}"#;
+        let from_bytes: Incoming = serde_json::from_slice(body).unwrap();
+        assert_eq!(from_bytes, Incoming::from(serde_json::from_slice::<Value>(body).unwrap()));
+        let errors = validate_event(from_bytes, &Limits::default()).unwrap_err();
+        assert_eq!(rules(&errors, "extra"), ["whitelistValidation"], "a repeated unknown member is one error");
+        assert_eq!(errors.len(), 1);
+        let mut without_extra = serde_json::from_slice::<Value>(body).unwrap();
+        without_extra.as_object_mut().unwrap().remove("extra");
+        let draft = validate_event(without_extra, &Limits::default()).unwrap();
+        assert_eq!((draft.service.as_str(), draft.metadata), ("last", Some(json!({"k": [1, 2]}))));
+        for other in ["1", "-1", "1.5", "\"text\"", "[{\"service\": \"s\"}]", "null", "true"] {
+            assert_eq!(serde_json::from_str::<Incoming>(other).unwrap(), Incoming::NotObject, "{other}");
+        }
+    }
+
+    #[test]
     fn accepts_the_contract_sample_and_normalises_to_utc() {
         let draft = validate_event(with("timestamp", json!("2024-01-15T12:30:00+02:00")), &Limits::default()).unwrap();
         assert_eq!(draft.timestamp.to_rfc3339(), "2024-01-15T10:30:00+00:00");
@@ -365,7 +507,7 @@ mod tests {
         let deep_in_array = json!({"a":[{"b":{"c":{"d":{"e":{"f":1}}}}}]});
         assert_eq!(rules(&errors_for(with("metadata", deep_in_array)), "metadata"), ["isMetadataSizeValid"]);
 
-        let many_keys: Map<String, Value> = (0..101).map(|i| (format!("k{i}"), json!(i))).collect();
+        let many_keys: serde_json::Map<String, Value> = (0..101).map(|i| (format!("k{i}"), json!(i))).collect();
         let message = &errors_for(with("metadata", Value::Object(many_keys)))[0].constraints["isMetadataSizeValid"];
         assert!(message.contains("more than 100 keys in total (got 101)"), "{message}");
 

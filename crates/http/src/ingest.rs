@@ -5,6 +5,7 @@ use crate::{AppState, RequestLimits, guard};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
+use aurore_domain::validation::Incoming;
 use aurore_domain::{Durability, FieldError, IngestError, IngestReceipt};
 use aurore_telemetry::current_trace_link;
 use chrono::SecondsFormat;
@@ -21,9 +22,9 @@ use tokio_util::io::StreamReader;
 
 /// The shapes a body can take, which decide the response's shape.
 enum Body {
-    Single(Value),
+    Single(Incoming),
     /// Elements, some already known bad (an NDJSON line that is not JSON).
-    Many(Vec<Result<Value, FieldError>>),
+    Many(Vec<Result<Incoming, FieldError>>),
 }
 
 #[utoipa::path(post, path = "/events", tag = "ingest",
@@ -64,9 +65,9 @@ pub(crate) async fn post_events(
     };
     let retry_after = state.retry_after;
     match body {
-        Body::Single(mut value) => {
+        Body::Single(mut incoming) => {
             if let Some(key) = request.headers().get(IDEMPOTENCY_KEY)
-                && let Value::Object(event) = &mut value
+                && let Incoming::Object(event) = &mut incoming
             {
                 let key = key.to_str().map_err(|_| {
                     ApiError::Invalid(vec![FieldError::new(
@@ -75,10 +76,10 @@ pub(crate) async fn post_events(
                         "Idempotency-Key must be visible ASCII",
                     )])
                 })?;
-                event.entry("idempotencyKey").or_insert_with(|| Value::String(key.to_owned()));
+                event.idempotency_key.get_or_insert_with(|| Value::String(key.to_owned()));
             }
             let receipt =
-                state.ingest.ingest(vec![Ok(value)], durability, current_trace_link()).await.map_err(|error| {
+                state.ingest.ingest(vec![Ok(incoming)], durability, current_trace_link()).await.map_err(|error| {
                     match error {
                         // A lone event's errors are reported by field, without an index.
                         IngestError::Invalid(mut rejections) => {
@@ -405,12 +406,12 @@ impl<'de> Visitor<'de> for TopLevel<'_> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Body, A::Error> {
-        Value::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Body::Single)
+        Incoming::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Body::Single)
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Body, A::Error> {
         let mut elements = Vec::new();
-        while let Some(element) = seq.next_element::<Value>()? {
+        while let Some(element) = seq.next_element::<Incoming>()? {
             if elements.len() == self.max_events {
                 self.exceeded.set(true);
                 return Err(serde::de::Error::custom("too many events"));
