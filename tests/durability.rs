@@ -396,11 +396,17 @@ async fn replaying_the_journal_after_kill_9_adds_no_dead_letter() {
     // The replayed poison event has been dead-lettered again once this counts it.
     let counted = poll(Duration::from_secs(10), || counter(&service, "aurore_dead_letters_total"), |n| *n >= 1.0);
     assert!(counted.await >= 1.0, "the replay reached the dead-letter store");
+    // The poison event is isolated before the mates after it are written: each kill above
+    // may come before them, so wait for them here.
+    let mates = || database.count("SELECT count(*) AS n FROM events WHERE service = 'replayed'");
+    assert_eq!(
+        poll(Duration::from_secs(10), mates, |n| *n >= 19).await,
+        19,
+        "batch mates stored once across the replays"
+    );
     let stats = dlq_statistics(&service).await;
     assert_eq!((stats["total"].clone(), stats["pending"].clone()), (json!(1), json!(1)), "{stats}");
     service.kill().await;
-    let stored = database.count("SELECT count(*) AS n FROM events WHERE service = 'replayed'").await;
-    assert_eq!(stored, 19, "batch mates stored once across the replays");
 }
 
 /// A reprocess whose requeue is refused (the journal is full) leaves the entry pending,
