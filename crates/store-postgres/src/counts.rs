@@ -77,18 +77,46 @@ impl Spans {
     }
 }
 
-/// A partial minute at one end of the range, counted row by row for its bucket.
+/// A partial minute at one end of the range, counted row by row for its bucket: the rows
+/// of `[from, until)`, times `sign`.
 #[derive(Debug, Clone, Copy)]
 struct Edge {
     bucket: i32,
     from: DateTime<Utc>,
     until: DateTime<Utc>,
+    sign: i64,
+}
+
+impl Edge {
+    fn new(bucket: i32, from: DateTime<Utc>, until: DateTime<Utc>) -> Self {
+        Self { bucket, from, until, sign: 1 }
+    }
+
+    /// An edge that is the head or tail of its minute and covers more than half of it is
+    /// counted as the whole minute (from the rollup, which the caller adds) less the rows of
+    /// the rest, so no edge reads more than half a minute of rows. Returns that minute.
+    fn count_the_rest(&mut self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        let minute = TimeDelta::minutes(1);
+        let (start, end) = (floor(self.from, minute), floor(self.from, minute) + minute);
+        if self.until - self.from <= minute / 2 || self.until > end {
+            return None;
+        }
+        (self.from, self.until) = if self.until == end {
+            (start, self.from)
+        } else if self.from == start {
+            (self.until, end)
+        } else {
+            return None;
+        };
+        self.sign = -1;
+        Some((start, end))
+    }
 }
 
 /// How to count contiguous buckets exactly: whole hours from `event_counts`, whole minutes
 /// from `event_counts_minute`, and from `events` only the partial minute at each end of
-/// the range. Every boundary between buckets is a whole minute, so no other minute is
-/// partial.
+/// the range (or the rest of that minute, subtracted from the whole, where that is less).
+/// Every boundary between buckets is a whole minute, so no other minute is partial.
 #[derive(Debug)]
 struct Plan {
     hours: Spans,
@@ -103,15 +131,19 @@ impl Plan {
     fn new(buckets: &[(i32, DateTime<Utc>, DateTime<Utc>)], history_before: Option<DateTime<Utc>>) -> Self {
         let minute = TimeDelta::minutes(1);
         let (Some(&(first, from, _)), Some(&(last, _, end))) = (buckets.first(), buckets.last()) else {
-            let nothing = Edge { bucket: 0, from: DateTime::UNIX_EPOCH, until: DateTime::UNIX_EPOCH };
+            let nothing = Edge::new(0, DateTime::UNIX_EPOCH, DateTime::UNIX_EPOCH);
             return Self { hours: Spans::default(), minutes: Spans::default(), edges: [nothing; 2] };
         };
         // Whole minutes lie in [whole_from, whole_until); in one minute, the left edge is all.
         let whole_from = ceil(from, minute).min(end);
         let whole_until = floor(end, minute).max(whole_from);
-        let edges =
-            [Edge { bucket: first, from, until: whole_from }, Edge { bucket: last, from: whole_until, until: end }];
+        let edges = [Edge::new(first, from, whole_from), Edge::new(last, whole_until, end)];
         let mut plan = Self { hours: Spans::default(), minutes: Spans::default(), edges };
+        for edge in &mut plan.edges {
+            if let Some((minute_start, minute_end)) = edge.count_the_rest() {
+                plan.minutes.push(edge.bucket, minute_start, minute_end);
+            }
+        }
         for &(bucket, since, until) in buckets {
             let (since, until) = (since.max(whole_from), until.min(whole_until));
             let hours_from = ceil(history_before.map_or(since, |before| before.max(since)), TimeDelta::hours(1));
@@ -153,6 +185,8 @@ impl Plan {
             .bind::<Integer, _>(right.bucket)
             .bind::<Timestamptz, _>(right.from)
             .bind::<Timestamptz, _>(right.until)
+            .bind::<BigInt, _>(left.sign)
+            .bind::<BigInt, _>(right.sign)
             .load(connection)
             .await
             .map_err(error::from_diesel)?;
@@ -168,7 +202,8 @@ impl Plan {
 
 /// Each span is a range of a primary key (`(service, hour)`, `(service, minute)`); each edge
 /// a range of the events' `(service, timestamp)` index, with its bounds bound as values so
-/// the planner keeps only the partition it lies in.
+/// the planner keeps only the partition it lies in, and its sign (−1: rows subtracted from
+/// a whole minute).
 const COUNT_BY_BUCKET: &str = r#"SELECT bucket, sum(n)::int8 AS events FROM (
         SELECT s.bucket, c.events AS n
         FROM unnest($2::int4[], $3::timestamptz[], $4::timestamptz[]) AS s(bucket, since, until)
@@ -178,9 +213,9 @@ const COUNT_BY_BUCKET: &str = r#"SELECT bucket, sum(n)::int8 AS events FROM (
         FROM unnest($5::int4[], $6::timestamptz[], $7::timestamptz[]) AS s(bucket, since, until)
         JOIN event_counts_minute c ON c.service = $1 AND c.minute >= s.since AND c.minute < s.until
         UNION ALL
-        SELECT $8, count(*) FROM events WHERE service = $1 AND "timestamp" >= $9 AND "timestamp" < $10
+        SELECT $8, $14 * count(*) FROM events WHERE service = $1 AND "timestamp" >= $9 AND "timestamp" < $10
         UNION ALL
-        SELECT $11, count(*) FROM events WHERE service = $1 AND "timestamp" >= $12 AND "timestamp" < $13
+        SELECT $11, $15 * count(*) FROM events WHERE service = $1 AND "timestamp" >= $12 AND "timestamp" < $13
     ) AS counted GROUP BY bucket"#;
 
 #[derive(diesel::QueryableByName)]
