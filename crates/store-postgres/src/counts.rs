@@ -97,7 +97,8 @@ impl Edge {
     /// the rest, so no edge reads more than half a minute of rows. Returns that minute.
     fn count_the_rest(&mut self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         let minute = TimeDelta::minutes(1);
-        let (start, end) = (floor(self.from, minute), floor(self.from, minute) + minute);
+        let start = floor(self.from, minute);
+        let end = start + minute;
         if self.until - self.from <= minute / 2 || self.until > end {
             return None;
         }
