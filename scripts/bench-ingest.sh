@@ -32,9 +32,7 @@ DATABASE_URL="$server/$database" AURORE__SERVER__PORT=$port AURORE__JOURNAL__DIR
 pid=$!
 until curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 0.1; done
 
-# Rows stored, read from the hourly rollup the batch transaction keeps exact: a count(*)
-# every 0.2 s would scan millions of rows and steal the writers' CPU it is measuring.
-count() { psql "$server/$database" -Atc "SELECT coalesce(sum(events), 0) FROM event_counts"; }
+count() { scripts/stored-events.sh "$server/$database"; }
 start=$(date +%s.%N)
 case "$scenario" in
     single) wrk -t2 -c64 -d"${seconds}s" -s "$scripts/post_event.lua" "http://127.0.0.1:$port/events" ;;

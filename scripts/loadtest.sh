@@ -36,9 +36,7 @@ DATABASE_URL="$server/aurore_$tag" AURORE__SERVER__PORT=$port AURORE__JOURNAL__D
 pid=$!
 until curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 0.2; done
 
-# Rows stored, read from the hourly rollup the batch transaction keeps exact: a count(*)
-# every 0.2 s would scan millions of rows and steal the writers' CPU it is measuring.
-count() { psql "$server/aurore_$tag" -Atc "SELECT coalesce(sum(events), 0) FROM event_counts"; }
+count() { scripts/stored-events.sh "$server/aurore_$tag"; }
 results=()
 # scenario NAME LOADGEN-ARGS...: runs loadgen, then waits for the rows to land.
 scenario() {

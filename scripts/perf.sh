@@ -54,18 +54,15 @@ stop_aurore() { kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unse
 
 # Durable events/s of a wrk run against $url: rows stored ÷ time until the count stops growing.
 durable() {
-    # Rows stored, read from the hourly rollup the batch transaction keeps exact: a count(*)
-    # every 0.2 s would scan millions of rows and steal the writers' CPU it is measuring.
-    local count="psql $server/$database -Atc 'SELECT coalesce(sum(events), 0) FROM event_counts'"
     local start finished previous=-1 rows
     start=$(date +%s.%N)
     wrk "$@" >/dev/null
-    rows=$(eval "$count")
+    rows=$(scripts/stored-events.sh "$server/$database")
     while [ "$rows" != "$previous" ]; do
         finished=$(date +%s.%N)
         sleep 0.2
         previous=$rows
-        rows=$(eval "$count")
+        rows=$(scripts/stored-events.sh "$server/$database")
     done
     python3 -c "print(round($rows / ($finished - $start)))"
 }
