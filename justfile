@@ -100,7 +100,7 @@ check-deploy:
         exit 1
     fi
     # prometheus-kubernetes.yml is left out: Debian's promtool is built without Kubernetes
-    # discovery and refuses it (tests/deploy.rs checks its labels instead).
+    # discovery and refuses it (tests/it/deploy.rs checks its labels instead).
     promtool check config deploy/prometheus/prometheus.yml
     promtool check rules deploy/prometheus/alerts.yml
     promtool test rules deploy/prometheus/alerts.test.yml

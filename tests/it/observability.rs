@@ -2,10 +2,9 @@
 //! OTLP/HTTP collector), correlation ids and the business figures.
 
 // A failed unwrap is a failed test, which is what these helpers are for.
-#![allow(clippy::unwrap_used)]
 
+use crate::support::{Service, TestApp, TestDatabase, poll};
 use actix_web::{App, HttpResponse, HttpServer, web};
-use aurore_tests::{Service, TestApp, TestDatabase, poll};
 use chrono::{Duration as Days, SecondsFormat, Utc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::any_value;

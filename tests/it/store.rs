@@ -1,14 +1,13 @@
 //! The PostgreSQL store against a real server, one fresh database per test.
 
 // A failed unwrap is a failed test, which is what these helpers are for.
-#![allow(clippy::unwrap_used)]
 
+use crate::support::TestDatabase;
 use aurore_domain::{
     Event, EventDraft, EventId, EventPage, EventQuery, EventStore, HistogramQuery, QueryLimits, RetentionPolicy,
     SortField, SortOrder, StoreError, StoredEvent,
 };
 use aurore_store_postgres::{PostgresSettings, PostgresStore};
-use aurore_tests::TestDatabase;
 use chrono::{DateTime, Duration, DurationRound, SubsecRound, TimeZone, Utc};
 use serde_json::json;
 use std::collections::HashSet;
@@ -631,7 +630,7 @@ async fn a_long_reader_makes_retention_skip_the_day_not_freeze_ingest() {
     // Once retention waits for its lock on `events`, ingest still lands.
     let waiting = "SELECT count(*) AS n FROM pg_locks l JOIN pg_class c ON c.oid = l.relation \
                    WHERE NOT l.granted AND c.relname = 'events'";
-    aurore_tests::poll(std::time::Duration::from_secs(10), || database.count(waiting), |n| *n > 0).await;
+    crate::support::poll(std::time::Duration::from_secs(10), || database.count(waiting), |n| *n > 0).await;
     let fresh = event("fresh", now, "written while retention runs");
     tokio::time::timeout(std::time::Duration::from_secs(5), store.write_batch(&[&fresh]))
         .await
@@ -711,7 +710,7 @@ where
         "SELECT coalesce(sum(idx_tup_fetch), 0)::int8 AS n FROM pg_stat_user_tables WHERE relname LIKE 'events_%'";
     let before = database.count(sql).await;
     run(pools(database)).await;
-    aurore_tests::poll(std::time::Duration::from_secs(10), || database.count(sql), |fetched| *fetched > before).await
+    crate::support::poll(std::time::Duration::from_secs(10), || database.count(sql), |fetched| *fetched > before).await
         - before
 }
 

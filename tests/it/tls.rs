@@ -3,7 +3,6 @@
 //! reached under each `sslmode`.
 
 // A failed unwrap is a failed test, which is what these helpers are for.
-#![allow(clippy::unwrap_used)]
 
 use aurore_domain::{EventDraft, EventId, EventQuery, EventStore, QueryLimits, RetentionPolicy, SortField, SortOrder};
 use aurore_store_postgres::{PostgresSettings, PostgresStore, SslMode};

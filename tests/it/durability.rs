@@ -2,9 +2,8 @@
 //! exactly once. Real binary, real files, real PostgreSQL (through a proxy that can cut it).
 
 // A failed unwrap is a failed test, which is what these helpers are for.
-#![allow(clippy::unwrap_used)]
 
-use aurore_tests::{Service, TestApp, TestDatabase, poll};
+use crate::support::{Service, TestApp, TestDatabase, poll};
 use chrono::{SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -620,7 +619,7 @@ async fn aurore_drain_stores_a_dead_replicas_journal_exactly_once() {
     assert!(segments(journal.path()) > 1, "the killed replica left its journal behind");
 
     let drain = |database_url: &str| {
-        std::process::Command::new(aurore_tests::aurore_binary())
+        std::process::Command::new(crate::support::aurore_binary())
             .env_clear()
             .env("AURORE__DATABASE__URL", database_url)
             .env("AURORE__DATABASE__CONNECT_TIMEOUT_MS", "500")

@@ -2,10 +2,9 @@
 //! limits, the OpenAPI description, and a barrage of hostile requests.
 
 // A failed unwrap is a failed test, which is what these helpers are for.
-#![allow(clippy::unwrap_used)]
 
+use crate::support::{TestApp, poll};
 use aurore::settings::RateLimitSettings;
-use aurore_tests::{TestApp, poll};
 use chrono::{Duration as Days, SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -640,9 +639,9 @@ async fn no_spelling_of_a_path_gets_past_the_key_or_the_rate_limit_of_its_route(
 #[tokio::test(flavor = "multi_thread")]
 async fn query_parameters_at_their_extremes_get_4xx_never_5xx_or_an_error_log() {
     use base64::Engine as _;
-    let database = aurore_tests::TestDatabase::create().await;
+    let database = crate::support::TestDatabase::create().await;
     let journal = tempfile::tempdir().unwrap();
-    let service = aurore_tests::Service::start(&database.url, journal.path(), &[]);
+    let service = crate::support::Service::start(&database.url, journal.path(), &[]);
     service.wait_until_ready().await;
     let instants = [
         "+262143-12-31T23:59:59.999999Z",
@@ -764,10 +763,10 @@ const STALLED_CONNECTIONS: usize = 3000;
 #[tokio::test(flavor = "multi_thread")]
 async fn hostile_bodies_keep_peak_memory_within_the_bound() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let database = aurore_tests::TestDatabase::create().await;
+    let database = crate::support::TestDatabase::create().await;
     let journal = tempfile::tempdir().unwrap();
     let service =
-        aurore_tests::Service::start(&database.url, journal.path(), &[("AURORE__SERVER__BODY_TIMEOUT_SECS", "2")]);
+        crate::support::Service::start(&database.url, journal.path(), &[("AURORE__SERVER__BODY_TIMEOUT_SECS", "2")]);
     service.wait_until_ready().await;
     let idle = service.peak_rss_kib();
 

@@ -2,9 +2,8 @@
 //! real binary as a child process where signals and exit codes matter.
 
 // A failed unwrap is a failed test, which is what these helpers are for.
-#![allow(clippy::unwrap_used)]
 
-use aurore_tests::{Service, TestApp, TestDatabase, aurore_binary, poll};
+use crate::support::{Service, TestApp, TestDatabase, aurore_binary, poll};
 use chrono::{Duration as Days, SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};

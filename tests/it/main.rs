@@ -1,0 +1,12 @@
+//! The black-box suites as one test binary: one link instead of one per suite.
+
+#![allow(clippy::unwrap_used)]
+
+mod api;
+mod deploy;
+mod durability;
+mod edge;
+mod observability;
+mod store;
+mod support;
+mod tls;
