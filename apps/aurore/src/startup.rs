@@ -3,15 +3,16 @@
 use crate::settings::{PartitionSettings, Settings};
 use anyhow::Context as _;
 use aurore_domain::{
-    BatchWorker, BreakerSettings, Buffer, CircuitBreaker, Clock, IngestService, IngestSettings, Journal, Lifecycle,
-    Observer, QueryLimits, Retention, RetentionPolicy, RetryPolicy, Sinks, SystemClock, Tail, Unobserved,
-    WriterSettings, replay_journal,
+    BatchWorker, BreakerSettings, Buffer, CircuitBreaker, Clock, Failure, IngestService, IngestSettings, Journal,
+    Lifecycle, Observer, QueryLimits, Retention, RetentionPolicy, RetryPolicy, Sinks, SystemClock, Tail, Unobserved,
+    WriterSettings, replay_journal, retry_transient,
 };
 use aurore_http::{ApiKeys, AppState, Edge, RateLimiter, RequestLimits, ServerOptions};
 use aurore_journal::{FileJournal, JournalSettings};
 use aurore_store_postgres::{PostgresSettings, PostgresStore};
 use aurore_telemetry::{Metrics, TelemetryObserver};
 use chrono::{Duration as Days, Utc};
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -359,21 +360,15 @@ async fn run_storage(
     partitions: PartitionSettings,
     schema_ready: tokio::sync::watch::Sender<bool>,
 ) {
-    let mut failures = 0;
-    loop {
-        match store.migrate().await {
-            Ok(applied) => {
-                tracing::info!(applied, "database schema is current");
-                break;
-            }
-            Err(error) => {
-                failures += 1;
-                let delay = writers.settings.retry.delay(failures, fastrand::f64());
-                tracing::warn!(%error, retry_in = ?delay, "cannot migrate the database yet");
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
+    // Every failure to migrate is waited out: until the schema is current nothing is stored.
+    let Ok(applied) = retry_transient(
+        None,
+        &writers.settings.retry,
+        || async { store.migrate().await.map_err(|error| Failure::<Infallible>::Transient(error.to_string())) },
+        |retrying| tracing::warn!(error = %retrying.cause, retry_in = ?retrying.delay, "cannot migrate the database yet"),
+    )
+    .await;
+    tracing::info!(applied, "database schema is current");
     // Partitions exist before the first write, so writes never race an ATTACH at start-up.
     ensure_partitions(&store, &partitions).await;
     lifecycle.mark_schema_ready();

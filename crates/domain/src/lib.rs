@@ -21,6 +21,7 @@ pub mod pipeline;
 pub mod ports;
 pub mod query;
 pub mod retention;
+pub mod retry;
 pub mod tail;
 pub mod validation;
 
@@ -34,7 +35,7 @@ pub use ingest::{Durability, IngestError, IngestReceipt, IngestService, IngestSe
 pub use lifecycle::Lifecycle;
 pub use markup::Markup;
 pub use observe::{DatabaseFailure, Observer, Received, TraceLink, Unobserved};
-pub use pipeline::{BatchWorker, RetryPolicy, Sinks, WriterSettings};
+pub use pipeline::{BatchWorker, Sinks, WriterSettings};
 pub use ports::{
     Appended, Clock, ConnectionStats, DeadLetter, DeadLetterFilter, DeadLetterStats, DeadLetterStore, EventStore,
     Journal, JournalError, JournalSeq, JournalUsage, QueryError, RecordRef, StoreError, SystemClock,
@@ -43,5 +44,6 @@ pub use query::{
     Cursor, CursorKey, EventPage, EventQuery, MetadataFilter, QueryLimits, SortField, SortOrder, StoredEvent,
 };
 pub use retention::{Retention, RetentionCutoffs, RetentionPolicy, RetentionReport, RetentionStore};
+pub use retry::{Failure, RetryPolicy, Retrying, retry_transient};
 pub use tail::{Subscription, Tail, TailFilter, Tailed};
 pub use validation::{FieldError, Limits};

@@ -8,37 +8,14 @@ use crate::breaker::CircuitBreaker;
 use crate::buffer::{Batch, Buffer, Queued};
 use crate::event::Event;
 use crate::observe::{DatabaseFailure, Observer, TraceLink};
-use crate::ports::{DeadLetterStore, EventStore, Journal, JournalError, StoreError};
+use crate::ports::{DeadLetterStore, EventStore, Journal, JournalError};
+use crate::retry::{Failure, RetryPolicy, retry_transient};
 use crate::tail::Tail;
 use std::ops::Range;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::Instrument as _;
-
-/// The pause between attempts after failures.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub base_delay: Duration,
-    pub max_delay: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(5) }
-    }
-}
-
-impl RetryPolicy {
-    /// The pause after `failures` consecutive failures: doubling from `base_delay`, capped
-    /// at `max_delay`, then spread over its upper half by `jitter` (0..=1) so writers that
-    /// failed together do not retry together.
-    pub fn delay(&self, failures: u32, jitter: f64) -> Duration {
-        let doublings = failures.saturating_sub(1).min(31);
-        let ceiling = self.base_delay.saturating_mul(1 << doublings).min(self.max_delay);
-        ceiling / 2 + ceiling.mul_f64(jitter.clamp(0.0, 1.0) / 2.0)
-    }
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriterSettings {
@@ -168,63 +145,53 @@ impl BatchWorker {
     /// Writes until the store takes the events or refuses their data. Returns how long
     /// the successful attempt took.
     async fn write(&self, events: &[&Event]) -> Result<Duration, Refused> {
+        let store = &self.sinks.store;
         let mut attempts = 0;
-        loop {
-            self.wait_for_circuit().await;
-            attempts += 1;
-            let started = Instant::now();
-            match self.sinks.store.write_batch(events).await {
-                Ok(()) => {
-                    self.sinks.breaker.record_success();
-                    return Ok(started.elapsed());
+        let written = retry_transient(
+            Some(&self.sinks.breaker),
+            &self.settings.retry,
+            || {
+                attempts += 1;
+                async move {
+                    let started = Instant::now();
+                    store.write_batch(events).await.map(|()| started.elapsed()).map_err(Failure::from)
                 }
-                Err(StoreError::Rejected(reason)) => {
-                    // The database answered; only the data is at fault.
-                    self.sinks.breaker.record_success();
-                    self.observer.database_failed(DatabaseFailure::Rejected);
-                    return Err(Refused { reason, attempts });
-                }
-                Err(StoreError::Unavailable(error)) => {
-                    self.sinks.breaker.record_failure(&error);
-                    self.observer.database_failed(DatabaseFailure::Unavailable);
-                    self.observer.write_retried();
-                    let delay = self.settings.retry.delay(attempts, fastrand::f64());
-                    tracing::warn!(%error, attempt = attempts, retry_in = ?delay, events = events.len(), "batch write failed; retrying");
-                    tokio::time::sleep(delay).await;
-                }
-            }
-        }
+            },
+            |retrying| {
+                self.observer.database_failed(DatabaseFailure::Unavailable);
+                self.observer.write_retried();
+                tracing::warn!(error = %retrying.cause, attempt = retrying.attempt, retry_in = ?retrying.delay, events = events.len(), "batch write failed; retrying");
+            },
+        )
+        .await;
+        // Either way the database answered.
+        self.sinks.breaker.record_success();
+        written.map_err(|reason| {
+            // Only the data is at fault.
+            self.observer.database_failed(DatabaseFailure::Rejected);
+            Refused { reason, attempts }
+        })
     }
 
     async fn dead_letter(&self, event: &Event, refused: &Refused) {
-        let mut failures = 0;
-        loop {
-            self.wait_for_circuit().await;
-            match self.sinks.dead_letters.put(event, &refused.reason, refused.attempts).await {
-                Ok(()) => {
-                    tracing::warn!(event_id = %event.id, service = %event.service, reason = %refused.reason, "event dead-lettered");
-                    self.observer.dead_lettered(true);
-                    return;
-                }
-                Err(StoreError::Unavailable(error)) => {
-                    self.sinks.breaker.record_failure(&error);
-                    self.observer.database_failed(DatabaseFailure::Unavailable);
-                    failures += 1;
-                    tokio::time::sleep(self.settings.retry.delay(failures, fastrand::f64())).await;
-                }
-                Err(StoreError::Rejected(error)) => {
-                    tracing::error!(event = ?event, reason = %refused.reason, %error, "the dead-letter store refused a poison event; it is lost");
-                    self.observer.database_failed(DatabaseFailure::Rejected);
-                    self.observer.dead_lettered(false);
-                    return;
-                }
+        let dead_letters = &self.sinks.dead_letters;
+        let put = retry_transient(
+            Some(&self.sinks.breaker),
+            &self.settings.retry,
+            || async move { dead_letters.put(event, &refused.reason, refused.attempts).await.map_err(Failure::from) },
+            |_| self.observer.database_failed(DatabaseFailure::Unavailable),
+        )
+        .await;
+        match put {
+            Ok(()) => {
+                tracing::warn!(event_id = %event.id, service = %event.service, reason = %refused.reason, "event dead-lettered");
+                self.observer.dead_lettered(true);
             }
-        }
-    }
-
-    async fn wait_for_circuit(&self) {
-        while let Err(wait) = self.sinks.breaker.permit() {
-            tokio::time::sleep(wait).await;
+            Err(error) => {
+                tracing::error!(event = ?event, reason = %refused.reason, %error, "the dead-letter store refused a poison event; it is lost");
+                self.observer.database_failed(DatabaseFailure::Rejected);
+                self.observer.dead_lettered(false);
+            }
         }
     }
 }
@@ -254,7 +221,7 @@ pub(crate) mod tests {
     use crate::buffer::tests::queued;
     use crate::business::BusinessMetrics;
     use crate::completion::Completion;
-    use crate::ports::QueryError;
+    use crate::ports::{QueryError, StoreError};
     use crate::ports::{Appended, DeadLetter, DeadLetterFilter, DeadLetterStats, JournalSeq, RecordRef, SystemClock};
     use crate::query::{EventPage, EventQuery};
     use async_trait::async_trait;
