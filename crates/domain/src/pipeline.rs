@@ -221,8 +221,8 @@ pub(crate) mod tests {
     use crate::buffer::tests::queued;
     use crate::business::BusinessMetrics;
     use crate::completion::Completion;
-    use crate::ports::{QueryError, StoreError};
     use crate::ports::{Appended, DeadLetter, DeadLetterFilter, DeadLetterStats, JournalSeq, RecordRef, SystemClock};
+    use crate::ports::{QueryError, StoreError};
     use crate::query::{EventPage, EventQuery};
     use async_trait::async_trait;
     use std::collections::{HashSet, VecDeque};

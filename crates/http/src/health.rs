@@ -11,6 +11,28 @@ use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// How a part of the service is, worst last: a report is as bad as its worst part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Health {
+    Healthy,
+    Warning,
+    /// Only the database is ever unhealthy: unreachable, which the journal rides out.
+    Unhealthy,
+    Critical,
+}
+
+impl Health {
+    /// The overall report knows no `unhealthy`: an unreachable database only warns, as in
+    /// the original service, since the journal keeps taking events meanwhile.
+    fn overall(parts: impl IntoIterator<Item = Self>) -> Self {
+        match parts.into_iter().max().unwrap_or(Self::Healthy) {
+            Self::Unhealthy => Self::Warning,
+            worst => worst,
+        }
+    }
+}
+
 /// A readiness probe must answer fast even when the database hangs.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -57,10 +79,10 @@ pub(crate) async fn live(state: web::Data<AppState>) -> Result<HttpResponse, Api
 #[utoipa::path(get, path = "/health/database", tag = "health",
     responses((status = 200, description = "Connectivity, latency, pool and circuit breaker", body = Object), (status = 503, description = "Database unreachable", body = Object)))]
 pub(crate) async fn database(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(database_report(&state).await)
+    HttpResponse::Ok().json(database_report(&state).await.1)
 }
 
-async fn database_report(state: &AppState) -> Value {
+async fn database_report(state: &AppState) -> (Health, Value) {
     let started = Instant::now();
     let ping = tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await;
     let latency_ms = started.elapsed().as_millis();
@@ -71,17 +93,17 @@ async fn database_report(state: &AppState) -> Value {
         "timestamp": now_text(),
     });
     let (status, database, error) = match ping {
-        Ok(Ok(())) if latency_ms > SLOW_PING_MS => ("warning", "connected", None),
-        Ok(Ok(())) => ("healthy", "connected", None),
-        Ok(Err(error)) => ("unhealthy", "disconnected", Some(error.to_string())),
-        Err(_) => ("unhealthy", "disconnected", Some(format!("no answer within {PING_TIMEOUT:?}"))),
+        Ok(Ok(())) if latency_ms > SLOW_PING_MS => (Health::Warning, "connected", None),
+        Ok(Ok(())) => (Health::Healthy, "connected", None),
+        Ok(Err(error)) => (Health::Unhealthy, "disconnected", Some(error.to_string())),
+        Err(_) => (Health::Unhealthy, "disconnected", Some(format!("no answer within {PING_TIMEOUT:?}"))),
     };
     body["status"] = json!(status);
     body["database"] = json!(database);
     if let Some(error) = error {
         body["error"] = json!(error);
     }
-    body
+    (status, body)
 }
 
 /// Above this a reachable database is reported as `warning`, as the original did.
@@ -95,7 +117,7 @@ fn now_text() -> String {
 /// with two decimals, times in float seconds or `null` when it never happened.
 #[derive(Debug, Serialize)]
 pub(crate) struct BufferReport {
-    pub status: &'static str,
+    pub status: Health,
     pub size: usize,
     pub capacity: usize,
     pub utilization_percent: String,
@@ -138,13 +160,13 @@ pub(crate) fn buffer_report(state: &AppState) -> BufferReport {
 
 /// The original service's thresholds for a store of pending events: how full it is, and
 /// how much offered to it was refused.
-fn fill_status(utilization_percent: f64, refused_percent: f64) -> &'static str {
+fn fill_status(utilization_percent: f64, refused_percent: f64) -> Health {
     if utilization_percent >= 90.0 || refused_percent > 5.0 {
-        "critical"
+        Health::Critical
     } else if utilization_percent >= 70.0 || refused_percent > 1.0 {
-        "warning"
+        Health::Warning
     } else {
-        "healthy"
+        Health::Healthy
     }
 }
 
@@ -152,16 +174,16 @@ fn percent(part: f64, whole: f64) -> f64 {
     if whole > 0.0 { part / whole * 100.0 } else { 0.0 }
 }
 
-fn buffer_json(state: &AppState) -> Value {
+fn buffer_json(state: &AppState) -> (Health, Value) {
     let report = buffer_report(state);
     let metrics = report.metrics.clone();
-    json!({"status": report.status, "buffer": report, "metrics": metrics})
+    (report.status, json!({"status": report.status, "buffer": report, "metrics": metrics}))
 }
 
 #[utoipa::path(get, path = "/health/buffer", tag = "health",
     responses((status = 200, description = "Buffer size, capacity, utilisation and totals", body = Object)))]
 pub(crate) async fn buffer(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(buffer_json(&state))
+    HttpResponse::Ok().json(buffer_json(&state).1)
 }
 
 /// The stored-event figures, from the hourly rollup, reused for a minute. A client may
@@ -197,8 +219,8 @@ async fn business_metrics(state: &AppState) -> Result<Arc<BusinessMetrics>, ApiE
     responses((status = 200, description = "Overall status with memory, database, buffer, journal, circuit and business figures", body = Object), (status = 503, description = "Critical", body = Object)))]
 pub(crate) async fn detailed(state: web::Data<AppState>) -> HttpResponse {
     let started = Instant::now();
-    let database = database_report(&state).await;
-    let buffer = buffer_json(&state);
+    let (database_health, database) = database_report(&state).await;
+    let (buffer_health, buffer) = buffer_json(&state);
     let circuit = state.breaker.snapshot();
     let business = match business_metrics(&state).await {
         Ok(metrics) => json!(metrics.as_ref()),
@@ -207,19 +229,15 @@ pub(crate) async fn detailed(state: web::Data<AppState>) -> HttpResponse {
     let journal = state.journal.as_ref().map(|journal| {
         let usage = journal.usage();
         let utilization = percent(usage.bytes as f64, usage.capacity_bytes as f64);
-        json!({"status": fill_status(utilization, 0.0), "bytes": usage.bytes, "capacityBytes": usage.capacity_bytes,
-               "segments": usage.segments, "utilizationPercent": format!("{utilization:.2}")})
+        let health = fill_status(utilization, 0.0);
+        let body = json!({"status": health, "bytes": usage.bytes, "capacityBytes": usage.capacity_bytes,
+               "segments": usage.segments, "utilizationPercent": format!("{utilization:.2}")});
+        (health, body)
     });
-    let parts =
-        [&database["status"], &buffer["status"], journal.as_ref().map_or(&Value::Null, |journal| &journal["status"])];
-    let is = |wanted: &[&str]| parts.iter().any(|status| wanted.iter().any(|wanted| status.as_str() == Some(*wanted)));
-    let status = if is(&["critical", "error"]) || circuit.state == BreakerState::Open {
-        "critical"
-    } else if is(&["warning", "unhealthy"]) {
-        "warning"
-    } else {
-        "healthy"
-    };
+    let circuit_health = if circuit.state == BreakerState::Open { Health::Critical } else { Health::Healthy };
+    let journal_health = journal.as_ref().map(|(health, _)| *health);
+    let status = Health::overall([database_health, buffer_health, circuit_health].into_iter().chain(journal_health));
+    let journal = journal.map(|(_, body)| body);
     let (server_status, server_message) = if state.lifecycle.shutting_down() {
         (503, "SERVER_IS_SHUTTING_DOWN")
     } else if state.lifecycle.replayed() && state.lifecycle.schema_ready() {
@@ -247,4 +265,22 @@ pub(crate) async fn detailed(state: web::Data<AppState>) -> HttpResponse {
             "pid": std::process::id(),
         },
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Health;
+
+    #[test]
+    fn a_report_is_as_bad_as_its_worst_part_and_an_unreachable_database_only_warns() {
+        assert_eq!(Health::overall([]), Health::Healthy);
+        assert_eq!(Health::overall([Health::Healthy, Health::Warning]), Health::Warning);
+        assert_eq!(Health::overall([Health::Unhealthy, Health::Healthy]), Health::Warning);
+        assert_eq!(Health::overall([Health::Unhealthy, Health::Critical, Health::Warning]), Health::Critical);
+        let wire: Vec<String> = [Health::Healthy, Health::Warning, Health::Unhealthy, Health::Critical]
+            .iter()
+            .map(|health| serde_json::to_string(health).unwrap())
+            .collect();
+        assert_eq!(wire, ["\"healthy\"", "\"warning\"", "\"unhealthy\"", "\"critical\""]);
+    }
 }
