@@ -9,6 +9,6 @@ use actix_web::{HttpResponse, web};
 #[utoipa::path(post, path = "/admin/retention/run", tag = "admin",
     responses((status = 200, description = "What the run removed; `ran: false` when another replica held the lock", body = Object), (status = 503, description = "Storage unavailable", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn run_retention(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let report = state.retention.run().await.map_err(ApiError::StoreUnavailable)?;
+    let report = state.retention.run().await?;
     Ok(HttpResponse::Ok().json(report))
 }

@@ -67,7 +67,7 @@ fn filter(request: &HttpRequest) -> Result<DeadLetterFilter, ApiError> {
     responses((status = 200, description = "`{events, total, limit, offset}`", body = Object), (status = 400, description = "An invalid parameter, named", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn list(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let filter = filter(&request)?;
-    let (entries, total) = state.dead_letters.list(&filter).await.map_err(ApiError::StoreUnavailable)?;
+    let (entries, total) = state.dead_letters.list(&filter).await?;
     let events: Vec<Value> = entries.iter().map(summary).collect();
     Ok(HttpResponse::Ok()
         .json(json!({"events": events, "total": total, "limit": filter.limit, "offset": filter.offset})))
@@ -76,7 +76,7 @@ pub(crate) async fn list(request: HttpRequest, state: web::Data<AppState>) -> Re
 #[utoipa::path(get, path = "/dlq/statistics", tag = "dead letters",
     responses((status = 200, description = "`{total, byService, reprocessed, pending, oldestEvent}`", body = Object)))]
 pub(crate) async fn statistics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let stats = state.dead_letters.stats().await.map_err(ApiError::StoreUnavailable)?;
+    let stats = state.dead_letters.stats().await?;
     Ok(HttpResponse::Ok().json(stats))
 }
 
@@ -87,12 +87,7 @@ fn entry_id(path: &str) -> Result<Uuid, ApiError> {
 
 async fn find(state: &AppState, path: &str) -> Result<DeadLetter, ApiError> {
     let id = entry_id(path)?;
-    state
-        .dead_letters
-        .get(id)
-        .await
-        .map_err(ApiError::StoreUnavailable)?
-        .ok_or_else(|| ApiError::DeadLetterNotFound(path.to_owned()))
+    state.dead_letters.get(id).await?.ok_or_else(|| ApiError::DeadLetterNotFound(path.to_owned()))
 }
 
 #[utoipa::path(get, path = "/dlq/{id}", tag = "dead letters", params(("id" = String, Path, description = "Dead-letter id")),
@@ -130,7 +125,7 @@ pub(crate) async fn reprocess(path: web::Path<String>, state: web::Data<AppState
     // mark finds the entry changed, the event already failed again and stays pending.
     let event_id = entry.event.id.to_string();
     state.ingest.requeue(entry.event).await.map_err(|error| ApiError::from_ingest(error, state.retry_after))?;
-    state.dead_letters.mark_reprocessed(entry.id, entry.updated_at).await.map_err(ApiError::StoreUnavailable)?;
+    state.dead_letters.mark_reprocessed(entry.id, entry.updated_at).await?;
     Ok(HttpResponse::Ok()
         .json(json!({"id": entry.id, "eventId": event_id, "status": "reprocessed", "message": "Event re-enqueued"})))
 }
@@ -139,7 +134,7 @@ pub(crate) async fn reprocess(path: web::Path<String>, state: web::Data<AppState
     responses((status = 204, description = "Deleted"), (status = 404, description = "No such entry", body = crate::openapi::ErrorBody)))]
 pub(crate) async fn delete(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let id = entry_id(&path)?;
-    if state.dead_letters.delete(id).await.map_err(ApiError::StoreUnavailable)? {
+    if state.dead_letters.delete(id).await? {
         Ok(HttpResponse::NoContent().finish())
     } else {
         Err(ApiError::DeadLetterNotFound(path.into_inner()))

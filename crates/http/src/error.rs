@@ -67,10 +67,17 @@ pub enum ApiError {
     NotFound { method: String, path: String },
 }
 
-impl ApiError {
-    /// A query's failure: refused for its values or its cost (400), or the store is
-    /// unavailable (503).
-    pub fn from_query(error: QueryError) -> Self {
+/// Outside a query, whatever the store answers is the service's fault, never the client's.
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        Self::StoreUnavailable(error)
+    }
+}
+
+/// A query's failure: refused for its values or its cost (400), or the store is
+/// unavailable (503).
+impl From<QueryError> for ApiError {
+    fn from(error: QueryError) -> Self {
         match error {
             QueryError::Store(error @ StoreError::Rejected(_)) => Self::QueryRejected(error),
             QueryError::Store(error @ StoreError::Unavailable(_)) => Self::StoreUnavailable(error),
@@ -85,7 +92,9 @@ impl ApiError {
             )]),
         }
     }
+}
 
+impl ApiError {
     pub fn from_ingest(error: IngestError, retry_after: Duration) -> Self {
         match error {
             IngestError::Empty => Self::Invalid(vec![FieldError::new(
