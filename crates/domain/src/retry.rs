@@ -92,3 +92,56 @@ where
         tokio::time::sleep(delay).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::breaker::BreakerSettings;
+    use crate::ports::SystemClock;
+    use std::sync::Arc;
+
+    #[tokio::test(start_paused = true)]
+    async fn transient_failures_are_retried_and_counted_until_a_permanent_one_ends_the_loop() {
+        let settings =
+            BreakerSettings { failure_threshold: 10, success_threshold: 1, open_timeout: Duration::from_secs(1) };
+        let breaker = CircuitBreaker::new(settings, Arc::new(SystemClock));
+        let policy = RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) };
+        let mut answers = vec![
+            Err(Failure::Permanent("refused")),
+            Err(Failure::Transient("b".into())),
+            Err(Failure::Transient("a".into())),
+        ];
+        let mut retried = Vec::new();
+        let outcome: Result<(), &str> = retry_transient(
+            Some(&breaker),
+            &policy,
+            || std::future::ready(answers.pop().expect("no attempt after a permanent failure")),
+            |retrying| retried.push((retrying.cause.to_owned(), retrying.attempt, retrying.delay)),
+        )
+        .await;
+        assert_eq!(outcome, Err("refused"));
+        assert_eq!(
+            retried.iter().map(|(cause, attempt, _)| (cause.as_str(), *attempt)).collect::<Vec<_>>(),
+            [("a", 1), ("b", 2)]
+        );
+        assert!(retried.iter().all(|(_, attempt, delay)| *delay <= policy.base_delay * (1 << (attempt - 1))));
+        let snapshot = breaker.snapshot();
+        assert_eq!((snapshot.failure_count, snapshot.last_error.as_deref()), (2, Some("b")));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_a_breaker_the_first_success_ends_the_loop() {
+        let mut attempts = 0;
+        let outcome: Result<u32, std::convert::Infallible> = retry_transient(
+            None,
+            &RetryPolicy::default(),
+            || {
+                attempts += 1;
+                std::future::ready(if attempts < 4 { Err(Failure::Transient("down".into())) } else { Ok(attempts) })
+            },
+            |_| {},
+        )
+        .await;
+        assert_eq!(outcome, Ok(4));
+    }
+}
