@@ -4,8 +4,8 @@
 
 use crate::support::TestDatabase;
 use aurore_domain::{
-    Event, EventDraft, EventId, EventPage, EventQuery, EventStore, HistogramQuery, QueryLimits, RetentionPolicy,
-    SortField, SortOrder, StoreError, StoredEvent,
+    Event, EventDraft, EventId, EventPage, EventQuery, EventReader, EventSink, HistogramQuery, QueryLimits,
+    RetentionPolicy, SortField, SortOrder, StoreError, StoredEvent,
 };
 use aurore_store_postgres::{PostgresSettings, PostgresStore};
 use chrono::{DateTime, Duration, DurationRound, SubsecRound, TimeZone, Utc};
@@ -283,7 +283,7 @@ async fn writing_stored_events_again_skips_them_instead_of_duplicating() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn dead_letters_keep_what_postgres_refuses_and_can_be_managed() {
-    use aurore_domain::{DeadLetterFilter, DeadLetterStore};
+    use aurore_domain::{DeadLetterAdmin, DeadLetterFilter, DeadLetterSink};
     let database = TestDatabase::create().await;
     let store = store(&database).await;
     let mut poison = event("billing", Utc::now(), "nul \u{0} inside");

@@ -4,7 +4,10 @@
 
 // A failed unwrap is a failed test, which is what these helpers are for.
 
-use aurore_domain::{EventDraft, EventId, EventQuery, EventStore, QueryLimits, RetentionPolicy, SortField, SortOrder};
+use aurore_domain::{
+    EventDraft, EventId, EventQuery, EventReader, EventSink, QueryLimits, RetentionPolicy, SortField, SortOrder,
+    StoreHealth,
+};
 use aurore_store_postgres::{PostgresSettings, PostgresStore, SslMode};
 use chrono::{Duration as Days, Utc};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose};

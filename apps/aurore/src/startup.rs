@@ -157,14 +157,15 @@ impl Application {
             tail: tail.clone(),
             ingest: IngestService::new(
                 buffer.clone(),
-                Some(journal.clone()),
+                journal.clone(),
                 clock,
                 observer.clone(),
                 ingest_settings(settings),
             ),
             buffer: buffer.clone(),
-            journal: Some(journal.clone()),
-            store: store.clone(),
+            journal: journal.clone(),
+            reader: store.clone(),
+            store_health: store.clone(),
             dead_letters: store.clone(),
             breaker: breaker.clone(),
             lifecycle: lifecycle.clone(),
@@ -204,7 +205,7 @@ impl Application {
         let sinks = Sinks {
             store: store.clone(),
             dead_letters: store.clone(),
-            journal: Some(journal.clone()),
+            journal: journal.clone(),
             breaker,
             tail: tail.clone(),
         };
@@ -310,7 +311,7 @@ pub async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<Dr
     let sinks = Sinks {
         store: store.clone(),
         dead_letters: store,
-        journal: Some(journal.clone()),
+        journal: journal.clone(),
         breaker: breaker(settings, Arc::new(SystemClock)),
         // Nobody subscribes to a drain.
         tail: Arc::new(Tail::new(1, 1)),

@@ -90,7 +90,7 @@ impl Default for IngestSettings {
 #[derive(Debug)]
 pub struct IngestService {
     buffer: Arc<Buffer>,
-    journal: Option<Arc<dyn Journal>>,
+    journal: Arc<dyn Journal>,
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
     limits: Limits,
@@ -105,7 +105,7 @@ pub struct IngestService {
 impl IngestService {
     pub fn new(
         buffer: Arc<Buffer>,
-        journal: Option<Arc<dyn Journal>>,
+        journal: Arc<dyn Journal>,
         clock: Arc<dyn Clock>,
         observer: Arc<dyn Observer>,
         settings: IngestSettings,
@@ -264,40 +264,47 @@ impl IngestService {
         durability: Durability,
         origin: Option<TraceLink>,
     ) -> Result<Option<Arc<Completion>>, IngestError> {
-        let journal = self.journal.as_ref().filter(|_| durability != Durability::None);
-        let reservation = match (self.buffer.reserve(events.len()), journal) {
-            (Ok(reservation), _) => Some(reservation),
-            (Err(BufferError::Full { .. }), Some(_)) => None,
-            (Err(error), _) => return Err(error.into()),
+        if durability == Durability::None {
+            self.buffer.reserve(events.len())?.fill(queued(events, None, None, origin));
+            return Ok(None);
+        }
+        // A full buffer does not refuse a journaled request: it waits in the journal.
+        let reservation = match self.buffer.reserve(events.len()) {
+            Ok(reservation) => Some(reservation),
+            Err(BufferError::Full { .. }) => None,
+            Err(error) => return Err(error.into()),
         };
-        let appended = match journal {
-            Some(journal) => Some(journal.append(&events).await?),
-            None => None,
-        };
+        let appended = self.journal.append(&events).await?;
         let completion = (durability == Durability::Stored).then(|| Arc::new(Completion::new(events.len())));
-        match (reservation, appended) {
-            (Some(reservation), appended) => {
-                let queued = events
-                    .into_iter()
-                    .enumerate()
-                    .map(|(offset, event)| Queued {
-                        event,
-                        seq: appended.map(|appended| JournalSeq(appended.first.0 + offset as u64)),
-                        completion: completion.clone(),
-                        origin,
-                    })
-                    .collect();
-                reservation.fill(queued);
-            }
-            (None, Some(appended)) => {
+        match reservation {
+            Some(reservation) => reservation.fill(queued(events, Some(appended.first), completion.clone(), origin)),
+            None => {
                 let spilled =
                     Spilled { record: appended.record, events: events.len(), completion: completion.clone(), origin };
                 self.buffer.push_spilled(spilled)?;
             }
-            (None, None) => unreachable!("without a journal a full buffer refuses before this point"),
         }
         Ok(completion)
     }
+}
+
+/// Events as the buffer holds them; journaled ones at consecutive positions from `first`.
+fn queued(
+    events: Vec<Event>,
+    first: Option<JournalSeq>,
+    completion: Option<Arc<Completion>>,
+    origin: Option<TraceLink>,
+) -> Vec<Queued> {
+    events
+        .into_iter()
+        .enumerate()
+        .map(|(offset, event)| Queued {
+            event,
+            seq: first.map(|first| JournalSeq(first.0 + offset as u64)),
+            completion: completion.clone(),
+            origin,
+        })
+        .collect()
 }
 
 impl crate::event::EventDraft {
@@ -325,78 +332,15 @@ pub async fn replay_journal(journal: &dyn Journal, buffer: &Buffer) -> Result<u6
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::{Appended, RecordRef};
-    use async_trait::async_trait;
+    use crate::testing::{FixedClock, MemoryJournal, Tally};
     use chrono::TimeZone;
     use serde_json::json;
-    use std::sync::Mutex;
-
-    #[derive(Debug)]
-    struct FixedClock(DateTime<Utc>);
-    impl Clock for FixedClock {
-        fn now(&self) -> DateTime<Utc> {
-            self.0
-        }
-    }
-
-    /// Keeps appended events in memory; can be told to be full.
-    #[derive(Debug, Default)]
-    struct MemoryJournal {
-        appended: Mutex<Vec<Event>>,
-        full: bool,
-        replay: Mutex<Vec<Vec<(JournalSeq, Event)>>>,
-    }
-
-    #[async_trait]
-    impl Journal for MemoryJournal {
-        async fn append(&self, events: &[Event]) -> Result<Appended, JournalError> {
-            if self.full {
-                return Err(JournalError::Full { limit_bytes: 10 });
-            }
-            let mut appended = self.appended.lock().unwrap();
-            let first = appended.len() as u64;
-            appended.extend_from_slice(events);
-            Ok(Appended { first: JournalSeq(first), record: RecordRef { segment: 0, offset: first } })
-        }
-        async fn read(&self, record: RecordRef) -> Result<Vec<(JournalSeq, Event)>, JournalError> {
-            let appended = self.appended.lock().unwrap();
-            Ok(vec![(JournalSeq(record.offset), appended[usize::try_from(record.offset).unwrap()].clone())])
-        }
-        fn acknowledge(&self, _: &[JournalSeq]) {}
-        fn next_unacknowledged(&self) -> Result<Option<Vec<(JournalSeq, Event)>>, JournalError> {
-            Ok(self.replay.lock().unwrap().pop())
-        }
-        fn usage(&self) -> crate::ports::JournalUsage {
-            unreachable!("ingest never reports")
-        }
-    }
-
-    /// Tallies reported outcomes.
-    #[derive(Debug, Default)]
-    struct Outcomes(Mutex<std::collections::HashMap<Received, usize>>);
-
-    impl Outcomes {
-        fn of(&self, outcome: Received) -> usize {
-            self.0.lock().unwrap().get(&outcome).copied().unwrap_or(0)
-        }
-    }
-
-    impl Observer for Outcomes {
-        fn events_received(&self, outcome: Received, count: usize) {
-            *self.0.lock().unwrap().entry(outcome).or_default() += count;
-        }
-        fn batch_written(&self, _: usize, _: Duration) {}
-        fn database_failed(&self, _: crate::observe::DatabaseFailure) {}
-        fn write_retried(&self) {}
-        fn dead_lettered(&self, _: bool) {}
-        fn retention_ran(&self, _: &crate::retention::RetentionReport) {}
-    }
 
     struct Setup {
         ingest: IngestService,
         buffer: Arc<Buffer>,
         journal: Arc<MemoryJournal>,
-        outcomes: Arc<Outcomes>,
+        outcomes: Arc<Tally>,
         now: DateTime<Utc>,
     }
 
@@ -404,10 +348,10 @@ mod tests {
         let now = Utc.with_ymd_and_hms(2024, 1, 15, 10, 30, 1).unwrap();
         let buffer = Arc::new(Buffer::new(capacity, 100));
         let journal = Arc::new(journal);
-        let outcomes = Arc::new(Outcomes::default());
+        let outcomes = Arc::new(Tally::default());
         let ingest = IngestService::new(
             buffer.clone(),
-            Some(journal.clone()),
+            journal.clone(),
             Arc::new(FixedClock(now)),
             outcomes.clone(),
             IngestSettings::default(),
@@ -524,12 +468,12 @@ mod tests {
             .map(|rejection| (rejection.index, rejection.errors[0].constraints.keys().next().copied().unwrap_or("")))
             .collect();
         assert_eq!(refused, [(1, "maxFuture"), (2, "maxFuture")]);
-        assert_eq!(setup.outcomes.of(Received::OutOfWindow), 2);
-        assert_eq!(setup.outcomes.of(Received::Rejected), 0);
+        assert_eq!(setup.outcomes.received(Received::OutOfWindow), 2);
+        assert_eq!(setup.outcomes.received(Received::Rejected), 0);
 
         let bounded = IngestService::new(
             setup.buffer.clone(),
-            None,
+            setup.journal.clone(),
             Arc::new(FixedClock(setup.now)),
             setup.outcomes.clone(),
             IngestSettings { max_past: Some(Duration::from_secs(3600)), ..IngestSettings::default() },
@@ -617,14 +561,14 @@ mod tests {
         let origin = TraceLink { trace_id: [7; 16], span_id: [9; 8] };
         let elements = vec![event("a"), Ok(json!({"service": "svc"}).into()), keyed("k"), keyed("k")];
         setup.ingest.ingest(elements, Durability::Journal, Some(origin)).await.unwrap();
-        assert_eq!(setup.outcomes.of(Received::Accepted), 2);
-        assert_eq!(setup.outcomes.of(Received::Rejected), 1);
-        assert_eq!(setup.outcomes.of(Received::Duplicate), 1);
+        assert_eq!(setup.outcomes.received(Received::Accepted), 2);
+        assert_eq!(setup.outcomes.received(Received::Rejected), 1);
+        assert_eq!(setup.outcomes.received(Received::Duplicate), 1);
 
         let refused = setup.ingest.ingest(vec![event("b"), event("c")], Durability::None, None).await;
         assert!(refused.is_err());
-        assert_eq!(setup.outcomes.of(Received::RateLimited), 2);
-        assert_eq!(setup.outcomes.of(Received::Accepted), 2);
+        assert_eq!(setup.outcomes.received(Received::RateLimited), 2);
+        assert_eq!(setup.outcomes.received(Received::Accepted), 2);
         let buffer = setup.buffer.snapshot();
         assert_eq!((buffer.enqueued, buffer.refused), (2, 2));
         let queued = drain(&setup.buffer).await.queued;

@@ -1,8 +1,8 @@
 //! Aurore's core. An event arrives as JSON, is validated against the contract's limits,
 //! enriched with a time-ordered id and an ingest time, and pushed into the bounded
 //! [`Buffer`]. [`BatchWorker`]s drain the buffer in batches (by size or after a linger)
-//! and hand them to an [`EventStore`], retrying transient failures with backoff and jitter.
-//! Queries are parsed into an [`EventQuery`] and answered by the same port.
+//! and hand them to an [`EventSink`], retrying transient failures with backoff and jitter.
+//! Queries are parsed into an [`EventQuery`] and answered by an [`EventReader`].
 //!
 //! This crate performs no I/O: no database driver, HTTP framework, exporter or filesystem.
 //! Adapters implement the traits in [`ports`]; a tidy test keeps it that way.
@@ -23,6 +23,8 @@ pub mod query;
 pub mod retention;
 pub mod retry;
 pub mod tail;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod validation;
 
 pub use breaker::{BreakerSettings, BreakerSnapshot, BreakerState, CircuitBreaker};
@@ -37,8 +39,9 @@ pub use markup::Markup;
 pub use observe::{DatabaseFailure, Observer, Received, TraceLink, Unobserved};
 pub use pipeline::{BatchWorker, Sinks, WriterSettings};
 pub use ports::{
-    Appended, Clock, ConnectionStats, DeadLetter, DeadLetterFilter, DeadLetterStats, DeadLetterStore, EventStore,
-    Journal, JournalError, JournalSeq, JournalUsage, QueryError, RecordRef, StoreError, SystemClock,
+    Appended, Clock, ConnectionStats, DeadLetter, DeadLetterAdmin, DeadLetterFilter, DeadLetterSink, DeadLetterStats,
+    EventReader, EventSink, Journal, JournalError, JournalSeq, JournalUsage, QueryError, RecordRef, StoreError,
+    StoreHealth, SystemClock,
 };
 pub use query::{
     Cursor, CursorKey, EventPage, EventQuery, MetadataFilter, QueryLimits, SortField, SortOrder, StoredEvent,

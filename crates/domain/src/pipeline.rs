@@ -8,7 +8,7 @@ use crate::breaker::CircuitBreaker;
 use crate::buffer::{Batch, Buffer, Queued};
 use crate::event::Event;
 use crate::observe::{DatabaseFailure, Observer, TraceLink};
-use crate::ports::{DeadLetterStore, EventStore, Journal, JournalError};
+use crate::ports::{DeadLetterSink, EventSink, Journal};
 use crate::retry::{Failure, RetryPolicy, retry_transient};
 use crate::tail::Tail;
 use std::ops::Range;
@@ -30,10 +30,10 @@ const MAX_SPAN_LINKS: usize = 128;
 /// Where a writer sends what it drains. Shared by every writer.
 #[derive(Debug, Clone)]
 pub struct Sinks {
-    pub store: Arc<dyn EventStore>,
-    pub dead_letters: Arc<dyn DeadLetterStore>,
-    /// Acknowledged once events are stored or dead-lettered; `None` when not journaling.
-    pub journal: Option<Arc<dyn Journal>>,
+    pub store: Arc<dyn EventSink>,
+    pub dead_letters: Arc<dyn DeadLetterSink>,
+    /// Acknowledged once events are stored or dead-lettered.
+    pub journal: Arc<dyn Journal>,
     pub breaker: Arc<CircuitBreaker>,
     /// Told every event once it is stored, for live subscribers.
     pub tail: Arc<Tail>,
@@ -84,11 +84,7 @@ impl BatchWorker {
     async fn read_spilled(&self, batch: Batch) -> Vec<Queued> {
         let mut queued = batch.queued;
         for spilled in batch.spilled {
-            let read = match &self.sinks.journal {
-                Some(journal) => journal.read(spilled.record).await,
-                None => Err(JournalError::Io("spilled events without a journal".into())),
-            };
-            match read {
+            match self.sinks.journal.read(spilled.record).await {
                 Ok(events) => queued.extend(events.into_iter().map(|(seq, event)| Queued {
                     event,
                     seq: Some(seq),
@@ -131,10 +127,8 @@ impl BatchWorker {
                 }
             }
         }
-        if let Some(journal) = &self.sinks.journal {
-            let seqs: Vec<_> = batch.iter().filter_map(|queued| queued.seq).collect();
-            journal.acknowledge(&seqs);
-        }
+        let seqs: Vec<_> = batch.iter().filter_map(|queued| queued.seq).collect();
+        self.sinks.journal.acknowledge(&seqs);
         for (queued, stored) in batch.iter().zip(stored) {
             if let Some(completion) = &queued.completion {
                 completion.settle(stored);
@@ -215,150 +209,22 @@ fn origins(batch: &Batch) -> Vec<TraceLink> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::breaker::{BreakerSettings, BreakerState};
     use crate::buffer::tests::queued;
-    use crate::business::BusinessMetrics;
     use crate::completion::Completion;
-    use crate::ports::{Appended, DeadLetter, DeadLetterFilter, DeadLetterStats, JournalSeq, RecordRef, SystemClock};
-    use crate::ports::{QueryError, StoreError};
-    use crate::query::{EventPage, EventQuery};
-    use async_trait::async_trait;
-    use std::collections::{HashSet, VecDeque};
-    use std::sync::Mutex;
-    use std::sync::atomic::{AtomicU64, Ordering};
+    use crate::ports::{JournalSeq, StoreError, SystemClock};
+    use crate::testing::{FakeDeadLetters, FakeStore, MemoryJournal, Tally};
+    use std::sync::atomic::Ordering;
     use tokio::time::Instant;
-    use uuid::Uuid;
-
-    /// An in-memory store: scripted transient failures first, then it refuses any batch
-    /// holding a message that starts with "poison".
-    #[derive(Debug, Default)]
-    pub(crate) struct FakeStore {
-        pub(crate) outages: Mutex<VecDeque<StoreError>>,
-        pub(crate) stored: Mutex<Vec<Event>>,
-        pub(crate) attempts: AtomicU64,
-    }
-
-    #[async_trait]
-    impl EventStore for FakeStore {
-        async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError> {
-            self.attempts.fetch_add(1, Ordering::Relaxed);
-            if let Some(error) = self.outages.lock().unwrap().pop_front() {
-                return Err(error);
-            }
-            if events.iter().any(|event| event.message.starts_with("poison")) {
-                return Err(StoreError::Rejected("invalid byte sequence".into()));
-            }
-            let mut stored = self.stored.lock().unwrap();
-            let known: HashSet<_> = stored.iter().map(|event| event.id).collect();
-            stored.extend(events.iter().filter(|event| !known.contains(&event.id)).map(|event| (*event).clone()));
-            Ok(())
-        }
-        async fn query(&self, _: &EventQuery) -> Result<EventPage, QueryError> {
-            unreachable!("the writer never queries")
-        }
-        async fn histogram(&self, _: &crate::HistogramQuery) -> Result<crate::Histogram, QueryError> {
-            unreachable!("the writer never queries")
-        }
-        async fn ping(&self) -> Result<(), StoreError> {
-            Ok(())
-        }
-        async fn business_metrics(&self, _: chrono::DateTime<chrono::Utc>) -> Result<BusinessMetrics, StoreError> {
-            unreachable!("the writer never reports")
-        }
-    }
-
-    #[derive(Debug, Default)]
-    pub(crate) struct FakeDeadLetters {
-        pub(crate) entries: Mutex<Vec<(Event, String, u32)>>,
-    }
-
-    #[async_trait]
-    impl DeadLetterStore for FakeDeadLetters {
-        async fn put(&self, event: &Event, reason: &str, attempts: u32) -> Result<(), StoreError> {
-            self.entries.lock().unwrap().push((event.clone(), reason.to_owned(), attempts));
-            Ok(())
-        }
-        async fn list(&self, _: &DeadLetterFilter) -> Result<(Vec<DeadLetter>, u64), StoreError> {
-            unreachable!()
-        }
-        async fn stats(&self) -> Result<DeadLetterStats, StoreError> {
-            unreachable!()
-        }
-        async fn get(&self, _: Uuid) -> Result<Option<DeadLetter>, StoreError> {
-            unreachable!()
-        }
-        async fn mark_reprocessed(&self, _: Uuid, _: chrono::DateTime<chrono::Utc>) -> Result<bool, StoreError> {
-            unreachable!()
-        }
-        async fn delete(&self, _: Uuid) -> Result<bool, StoreError> {
-            unreachable!()
-        }
-    }
-
-    #[derive(Debug, Default)]
-    struct RecordingJournal {
-        acknowledged: Mutex<Vec<JournalSeq>>,
-    }
-
-    #[async_trait]
-    impl Journal for RecordingJournal {
-        async fn append(&self, _: &[Event]) -> Result<Appended, JournalError> {
-            unreachable!("the writer never appends")
-        }
-        async fn read(&self, _: RecordRef) -> Result<Vec<(JournalSeq, Event)>, JournalError> {
-            unreachable!("these tests spill nothing")
-        }
-        fn acknowledge(&self, seqs: &[JournalSeq]) {
-            self.acknowledged.lock().unwrap().extend_from_slice(seqs);
-        }
-        fn next_unacknowledged(&self) -> Result<Option<Vec<(JournalSeq, Event)>>, JournalError> {
-            Ok(None)
-        }
-        fn usage(&self) -> crate::ports::JournalUsage {
-            unreachable!("the writer never reports")
-        }
-    }
-
-    /// Counts what the writer reports.
-    #[derive(Debug, Default)]
-    struct CountingObserver {
-        batches: AtomicU64,
-        events_written: AtomicU64,
-        retries: AtomicU64,
-        unavailable: AtomicU64,
-        dead_lettered: AtomicU64,
-    }
-
-    impl Observer for CountingObserver {
-        fn events_received(&self, _: crate::observe::Received, _: usize) {}
-        fn batch_written(&self, events: usize, _: Duration) {
-            self.batches.fetch_add(1, Ordering::Relaxed);
-            self.events_written.fetch_add(events as u64, Ordering::Relaxed);
-        }
-        fn database_failed(&self, failure: DatabaseFailure) {
-            if failure == DatabaseFailure::Unavailable {
-                self.unavailable.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        fn write_retried(&self) {
-            self.retries.fetch_add(1, Ordering::Relaxed);
-        }
-        fn dead_lettered(&self, kept: bool) {
-            if kept {
-                self.dead_lettered.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-        fn retention_ran(&self, _: &crate::retention::RetentionReport) {}
-    }
 
     struct Harness {
         store: Arc<FakeStore>,
         dead_letters: Arc<FakeDeadLetters>,
-        journal: Arc<RecordingJournal>,
+        journal: Arc<MemoryJournal>,
         breaker: Arc<CircuitBreaker>,
-        observed: Arc<CountingObserver>,
+        observed: Arc<Tally>,
     }
 
     impl Harness {
@@ -382,7 +248,7 @@ pub(crate) mod tests {
             let sinks = Sinks {
                 store: self.store.clone(),
                 dead_letters: self.dead_letters.clone(),
-                journal: Some(self.journal.clone()),
+                journal: self.journal.clone(),
                 breaker: self.breaker.clone(),
                 tail: Arc::new(Tail::new(16, 1)),
             };

@@ -35,16 +35,20 @@ pub enum QueryError {
     TooManyToSort { sort_field: SortField, limit: u64 },
 }
 
-/// Durable storage of events.
+/// Where the batch writers put events: durable storage, written in batches.
 #[async_trait]
-pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
+pub trait EventSink: Send + Sync + std::fmt::Debug + 'static {
     /// Stores every event of `events` or none of them: a batch never half-lands.
     /// Idempotent on the event id and timestamp: an event already stored is skipped, not
     /// duplicated and not an error (journal replays and client retries rely on it).
     /// MUST return [`StoreError::Unavailable`] for failures worth retrying and
     /// [`StoreError::Rejected`] only when the data itself is refused.
     async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError>;
+}
 
+/// What people read back: pages of events, histograms and business figures.
+#[async_trait]
+pub trait EventReader: Send + Sync + std::fmt::Debug + 'static {
     /// One page of events for a service and time range, in the query's order, with the
     /// total matching the filter for page-numbered queries. A cursor page MUST read a
     /// bounded number of rows whatever its depth, so it carries no total. The total and
@@ -60,17 +64,19 @@ pub trait EventStore: Send + Sync + std::fmt::Debug + 'static {
     /// grow with the traffic in the range. Errors follow [`QueryError::Store`].
     async fn histogram(&self, query: &HistogramQuery) -> Result<Histogram, QueryError>;
 
-    /// Answers `Ok` when the store can serve reads and writes right now.
-    async fn ping(&self) -> Result<(), StoreError>;
-
     /// Counts of stored events by service and hour of their timestamp, as of `now`. MUST
     /// NOT scan the events themselves: it is served to dashboards.
     async fn business_metrics(&self, now: DateTime<Utc>) -> Result<BusinessMetrics, StoreError>;
+}
 
-    /// The state of the store's connections, for health reports.
-    fn connections(&self) -> ConnectionStats {
-        ConnectionStats::default()
-    }
+/// The store's own state, for health reports and readiness.
+#[async_trait]
+pub trait StoreHealth: Send + Sync + std::fmt::Debug + 'static {
+    /// Answers `Ok` when the store can serve reads and writes right now.
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// The state of the store's connections.
+    fn connections(&self) -> ConnectionStats;
 }
 
 /// Connections a store holds, as `/health/database` reports them.
@@ -189,14 +195,19 @@ pub struct DeadLetterStats {
     pub oldest_event: Option<DateTime<Utc>>,
 }
 
-/// Where poison events go.
+/// Where the batch writers put poison events.
 #[async_trait]
-pub trait DeadLetterStore: Send + Sync + std::fmt::Debug + 'static {
+pub trait DeadLetterSink: Send + Sync + std::fmt::Debug + 'static {
     /// Keeps `event` with the reason it could not be stored. MUST accept any event the
-    /// event store refused (e.g. text PostgreSQL cannot hold), and MUST NOT add a second
+    /// event sink refused (e.g. text PostgreSQL cannot hold), and MUST NOT add a second
     /// entry for an event that has a pending one (a journal replay puts it again). Errors
     /// follow [`StoreError`].
     async fn put(&self, event: &Event, reason: &str, attempts: u32) -> Result<(), StoreError>;
+}
+
+/// The dead-letter queue as operators see it: review, reprocess, delete.
+#[async_trait]
+pub trait DeadLetterAdmin: Send + Sync + std::fmt::Debug + 'static {
     /// A page of entries, newest first, and the number matching the filter.
     async fn list(&self, filter: &DeadLetterFilter) -> Result<(Vec<DeadLetter>, u64), StoreError>;
     async fn stats(&self) -> Result<DeadLetterStats, StoreError>;

@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use crate::query::{EventView, query_pairs};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, web};
-use aurore_domain::{EventQuery, EventStore, FieldError, QueryError, QueryLimits};
+use aurore_domain::{EventQuery, EventReader, FieldError, QueryError, QueryLimits};
 use std::sync::Arc;
 
 /// Events read from the store per page of the walk.
@@ -45,14 +45,14 @@ pub(crate) async fn export(request: HttpRequest, state: web::Data<AppState>) -> 
     query.cursor = Some(query.cursor_before_first().ok_or_else(|| {
         ApiError::Invalid(vec![FieldError::new("sortField", "isIn", "export sorts by timestamp only")])
     })?);
-    let store = state.store.clone();
+    let store = state.reader.clone();
     let pages = futures_util::stream::try_unfold(Some(query), move |next| next_page(store.clone(), next));
     Ok(HttpResponse::Ok().content_type("application/x-ndjson").streaming(pages))
 }
 
 /// One page as NDJSON lines, and the query for the page after it.
 async fn next_page(
-    store: Arc<dyn EventStore>,
+    store: Arc<dyn EventReader>,
     query: Option<EventQuery>,
 ) -> Result<Option<(Bytes, Option<EventQuery>)>, QueryError> {
     let Some(query) = query else {

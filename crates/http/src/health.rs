@@ -49,14 +49,12 @@ pub(crate) async fn ready(state: web::Data<AppState>) -> Result<HttpResponse, Ap
     if !state.lifecycle.replayed() {
         return Err(ApiError::NotReady("replaying the journal"));
     }
-    if let Some(journal) = &state.journal {
-        let usage = journal.usage();
-        if usage.write_failing {
-            return Err(ApiError::NotReady("the journal cannot write"));
-        }
-        if percent(usage.bytes as f64, usage.capacity_bytes as f64) >= READY_JOURNAL_PERCENT {
-            return Err(ApiError::NotReady("the journal is full"));
-        }
+    let usage = state.journal.usage();
+    if usage.write_failing {
+        return Err(ApiError::NotReady("the journal cannot write"));
+    }
+    if percent(usage.bytes as f64, usage.capacity_bytes as f64) >= READY_JOURNAL_PERCENT {
+        return Err(ApiError::NotReady("the journal is full"));
     }
     Ok(HttpResponse::Ok().json(json!({"message": "SERVER_IS_READY"})))
 }
@@ -84,11 +82,11 @@ pub(crate) async fn database(state: web::Data<AppState>) -> HttpResponse {
 
 async fn database_report(state: &AppState) -> (Health, Value) {
     let started = Instant::now();
-    let ping = tokio::time::timeout(PING_TIMEOUT, state.store.ping()).await;
+    let ping = tokio::time::timeout(PING_TIMEOUT, state.store_health.ping()).await;
     let latency_ms = started.elapsed().as_millis();
     let mut body = json!({
         "queryLatencyMs": latency_ms,
-        "connectionPool": state.store.connections(),
+        "connectionPool": state.store_health.connections(),
         "circuitBreaker": state.breaker.snapshot(),
         "timestamp": now_text(),
     });
@@ -204,7 +202,7 @@ pub(crate) async fn business(request: HttpRequest, state: web::Data<AppState>) -
 }
 
 async fn business_metrics(state: &AppState) -> Result<Arc<BusinessMetrics>, ApiError> {
-    let store = state.store.clone();
+    let store = state.reader.clone();
     state
         .business
         .figures
@@ -226,18 +224,13 @@ pub(crate) async fn detailed(state: web::Data<AppState>) -> HttpResponse {
         Ok(metrics) => json!(metrics.as_ref()),
         Err(_) => json!({"status": "error", "error": "Business metrics unavailable"}),
     };
-    let journal = state.journal.as_ref().map(|journal| {
-        let usage = journal.usage();
-        let utilization = percent(usage.bytes as f64, usage.capacity_bytes as f64);
-        let health = fill_status(utilization, 0.0);
-        let body = json!({"status": health, "bytes": usage.bytes, "capacityBytes": usage.capacity_bytes,
-               "segments": usage.segments, "utilizationPercent": format!("{utilization:.2}")});
-        (health, body)
-    });
+    let usage = state.journal.usage();
+    let utilization = percent(usage.bytes as f64, usage.capacity_bytes as f64);
+    let journal_health = fill_status(utilization, 0.0);
+    let journal = json!({"status": journal_health, "bytes": usage.bytes, "capacityBytes": usage.capacity_bytes,
+           "segments": usage.segments, "utilizationPercent": format!("{utilization:.2}")});
     let circuit_health = if circuit.state == BreakerState::Open { Health::Critical } else { Health::Healthy };
-    let journal_health = journal.as_ref().map(|(health, _)| *health);
-    let status = Health::overall([database_health, buffer_health, circuit_health].into_iter().chain(journal_health));
-    let journal = journal.map(|(_, body)| body);
+    let status = Health::overall([database_health, buffer_health, circuit_health, journal_health]);
     let (server_status, server_message) = if state.lifecycle.shutting_down() {
         (503, "SERVER_IS_SHUTTING_DOWN")
     } else if state.lifecycle.replayed() && state.lifecycle.schema_ready() {

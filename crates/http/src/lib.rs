@@ -24,8 +24,8 @@ use actix_web::http::header::{self, HeaderName};
 use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpRequest, HttpServer, web};
 use aurore_domain::{
-    Buffer, BusinessMetrics, CircuitBreaker, DeadLetterStore, Durability, EventStore, IngestService, Journal,
-    Lifecycle, QueryLimits, Retention, Tail,
+    Buffer, BusinessMetrics, CircuitBreaker, DeadLetterAdmin, Durability, EventReader, IngestService, Journal,
+    Lifecycle, QueryLimits, Retention, StoreHealth, Tail,
 };
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -73,9 +73,10 @@ pub struct AppState {
     pub tail: Arc<Tail>,
     /// Read for health reports and metrics; ingest goes through [`IngestService`].
     pub buffer: Arc<Buffer>,
-    pub journal: Option<Arc<dyn Journal>>,
-    pub store: Arc<dyn EventStore>,
-    pub dead_letters: Arc<dyn DeadLetterStore>,
+    pub journal: Arc<dyn Journal>,
+    pub reader: Arc<dyn EventReader>,
+    pub store_health: Arc<dyn StoreHealth>,
+    pub dead_letters: Arc<dyn DeadLetterAdmin>,
     pub breaker: Arc<CircuitBreaker>,
     pub lifecycle: Arc<Lifecycle>,
     /// What `202` means unless a request asks otherwise.

@@ -35,10 +35,10 @@ pub(crate) async fn prometheus(state: web::Data<AppState>) -> HttpResponse {
     let breaker = state.breaker.snapshot();
     let gauges = Gauges {
         buffer: state.buffer.snapshot(),
-        journal: state.journal.as_ref().map(|journal| journal.usage()),
+        journal: state.journal.usage(),
         circuit: breaker.state,
         circuit_opened: breaker.opened,
-        connections: state.store.connections(),
+        connections: state.store_health.connections(),
     };
     HttpResponse::Ok().content_type(PROMETHEUS_TEXT).body(state.metrics.render(&gauges))
 }

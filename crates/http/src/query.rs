@@ -72,7 +72,7 @@ pub(crate) fn query_pairs(request: &HttpRequest) -> Result<Vec<(String, String)>
 pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pairs = query_pairs(&request)?;
     let query = EventQuery::parse(&pairs, &state.query_limits, state.ingest.markup()).map_err(ApiError::Invalid)?;
-    let page = state.store.query(&query).await?;
+    let page = state.reader.query(&query).await?;
     let events: Vec<EventView<'_>> = page.events.iter().map(EventView::from).collect();
     // With a cursor the position is not counted (that is the point), so offset is null.
     let offset = query.cursor.is_none().then(|| query.offset());
@@ -100,7 +100,7 @@ pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>)
 pub(crate) async fn get_histogram(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pairs = query_pairs(&request)?;
     let query = HistogramQuery::parse(&pairs, &state.query_limits, state.ingest.markup()).map_err(ApiError::Invalid)?;
-    let histogram = state.store.histogram(&query).await?;
+    let histogram = state.reader.histogram(&query).await?;
     let buckets: Vec<Value> =
         histogram.buckets.iter().map(|bucket| json!({"start": iso(&bucket.start), "count": bucket.count})).collect();
     Ok(HttpResponse::Ok().json(json!({

@@ -3,7 +3,9 @@
 use crate::schema::dead_letters::dsl;
 use crate::{PostgresStore, error};
 use async_trait::async_trait;
-use aurore_domain::{DeadLetter, DeadLetterFilter, DeadLetterStats, DeadLetterStore, Event, StoreError};
+use aurore_domain::{
+    DeadLetter, DeadLetterAdmin, DeadLetterFilter, DeadLetterSink, DeadLetterStats, Event, StoreError,
+};
 use chrono::{DateTime, Utc};
 use diesel::dsl::count_star;
 use diesel::{BoolExpressionMethods, ExpressionMethods, OptionalExtension, QueryDsl, SelectableHelper};
@@ -50,7 +52,7 @@ fn printable(text: &str) -> String {
 }
 
 #[async_trait]
-impl DeadLetterStore for PostgresStore {
+impl DeadLetterSink for PostgresStore {
     async fn put(&self, event: &Event, reason: &str, attempts: u32) -> Result<(), StoreError> {
         use diesel::sql_types::{Integer, Text, Timestamptz, Uuid as SqlUuid};
         let original = serde_json::to_string(event).map_err(|e| StoreError::Rejected(e.to_string()))?;
@@ -76,7 +78,10 @@ impl DeadLetterStore for PostgresStore {
         .map_err(error::from_diesel)?;
         Ok(())
     }
+}
 
+#[async_trait]
+impl DeadLetterAdmin for PostgresStore {
     async fn list(&self, filter: &DeadLetterFilter) -> Result<(Vec<DeadLetter>, u64), StoreError> {
         let matching = || {
             let mut query = dsl::dead_letters.into_boxed();

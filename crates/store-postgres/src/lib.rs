@@ -1,4 +1,6 @@
-//! The PostgreSQL adapter behind the domain's [`EventStore`] port.
+//! The PostgreSQL adapter behind the domain's storage ports: [`EventSink`], [`EventReader`],
+//! [`StoreHealth`], [`DeadLetterSink`](aurore_domain::DeadLetterSink) and
+//! [`DeadLetterAdmin`](aurore_domain::DeadLetterAdmin).
 //!
 //! Batches go in with binary `COPY` over tokio-postgres (diesel-async has no COPY), which
 //! is several times faster than multi-row INSERT; queries, migrations and health go through
@@ -19,8 +21,8 @@ mod tls;
 
 use async_trait::async_trait;
 use aurore_domain::{
-    BusinessMetrics, ConnectionStats, Event, EventPage, EventQuery, EventStore, Histogram, HistogramQuery, QueryError,
-    RetentionPolicy, SortField, StoreError,
+    BusinessMetrics, ConnectionStats, Event, EventPage, EventQuery, EventReader, EventSink, Histogram, HistogramQuery,
+    QueryError, RetentionPolicy, SortField, StoreError, StoreHealth,
 };
 use chrono::{DateTime, Utc};
 
@@ -315,7 +317,7 @@ async fn insert_skipping_stored(
 }
 
 #[async_trait]
-impl EventStore for PostgresStore {
+impl EventSink for PostgresStore {
     #[tracing::instrument(name = "db.write_batch", skip_all, fields(db.system = "postgresql", events = i64::try_from(events.len()).unwrap_or(i64::MAX)))]
     async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError> {
         let mut client =
@@ -330,7 +332,10 @@ impl EventStore for PostgresStore {
             result => result.map_err(error::from_postgres),
         }
     }
+}
 
+#[async_trait]
+impl EventReader for PostgresStore {
     #[tracing::instrument(name = "db.query_events", skip_all, fields(db.system = "postgresql", service = %query.service))]
     async fn query(&self, query: &EventQuery) -> Result<EventPage, QueryError> {
         let mut connection = self.query_connection().await?;
@@ -362,6 +367,15 @@ impl EventStore for PostgresStore {
             .map_err(|InSnapshot(error)| error)
     }
 
+    #[tracing::instrument(name = "db.business_metrics", skip_all, fields(db.system = "postgresql"))]
+    async fn business_metrics(&self, now: DateTime<Utc>) -> Result<BusinessMetrics, StoreError> {
+        let mut connection = self.query_connection().await?;
+        counts::business_metrics(&mut connection, now).await
+    }
+}
+
+#[async_trait]
+impl StoreHealth for PostgresStore {
     fn connections(&self) -> ConnectionStats {
         let queries = self.queries.status();
         let writes = self.writes.status();
@@ -376,11 +390,5 @@ impl EventStore for PostgresStore {
         let mut connection = self.query_connection().await?;
         diesel::sql_query("SELECT 1").execute(&mut connection).await.map_err(error::from_diesel)?;
         Ok(())
-    }
-
-    #[tracing::instrument(name = "db.business_metrics", skip_all, fields(db.system = "postgresql"))]
-    async fn business_metrics(&self, now: DateTime<Utc>) -> Result<BusinessMetrics, StoreError> {
-        let mut connection = self.query_connection().await?;
-        counts::business_metrics(&mut connection, now).await
     }
 }

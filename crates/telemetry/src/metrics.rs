@@ -263,7 +263,7 @@ static INSTALLED: OnceLock<Metrics> = OnceLock::new();
 #[derive(Debug, Clone)]
 pub struct Gauges {
     pub buffer: BufferSnapshot,
-    pub journal: Option<JournalUsage>,
+    pub journal: JournalUsage,
     pub circuit: BreakerState,
     pub circuit_opened: u64,
     pub connections: ConnectionStats,
@@ -296,11 +296,9 @@ impl Metrics {
         gauge!(BUFFER_EVENTS).set(gauges.buffer.events as f64);
         gauge!(BUFFER_BYTES).set(gauges.buffer.bytes as f64);
         gauge!(BUFFER_CAPACITY).set(gauges.buffer.capacity as f64);
-        if let Some(journal) = gauges.journal {
-            gauge!(JOURNAL_BYTES).set(journal.bytes as f64);
-            gauge!(JOURNAL_CAPACITY).set(journal.capacity_bytes as f64);
-            gauge!(JOURNAL_SEGMENTS).set(journal.segments as f64);
-        }
+        gauge!(JOURNAL_BYTES).set(gauges.journal.bytes as f64);
+        gauge!(JOURNAL_CAPACITY).set(gauges.journal.capacity_bytes as f64);
+        gauge!(JOURNAL_SEGMENTS).set(gauges.journal.segments as f64);
         gauge!(CIRCUIT_STATE).set(match gauges.circuit {
             BreakerState::Closed => 0.0,
             BreakerState::Open => 1.0,
