@@ -132,7 +132,8 @@ async fn run_retention(settings: &Settings) -> anyhow::Result<()> {
     let store = Arc::new(PostgresStore::connect(&aurore::startup::postgres_settings(settings))?);
     let retention = aurore::startup::retention(settings, store, Arc::new(SystemClock), Arc::new(Unobserved));
     let report = retention.run().await.context("retention failed")?;
-    println!("{}", serde_json::to_string_pretty(&report)?);
+    // The same shape as `POST /admin/retention/run` answers.
+    println!("{}", serde_json::to_string_pretty(&aurore_http::RetentionRun::from(report))?);
     Ok(())
 }
 

@@ -4,7 +4,6 @@
 
 use crate::ports::Clock;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
@@ -25,8 +24,7 @@ impl Default for BreakerSettings {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BreakerState {
     Closed,
     Open,
@@ -34,8 +32,7 @@ pub enum BreakerState {
 }
 
 /// What `/health/database` shows.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct BreakerSnapshot {
     pub state: BreakerState,
     pub failure_count: u32,

@@ -2,14 +2,12 @@
 //! grow with the number of stored events.
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use serde::Serialize;
 use std::collections::BTreeMap;
 
 /// Stored events at a glance, in the original service's shape. Counted by event
 /// timestamp in whole UTC hours: the last hour is the current clock hour, the last
 /// 24 hours are it and the 23 before.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct BusinessMetrics {
     pub total_events: u64,
     pub events_by_service: std::collections::BTreeMap<String, u64>,
@@ -22,13 +20,13 @@ pub struct BusinessMetrics {
     pub events_by_hour: Vec<HourCount>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServiceCount {
     pub service: String,
     pub count: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HourCount {
     /// `YYYY-MM-DD HH:00`, UTC.
     pub hour: String,

@@ -7,7 +7,6 @@ use crate::histogram::{Histogram, HistogramQuery};
 use crate::query::{EventPage, EventQuery, SortField};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 use uuid::Uuid;
 
 /// Why a store operation failed, as far as the caller's next step is concerned.
@@ -80,7 +79,7 @@ pub trait StoreHealth: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// Connections a store holds, as `/health/database` reports them.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ConnectionStats {
     pub active: usize,
     pub idle: usize,
@@ -153,8 +152,7 @@ pub trait Journal: Send + Sync + std::fmt::Debug + 'static {
     fn usage(&self) -> JournalUsage;
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct JournalUsage {
     pub bytes: u64,
     pub capacity_bytes: u64,
@@ -185,8 +183,7 @@ pub struct DeadLetterFilter {
     pub offset: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetterStats {
     pub total: u64,
     pub by_service: std::collections::BTreeMap<String, u64>,

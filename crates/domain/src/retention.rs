@@ -4,7 +4,6 @@ use crate::observe::Observer;
 use crate::ports::{Clock, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
-use serde::Serialize;
 use std::sync::Arc;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,8 +41,7 @@ impl RetentionPolicy {
 }
 
 /// What one run removed.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RetentionReport {
     /// False when another replica was running retention: this run did nothing.
     pub ran: bool,

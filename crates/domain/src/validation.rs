@@ -3,7 +3,6 @@
 
 use crate::event::EventDraft;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, TimeZone, Utc};
-use serde::Serialize;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -34,7 +33,7 @@ impl Default for Limits {
 }
 
 /// One invalid field and every rule it broke: `constraints` maps a rule name to its message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldError {
     pub field: String,
     pub constraints: BTreeMap<&'static str, String>,

@@ -1,35 +1,14 @@
 //! The dead-letter queue: inspect, count, replay and delete events the store refused.
 
 use crate::AppState;
+use crate::body::{DeadLetterDetail, DeadLetterList, DeadLetterStatsBody, DeadLetterSummary, Reprocessed};
 use crate::error::ApiError;
 use actix_web::{HttpRequest, HttpResponse, web};
 use aurore_domain::{DeadLetter, DeadLetterFilter, FieldError};
-use chrono::{DateTime, SecondsFormat, Utc};
-use serde_json::{Value, json};
 use uuid::Uuid;
 
 const DEFAULT_LIMIT: u32 = 100;
 const MAX_LIMIT: u32 = 1000;
-
-fn iso(instant: &DateTime<Utc>) -> String {
-    instant.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-/// The list view of an entry, with the contract's field names.
-fn summary(entry: &DeadLetter) -> Value {
-    json!({
-        "id": entry.id,
-        "eventId": entry.event.id.to_string(),
-        "service": entry.event.service,
-        "failureReason": entry.reason,
-        "retryCount": entry.attempts,
-        "lastAttemptAt": iso(&entry.last_attempt_at),
-        "reprocessed": entry.reprocessed,
-        "reprocessedAt": entry.reprocessed_at.as_ref().map(iso),
-        "createdAt": iso(&entry.created_at),
-        "updatedAt": iso(&entry.updated_at),
-    })
-}
 
 fn filter(request: &HttpRequest) -> Result<DeadLetterFilter, ApiError> {
     let pairs = crate::query::query_pairs(request)?;
@@ -64,20 +43,23 @@ fn filter(request: &HttpRequest) -> Result<DeadLetterFilter, ApiError> {
 }
 
 #[utoipa::path(get, path = "/dlq", tag = "dead letters", params(crate::openapi::DeadLetterParams),
-    responses((status = 200, description = "`{events, total, limit, offset}`", body = Object), (status = 400, description = "An invalid parameter, named", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "A page of entries, newest first, and how many match", body = DeadLetterList), (status = 400, description = "An invalid parameter, named", body = crate::body::ErrorBody)))]
 pub(crate) async fn list(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let filter = filter(&request)?;
     let (entries, total) = state.dead_letters.list(&filter).await?;
-    let events: Vec<Value> = entries.iter().map(summary).collect();
-    Ok(HttpResponse::Ok()
-        .json(json!({"events": events, "total": total, "limit": filter.limit, "offset": filter.offset})))
+    Ok(HttpResponse::Ok().json(DeadLetterList {
+        events: entries.iter().map(DeadLetterSummary::from).collect(),
+        total,
+        limit: filter.limit,
+        offset: filter.offset,
+    }))
 }
 
 #[utoipa::path(get, path = "/dlq/statistics", tag = "dead letters",
-    responses((status = 200, description = "`{total, byService, reprocessed, pending, oldestEvent}`", body = Object)))]
+    responses((status = 200, description = "Counts by service and state, and the oldest event", body = DeadLetterStatsBody)))]
 pub(crate) async fn statistics(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let stats = state.dead_letters.stats().await?;
-    Ok(HttpResponse::Ok().json(stats))
+    Ok(HttpResponse::Ok().json(DeadLetterStatsBody::from(stats)))
 }
 
 /// An unknown or malformed id is simply not found.
@@ -91,29 +73,19 @@ async fn find(state: &AppState, path: &str) -> Result<DeadLetter, ApiError> {
 }
 
 #[utoipa::path(get, path = "/dlq/{id}", tag = "dead letters", params(("id" = String, Path, description = "Dead-letter id")),
-    responses((status = 200, description = "The entry with its original event", body = Object), (status = 404, description = "No such entry", body = crate::openapi::ErrorBody)))]
+    responses((status = 200, description = "The entry with its original event", body = DeadLetterDetail), (status = 404, description = "No such entry", body = crate::body::ErrorBody)))]
 pub(crate) async fn get(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let entry = find(&state, &path).await?;
-    let mut body = summary(&entry);
-    body["originalTimestamp"] = json!(iso(&entry.event.timestamp));
-    body["originalEvent"] = json!({
-        "eventId": entry.event.id.to_string(),
-        "timestamp": iso(&entry.event.timestamp),
-        "service": entry.event.service,
-        "message": entry.event.message,
-        "metadata": entry.event.metadata,
-        "ingestedAt": iso(&entry.event.ingested_at),
-    });
-    Ok(HttpResponse::Ok().json(body))
+    Ok(HttpResponse::Ok().json(DeadLetterDetail::from(&entry)))
 }
 
 /// Sends the event through the pipeline again under its own id (so a replay that already
 /// landed is not duplicated), then marks the entry reprocessed.
 #[utoipa::path(patch, path = "/dlq/{id}/reprocess", tag = "dead letters", params(("id" = String, Path, description = "Dead-letter id")),
     responses(
-        (status = 200, description = "Re-enqueued through the normal pipeline and marked reprocessed", body = Object),
-        (status = 404, description = "No such entry", body = crate::openapi::ErrorBody),
-        (status = 409, description = "Already reprocessed", body = crate::openapi::ErrorBody),
+        (status = 200, description = "Re-enqueued through the normal pipeline and marked reprocessed", body = Reprocessed),
+        (status = 404, description = "No such entry", body = crate::body::ErrorBody),
+        (status = 409, description = "Already reprocessed", body = crate::body::ErrorBody),
     ))]
 pub(crate) async fn reprocess(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let entry = find(&state, &path).await?;
@@ -126,12 +98,16 @@ pub(crate) async fn reprocess(path: web::Path<String>, state: web::Data<AppState
     let event_id = entry.event.id.to_string();
     state.ingest.requeue(entry.event).await.map_err(|error| ApiError::from_ingest(error, state.retry_after))?;
     state.dead_letters.mark_reprocessed(entry.id, entry.updated_at).await?;
-    Ok(HttpResponse::Ok()
-        .json(json!({"id": entry.id, "eventId": event_id, "status": "reprocessed", "message": "Event re-enqueued"})))
+    Ok(HttpResponse::Ok().json(Reprocessed {
+        id: entry.id,
+        event_id,
+        status: "reprocessed",
+        message: "Event re-enqueued",
+    }))
 }
 
 #[utoipa::path(delete, path = "/dlq/{id}", tag = "dead letters", params(("id" = String, Path, description = "Dead-letter id")),
-    responses((status = 204, description = "Deleted"), (status = 404, description = "No such entry", body = crate::openapi::ErrorBody)))]
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such entry", body = crate::body::ErrorBody)))]
 pub(crate) async fn delete(path: web::Path<String>, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let id = entry_id(&path)?;
     if state.dead_letters.delete(id).await? {

@@ -1,13 +1,13 @@
 //! The one place where outcomes become HTTP status codes. 4xx bodies name the field or
 //! limit at fault; 5xx bodies hide internals, which are logged with their cause instead.
 
+use crate::body::{self, ErrorBody, FieldErrorBody};
 use crate::guard::insert_allowance_headers;
 use crate::rate_limit::Allowance;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use aurore_domain::{BufferError, FieldError, IngestError, JournalError, QueryError, Rejection, StoreError};
-use serde_json::json;
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -112,11 +112,6 @@ impl ApiError {
     }
 }
 
-/// The original service's validation envelope, which its clients parse.
-fn validation_body(errors: &[FieldError]) -> serde_json::Value {
-    json!({"status": "error", "statusCode": 400, "message": "Invalid event schema", "errorCode": "INVALID_EVENT", "errors": errors})
-}
-
 /// Seconds for `Retry-After`, never 0 (clients treat 0 as "hammer me").
 fn whole_seconds(duration: Duration) -> u64 {
     duration.as_secs().max(1)
@@ -124,12 +119,137 @@ fn whole_seconds(duration: Duration) -> u64 {
 
 const SERVICE_UNAVAILABLE_RETRY: Duration = Duration::from_secs(5);
 
-/// The contract's 503 body, with what ran short.
-fn under_pressure(code: &str) -> (serde_json::Value, Option<u64>) {
-    (
-        json!({"status": "service_unavailable", "statusCode": 503, "message": "System under pressure. Please retry later.", "errorCode": code}),
-        Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
-    )
+impl ApiError {
+    /// The body for this error and the `Retry-After` seconds, if any.
+    fn body(&self, status: StatusCode) -> (ErrorBody, Option<u64>) {
+        let envelope = |message: String| ErrorBody::new(status, message);
+        // The original service's validation envelope, which its clients parse.
+        let invalid = |errors: Vec<FieldErrorBody>| ErrorBody {
+            error_code: Some("INVALID_EVENT"),
+            errors: Some(errors),
+            ..envelope("Invalid event schema".into())
+        };
+        // The contract's 503 body, with what ran short.
+        let under_pressure = |code: &'static str| ErrorBody {
+            error_code: Some(code),
+            ..envelope("System under pressure. Please retry later.".into())
+        };
+        let coded = |code: &'static str, message: String| ErrorBody { error_code: Some(code), ..envelope(message) };
+        let limited = |code: &'static str, message: String, limit: u64| ErrorBody {
+            error_code: Some(code),
+            limit: Some(limit),
+            ..envelope(message)
+        };
+        let retry_later = Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY));
+        match self {
+            Self::Invalid(errors) => (invalid(body::field_errors(errors)), None),
+            Self::InvalidBatch(rejections) => {
+                let flattened = rejections
+                    .iter()
+                    .flat_map(|rejection| {
+                        rejection.errors.iter().map(|error| FieldErrorBody {
+                            field: format!("[{}].{}", rejection.index, error.field),
+                            constraints: error.constraints.clone(),
+                        })
+                    })
+                    .collect();
+                (ErrorBody { rejected: Some(body::rejections(rejections)), ..invalid(flattened) }, None)
+            }
+            Self::Malformed(reason) => (coded("MALFORMED_BODY", format!("Malformed body: {reason}")), None),
+            Self::BodyTooLarge { limit } => (
+                limited("PAYLOAD_TOO_LARGE", format!("request body must not exceed {limit} bytes"), *limit as u64),
+                None,
+            ),
+            Self::TooManyEvents { limit } => (
+                limited("TOO_MANY_EVENTS", format!("a request must not hold more than {limit} events"), *limit as u64),
+                None,
+            ),
+            Self::UnsupportedMediaType(content_type) => (
+                coded(
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    format!(
+                        "Content-Type {content_type} is not supported; send application/json or application/x-ndjson"
+                    ),
+                ),
+                None,
+            ),
+            Self::UnsupportedEncoding(encoding) => (
+                coded(
+                    "UNSUPPORTED_ENCODING",
+                    format!("Content-Encoding {encoding} is not supported; send gzip, deflate, br, zstd or none"),
+                ),
+                None,
+            ),
+            Self::BodyTimeout { seconds } => {
+                (limited("BODY_TIMEOUT", format!("the request body must arrive within {seconds} s"), *seconds), None)
+            }
+            Self::BodiesInFlight => (under_pressure("BODIES_IN_FLIGHT"), retry_later),
+            Self::TailFull { limit } => {
+                (ErrorBody { limit: Some(*limit as u64), ..under_pressure("TAIL_FULL") }, retry_later)
+            }
+            Self::BufferFull { retry_after } => {
+                let seconds = whole_seconds(*retry_after);
+                // The contract's body for a full buffer, which has no `statusCode`.
+                let body = ErrorBody {
+                    status_code: None,
+                    retry_after: Some(seconds),
+                    ..coded("BUFFER_SATURATED", "Buffer is full. Please retry in a few seconds.".into())
+                };
+                (body, Some(seconds))
+            }
+            Self::ShuttingDown => (coded("SHUTTING_DOWN", "SERVER_IS_SHUTTING_DOWN".into()), retry_later),
+            Self::NotReady(reason) => {
+                (ErrorBody { reason: Some(reason), ..envelope("SERVER_IS_NOT_READY".into()) }, retry_later)
+            }
+            Self::QueryRejected(_) => (
+                coded("QUERY_REJECTED", "The store cannot compare a value of this query; change the parameters".into()),
+                None,
+            ),
+            Self::StoreUnavailable(_) | Self::JournalFailed(_) => (under_pressure("SERVICE_UNAVAILABLE"), retry_later),
+            Self::JournalFull => (under_pressure("JOURNAL_FULL"), retry_later),
+            Self::NotStored => (
+                coded(
+                    "DEAD_LETTERED",
+                    "The store refused an event's data; it was kept in the dead-letter queue (GET /dlq).".into(),
+                ),
+                None,
+            ),
+            Self::DeadLetterNotFound(id) => (envelope(format!("dead letter {id} not found")), None),
+            Self::AlreadyReprocessed(id) => (envelope(format!("dead letter {id} was already reprocessed")), None),
+            Self::QueryStringTooLong { limit } => (
+                limited("QUERY_TOO_LONG", format!("the query string must not exceed {limit} bytes"), *limit as u64),
+                None,
+            ),
+            Self::HeadersTooLarge { limit } => (
+                limited(
+                    "HEADERS_TOO_LARGE",
+                    format!("request headers must not exceed {limit} bytes in total"),
+                    *limit as u64,
+                ),
+                None,
+            ),
+            Self::RateLimited { group, limit, retry_after } => {
+                let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                let body = ErrorBody {
+                    group: Some(group),
+                    retry_after: Some(seconds),
+                    ..limited("RATE_LIMITED", "Too Many Requests".into(), u64::from(*limit))
+                };
+                (body, Some(seconds))
+            }
+            Self::Unauthenticated => (
+                coded(
+                    "UNAUTHENTICATED",
+                    "an API key is required: send Authorization: Bearer <key> or X-API-Key".into(),
+                ),
+                None,
+            ),
+            Self::Forbidden => {
+                (coded("FORBIDDEN", "this API key may not use this route; it needs an admin key".into()), None)
+            }
+            Self::NotFound { method, path } => (envelope(format!("Cannot {method} {path}")), None),
+        }
+    }
 }
 
 impl ResponseError for ApiError {
@@ -171,124 +291,15 @@ impl ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
-        let (body, retry_after) = match self {
-            Self::Invalid(errors) => (validation_body(errors), None),
-            Self::InvalidBatch(rejections) => {
-                let flattened: Vec<FieldError> = rejections
-                    .iter()
-                    .flat_map(|rejection| {
-                        rejection.errors.iter().map(|error| FieldError {
-                            field: format!("[{}].{}", rejection.index, error.field),
-                            constraints: error.constraints.clone(),
-                        })
-                    })
-                    .collect();
-                let mut body = validation_body(&flattened);
-                body["rejected"] = rejections_json(rejections);
-                (body, None)
-            }
-            Self::Malformed(reason) => (
-                json!({"status": "error", "statusCode": 400, "message": format!("Malformed body: {reason}"), "errorCode": "MALFORMED_BODY"}),
-                None,
-            ),
-            Self::BodyTooLarge { limit } => (
-                json!({"status": "error", "statusCode": 413, "message": format!("request body must not exceed {limit} bytes"), "errorCode": "PAYLOAD_TOO_LARGE", "limit": limit}),
-                None,
-            ),
-            Self::TooManyEvents { limit } => (
-                json!({"status": "error", "statusCode": 413, "message": format!("a request must not hold more than {limit} events"), "errorCode": "TOO_MANY_EVENTS", "limit": limit}),
-                None,
-            ),
-            Self::UnsupportedMediaType(content_type) => (
-                json!({"status": "error", "statusCode": 415, "message": format!("Content-Type {content_type} is not supported; send application/json or application/x-ndjson"), "errorCode": "UNSUPPORTED_MEDIA_TYPE"}),
-                None,
-            ),
-            Self::UnsupportedEncoding(encoding) => (
-                json!({"status": "error", "statusCode": 415, "message": format!("Content-Encoding {encoding} is not supported; send gzip, deflate, br, zstd or none"), "errorCode": "UNSUPPORTED_ENCODING"}),
-                None,
-            ),
-            Self::BodyTimeout { seconds } => (
-                json!({"status": "error", "statusCode": 408, "message": format!("the request body must arrive within {seconds} s"), "errorCode": "BODY_TIMEOUT", "limit": seconds}),
-                None,
-            ),
-            Self::BodiesInFlight => under_pressure("BODIES_IN_FLIGHT"),
-            Self::TailFull { limit } => {
-                let (mut body, retry_after) = under_pressure("TAIL_FULL");
-                body["limit"] = json!(limit);
-                (body, retry_after)
-            }
-            Self::BufferFull { retry_after } => {
-                let seconds = whole_seconds(*retry_after);
-                (
-                    json!({"status": "rate_limited", "message": "Buffer is full. Please retry in a few seconds.", "retry_after": seconds, "errorCode": "BUFFER_SATURATED"}),
-                    Some(seconds),
-                )
-            }
-            Self::ShuttingDown => (
-                json!({"statusCode": 503, "status": "service_unavailable", "message": "SERVER_IS_SHUTTING_DOWN", "errorCode": "SHUTTING_DOWN"}),
-                Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
-            ),
-            Self::NotReady(reason) => (
-                json!({"statusCode": 503, "status": "service_unavailable", "message": "SERVER_IS_NOT_READY", "reason": reason}),
-                Some(whole_seconds(SERVICE_UNAVAILABLE_RETRY)),
-            ),
-            Self::QueryRejected(cause) => {
-                tracing::info!(error = %cause, "the store refused a query's values");
-                (
-                    json!({"status": "error", "statusCode": 400, "message": "The store cannot compare a value of this query; change the parameters", "errorCode": "QUERY_REJECTED"}),
-                    None,
-                )
-            }
-            Self::StoreUnavailable(cause) => {
-                tracing::error!(error = %cause, "storage unavailable while serving a request");
-                under_pressure("SERVICE_UNAVAILABLE")
-            }
-            Self::JournalFull => under_pressure("JOURNAL_FULL"),
-            Self::JournalFailed(cause) => {
-                tracing::error!(error = %cause, "the journal refused an append");
-                under_pressure("SERVICE_UNAVAILABLE")
-            }
-            Self::NotStored => (
-                json!({"status": "error", "statusCode": 422, "message": "The store refused an event's data; it was kept in the dead-letter queue (GET /dlq).", "errorCode": "DEAD_LETTERED"}),
-                None,
-            ),
-            Self::DeadLetterNotFound(id) => (
-                json!({"statusCode": 404, "error": "Not Found", "message": format!("dead letter {id} not found")}),
-                None,
-            ),
-            Self::AlreadyReprocessed(id) => (
-                json!({"statusCode": 409, "error": "Conflict", "message": format!("dead letter {id} was already reprocessed")}),
-                None,
-            ),
-            Self::QueryStringTooLong { limit } => (
-                json!({"status": "error", "statusCode": 414, "message": format!("the query string must not exceed {limit} bytes"), "errorCode": "QUERY_TOO_LONG", "limit": limit}),
-                None,
-            ),
-            Self::HeadersTooLarge { limit } => (
-                json!({"status": "error", "statusCode": 431, "message": format!("request headers must not exceed {limit} bytes in total"), "errorCode": "HEADERS_TOO_LARGE", "limit": limit}),
-                None,
-            ),
-            Self::RateLimited { group, limit, retry_after } => {
-                let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                (
-                    json!({"status": "rate_limited", "statusCode": 429, "message": "Too Many Requests", "errorCode": "RATE_LIMITED", "group": group, "limit": limit, "retry_after": seconds}),
-                    Some(seconds),
-                )
-            }
-            Self::Unauthenticated => (
-                json!({"status": "error", "statusCode": 401, "message": "an API key is required: send Authorization: Bearer <key> or X-API-Key", "errorCode": "UNAUTHENTICATED"}),
-                None,
-            ),
-            Self::Forbidden => (
-                json!({"status": "error", "statusCode": 403, "message": "this API key may not use this route; it needs an admin key", "errorCode": "FORBIDDEN"}),
-                None,
-            ),
-            Self::NotFound { method, path } => {
-                (json!({"statusCode": 404, "error": "Not Found", "message": format!("Cannot {method} {path}")}), None)
-            }
-        };
-        if status.is_client_error() {
-            tracing::debug!(%status, error = %self, "request refused");
+        let (body, retry_after) = self.body(status);
+        // Logged here once, with every cause: a failing dependency as an error; a service
+        // that is busy, starting or stopping as news; the client's mistakes for debugging.
+        if std::error::Error::source(self).is_some() && status.is_server_error() {
+            tracing::error!(%status, error = %Chain(self), "request failed");
+        } else if status.is_server_error() {
+            tracing::info!(%status, error = %Chain(self), "request turned away");
+        } else {
+            tracing::debug!(%status, error = %Chain(self), "request refused");
         }
         let mut response = HttpResponse::build(status);
         if let Some(seconds) = retry_after {
@@ -312,6 +323,17 @@ impl ResponseError for ApiError {
     }
 }
 
-pub(crate) fn rejections_json(rejections: &[Rejection]) -> serde_json::Value {
-    rejections.iter().map(|rejection| json!({"index": rejection.index, "errors": rejection.errors})).collect()
+/// An error and its causes, outermost first: `a: b: c`.
+pub(crate) struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+
+impl std::fmt::Display for Chain<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}", self.0)?;
+        let mut cause = self.0.source();
+        while let Some(error) = cause {
+            write!(formatter, ": {error}")?;
+            cause = error.source();
+        }
+        Ok(())
+    }
 }

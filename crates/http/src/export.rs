@@ -3,8 +3,9 @@
 //! the client accepts it.
 
 use crate::AppState;
+use crate::body::EventView;
 use crate::error::ApiError;
-use crate::query::{EventView, query_pairs};
+use crate::query::query_pairs;
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, web};
 use aurore_domain::{EventQuery, EventReader, FieldError, QueryError, QueryLimits};
@@ -16,7 +17,7 @@ const EXPORT_PAGE: u32 = 1000;
 #[utoipa::path(get, path = "/events/export", tag = "query", params(crate::openapi::EventsParams),
     responses(
         (status = 200, description = "Every matching event, one JSON object a line; compressed for `Accept-Encoding: zstd|gzip|br`", content_type = "application/x-ndjson"),
-        (status = 400, description = "An invalid parameter, named", body = crate::openapi::ErrorBody),
+        (status = 400, description = "An invalid parameter, named", body = crate::body::ErrorBody),
     ))]
 pub(crate) async fn export(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pairs = query_pairs(&request)?;

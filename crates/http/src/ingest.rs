@@ -1,18 +1,18 @@
 //! `POST /events`: one JSON event, a JSON array of events, or NDJSON.
 
-use crate::error::{ApiError, rejections_json};
+use crate::body::{self, Accepted, BatchAccepted};
+use crate::error::ApiError;
 use crate::{AppState, RequestLimits, guard};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
 use aurore_domain::validation::Incoming;
-use aurore_domain::{Durability, FieldError, IngestError, IngestReceipt};
+use aurore_domain::{Durability, FieldError, IngestError};
 use aurore_telemetry::current_trace_link;
-use chrono::SecondsFormat;
 use futures_util::StreamExt;
 use serde::Deserialize as _;
 use serde::de::{DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::{Value, json};
+use serde_json::Value;
 use std::cell::Cell;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,13 +38,13 @@ enum Body {
         ("Idempotency-Key" = Option<String>, Header, description = "For a single event: the same key and timestamp are stored once"),
     ),
     responses(
-        (status = 202, description = "Accepted: as durable as asked (a single event)", body = crate::openapi::Accepted),
-        (status = "2XX", description = "Accepted (an array or NDJSON): the valid events; the others are reported by index", body = crate::openapi::BatchAccepted),
-        (status = 400, description = "Malformed body or invalid event(s): every field and rule named", body = crate::openapi::ErrorBody),
-        (status = 413, description = "Body over `server.max_body_bytes` (after decompression) or more events than `server.max_events_per_request` or the ingest burst", body = crate::openapi::ErrorBody),
-        (status = 415, description = "Neither JSON nor NDJSON", body = crate::openapi::ErrorBody),
-        (status = 422, description = "`durability=stored` and the store refused the event: dead-lettered", body = crate::openapi::ErrorBody),
-        (status = 503, description = "Journal full or unavailable, shutting down or replaying; `Retry-After` set", body = crate::openapi::ErrorBody),
+        (status = 202, description = "Accepted: as durable as asked (a single event)", body = crate::body::Accepted),
+        (status = "2XX", description = "Accepted (an array or NDJSON): the valid events; the others are reported by index", body = crate::body::BatchAccepted),
+        (status = 400, description = "Malformed body or invalid event(s): every field and rule named", body = crate::body::ErrorBody),
+        (status = 413, description = "Body over `server.max_body_bytes` (after decompression) or more events than `server.max_events_per_request` or the ingest burst", body = crate::body::ErrorBody),
+        (status = 415, description = "Neither JSON nor NDJSON", body = crate::body::ErrorBody),
+        (status = 422, description = "`durability=stored` and the store refused the event: dead-lettered", body = crate::body::ErrorBody),
+        (status = 503, description = "Journal full or unavailable, shutting down or replaying; `Retry-After` set", body = crate::body::ErrorBody),
     ))]
 pub(crate) async fn post_events(
     request: HttpRequest,
@@ -88,13 +88,13 @@ pub(crate) async fn post_events(
                         other => ApiError::from_ingest(other, retry_after),
                     }
                 })?;
-            Ok(HttpResponse::Accepted().json(json!({
-                "statusCode": 202,
-                "message": "Event accepted",
-                "status": "accepted",
-                "event_id": receipt.accepted[0].to_string(),
-                "queued_at": queued_at(&receipt),
-            })))
+            Ok(HttpResponse::Accepted().json(Accepted {
+                status_code: 202,
+                message: "Event accepted",
+                status: "accepted",
+                event_id: receipt.accepted[0].to_string(),
+                queued_at: body::iso(&receipt.ingested_at),
+            }))
         }
         Body::Many(elements) => {
             // The request paid for one event on arrival; a batch pays for the rest.
@@ -105,18 +105,17 @@ pub(crate) async fn post_events(
                 .ingest(elements, durability, current_trace_link())
                 .await
                 .map_err(|error| ApiError::from_ingest(error, retry_after))?;
-            let event_ids: Vec<String> = receipt.accepted.iter().map(ToString::to_string).collect();
-            Ok(HttpResponse::Accepted().json(json!({
-                "statusCode": 202,
-                "message": "Events accepted",
-                "status": "accepted",
-                "accepted": receipt.accepted.len(),
-                "duplicates": receipt.duplicates,
-                "rejected": receipt.rejected.len(),
-                "event_ids": event_ids,
-                "errors": rejections_json(&receipt.rejected),
-                "queued_at": queued_at(&receipt),
-            })))
+            Ok(HttpResponse::Accepted().json(BatchAccepted {
+                status_code: 202,
+                message: "Events accepted",
+                status: "accepted",
+                accepted: receipt.accepted.len(),
+                duplicates: receipt.duplicates,
+                rejected: receipt.rejected.len(),
+                event_ids: receipt.accepted.iter().map(ToString::to_string).collect(),
+                errors: body::rejections(&receipt.rejected),
+                queued_at: body::iso(&receipt.ingested_at),
+            }))
         }
     }
 }
@@ -145,10 +144,6 @@ fn durability(request: &HttpRequest, default: Durability) -> Result<Durability, 
             )])
         }),
     }
-}
-
-fn queued_at(receipt: &IngestReceipt) -> String {
-    receipt.ingested_at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// Reads the body, decompressing it as `Content-Encoding` says (`web::Payload` does not).

@@ -6,6 +6,7 @@
 
 mod admin;
 mod auth;
+mod body;
 mod dlq;
 mod error;
 mod export;
@@ -33,6 +34,7 @@ use std::time::{Duration, Instant};
 
 pub use actix_web::dev::Server;
 pub use auth::{ApiKeys, KeyDigests};
+pub use body::RetentionRun;
 pub use error::ApiError;
 pub use ipnet::IpNet;
 pub use rate_limit::{RateLimiter, RateLimits};

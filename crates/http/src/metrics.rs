@@ -2,6 +2,7 @@
 //! accepts only JSON) and `GET /metrics/prometheus`.
 
 use crate::AppState;
+use crate::body::MetricsSummary;
 use crate::health::buffer_report;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -10,21 +11,21 @@ use aurore_telemetry::Gauges;
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 #[utoipa::path(get, path = "/metrics", tag = "health",
-    responses((status = 200, description = "Prometheus text; the original's JSON buffer summary for `Accept: application/json`", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text; the original's JSON buffer summary for `Accept: application/json`",
+        content((String = "text/plain"), (MetricsSummary = "application/json")))))]
 pub(crate) async fn metrics(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
     if wants_json(&request) {
         let report = buffer_report(&state);
-        let mut body = serde_json::json!({
-            "status": report.status,
-            "buffer_size": report.size,
-            "buffer_capacity": report.capacity,
-            "buffer_utilization_percent": report.utilization_percent,
-            "metrics": report.metrics,
-            "uptime_seconds": state.started.elapsed().as_secs_f64(),
+        return HttpResponse::Ok().json(MetricsSummary {
+            status: report.figures.status,
+            buffer_size: report.figures.size,
+            buffer_capacity: report.figures.capacity,
+            buffer_utilization_percent: report.figures.utilization_percent,
+            metrics: report.totals,
+            uptime_seconds: state.started.elapsed().as_secs_f64(),
+            time_since_last_enqueue_seconds: report.since_last_enqueue,
+            time_since_last_drain_seconds: report.since_last_drain,
         });
-        body["time_since_last_enqueue_seconds"] = serde_json::json!(report.since_last_enqueue);
-        body["time_since_last_drain_seconds"] = serde_json::json!(report.since_last_drain);
-        return HttpResponse::Ok().json(body);
     }
     prometheus(state).await
 }

@@ -3,6 +3,7 @@
 //! key security and `401`/`403` where keys apply, `429` where a rate limit applies, and
 //! the size limits every request is held to. Aliases get their canonical path's operation.
 
+use crate::body::ErrorBody;
 use crate::routes::{Access, ENDPOINTS};
 use actix_web::HttpResponse;
 use actix_web::http::Method;
@@ -38,9 +39,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         crate::metrics::prometheus,
         spec,
     ),
-    components(schemas(
-        EventInput, Accepted, BatchAccepted, ErrorBody, FieldErrorBody, EventPage, Pagination, Histogram, HistogramBucket
-    )),
+    components(schemas(EventInput, ErrorBody)),
     modifiers(&FromRouteTable),
     tags(
         (name = "ingest", description = "Sending events"),
@@ -157,89 +156,6 @@ pub(crate) struct EventInput {
     idempotency_key: Option<String>,
 }
 
-/// `202` for a single event.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct Accepted {
-    #[schema(example = 202)]
-    status_code: u16,
-    #[schema(example = "Event accepted")]
-    message: String,
-    #[schema(example = "accepted")]
-    status: String,
-    #[serde(rename = "event_id")]
-    event_id: String,
-    #[serde(rename = "queued_at")]
-    queued_at: String,
-}
-
-/// `202` for an array or NDJSON: the valid events are accepted, the others reported by index.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct BatchAccepted {
-    #[serde(rename = "statusCode")]
-    status_code: u16,
-    message: String,
-    status: String,
-    accepted: usize,
-    duplicates: usize,
-    rejected: usize,
-    event_ids: Vec<String>,
-    /// `[{"index": n, "errors": [...]}]` for each refused element.
-    #[schema(value_type = Vec<Object>)]
-    errors: Vec<serde_json::Value>,
-    queued_at: String,
-}
-
-/// Every error: `status` and `message` always; `errors` names each invalid field and rule;
-/// `limit` the limit that was passed.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ErrorBody {
-    status: String,
-    status_code: u16,
-    message: String,
-    error_code: Option<String>,
-    errors: Option<Vec<FieldErrorBody>>,
-    limit: Option<u64>,
-    /// Seconds, for `429` (also the `Retry-After` header).
-    #[serde(rename = "retry_after")]
-    retry_after: Option<u64>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct FieldErrorBody {
-    #[schema(example = "message")]
-    field: String,
-    /// Rule name to message, e.g. `{"maxLength": "message must be at most 2000 characters"}`.
-    #[schema(value_type = Object)]
-    constraints: serde_json::Value,
-}
-
-/// `GET /events`.
-#[derive(Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct EventPage {
-    events: Vec<crate::query::EventView<'static>>,
-    pagination: Pagination,
-    page: u32,
-    page_size: u32,
-    sort_field: String,
-    sort_order: String,
-    total: u64,
-    /// Pass as `cursor=` for the next page; absent on the last page.
-    #[serde(rename = "next_cursor")]
-    next_cursor: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct Pagination {
-    total: u64,
-    limit: u32,
-    /// Null when paging by cursor.
-    offset: Option<u64>,
-    has_more: bool,
-}
-
 /// The parameters of `GET /events` (and, but for paging, of the export). These parameter
 /// types are read only by the derive: the handlers parse query strings themselves, to
 /// report every bad or unknown parameter by name.
@@ -268,30 +184,6 @@ pub(crate) struct EventsParams {
     /// `metadata.<path>=<value>`: the metadata must hold the value at the dotted path.
     #[param(rename = "metadata.<path>")]
     metadata: Option<String>,
-}
-
-/// `GET /events/histogram`.
-#[derive(Serialize, ToSchema)]
-pub(crate) struct Histogram {
-    service: String,
-    from: String,
-    to: String,
-    /// The bucket width, in the largest unit that divides it: `15m`, `1h`, `1d`.
-    #[schema(example = "5m")]
-    interval: String,
-    /// Every bucket from the one holding `from` to the one holding `to`, oldest first.
-    buckets: Vec<HistogramBucket>,
-    /// The sum of the buckets: what `GET /events` reports as `total` for the range.
-    total: u64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(crate) struct HistogramBucket {
-    /// Aligned on the interval from the Unix epoch (hours on the hour, days at UTC midnight);
-    /// the first and last buckets count only the part inside `from`..`to`.
-    #[schema(example = "2024-01-15T10:00:00.000Z")]
-    start: String,
-    count: u64,
 }
 
 /// The parameters of `GET /events/histogram`.

@@ -2,8 +2,9 @@
 //! too slowly gets `event: missed` with how many events it lost, never a slower service.
 
 use crate::AppState;
+use crate::body::EventView;
 use crate::error::ApiError;
-use crate::query::{EventView, query_pairs};
+use crate::query::query_pairs;
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
 use aurore_domain::{StoredEvent, Subscription, TailFilter, Tailed};
@@ -16,8 +17,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 #[utoipa::path(get, path = "/events/tail", tag = "query", params(crate::openapi::TailParams),
     responses(
         (status = 200, description = "Server-Sent Events: each stored event as `data:`; `event: missed` when this subscriber fell behind", content_type = "text/event-stream"),
-        (status = 400, description = "An invalid parameter, named", body = crate::openapi::ErrorBody),
-        (status = 503, description = "`tail.max_subscribers` streams are open already; `Retry-After` set", body = crate::openapi::ErrorBody),
+        (status = 400, description = "An invalid parameter, named", body = crate::body::ErrorBody),
+        (status = 503, description = "`tail.max_subscribers` streams are open already; `Retry-After` set", body = crate::body::ErrorBody),
     ))]
 pub(crate) async fn tail(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let filter = TailFilter::parse(&query_pairs(&request)?, &state.query_limits, state.ingest.markup())
