@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod contract;
 mod deploy;
 mod durability;
 mod edge;

@@ -29,6 +29,22 @@ where
     }
 }
 
+/// Instants as the API writes them: UTC, milliseconds, `Z`.
+pub fn iso(instant: chrono::DateTime<chrono::Utc>) -> String {
+    instant.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// An event of `service` as clients send it, stamped now.
+pub fn event(service: &str, message: &str) -> serde_json::Value {
+    serde_json::json!({"timestamp": iso(chrono::Utc::now()), "service": service, "message": message})
+}
+
+/// From an hour ago to an hour ahead: a range that holds every event a test sends.
+pub fn window() -> (String, String) {
+    let now = chrono::Utc::now();
+    (iso(now - chrono::Duration::hours(1)), iso(now + chrono::Duration::hours(1)))
+}
+
 /// `url` with its database name replaced.
 fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));
@@ -190,6 +206,23 @@ impl TestApp {
 
     pub async fn get_events(&self, query: &[(&str, &str)]) -> reqwest::Response {
         self.client.get(format!("{}/events", self.address)).query(query).send().await.expect("GET /events")
+    }
+
+    /// `method` on `path` (with its query string, if any), no body.
+    pub async fn call(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.address);
+        self.client.request(method.clone(), url).send().await.unwrap_or_else(|error| panic!("{method} {path}: {error}"))
+    }
+
+    /// `GET path`, no body.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.call(reqwest::Method::GET, path).await
+    }
+
+    /// `GET path` as JSON.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self.get(path).await;
+        response.json().await.unwrap_or_else(|error| panic!("GET {path}: the body is not JSON: {error}"))
     }
 
     /// Stops the app the way a signal would and returns what `run_until` returned.

@@ -139,6 +139,14 @@ pub(crate) struct BatchAccepted {
     pub queued_at: String,
 }
 
+/// `202` from `POST /events`: one event's receipt, or a batch's.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum Receipt {
+    Single(Accepted),
+    Batch(BatchAccepted),
+}
+
 /// One stored event, as `GET /events`, the export and the live tail send it.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]

@@ -1,6 +1,6 @@
 //! `POST /events`: one JSON event, a JSON array of events, or NDJSON.
 
-use crate::body::{self, Accepted, BatchAccepted};
+use crate::body::{self, Accepted, BatchAccepted, Receipt};
 use crate::error::ApiError;
 use crate::{AppState, RequestLimits, guard};
 use actix_web::http::header;
@@ -38,8 +38,7 @@ enum Body {
         ("Idempotency-Key" = Option<String>, Header, description = "For a single event: the same key and timestamp are stored once"),
     ),
     responses(
-        (status = 202, description = "Accepted: as durable as asked (a single event)", body = crate::body::Accepted),
-        (status = "2XX", description = "Accepted (an array or NDJSON): the valid events; the others are reported by index", body = crate::body::BatchAccepted),
+        (status = 202, description = "Accepted, as durable as asked: a single event's receipt, or for an array or NDJSON the valid events' with the others reported by index", body = crate::body::Receipt),
         (status = 400, description = "Malformed body or invalid event(s): every field and rule named", body = crate::body::ErrorBody),
         (status = 413, description = "Body over `server.max_body_bytes` (after decompression) or more events than `server.max_events_per_request` or the ingest burst", body = crate::body::ErrorBody),
         (status = 415, description = "Neither JSON nor NDJSON", body = crate::body::ErrorBody),
@@ -88,13 +87,13 @@ pub(crate) async fn post_events(
                         other => ApiError::from_ingest(other, retry_after),
                     }
                 })?;
-            Ok(HttpResponse::Accepted().json(Accepted {
+            Ok(HttpResponse::Accepted().json(Receipt::Single(Accepted {
                 status_code: 202,
                 message: "Event accepted",
                 status: "accepted",
                 event_id: receipt.accepted[0].to_string(),
                 queued_at: body::iso(&receipt.ingested_at),
-            }))
+            })))
         }
         Body::Many(elements) => {
             // The request paid for one event on arrival; a batch pays for the rest.
@@ -105,7 +104,7 @@ pub(crate) async fn post_events(
                 .ingest(elements, durability, current_trace_link())
                 .await
                 .map_err(|error| ApiError::from_ingest(error, retry_after))?;
-            Ok(HttpResponse::Accepted().json(BatchAccepted {
+            Ok(HttpResponse::Accepted().json(Receipt::Batch(BatchAccepted {
                 status_code: 202,
                 message: "Events accepted",
                 status: "accepted",
@@ -115,7 +114,7 @@ pub(crate) async fn post_events(
                 event_ids: receipt.accepted.iter().map(ToString::to_string).collect(),
                 errors: body::rejections(&receipt.rejected),
                 queued_at: body::iso(&receipt.ingested_at),
-            }))
+            })))
         }
     }
 }
