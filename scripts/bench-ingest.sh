@@ -13,24 +13,9 @@ seconds=${2:-20}
 batch=${3:-500}
 scripts=${AURORE_WRK_SCRIPTS:-../shared/bench}
 port=${AURORE_BENCH_PORT:-18080}
-admin=$(scripts/database.sh admin)
-server=${admin%/*}
-database="aurore_bench_$$"
-psql "$admin" -qc "CREATE DATABASE $database"
-journal=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$journal"; psql "$admin" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)"' EXIT
-
-binary=${AURORE_BINARY:-}
-if [ -z "$binary" ]; then
-    cargo build --release --quiet --bin aurore
-    binary=target/release/aurore
-fi
+. scripts/bench-service.sh
 # One client drives all the load, so its per-client ingest limit is off unless set.
-DATABASE_URL="$server/$database" AURORE__SERVER__PORT=$port AURORE__JOURNAL__DIR="$journal" RUST_LOG=warn \
-    AURORE__RATE_LIMIT__INGEST_PER_SECOND="${AURORE__RATE_LIMIT__INGEST_PER_SECOND:-0}" \
-    "$binary" &
-pid=$!
-until curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 0.1; done
+start_service AURORE__RATE_LIMIT__INGEST_PER_SECOND="${AURORE__RATE_LIMIT__INGEST_PER_SECOND:-0}"
 
 count() { scripts/stored-events.sh "$server/$database"; }
 start=$(date +%s.%N)

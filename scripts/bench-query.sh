@@ -11,23 +11,9 @@ cd "$(dirname "$0")/.."
 seconds=${1:-10}
 events=${2:-100000}
 port=${AURORE_BENCH_PORT:-18081}
-admin=$(scripts/database.sh admin)
-server=${admin%/*}
-database="aurore_bench_query_$$"
-psql "$admin" -qc "CREATE DATABASE $database"
-journal=$(mktemp -d)
-trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$journal"; psql "$admin" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)"' EXIT
-
-binary=${AURORE_BINARY:-}
-if [ -z "$binary" ]; then
-    cargo build --release --quiet --bin aurore
-    binary=${CARGO_TARGET_DIR:-target}/release/aurore
-fi
+. scripts/bench-service.sh
 # One client sends every request, so its query limit is off.
-DATABASE_URL="$server/$database" AURORE__SERVER__PORT=$port AURORE__JOURNAL__DIR="$journal" RUST_LOG=warn \
-    AURORE__RATE_LIMIT__QUERY_PER_SECOND=0 "$binary" &
-pid=$!
-until curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null; do sleep 0.1; done
+start_service AURORE__RATE_LIMIT__QUERY_PER_SECOND=0
 
 # The window ends now, mid-minute, as a client's "last hour" does.
 to=$(date -u +%Y-%m-%dT%H:%M:%S.%3NZ)

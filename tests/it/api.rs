@@ -3,24 +3,19 @@
 
 // A failed unwrap is a failed test, which is what these helpers are for.
 
-use crate::support::{Service, TestApp, TestDatabase, aurore_binary, poll};
-use chrono::{Duration as Days, SecondsFormat, Utc};
+use crate::support::{self, Service, TestApp, TestDatabase, aurore_binary, iso, poll, window};
+use chrono::{Duration as Days, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::process::Command;
 use std::time::Duration;
 
-fn iso(instant: chrono::DateTime<Utc>) -> String {
-    instant.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
+/// An event with metadata, so every path here carries some.
 fn event(service: &str, message: &str) -> Value {
-    json!({"timestamp": iso(Utc::now()), "service": service, "message": message, "metadata": {"k": "v"}})
-}
-
-fn window() -> (String, String) {
-    (iso(Utc::now() - Days::hours(1)), iso(Utc::now() + Days::hours(1)))
+    let mut event = support::event(service, message);
+    event["metadata"] = json!({"k": "v"});
+    event
 }
 
 /// Every event of `service` in the last/next hour, following `next_cursor` to the end.

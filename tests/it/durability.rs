@@ -3,8 +3,7 @@
 
 // A failed unwrap is a failed test, which is what these helpers are for.
 
-use crate::support::{Service, TestApp, TestDatabase, poll};
-use chrono::{SecondsFormat, Utc};
+use crate::support::{Service, TestApp, TestDatabase, event, poll, post_with};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -14,10 +13,6 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
-
-fn event(service: &str, message: &str) -> Value {
-    json!({"timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true), "service": service, "message": message})
-}
 
 /// Posts arrays of `size` events in a loop until `stop`, returning the acknowledged ids.
 /// Requests cut off by a kill simply do not count.
@@ -290,14 +285,9 @@ async fn a_stop_that_loses_unjournaled_events_held_by_a_writer_says_so_and_fails
     let (app, proxy) = behind_a_proxy(|settings| settings.shutdown.drain_deadline_secs = 1).await;
     proxy.cut().await;
     let batch: Vec<Value> = (0..5).map(|i| event("memory", &i.to_string())).collect();
-    let response = app
-        .client
-        .post(format!("{}/events", app.address))
-        .header("Prefer", "durability=none")
-        .json(&batch)
-        .send()
-        .await
-        .unwrap();
+    let response =
+        post_with(&app.client, format!("{}/events", app.address), &[("Prefer", "durability=none")], &json!(batch))
+            .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     // A writer has taken the batch and retries it against the unreachable database.
     let buffered = || async {
@@ -472,14 +462,8 @@ async fn an_idempotency_key_is_stored_once_however_often_it_is_sent() {
     let body = json!({"timestamp": timestamp, "service": "keys", "message": "charge card"});
     let mut ids = HashSet::new();
     for _ in 0..3 {
-        let response = app
-            .client
-            .post(format!("{}/events", app.address))
-            .header("Idempotency-Key", "order-42")
-            .json(&body)
-            .send()
-            .await
-            .unwrap();
+        let response =
+            post_with(&app.client, format!("{}/events", app.address), &[("Idempotency-Key", "order-42")], &body).await;
         assert_eq!(response.status(), StatusCode::ACCEPTED);
         ids.insert(response.json::<Value>().await.unwrap()["event_id"].as_str().unwrap().to_owned());
     }

@@ -3,25 +3,13 @@
 
 // A failed unwrap is a failed test, which is what these helpers are for.
 
-use crate::support::{TestApp, poll};
+use crate::support::{TestApp, event, get_with, iso, poll, window};
 use aurore::settings::RateLimitSettings;
-use chrono::{Duration as Days, SecondsFormat, Utc};
+use chrono::{Duration as Days, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::io::Write as _;
 use std::time::Duration;
-
-fn iso(instant: chrono::DateTime<Utc>) -> String {
-    instant.to_rfc3339_opts(SecondsFormat::Millis, true)
-}
-
-fn event(service: &str, message: &str) -> Value {
-    json!({"timestamp": iso(Utc::now()), "service": service, "message": message})
-}
-
-fn window() -> (String, String) {
-    (iso(Utc::now() - Days::hours(1)), iso(Utc::now() + Days::hours(1)))
-}
 
 fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
     response.headers().get(name).and_then(|value| value.to_str().ok()).unwrap_or_default()
@@ -392,24 +380,14 @@ async fn responses_carry_security_headers_and_cors_answers_browsers() {
         .unwrap();
     assert!(preflight.status().is_success(), "{}", preflight.status());
     assert_eq!(header(&preflight, "access-control-allow-origin"), "*");
-    let simple = app
-        .client
-        .get(format!("{}/health", app.address))
-        .header("Origin", "https://dashboard.example")
-        .send()
-        .await
-        .unwrap();
+    let simple =
+        get_with(&app.client, format!("{}/health", app.address), &[("Origin", "https://dashboard.example")]).await;
     assert!(header(&simple, "access-control-expose-headers").contains("x-correlation-id"));
 
     let closed =
         TestApp::spawn_with(|settings| settings.server.cors_origins = vec!["https://ops.example".into()]).await;
-    let foreign = closed
-        .client
-        .get(format!("{}/health", closed.address))
-        .header("Origin", "https://evil.example")
-        .send()
-        .await
-        .unwrap();
+    let foreign =
+        get_with(&closed.client, format!("{}/health", closed.address), &[("Origin", "https://evil.example")]).await;
     assert!(foreign.headers().get("access-control-allow-origin").is_none());
 }
 
@@ -990,4 +968,24 @@ async fn thousands_of_hostile_requests_get_no_5xx_store_only_valid_events_and_le
     let health = app.client.get(format!("{}/health", app.address)).send().await.unwrap();
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(app.post_json(&event("after", "still fine")).await.status(), StatusCode::ACCEPTED);
+}
+
+/// `durability` goes through the same query-string reading as every other parameter: a NUL
+/// in it is refused by name, as anywhere else, and an unknown value names the choices.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_durability_parameter_is_read_like_every_other_parameter() {
+    let app = TestApp::spawn().await;
+    let post = |query: &'static str| {
+        app.client.post(format!("{}/events?{query}", app.address)).json(&event("durable", "m")).send()
+    };
+    for (query, field, rule) in
+        [("durability=stored%00", "durability", "noNulCharacter"), ("durability=forever", "durability", "isIn")]
+    {
+        let response = post(query).await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{query}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["errors"][0]["field"], field, "{query}: {body}");
+        assert!(body["errors"][0]["constraints"][rule].is_string(), "{query}: {body}");
+    }
+    assert_eq!(post("durability=STORED").await.unwrap().status(), StatusCode::ACCEPTED);
 }

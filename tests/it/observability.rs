@@ -3,7 +3,7 @@
 
 // A failed unwrap is a failed test, which is what these helpers are for.
 
-use crate::support::{Service, TestApp, TestDatabase, poll};
+use crate::support::{Service, TestApp, TestDatabase, poll, post_with};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use chrono::{Duration as Days, SecondsFormat, Utc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -102,15 +102,9 @@ async fn a_request_continues_its_trace_and_the_batch_that_stores_it_links_back()
     let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
     let caller_span = "00f067aa0ba902b7";
     let events: Vec<Value> = (0..3).map(|_| event_at("traced", Utc::now())).collect();
-    let response = service
-        .client
-        .post(format!("{}/events", service.address))
-        .header("traceparent", format!("00-{trace_id}-{caller_span}-01"))
-        .header("X-Correlation-ID", "order-42")
-        .json(&events)
-        .send()
-        .await
-        .unwrap();
+    let traceparent = format!("00-{trace_id}-{caller_span}-01");
+    let headers = [("traceparent", traceparent.as_str()), ("X-Correlation-ID", "order-42")];
+    let response = post_with(&service.client, format!("{}/events", service.address), &headers, &json!(events)).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(response.headers()["x-correlation-id"], "order-42", "the correlation id is echoed");
 

@@ -348,6 +348,30 @@ async fn totals_are_exact_across_whole_and_partial_hours_and_replays() {
     }
 }
 
+/// `count` events of `service` every `every_seconds` from `start`, three more a microsecond
+/// before, on and after each of `edges`, and one of another service on the first edge.
+/// Written as a first part of `replayed` events, then all again, as a journal replay would.
+async fn write_with_edges(
+    store: &PostgresStore,
+    service: &str,
+    start: DateTime<Utc>,
+    (count, every_seconds): (i64, i64),
+    edges: [Duration; 3],
+    replayed: usize,
+) -> Vec<Event> {
+    let mut batch: Vec<Event> =
+        (0..count).map(|i| event(service, start + Duration::seconds(every_seconds * i), "m")).collect();
+    for edge in edges {
+        for offset in [-1, 0, 1] {
+            batch.push(event(service, start + edge + Duration::microseconds(offset), "edge"));
+        }
+    }
+    batch.push(event(&format!("{service}-other"), start + edges[0], "another service"));
+    store.write_batch(&refs(&batch[..replayed])).await.unwrap();
+    store.write_batch(&refs(&batch)).await.expect("a replay of the first part plus the rest");
+    batch
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn totals_are_exact_across_whole_and_partial_minutes_and_replays() {
     let database = TestDatabase::create().await;
@@ -355,15 +379,8 @@ async fn totals_are_exact_across_whole_and_partial_minutes_and_replays() {
     let hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(5);
     // One event every 37 s for three hours, plus events on and just around minute and hour
     // boundaries, where an off-by-one in the edges would show.
-    let mut batch: Vec<Event> = (0..300).map(|i| event("minutes", hour + Duration::seconds(37 * i), "m")).collect();
-    for edge in [Duration::minutes(61), Duration::hours(2), Duration::minutes(17)] {
-        for offset in [-1, 0, 1] {
-            batch.push(event("minutes", hour + edge + Duration::microseconds(offset), "edge"));
-        }
-    }
-    batch.push(event("other", hour + Duration::minutes(61), "another service"));
-    store.write_batch(&refs(&batch[..100])).await.unwrap();
-    store.write_batch(&refs(&batch)).await.expect("a replay of the first 100 plus the rest");
+    let edges = [Duration::minutes(61), Duration::hours(2), Duration::minutes(17)];
+    let batch = write_with_edges(&store, "minutes", hour, (300, 37), edges, 100).await;
     let exact = |from: DateTime<Utc>, to: DateTime<Utc>| {
         batch.iter().filter(|e| e.service == "minutes" && e.timestamp >= from && e.timestamp <= to).count() as u64
     };
@@ -460,15 +477,8 @@ async fn histogram_buckets_are_exact_at_minute_and_hour_edges_and_count_replays_
     let hour = Utc::now().duration_trunc(Duration::hours(1)).unwrap() - Duration::hours(6);
     // One event every 53 s for three hours, nothing in the fourth, and events around the
     // boundaries of minutes and hours.
-    let mut batch: Vec<Event> = (0..200).map(|i| event("histo", hour + Duration::seconds(53 * i), "m")).collect();
-    for edge in [Duration::minutes(60), Duration::minutes(75), Duration::minutes(121)] {
-        for offset in [-1, 0, 1] {
-            batch.push(event("histo", hour + edge + Duration::microseconds(offset), "edge"));
-        }
-    }
-    batch.push(event("elsewhere", hour + Duration::minutes(60), "another service"));
-    store.write_batch(&refs(&batch[..120])).await.unwrap();
-    store.write_batch(&refs(&batch)).await.expect("a replay of the first 120 plus the rest");
+    let edges = [Duration::minutes(60), Duration::minutes(75), Duration::minutes(121)];
+    let batch = write_with_edges(&store, "histo", hour, (200, 53), edges, 120).await;
 
     let at = |minutes: i64, micros: i64| hour + Duration::minutes(minutes) + Duration::microseconds(micros);
     let cases = [

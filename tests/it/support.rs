@@ -45,6 +45,23 @@ pub fn window() -> (String, String) {
     (iso(now - chrono::Duration::hours(1)), iso(now + chrono::Duration::hours(1)))
 }
 
+/// `POST url` with `headers` and `body` as JSON.
+pub async fn post_with(
+    client: &reqwest::Client,
+    url: String,
+    headers: &[(&str, &str)],
+    body: &serde_json::Value,
+) -> reqwest::Response {
+    let request = headers.iter().fold(client.post(&url), |request, (name, value)| request.header(*name, *value));
+    request.json(body).send().await.unwrap_or_else(|error| panic!("POST {url}: {error}"))
+}
+
+/// `GET url` with `headers`.
+pub async fn get_with(client: &reqwest::Client, url: String, headers: &[(&str, &str)]) -> reqwest::Response {
+    let request = headers.iter().fold(client.get(&url), |request, (name, value)| request.header(*name, *value));
+    request.send().await.unwrap_or_else(|error| panic!("GET {url}: {error}"))
+}
+
 /// `url` with its database name replaced.
 fn with_database(url: &str, database: &str) -> String {
     let (base, query) = url.split_once('?').map_or((url, None), |(base, query)| (base, Some(query)));

@@ -347,18 +347,16 @@ impl From<DeadLetterStats> for DeadLetterStatsBody {
     }
 }
 
-/// `POST /admin/retention/run`.
+/// `POST /admin/retention/run` (and `aurore retention run`): a [`RetentionReport`].
+/// `ran` is false when another replica held the lock and this run did nothing;
+/// `eventsDeleted` counts rows deleted one by one (the day straddling the cut-off, old rows
+/// in the default partition); `skipped` names what waited too long for a lock.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct RetentionRun {
-    /// False when another replica was running retention: this run did nothing.
     pub ran: bool,
-    /// Whole days dropped, by partition name.
     pub partitions_dropped: Vec<String>,
-    /// Rows deleted one by one: the part of the day that straddles the cut-off, and old
-    /// rows that sat in the default partition.
     pub events_deleted: u64,
-    /// What waited too long for a lock and is left for the next run.
     pub skipped: Vec<String>,
     pub dead_letters_deleted: u64,
     pub took_ms: u64,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 /// Events read from the store per page of the walk.
 const EXPORT_PAGE: u32 = 1000;
 
-#[utoipa::path(get, path = "/events/export", tag = "query", params(crate::openapi::EventsParams),
+#[utoipa::path(get, path = "/events/export", tag = "query", params(crate::openapi::RangeParams, crate::openapi::EventsParams, crate::openapi::FilterParams),
     responses(
         (status = 200, description = "Every matching event, one JSON object a line; compressed for `Accept-Encoding: zstd|gzip|br`", content_type = "application/x-ndjson"),
         (status = 400, description = "An invalid parameter, named", body = crate::body::ErrorBody),

@@ -2,6 +2,7 @@
 
 use crate::body::{self, Accepted, BatchAccepted, Receipt};
 use crate::error::ApiError;
+use crate::query::query_pairs;
 use crate::{AppState, RequestLimits, guard};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -124,9 +125,7 @@ const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// A request may ask for another durability than the server's default, with the query
 /// parameter `durability=` or the header `Prefer: durability=` (`none`, `journal`, `stored`).
 fn durability(request: &HttpRequest, default: Durability) -> Result<Durability, ApiError> {
-    let from_query = serde_urlencoded::from_str::<Vec<(String, String)>>(request.query_string())
-        .ok()
-        .and_then(|pairs| pairs.into_iter().find(|(name, _)| name == "durability").map(|(_, value)| value));
+    let from_query = query_pairs(request)?.into_iter().find(|(name, _)| name == "durability").map(|(_, value)| value);
     let from_header = request
         .headers()
         .get_all(header::HeaderName::from_static("prefer"))

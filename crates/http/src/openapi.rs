@@ -156,19 +156,26 @@ pub(crate) struct EventInput {
     idempotency_key: Option<String>,
 }
 
-/// The parameters of `GET /events` (and, but for paging, of the export). These parameter
-/// types are read only by the derive: the handlers parse query strings themselves, to
-/// report every bad or unknown parameter by name.
+/// The service and time range `GET /events`, the export and the histogram read. These
+/// parameter types are read only by the derive: the handlers parse query strings
+/// themselves, to report every bad or unknown parameter by name.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(non_snake_case, dead_code)]
-pub(crate) struct EventsParams {
+#[allow(dead_code)]
+pub(crate) struct RangeParams {
     /// Exact service name, ≤ 100 characters.
     service: String,
     /// Start of the range (inclusive), as `timestamp` accepts.
     from: String,
     /// End of the range (inclusive); at most `query.max_range_days` (30) after `from`.
     to: String,
+}
+
+/// The rest of `GET /events` (and, but for paging, of the export).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(non_snake_case, dead_code)]
+pub(crate) struct EventsParams {
     /// 1 to 10,000; ignored with `cursor`.
     page: Option<u32>,
     /// 1 to 1,000 (default 100).
@@ -179,6 +186,13 @@ pub(crate) struct EventsParams {
     sortOrder: Option<String>,
     /// `next_cursor` of the previous page.
     cursor: Option<String>,
+}
+
+/// The filters of `GET /events`, the export and the live tail.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct FilterParams {
     /// Case-insensitive substring of the message.
     q: Option<String>,
     /// `metadata.<path>=<value>`: the metadata must hold the value at the dotted path.
@@ -186,17 +200,11 @@ pub(crate) struct EventsParams {
     metadata: Option<String>,
 }
 
-/// The parameters of `GET /events/histogram`.
+/// The rest of `GET /events/histogram`.
 #[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub(crate) struct HistogramParams {
-    /// Exact service name, ≤ 100 characters.
-    service: String,
-    /// Start of the range (inclusive), as `timestamp` accepts.
-    from: String,
-    /// End of the range (inclusive); at most `query.max_range_days` (30) after `from`.
-    to: String,
     /// Bucket width in whole minutes: `1m`, `5m`, `15m`, `1h`, `1d` (any `<n>m`, `<n>h`,
     /// `<n>d`), or seconds divisible by 60; at most 1,000 buckets.
     interval: String,
@@ -209,11 +217,6 @@ pub(crate) struct HistogramParams {
 pub(crate) struct TailParams {
     /// Exact service name.
     service: String,
-    /// Case-insensitive substring of the message.
-    q: Option<String>,
-    /// `metadata.<path>=<value>` filters.
-    #[param(rename = "metadata.<path>")]
-    metadata: Option<String>,
 }
 
 /// The parameters of `GET /dlq`.

@@ -25,7 +25,7 @@ pub(crate) fn query_pairs(request: &HttpRequest) -> Result<Vec<(String, String)>
     if with_nul.is_empty() { Ok(pairs) } else { Err(ApiError::Invalid(with_nul)) }
 }
 
-#[utoipa::path(get, path = "/events", tag = "query", params(crate::openapi::EventsParams),
+#[utoipa::path(get, path = "/events", tag = "query", params(crate::openapi::RangeParams, crate::openapi::EventsParams, crate::openapi::FilterParams),
     responses(
         (status = 200, description = "A page of events, newest first by default", body = crate::body::EventPage),
         (status = 400, description = "An invalid or unknown parameter, named", body = crate::body::ErrorBody),
@@ -53,7 +53,7 @@ pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>)
     }))
 }
 
-#[utoipa::path(get, path = "/events/histogram", tag = "query", params(crate::openapi::HistogramParams),
+#[utoipa::path(get, path = "/events/histogram", tag = "query", params(crate::openapi::RangeParams, crate::openapi::HistogramParams),
     responses(
         (status = 200, description = "Events per bucket, empty buckets included", body = crate::body::Histogram),
         (status = 400, description = "An invalid or unknown parameter, named; or too many buckets", body = crate::body::ErrorBody),

@@ -14,7 +14,7 @@ use std::time::Duration;
 /// A comment this often keeps proxies from closing an idle stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-#[utoipa::path(get, path = "/events/tail", tag = "query", params(crate::openapi::TailParams),
+#[utoipa::path(get, path = "/events/tail", tag = "query", params(crate::openapi::TailParams, crate::openapi::FilterParams),
     responses(
         (status = 200, description = "Server-Sent Events: each stored event as `data:`; `event: missed` when this subscriber fell behind", content_type = "text/event-stream"),
         (status = 400, description = "An invalid parameter, named", body = crate::body::ErrorBody),

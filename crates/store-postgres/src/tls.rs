@@ -99,14 +99,16 @@ pub(crate) fn connector(mode: SslMode, root_cert: Option<&Path>) -> Result<MakeR
         .map_err(SetupError::Tls)?;
     let config = match mode {
         SslMode::Disable | SslMode::Prefer | SslMode::Require => {
-            let verifier = EncryptOnly(provider.signature_verification_algorithms);
+            let verifier = RelaxedVerifier { algorithms: provider.signature_verification_algorithms, chain: None };
             builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
         }
         SslMode::VerifyCa => {
-            let verifier = WebPkiServerVerifier::builder_with_provider(Arc::new(roots(root_cert)?), provider)
+            let algorithms = provider.signature_verification_algorithms;
+            let chain = WebPkiServerVerifier::builder_with_provider(Arc::new(roots(root_cert)?), provider)
                 .build()
                 .map_err(SetupError::Verifier)?;
-            builder.dangerous().with_custom_certificate_verifier(Arc::new(ChainOnly(verifier)))
+            let verifier = RelaxedVerifier { algorithms, chain: Some(chain) };
+            builder.dangerous().with_custom_certificate_verifier(Arc::new(verifier))
         }
         SslMode::VerifyFull => builder.with_root_certificates(roots(root_cert)?),
     };
@@ -130,51 +132,17 @@ fn roots(root_cert: Option<&Path>) -> Result<RootCertStore, SetupError> {
     Ok(roots)
 }
 
-/// `prefer` and `require`: any certificate is accepted, but the handshake's signatures are
-/// still checked, so the session is encrypted to whoever holds the certificate's key.
-#[derive(Debug)]
-struct EncryptOnly(WebPkiSupportedAlgorithms);
-
-impl ServerCertVerifier for EncryptOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_schemes()
-    }
-}
-
+/// The modes that check less than rustls does by default. `prefer` and `require`
+/// (`chain: None`): any certificate is accepted, but the handshake's signatures are still
+/// checked, so the session is encrypted to whoever holds the certificate's key.
 /// `verify-ca`: the full check, except that the certificate need not name the host.
 #[derive(Debug)]
-struct ChainOnly(Arc<WebPkiServerVerifier>);
+struct RelaxedVerifier {
+    algorithms: WebPkiSupportedAlgorithms,
+    chain: Option<Arc<WebPkiServerVerifier>>,
+}
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for RelaxedVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -183,7 +151,10 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.0.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             // The name is checked last, once the chain has verified.
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
@@ -198,7 +169,7 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -207,11 +178,11 @@ impl ServerCertVerifier for ChainOnly {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
