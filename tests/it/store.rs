@@ -122,7 +122,7 @@ async fn a_batch_with_data_postgres_refuses_lands_not_at_all() {
     batch[7].message = "nul \u{0} byte".to_owned();
 
     let error = store.write_batch(&refs(&batch)).await.expect_err("PostgreSQL refuses NUL in text");
-    assert!(matches!(error, StoreError::Rejected(_)), "{error:?}");
+    assert!(matches!(error, StoreError::Rejected { .. }), "{error:?}");
     assert_eq!(database.count("SELECT count(*) AS n FROM events").await, 0);
 }
 

@@ -365,7 +365,7 @@ async fn run_storage(
     let Ok(applied) = retry_transient(
         None,
         &writers.settings.retry,
-        || async { store.migrate().await.map_err(|error| Failure::<Infallible>::Transient(error.to_string())) },
+        || async { store.migrate().await.map_err(|error| Failure::<Infallible>::Transient(aurore_domain::error_chain(&error))) },
         |retrying| tracing::warn!(error = %retrying.cause, retry_in = ?retrying.delay, "cannot migrate the database yet"),
     )
     .await;

@@ -39,9 +39,9 @@ pub use markup::Markup;
 pub use observe::{DatabaseFailure, Observer, Received, TraceLink, Unobserved};
 pub use pipeline::{BatchWorker, Sinks, WriterSettings};
 pub use ports::{
-    Appended, Clock, ConnectionStats, DeadLetter, DeadLetterAdmin, DeadLetterFilter, DeadLetterSink, DeadLetterStats,
-    EventReader, EventSink, Journal, JournalError, JournalSeq, JournalUsage, QueryError, RecordRef, StoreError,
-    StoreHealth, SystemClock,
+    Appended, Cause, Clock, ConnectionStats, DeadLetter, DeadLetterAdmin, DeadLetterFilter, DeadLetterSink,
+    DeadLetterStats, EventReader, EventSink, Journal, JournalError, JournalSeq, JournalUsage, QueryError, RecordRef,
+    StoreError, StoreHealth, SystemClock, error_chain,
 };
 pub use query::{
     Cursor, CursorKey, EventPage, EventQuery, MetadataFilter, QueryLimits, SortField, SortOrder, StoredEvent,

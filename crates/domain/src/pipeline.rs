@@ -299,7 +299,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_outage_is_waited_out_behind_the_circuit_and_nothing_is_dead_lettered() {
         let harness = Harness::new();
-        harness.store.outages.lock().unwrap().extend((0..4).map(|_| StoreError::Unavailable("refused".into())));
+        harness.store.outages.lock().unwrap().extend((0..4).map(|_| StoreError::unavailable("refused", None)));
         let start = Instant::now();
         harness.run(journaled(queued(3))).await;
         assert_eq!(harness.store.stored.lock().unwrap().len(), 3);

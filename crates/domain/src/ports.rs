@@ -9,18 +9,57 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-/// Why a store operation failed, as far as the caller's next step is concerned.
+/// What an adapter's error came from: a driver's error, kept whole for logs.
+pub type Cause = Box<dyn std::error::Error + Send + Sync>;
+
+/// Why a store operation failed, as far as the caller's next step is concerned. `reason`
+/// says it in a line; `source`, when there is one, is the driver's error it came from.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The store could not be reached or gave up for reasons unrelated to the data:
     /// connection refused or lost, pool exhausted, timeout, server shutting down.
     /// Retrying the same call later may succeed.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    #[error("store unavailable: {reason}")]
+    Unavailable {
+        reason: String,
+        #[source]
+        source: Option<Cause>,
+    },
     /// The store refused the data itself (a value it cannot hold). Retrying the same
     /// data will fail again.
-    #[error("store rejected the data: {0}")]
-    Rejected(String),
+    #[error("store rejected the data: {reason}")]
+    Rejected {
+        reason: String,
+        #[source]
+        source: Option<Cause>,
+    },
+}
+
+impl StoreError {
+    pub fn unavailable(reason: impl Into<String>, source: impl Into<Option<Cause>>) -> Self {
+        Self::Unavailable { reason: reason.into(), source: source.into() }
+    }
+
+    pub fn rejected(reason: impl Into<String>, source: impl Into<Option<Cause>>) -> Self {
+        Self::Rejected { reason: reason.into(), source: source.into() }
+    }
+}
+
+/// An error and its causes, each once (`a: b: c`), skipping a cause whose words the text
+/// already ends with: pool and TLS errors say little alone ("db error", "error performing
+/// TLS handshake"), why is in their sources, and some repeat their source's words.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Why a query was not answered.
@@ -119,14 +158,36 @@ pub struct Appended {
     pub record: RecordRef,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum JournalError {
     /// No room left: appending would exceed the journal's size limit. Nothing was written.
     #[error("the journal is full ({limit_bytes} bytes)")]
     Full { limit_bytes: u64 },
-    /// The disk failed us. Nothing acknowledged before is lost.
-    #[error("journal I/O failed: {0}")]
-    Io(String),
+    /// The disk failed us. Nothing acknowledged before is lost. Shared, since one failed
+    /// group commit fails every append in it.
+    #[error("journal I/O failed: {context}")]
+    Io {
+        context: String,
+        #[source]
+        source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
+    },
+}
+
+impl JournalError {
+    pub fn io(context: impl Into<String>, source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Io { context: context.into(), source }
+    }
+}
+
+/// Equal when they say the same: a cause's identity does not matter to callers.
+impl PartialEq for JournalError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Full { limit_bytes: a }, Self::Full { limit_bytes: b }) => a == b,
+            (Self::Io { context: a, .. }, Self::Io { context: b, .. }) => a == b,
+            _ => false,
+        }
+    }
 }
 
 /// The write-ahead journal: what it holds survives a crash until acknowledged as stored.
@@ -214,4 +275,23 @@ pub trait DeadLetterAdmin: Send + Sync + std::fmt::Debug + 'static {
     async fn mark_reprocessed(&self, id: Uuid, seen: DateTime<Utc>) -> Result<bool, StoreError>;
     /// False when the entry does not exist.
     async fn delete(&self, id: Uuid) -> Result<bool, StoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_error_keeps_its_cause_and_the_chain_names_each_once() {
+        let refused = std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "connection refused");
+        let error = StoreError::unavailable("cannot connect to 127.0.0.1:5432", Some(Box::new(refused) as Cause));
+        let source = std::error::Error::source(&error).map(ToString::to_string);
+        assert_eq!(source.as_deref(), Some("connection refused"));
+        assert_eq!(error_chain(&error), "store unavailable: cannot connect to 127.0.0.1:5432: connection refused");
+
+        // A reason that already ends with its cause's words does not repeat them.
+        let timeout = std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out");
+        let error = StoreError::unavailable("pool wait timed out", Some(Box::new(timeout) as Cause));
+        assert_eq!(error_chain(&error), "store unavailable: pool wait timed out");
+    }
 }

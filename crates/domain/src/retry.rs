@@ -40,11 +40,12 @@ pub enum Failure<P> {
 }
 
 /// A store's refusal of the data is permanent (its reason is kept); its absence is not.
+/// The reason is the adapter's one-line account, causes included.
 impl From<StoreError> for Failure<String> {
     fn from(error: StoreError) -> Self {
         match error {
-            StoreError::Unavailable(cause) => Self::Transient(cause),
-            StoreError::Rejected(reason) => Self::Permanent(reason),
+            StoreError::Unavailable { reason, .. } => Self::Transient(reason),
+            StoreError::Rejected { reason, .. } => Self::Permanent(reason),
         }
     }
 }

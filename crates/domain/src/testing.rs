@@ -44,7 +44,7 @@ impl EventSink for FakeStore {
             return Err(error);
         }
         if events.iter().any(|event| event.message.starts_with("poison")) {
-            return Err(StoreError::Rejected("invalid byte sequence".into()));
+            return Err(StoreError::rejected("invalid byte sequence", None));
         }
         let mut stored = self.stored.lock().unwrap();
         let known: HashSet<_> = stored.iter().map(|event| event.id).collect();

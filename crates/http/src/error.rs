@@ -79,8 +79,8 @@ impl From<StoreError> for ApiError {
 impl From<QueryError> for ApiError {
     fn from(error: QueryError) -> Self {
         match error {
-            QueryError::Store(error @ StoreError::Rejected(_)) => Self::QueryRejected(error),
-            QueryError::Store(error @ StoreError::Unavailable(_)) => Self::StoreUnavailable(error),
+            QueryError::Store(error @ StoreError::Rejected { .. }) => Self::QueryRejected(error),
+            QueryError::Store(error @ StoreError::Unavailable { .. }) => Self::StoreUnavailable(error),
             QueryError::TooManyToSort { sort_field, limit } => Self::Invalid(vec![FieldError::new(
                 "sortField",
                 "maxSortedRows",
@@ -295,11 +295,11 @@ impl ResponseError for ApiError {
         // Logged here once, with every cause: a failing dependency as an error; a service
         // that is busy, starting or stopping as news; the client's mistakes for debugging.
         if std::error::Error::source(self).is_some() && status.is_server_error() {
-            tracing::error!(%status, error = %Chain(self), "request failed");
+            tracing::error!(%status, error = %aurore_domain::error_chain(self), "request failed");
         } else if status.is_server_error() {
-            tracing::info!(%status, error = %Chain(self), "request turned away");
+            tracing::info!(%status, error = %aurore_domain::error_chain(self), "request turned away");
         } else {
-            tracing::debug!(%status, error = %Chain(self), "request refused");
+            tracing::debug!(%status, error = %aurore_domain::error_chain(self), "request refused");
         }
         let mut response = HttpResponse::build(status);
         if let Some(seconds) = retry_after {
@@ -323,17 +323,21 @@ impl ResponseError for ApiError {
     }
 }
 
-/// An error and its causes, outermost first: `a: b: c`.
-pub(crate) struct Chain<'a>(pub &'a (dyn std::error::Error + 'static));
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl std::fmt::Display for Chain<'_> {
-    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "{}", self.0)?;
-        let mut cause = self.0.source();
-        while let Some(error) = cause {
-            write!(formatter, ": {error}")?;
-            cause = error.source();
-        }
-        Ok(())
+    #[test]
+    fn a_server_error_hides_its_cause_from_the_client_and_keeps_it_for_the_log() {
+        let lost = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset by peer");
+        let error = ApiError::StoreUnavailable(StoreError::unavailable("query failed", Some(Box::new(lost) as _)));
+        assert_eq!(
+            aurore_domain::error_chain(&error),
+            "storage unavailable: store unavailable: query failed: connection reset by peer"
+        );
+        let (body, retry_after) = error.body(error.status_code());
+        let body = serde_json::to_string(&body).unwrap_or_default();
+        assert!(!body.contains("reset") && !body.contains("query failed"), "{body}");
+        assert_eq!(retry_after, Some(5));
     }
 }

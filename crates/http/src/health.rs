@@ -175,7 +175,12 @@ async fn business_metrics(state: &AppState) -> Result<Arc<BusinessMetrics>, ApiE
         .figures
         .try_get_with((), async move { store.business_metrics(chrono::Utc::now()).await.map(Arc::new) })
         .await
-        .map_err(|error: Arc<StoreError>| ApiError::StoreUnavailable(StoreError::Unavailable(error.to_string())))
+        .map_err(|error: Arc<StoreError>| {
+            ApiError::StoreUnavailable(StoreError::unavailable(
+                "cannot read the business figures",
+                Some(Box::new(error) as _),
+            ))
+        })
 }
 
 /// Everything at once. Always 200: `status` is `critical` when a part is critical or

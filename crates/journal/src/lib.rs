@@ -107,7 +107,7 @@ pub struct FileJournal {
 }
 
 fn io_error(context: &str, path: &Path, error: io::Error) -> JournalError {
-    JournalError::Io(format!("{context} {}: {error}", path.display()))
+    JournalError::io(format!("{context} {}: {error}", path.display()), Some(Arc::new(error)))
 }
 
 fn segment_path(dir: &Path, first: u64) -> PathBuf {
@@ -123,7 +123,7 @@ fn read_record(path: &Path, offset: u64) -> Result<Vec<(JournalSeq, Event)>, Jou
     file.read_exact(&mut header).map_err(|e| io_error("cannot read", path, e))?;
     let payload_len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
     if payload_len > record::MAX_PAYLOAD_BYTES {
-        return Err(JournalError::Io(format!("no record at {offset} in {}", path.display())));
+        return Err(JournalError::io(format!("no record at {offset} in {}", path.display()), None));
     }
     let mut bytes = header.to_vec();
     bytes.resize(record::HEADER_BYTES + payload_len, 0);
@@ -132,9 +132,9 @@ fn read_record(path: &Path, offset: u64) -> Result<Vec<(JournalSeq, Event)>, Jou
     let record = scan
         .records
         .first()
-        .ok_or_else(|| JournalError::Io(format!("corrupt record at {offset} in {}", path.display())))?;
+        .ok_or_else(|| JournalError::io(format!("corrupt record at {offset} in {}", path.display()), None))?;
     record::decode_events(record)
-        .map_err(|e| JournalError::Io(format!("undecodable record in {}: {e}", path.display())))
+        .map_err(|e| JournalError::io(format!("undecodable record in {}: {e}", path.display()), Some(Arc::new(e))))
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -217,21 +217,20 @@ impl FileJournal {
 #[async_trait]
 impl Journal for FileJournal {
     async fn append(&self, events: &[Event]) -> Result<Appended, JournalError> {
-        let count =
-            u32::try_from(events.len()).map_err(|_| JournalError::Io("too many events in one append".into()))?;
+        let count = u32::try_from(events.len()).map_err(|_| JournalError::io("too many events in one append", None))?;
         let events_json = record::encode_events(events);
         let (reply, outcome) = tokio::sync::oneshot::channel();
         self.requests
             .send(writer::Request::Append(writer::Append { events_json, count, reply }))
-            .map_err(|_| JournalError::Io("the journal is closed".into()))?;
-        outcome.await.map_err(|_| JournalError::Io("the journal writer has stopped".into()))?
+            .map_err(|_| JournalError::io("the journal is closed", None))?;
+        outcome.await.map_err(|_| JournalError::io("the journal writer has stopped", None))?
     }
 
     async fn read(&self, record: RecordRef) -> Result<Vec<(JournalSeq, Event)>, JournalError> {
         let path = segment_path(&self.shared.settings.dir, record.segment);
         tokio::task::spawn_blocking(move || read_record(&path, record.offset))
             .await
-            .map_err(|error| JournalError::Io(format!("journal read task failed: {error}")))?
+            .map_err(|error| JournalError::io(format!("journal read task failed: {error}"), Some(Arc::new(error))))?
     }
 
     fn acknowledge(&self, seqs: &[JournalSeq]) {

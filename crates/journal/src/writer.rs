@@ -65,10 +65,9 @@ struct Writer {
 pub(crate) fn start(shared: Arc<Shared>, next_seq: u64) -> Result<mpsc::Sender<Request>, JournalError> {
     let (sender, requests) = mpsc::channel();
     let mut writer = Writer { shared, next_seq, open: None };
-    std::thread::Builder::new()
-        .name("aurore-journal".into())
-        .spawn(move || writer.run(&requests))
-        .map_err(|error| JournalError::Io(format!("cannot start the journal writer: {error}")))?;
+    std::thread::Builder::new().name("aurore-journal".into()).spawn(move || writer.run(&requests)).map_err(
+        |error| JournalError::io(format!("cannot start the journal writer: {error}"), Some(Arc::new(error))),
+    )?;
     Ok(sender)
 }
 
@@ -168,7 +167,7 @@ impl Writer {
         }
         let chunk = std::mem::take(chunk);
         let Some(open) = self.open.as_mut() else {
-            let error = JournalError::Io("no open segment to write to".into());
+            let error = JournalError::io("no open segment to write to", None);
             refuse(chunk.answers.into_iter().map(|(request, _)| request), &error);
             return Err(error);
         };

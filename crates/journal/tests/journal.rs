@@ -353,7 +353,7 @@ async fn a_failed_write_leaves_no_segment_and_no_gap_in_positions_behind() {
     for _ in 0..20 {
         std::os::unix::fs::symlink("/dev/full", &first_segment).unwrap();
         let error = journal.append(&events(3, "no room")).await.unwrap_err();
-        assert!(matches!(error, JournalError::Io(_)), "{error:?}");
+        assert!(matches!(error, JournalError::Io { .. }), "{error:?}");
         assert!(segment_files(dir.path()).is_empty(), "a refused write leaves no segment behind");
         assert_eq!(journal.usage().bytes, 0);
         assert!(journal.usage().write_failing, "readiness learns the disk is failing");
@@ -411,7 +411,7 @@ async fn closing_under_load_answers_every_append() {
     for task in tasks {
         match tokio::time::timeout(Duration::from_secs(10), task).await.unwrap().unwrap() {
             Ok(_) => durable += 1,
-            Err(error) => assert!(matches!(error, JournalError::Io(_)), "{error:?}"),
+            Err(error) => assert!(matches!(error, JournalError::Io { .. }), "{error:?}"),
         }
     }
     drop(journal);

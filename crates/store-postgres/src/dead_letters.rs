@@ -30,8 +30,9 @@ impl TryFrom<Row> for DeadLetter {
     type Error = StoreError;
 
     fn try_from(row: Row) -> Result<Self, StoreError> {
-        let event: Event = serde_json::from_str(&row.original_event)
-            .map_err(|e| StoreError::Rejected(format!("dead letter {} holds an unreadable event: {e}", row.id)))?;
+        let event: Event = serde_json::from_str(&row.original_event).map_err(|e| {
+            StoreError::rejected(format!("dead letter {} holds an unreadable event: {e}", row.id), Some(e.into()))
+        })?;
         Ok(DeadLetter {
             id: row.id,
             event,
@@ -55,7 +56,7 @@ fn printable(text: &str) -> String {
 impl DeadLetterSink for PostgresStore {
     async fn put(&self, event: &Event, reason: &str, attempts: u32) -> Result<(), StoreError> {
         use diesel::sql_types::{Integer, Text, Timestamptz, Uuid as SqlUuid};
-        let original = serde_json::to_string(event).map_err(|e| StoreError::Rejected(e.to_string()))?;
+        let original = serde_json::to_string(event).map_err(|e| StoreError::rejected(e.to_string(), Some(e.into())))?;
         let mut connection = self.query_connection().await?;
         // A pending entry for the event means this is a replay of the same failure: it
         // only touches `updated_at`, which tells a reprocess racing with it that the

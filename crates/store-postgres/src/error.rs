@@ -1,7 +1,7 @@
 //! Driver errors become domain errors here: the pipeline retries `Unavailable` and gives
 //! up on `Rejected`, so the split decides whether data is retried or set aside.
 
-use aurore_domain::StoreError;
+use aurore_domain::{StoreError, error_chain};
 use tokio_postgres::error::SqlState;
 
 /// Why the store could not be set up.
@@ -29,10 +29,10 @@ pub enum SetupError {
     Tls(#[source] rustls::Error),
     #[error("cannot verify servers with these root certificates")]
     Verifier(#[source] rustls::client::VerifierBuilderError),
-    #[error("cannot build the connection pool: {0}")]
-    Pool(String),
-    #[error("cannot apply migrations: {0}")]
-    Migration(String),
+    #[error("cannot build the connection pool")]
+    Pool(#[source] aurore_domain::Cause),
+    #[error("cannot apply migrations")]
+    Migration(#[source] aurore_domain::Cause),
 }
 
 /// Data errors (SQLSTATE class 22, e.g. a NUL byte in text; class 23, constraint
@@ -64,31 +64,21 @@ pub(crate) fn is_transient_conflict(error: &tokio_postgres::Error) -> bool {
 fn describe(error: &tokio_postgres::Error) -> String {
     match error.as_db_error() {
         Some(db) => format!("{} ({})", db.message(), db.code().code()),
-        None => with_causes(error),
+        None => error_chain(error),
     }
-}
-
-/// An error and its causes, each once: pool and TLS errors say little alone ("db error",
-/// "error performing TLS handshake"); why is in their sources.
-pub(crate) fn with_causes(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 pub(crate) fn from_postgres(error: tokio_postgres::Error) -> StoreError {
+    let reason = describe(&error);
     match error.code() {
-        Some(state) if is_data_error(state) => StoreError::Rejected(describe(&error)),
-        _ => StoreError::Unavailable(describe(&error)),
+        Some(state) if is_data_error(state) => StoreError::rejected(reason, Some(error.into())),
+        _ => StoreError::unavailable(reason, Some(error.into())),
     }
+}
+
+/// No connection could be had: the pool is exhausted, or connecting failed.
+pub(crate) fn from_pool<E: std::error::Error + Send + Sync + 'static>(error: E) -> StoreError {
+    StoreError::unavailable(error_chain(&error), Some(error.into()))
 }
 
 pub(crate) fn from_diesel(error: diesel::result::Error) -> StoreError {
@@ -101,7 +91,7 @@ pub(crate) fn from_diesel(error: diesel::result::Error) -> StoreError {
             _,
         )
         | Error::SerializationError(_)
-        | Error::DeserializationError(_) => StoreError::Rejected(error.to_string()),
-        _ => StoreError::Unavailable(error.to_string()),
+        | Error::DeserializationError(_) => StoreError::rejected(error.to_string(), Some(error.into())),
+        _ => StoreError::unavailable(error.to_string(), Some(error.into())),
     }
 }

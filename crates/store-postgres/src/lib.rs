@@ -143,7 +143,7 @@ impl PostgresStore {
             .create_timeout(wait)
             .runtime(deadpool::Runtime::Tokio1)
             .build()
-            .map_err(|error| SetupError::Pool(error.to_string()))?;
+            .map_err(|error| SetupError::Pool(error.into()))?;
 
         let mut upkeep = base.clone();
         upkeep
@@ -165,7 +165,7 @@ impl PostgresStore {
                 let (client, connection) = config
                     .connect(tls)
                     .await
-                    .map_err(|e| diesel::ConnectionError::BadConnection(error::with_causes(&e)))?;
+                    .map_err(|e| diesel::ConnectionError::BadConnection(aurore_domain::error_chain(&e)))?;
                 AsyncPgConnection::try_from_client_and_connection(client, connection).await
             })
         });
@@ -176,13 +176,13 @@ impl PostgresStore {
             .create_timeout(wait)
             .runtime(deadpool::Runtime::Tokio1)
             .build()
-            .map_err(|error| SetupError::Pool(error.to_string()))?;
+            .map_err(|error| SetupError::Pool(error.into()))?;
         Ok(Self { queries, writes, upkeep, tls, retention: settings.retention })
     }
 
     /// Applies pending migrations from `migrations/`; returns how many ran.
     pub async fn migrate(&self) -> Result<usize, SetupError> {
-        let connection = self.queries.get().await.map_err(|error| SetupError::Migration(error.to_string()))?;
+        let connection = self.queries.get().await.map_err(|error| SetupError::Migration(error.into()))?;
         let connection = deadpool::managed::Object::take(connection);
         // The harness is synchronous and blocks on the async connection, so it gets a thread.
         tokio::task::spawn_blocking(move || {
@@ -190,8 +190,8 @@ impl PostgresStore {
             wrapper.run_pending_migrations(MIGRATIONS).map(|applied| applied.len())
         })
         .await
-        .map_err(|error| SetupError::Migration(error.to_string()))?
-        .map_err(|error| SetupError::Migration(error.to_string()))
+        .map_err(|error| SetupError::Migration(error.into()))?
+        .map_err(SetupError::Migration)
     }
 
     /// A fresh connection for one upkeep pass; it closes when the client is dropped.
@@ -208,7 +208,7 @@ impl PostgresStore {
     pub(crate) async fn query_connection(
         &self,
     ) -> Result<deadpool::managed::Object<AsyncDieselConnectionManager<AsyncPgConnection>>, StoreError> {
-        self.queries.get().await.map_err(|error| StoreError::Unavailable(error::with_causes(&error)))
+        self.queries.get().await.map_err(error::from_pool)
     }
 
     /// Before this instant `event_counts` may hold hours whose rows retention removed (the
@@ -320,8 +320,7 @@ async fn insert_skipping_stored(
 impl EventSink for PostgresStore {
     #[tracing::instrument(name = "db.write_batch", skip_all, fields(db.system = "postgresql", events = i64::try_from(events.len()).unwrap_or(i64::MAX)))]
     async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError> {
-        let mut client =
-            self.writes.get().await.map_err(|error| StoreError::Unavailable(error::with_causes(&error)))?;
+        let mut client = self.writes.get().await.map_err(error::from_pool)?;
         match copy(&mut client, events).await {
             Err(copy_error) if copy_error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 // Some events are already stored (a journal replay or a client retry):

@@ -47,9 +47,10 @@ impl PostgresStore {
                     report.failed.push(PartitionFailure { day, error: error::from_postgres(error) });
                     if client.is_closed() {
                         // The connection is gone: every later day would fail the same way.
-                        return Err(StoreError::Unavailable(format!(
-                            "connection lost during partition upkeep at {day}"
-                        )));
+                        return Err(StoreError::unavailable(
+                            format!("connection lost during partition upkeep at {day}"),
+                            None,
+                        ));
                     }
                 }
             }
