@@ -4,8 +4,8 @@ use crate::settings::{PartitionSettings, Settings};
 use anyhow::Context as _;
 use aurore_domain::{
     BatchWorker, BreakerSettings, Buffer, CircuitBreaker, Clock, Failure, IngestService, IngestSettings, Journal,
-    Lifecycle, Observer, QueryLimits, Retention, RetentionPolicy, RetryPolicy, Sinks, SystemClock, Tail, Unobserved,
-    WriterSettings, replay_journal, retry_transient,
+    Lifecycle, LocalQueue, Observer, QueryLimits, Retention, RetentionPolicy, RetryPolicy, Sinks, SystemClock, Tail,
+    Unobserved, WriterSettings, replay_journal, retry_transient,
 };
 use aurore_http::{ApiKeys, AppState, Edge, RateLimiter, RequestLimits, ServerOptions};
 use aurore_journal::{FileJournal, JournalSettings};
@@ -202,19 +202,13 @@ impl Application {
         )?;
 
         let writer_settings = writer_settings(settings);
-        let sinks = Sinks {
-            store: store.clone(),
-            dead_letters: store.clone(),
-            journal: journal.clone(),
-            breaker,
-            tail: tail.clone(),
-        };
+        let sinks = Sinks { store: store.clone(), dead_letters: store.clone(), breaker, tail: tail.clone() };
+        let source = Arc::new(LocalQueue::new(buffer.clone(), journal.clone()));
         let (schema_ready, schema_ready_seen) = tokio::sync::watch::channel(false);
         let writers = tokio::spawn(run_storage(
             store.clone(),
-            buffer.clone(),
             lifecycle.clone(),
-            Writers { sinks, settings: writer_settings, count: settings.writer.writers, observer },
+            Writers { source, sinks, settings: writer_settings, count: settings.writer.writers, observer },
             settings.partitions.clone(),
             schema_ready,
         ));
@@ -311,14 +305,14 @@ pub async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<Dr
     let sinks = Sinks {
         store: store.clone(),
         dead_letters: store,
-        journal: journal.clone(),
         breaker: breaker(settings, Arc::new(SystemClock)),
         // Nobody subscribes to a drain.
         tail: Arc::new(Tail::new(1, 1)),
     };
+    let source = Arc::new(LocalQueue::new(buffer.clone(), journal.clone()));
     let mut writers = JoinSet::new();
     for _ in 0..settings.writer.writers {
-        let worker = BatchWorker::new(buffer.clone(), sinks.clone(), writer_settings(settings), Arc::new(Unobserved));
+        let worker = BatchWorker::new(source.clone(), sinks.clone(), writer_settings(settings), Arc::new(Unobserved));
         writers.spawn(worker.run());
     }
     let stored = async {
@@ -345,6 +339,7 @@ pub async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<Dr
 
 /// The writer tasks to start once the schema is ready.
 struct Writers {
+    source: Arc<LocalQueue>,
     sinks: Sinks,
     settings: WriterSettings,
     count: usize,
@@ -352,10 +347,9 @@ struct Writers {
 }
 
 /// Migrates (retrying while PostgreSQL is unreachable), creates partitions, then runs the
-/// writers until the buffer is closed and drained.
+/// writers until their source is closed and drained.
 async fn run_storage(
     store: Arc<PostgresStore>,
-    buffer: Arc<Buffer>,
     lifecycle: Arc<Lifecycle>,
     writers: Writers,
     partitions: PartitionSettings,
@@ -376,8 +370,12 @@ async fn run_storage(
     schema_ready.send_replace(true);
     let mut tasks = JoinSet::new();
     for _ in 0..writers.count {
-        let worker =
-            BatchWorker::new(buffer.clone(), writers.sinks.clone(), writers.settings.clone(), writers.observer.clone());
+        let worker = BatchWorker::new(
+            writers.source.clone(),
+            writers.sinks.clone(),
+            writers.settings.clone(),
+            writers.observer.clone(),
+        );
         tasks.spawn(worker.run());
     }
     while tasks.join_next().await.is_some() {}

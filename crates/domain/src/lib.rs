@@ -15,6 +15,7 @@ pub mod event;
 pub mod histogram;
 pub mod ingest;
 pub mod lifecycle;
+pub mod local_queue;
 pub mod markup;
 pub mod observe;
 pub mod pipeline;
@@ -35,13 +36,14 @@ pub use event::{Event, EventDraft, EventId};
 pub use histogram::{BucketSpan, Histogram, HistogramBucket, HistogramQuery, Interval};
 pub use ingest::{Durability, IngestError, IngestReceipt, IngestService, IngestSettings, Rejection, replay_journal};
 pub use lifecycle::Lifecycle;
+pub use local_queue::{LocalQueue, LocalReceipt};
 pub use markup::Markup;
 pub use observe::{DatabaseFailure, Observer, Received, TraceLink, Unobserved};
 pub use pipeline::{BatchWorker, Sinks, WriterSettings};
 pub use ports::{
-    Appended, Cause, Clock, ConnectionStats, DeadLetter, DeadLetterAdmin, DeadLetterFilter, DeadLetterSink,
-    DeadLetterStats, EventReader, EventSink, Journal, JournalError, JournalSeq, JournalUsage, QueryError, RecordRef,
-    StoreError, StoreHealth, SystemClock, error_chain,
+    Appended, BatchSource, Cause, Clock, ConnectionStats, DeadLetter, DeadLetterAdmin, DeadLetterFilter,
+    DeadLetterSink, DeadLetterStats, EventReader, EventSink, Journal, JournalError, JournalSeq, JournalUsage,
+    QueryError, RecordRef, StoreError, StoreHealth, SystemClock, error_chain,
 };
 pub use query::{
     Cursor, CursorKey, EventPage, EventQuery, MetadataFilter, QueryLimits, SortField, SortOrder, StoredEvent,

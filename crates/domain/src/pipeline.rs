@@ -1,14 +1,14 @@
-//! The batch writer: drains the buffer in batches and stores them. Transient failures are
+//! The batch writer: takes batches from its source and stores them. Transient failures are
 //! retried with backoff and jitter behind a circuit breaker, for as long as it takes: the
 //! journal holds the events meanwhile, and an outage never sends them to dead letters.
 //! A batch the store refuses for its data is split until the poison events are isolated;
 //! only those go to the dead-letter store.
 
 use crate::breaker::CircuitBreaker;
-use crate::buffer::{Batch, Buffer, Queued};
 use crate::event::Event;
-use crate::observe::{DatabaseFailure, Observer, TraceLink};
-use crate::ports::{DeadLetterSink, EventSink, Journal};
+use crate::local_queue::LocalQueue;
+use crate::observe::{DatabaseFailure, Observer};
+use crate::ports::{BatchSource, DeadLetterSink, EventSink};
 use crate::retry::{Failure, RetryPolicy, retry_transient};
 use crate::tail::Tail;
 use std::ops::Range;
@@ -24,25 +24,20 @@ pub struct WriterSettings {
     pub retry: RetryPolicy,
 }
 
-/// A batch span links to at most this many requests (OpenTelemetry's default limit).
-const MAX_SPAN_LINKS: usize = 128;
-
-/// Where a writer sends what it drains. Shared by every writer.
+/// Where a writer sends what it takes. Shared by every writer.
 #[derive(Debug, Clone)]
 pub struct Sinks {
     pub store: Arc<dyn EventSink>,
     pub dead_letters: Arc<dyn DeadLetterSink>,
-    /// Acknowledged once events are stored or dead-lettered.
-    pub journal: Arc<dyn Journal>,
     pub breaker: Arc<CircuitBreaker>,
     /// Told every event once it is stored, for live subscribers.
     pub tail: Arc<Tail>,
 }
 
-/// One writer task. Several may share a buffer and sinks.
+/// One writer task. Several may share a source and sinks.
 #[derive(Debug)]
-pub struct BatchWorker {
-    buffer: Arc<Buffer>,
+pub struct BatchWorker<S: BatchSource = LocalQueue> {
+    source: Arc<S>,
     sinks: Sinks,
     settings: WriterSettings,
     observer: Arc<dyn Observer>,
@@ -54,58 +49,23 @@ struct Refused {
     attempts: u32,
 }
 
-impl BatchWorker {
-    pub fn new(buffer: Arc<Buffer>, sinks: Sinks, settings: WriterSettings, observer: Arc<dyn Observer>) -> Self {
-        Self { buffer, sinks, settings, observer }
+impl<S: BatchSource> BatchWorker<S> {
+    pub fn new(source: Arc<S>, sinks: Sinks, settings: WriterSettings, observer: Arc<dyn Observer>) -> Self {
+        Self { source, sinks, settings, observer }
     }
 
-    /// Runs until the buffer is closed and drained.
+    /// Runs until the source is closed and drained.
     pub async fn run(self) {
-        loop {
-            let batch = self.buffer.next_batch(self.settings.linger).await;
-            if batch.is_empty() {
-                return;
-            }
-            let origins = origins(&batch);
-            let unjournaled = batch.queued.iter().filter(|queued| queued.seq.is_none()).count();
-            let span = self.observer.batch_span(batch.len(), &origins);
-            async {
-                let queued = self.read_spilled(batch).await;
-                self.store(queued).await;
-            }
-            .instrument(span)
-            .await;
-            self.buffer.settle_unjournaled(unjournaled);
+        while let Some(batch) = self.source.next_batch(self.settings.linger).await {
+            let span = self.observer.batch_span(batch.events.len(), &batch.origins);
+            let stored = self.store(&batch.events).instrument(span).await;
+            self.source.settle(batch.receipt, &stored);
         }
     }
 
-    /// Brings spilled events back from the journal. A record that cannot be read stays
-    /// unacknowledged in the journal and is replayed at the next start.
-    async fn read_spilled(&self, batch: Batch) -> Vec<Queued> {
-        let mut queued = batch.queued;
-        for spilled in batch.spilled {
-            match self.sinks.journal.read(spilled.record).await {
-                Ok(events) => queued.extend(events.into_iter().map(|(seq, event)| Queued {
-                    event,
-                    seq: Some(seq),
-                    completion: spilled.completion.clone(),
-                    origin: spilled.origin,
-                })),
-                Err(error) => {
-                    tracing::error!(%error, events = spilled.events, "cannot read spilled events back; they wait in the journal for the next start");
-                    if let Some(completion) = &spilled.completion {
-                        (0..spilled.events).for_each(|_| completion.settle(false));
-                    }
-                }
-            }
-        }
-        queued
-    }
-
-    /// Stores the batch, isolating poison events, then acknowledges every event in the
-    /// journal and tells waiting requests how theirs fared.
-    async fn store(&self, batch: Vec<Queued>) {
-        let events: Vec<&Event> = batch.iter().map(|queued| &queued.event).collect();
+    /// Stores the batch, isolating poison events; returns which events were stored.
+    async fn store(&self, batch: &[Event]) -> Vec<bool> {
+        let events: Vec<&Event> = batch.iter().collect();
         let mut stored = vec![true; batch.len()];
         // Slices still to write; a refused slice is split in two until one event remains.
         let mut pending: Vec<Range<usize>> = Vec::with_capacity(2);
@@ -127,13 +87,7 @@ impl BatchWorker {
                 }
             }
         }
-        let seqs: Vec<_> = batch.iter().filter_map(|queued| queued.seq).collect();
-        self.sinks.journal.acknowledge(&seqs);
-        for (queued, stored) in batch.iter().zip(stored) {
-            if let Some(completion) = &queued.completion {
-                completion.settle(stored);
-            }
-        }
+        stored
     }
 
     /// Writes until the store takes the events or refuses their data. Returns how long
@@ -190,32 +144,15 @@ impl BatchWorker {
     }
 }
 
-/// The distinct requests a batch carries events from, up to the link limit.
-fn origins(batch: &Batch) -> Vec<TraceLink> {
-    let from_memory = batch.queued.iter().filter_map(|queued| queued.origin);
-    let from_journal = batch.spilled.iter().filter_map(|spilled| spilled.origin);
-    let mut origins: Vec<TraceLink> = Vec::new();
-    for origin in from_memory.chain(from_journal) {
-        // A request's events sit together in the buffer, so comparing with the last
-        // one seen removes nearly every repeat without a set.
-        if origins.last() != Some(&origin) {
-            origins.push(origin);
-            if origins.len() == MAX_SPAN_LINKS {
-                break;
-            }
-        }
-    }
-    origins
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::breaker::{BreakerSettings, BreakerState};
     use crate::buffer::tests::queued;
+    use crate::buffer::{Buffer, Queued};
     use crate::completion::Completion;
     use crate::ports::{JournalSeq, StoreError, SystemClock};
-    use crate::testing::{FakeDeadLetters, FakeStore, MemoryJournal, Tally};
+    use crate::testing::{FakeDeadLetters, FakeStore, MemoryJournal, ScriptedSource, Tally};
     use std::sync::atomic::Ordering;
     use tokio::time::Instant;
 
@@ -248,15 +185,15 @@ mod tests {
             let sinks = Sinks {
                 store: self.store.clone(),
                 dead_letters: self.dead_letters.clone(),
-                journal: self.journal.clone(),
                 breaker: self.breaker.clone(),
                 tail: Arc::new(Tail::new(16, 1)),
             };
+            let source = Arc::new(LocalQueue::new(buffer, self.journal.clone()));
             let settings = WriterSettings {
                 linger: Duration::from_millis(10),
                 retry: RetryPolicy { base_delay: Duration::from_millis(100), max_delay: Duration::from_secs(1) },
             };
-            BatchWorker::new(buffer, sinks, settings, self.observed.clone()).run().await;
+            BatchWorker::new(source, sinks, settings, self.observed.clone()).run().await;
         }
     }
 
@@ -337,28 +274,28 @@ mod tests {
         assert!(!completion.wait().await, "a waiting request learns one event was not stored");
     }
 
-    #[test]
-    fn a_batch_links_each_request_once_up_to_the_limit() {
-        let link = |n: u8| TraceLink { trace_id: [n; 16], span_id: [n; 8] };
-        let mut batch = Batch::default();
-        for (request, events) in [(1, 3), (2, 1), (1, 1)] {
-            for mut item in queued(events) {
-                item.origin = Some(link(request));
-                batch.queued.push(item);
+    #[tokio::test(start_paused = true)]
+    async fn any_source_gets_each_batch_back_with_what_was_stored() {
+        let harness = Harness::new();
+        let events = |messages: &[&str]| -> Vec<Event> {
+            let mut events: Vec<Event> = queued(messages.len()).into_iter().map(|queued| queued.event).collect();
+            for (event, message) in events.iter_mut().zip(messages) {
+                event.message = (*message).to_owned();
             }
-        }
-        batch.queued.extend(queued(2));
-        assert_eq!(
-            origins(&batch),
-            [link(1), link(2), link(1)],
-            "consecutive repeats collapse; untraced events add none"
-        );
-
-        let mut crowded = Batch::default();
-        for (n, mut item) in queued(200).into_iter().enumerate() {
-            item.origin = Some(link(u8::try_from(n % 250).unwrap()));
-            crowded.queued.push(item);
-        }
-        assert_eq!(origins(&crowded).len(), MAX_SPAN_LINKS);
+            events
+        };
+        let source = Arc::new(ScriptedSource::default());
+        source.batches.lock().unwrap().extend([events(&["a", "poison", "c"]), events(&["d"])]);
+        let sinks = Sinks {
+            store: harness.store.clone(),
+            dead_letters: harness.dead_letters.clone(),
+            breaker: harness.breaker.clone(),
+            tail: Arc::new(Tail::new(16, 1)),
+        };
+        let settings = WriterSettings { linger: Duration::ZERO, retry: RetryPolicy::default() };
+        BatchWorker::new(source.clone(), sinks, settings, harness.observed.clone()).run().await;
+        assert_eq!(*source.settled.lock().unwrap(), [(0, vec![true, false, true]), (1, vec![true])]);
+        assert_eq!(harness.store.stored.lock().unwrap().len(), 3);
+        assert_eq!(harness.dead_letters.entries.lock().unwrap().len(), 1);
     }
 }

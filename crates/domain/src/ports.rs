@@ -222,6 +222,34 @@ pub struct JournalUsage {
     pub write_failing: bool,
 }
 
+/// A batch a writer took from its [`BatchSource`]: the events to store, the requests
+/// they came from, and what the source needs to settle them.
+#[derive(Debug)]
+pub struct Taken<R> {
+    pub events: Vec<Event>,
+    pub origins: Vec<crate::observe::TraceLink>,
+    pub receipt: R,
+}
+
+/// Where the batch writers take events from: the seam between accepting events and
+/// storing them. In one process it is the buffer with the journal behind it
+/// ([`LocalQueue`](crate::LocalQueue)); a shared queue between machines is another
+/// implementation, and the writers do not change.
+#[async_trait]
+pub trait BatchSource: Send + Sync + std::fmt::Debug + 'static {
+    /// What [`settle`](Self::settle) needs back: acknowledgements, waiting callers.
+    type Receipt: Send;
+
+    /// The next batch, waiting at most `linger` for it to fill once its first event is
+    /// there; `None` once the source is closed and drained.
+    async fn next_batch(&self, linger: std::time::Duration) -> Option<Taken<Self::Receipt>>;
+
+    /// What became of each event of a batch, in its order: `true` stored, `false` set
+    /// aside as a dead letter. Only then may the source forget the events: until this
+    /// call they MUST survive a crash wherever the source promised they would.
+    fn settle(&self, receipt: Self::Receipt, stored: &[bool]);
+}
+
 /// An event the store refused for its data, kept for review and replay.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeadLetter {

@@ -6,7 +6,8 @@
 use crate::event::Event;
 use crate::observe::{DatabaseFailure, Observer, Received};
 use crate::ports::{
-    Appended, Clock, DeadLetterSink, EventSink, Journal, JournalError, JournalSeq, JournalUsage, RecordRef, StoreError,
+    Appended, BatchSource, Clock, DeadLetterSink, EventSink, Journal, JournalError, JournalSeq, JournalUsage,
+    RecordRef, StoreError, Taken,
 };
 use crate::retention::RetentionReport;
 use async_trait::async_trait;
@@ -106,6 +107,31 @@ impl Journal for MemoryJournal {
     fn usage(&self) -> JournalUsage {
         let appended = self.appended.lock().unwrap().len() as u64;
         JournalUsage { bytes: appended, capacity_bytes: u64::MAX, segments: 1, write_failing: false }
+    }
+}
+
+/// A batch source that hands out the batches it was given, in order, and records how
+/// each was settled: the seam a shared queue plugs into, without a buffer.
+#[derive(Debug, Default)]
+pub struct ScriptedSource {
+    pub batches: Mutex<VecDeque<Vec<Event>>>,
+    /// Per batch settled: its receipt (the batch's number) and which events were stored.
+    pub settled: Mutex<Vec<(usize, Vec<bool>)>>,
+    taken: AtomicU64,
+}
+
+#[async_trait]
+impl BatchSource for ScriptedSource {
+    type Receipt = usize;
+
+    async fn next_batch(&self, _linger: Duration) -> Option<Taken<usize>> {
+        let events = self.batches.lock().unwrap().pop_front()?;
+        let receipt = usize::try_from(self.taken.fetch_add(1, Ordering::Relaxed)).unwrap();
+        Some(Taken { events, origins: Vec::new(), receipt })
+    }
+
+    fn settle(&self, receipt: usize, stored: &[bool]) {
+        self.settled.lock().unwrap().push((receipt, stored.to_vec()));
     }
 }
 
