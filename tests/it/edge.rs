@@ -4,7 +4,7 @@
 // A failed unwrap is a failed test, which is what these helpers are for.
 
 use crate::support::{TestApp, event, get_with, iso, poll, window};
-use aurore::settings::RateLimitSettings;
+use aurore::settings::RateLimitConfig;
 use chrono::{Duration as Days, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -22,7 +22,7 @@ async fn stored(app: &TestApp) -> i64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn each_client_gets_its_rate_per_group_and_a_batch_counts_its_events() {
     let app = TestApp::spawn_with(|settings| {
-        settings.rate_limit = RateLimitSettings {
+        settings.rate_limit = RateLimitConfig {
             ingest_per_second: 5,
             query_per_second: 1,
             health_per_second: 0,
@@ -81,7 +81,7 @@ async fn each_client_gets_its_rate_per_group_and_a_batch_counts_its_events() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_trusted_proxy_names_the_client_and_a_stranger_cannot() {
     let app = TestApp::spawn_with(|settings| {
-        settings.rate_limit = RateLimitSettings { query_per_second: 1, burst_factor: 1.0, ..RateLimitSettings::off() };
+        settings.rate_limit = RateLimitConfig { query_per_second: 1, burst_factor: 1.0, ..RateLimitConfig::off() };
         settings.server.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     })
     .await;
@@ -571,7 +571,7 @@ async fn no_spelling_of_a_path_gets_past_the_key_or_the_rate_limit_of_its_route(
         settings.auth.api_keys = aurore_http::KeyDigests::of(["client-key"]);
         settings.auth.admin_keys = aurore_http::KeyDigests::of(["admin-key"]);
         // Distinct limits name the bucket a request was charged to.
-        settings.rate_limit = RateLimitSettings {
+        settings.rate_limit = RateLimitConfig {
             ingest_per_second: 50_000,
             query_per_second: 40_000,
             health_per_second: 30_000,
@@ -919,7 +919,7 @@ fn hostile_requests() -> Vec<(&'static str, String, Vec<u8>, bool)> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn thousands_of_hostile_requests_get_no_5xx_store_only_valid_events_and_leave_the_server_healthy() {
-    let app = TestApp::spawn_with(|settings| settings.rate_limit = RateLimitSettings::default()).await;
+    let app = TestApp::spawn_with(|settings| settings.rate_limit = RateLimitConfig::default()).await;
     let requests = hostile_requests();
     assert!(requests.len() > 3000, "{}", requests.len());
     let mut expected_stored = 0;

@@ -166,7 +166,7 @@ pub fn test_settings(database_url: &str, journal: &std::path::Path) -> aurore::S
     settings.journal.dir = journal.to_owned();
     settings.journal.segment_bytes = 1 << 20;
     // Suites about other things poll and page fast; the edge suite turns limits on.
-    settings.rate_limit = aurore::settings::RateLimitSettings::off();
+    settings.rate_limit = aurore::settings::RateLimitConfig::off();
     settings
 }
 

@@ -1,6 +1,6 @@
 //! Builds the service from [`Settings`] and runs it until a shutdown future resolves.
 
-use crate::settings::{PartitionSettings, Settings};
+use crate::settings::{PartitionConfig, Settings};
 use anyhow::Context as _;
 use aurore_domain::{
     BatchWorker, BreakerSettings, Buffer, CircuitBreaker, Clock, Failure, IngestService, IngestSettings, Journal,
@@ -352,7 +352,7 @@ async fn run_storage(
     store: Arc<PostgresStore>,
     lifecycle: Arc<Lifecycle>,
     writers: Writers,
-    partitions: PartitionSettings,
+    partitions: PartitionConfig,
     schema_ready: tokio::sync::watch::Sender<bool>,
 ) {
     // Every failure to migrate is waited out: until the schema is current nothing is stored.
@@ -395,7 +395,7 @@ async fn replay(journal: Arc<dyn Journal>, buffer: Arc<Buffer>, lifecycle: Arc<L
 /// again every interval after the start-up pass.
 async fn keep_partitions(
     store: Arc<PostgresStore>,
-    settings: PartitionSettings,
+    settings: PartitionConfig,
     mut schema_ready: tokio::sync::watch::Receiver<bool>,
 ) {
     if schema_ready.wait_for(|ready| *ready).await.is_err() {
@@ -409,7 +409,7 @@ async fn keep_partitions(
     }
 }
 
-async fn ensure_partitions(store: &PostgresStore, settings: &PartitionSettings) {
+async fn ensure_partitions(store: &PostgresStore, settings: &PartitionConfig) {
     let today = Utc::now().date_naive();
     let first = today - Days::days(settings.days_behind);
     let last = today + Days::days(settings.days_ahead);

@@ -1,0 +1,142 @@
+//! What ingest accepts and what queries and the live tail may ask.
+
+use aurore_domain::{Durability, Markup};
+use garde::Validate;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct TailConfig {
+    /// Events queued per live-tail subscriber; a slower one loses its oldest.
+    #[garde(range(min = 1, max = 1_000_000))]
+    pub queue_events: usize,
+    /// Live-tail streams open at once; more get `503`. Each costs memory and a filter run
+    /// per stored event.
+    #[garde(range(min = 1, max = 100_000))]
+    pub max_subscribers: usize,
+}
+
+impl Default for TailConfig {
+    fn default() -> Self {
+        Self { queue_events: 1024, max_subscribers: 256 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// What `202` promises by default: `none` (in memory), `journal` (fsync'd to the
+    /// journal) or `stored` (committed in PostgreSQL). Requests may ask otherwise.
+    #[garde(skip)]
+    pub durability: Durability,
+    /// Markup in `service`, `message` and metadata strings: `strip` (tags, comments and
+    /// script/style content removed, every other character kept as sent), `escape`
+    /// (entity-encoded, nothing removed; query parameters are encoded alike) or `off`.
+    #[garde(skip)]
+    pub sanitize: Markup,
+    /// How long an idempotency key is remembered in memory (older repeats are still
+    /// stored once, by the database key).
+    #[garde(range(min = 1, max = 86_400))]
+    pub idempotency_ttl_secs: u64,
+    #[garde(range(min = 0, max = 100_000_000))]
+    pub idempotency_cache_entries: u64,
+    /// Farthest ahead of the server's clock an event's timestamp may be (`400` beyond):
+    /// a broken clock's events would otherwise sit where retention never reaches.
+    #[garde(range(min = 1, max = 31_536_000))]
+    pub max_future_secs: u64,
+    /// Farthest behind the clock a timestamp may be; `0` takes any age (retention removes
+    /// old events).
+    #[garde(skip)]
+    pub max_past_secs: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Journal,
+            sanitize: Markup::Strip,
+            idempotency_ttl_secs: 600,
+            idempotency_cache_entries: 100_000,
+            max_future_secs: 600,
+            max_past_secs: 0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    #[garde(range(min = 1, max = 10_000))]
+    pub max_service_chars: usize,
+    #[garde(range(min = 1, max = 1_000_000))]
+    pub max_message_chars: usize,
+    #[garde(range(min = 2, max = 1_048_576))]
+    pub max_metadata_bytes: usize,
+    #[garde(range(min = 0, max = 64))]
+    pub max_metadata_depth: usize,
+    #[garde(range(min = 0, max = 100_000))]
+    pub max_metadata_keys: usize,
+    #[garde(range(min = 1, max = 10_000))]
+    pub max_idempotency_key_chars: usize,
+}
+
+impl LimitsConfig {
+    pub fn to_limits(&self) -> aurore_domain::Limits {
+        aurore_domain::Limits {
+            max_service_chars: self.max_service_chars,
+            max_message_chars: self.max_message_chars,
+            max_metadata_bytes: self.max_metadata_bytes,
+            max_metadata_depth: self.max_metadata_depth,
+            max_metadata_keys: self.max_metadata_keys,
+            max_idempotency_key_chars: self.max_idempotency_key_chars,
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let limits = aurore_domain::Limits::default();
+        Self {
+            max_service_chars: limits.max_service_chars,
+            max_message_chars: limits.max_message_chars,
+            max_metadata_bytes: limits.max_metadata_bytes,
+            max_metadata_depth: limits.max_metadata_depth,
+            max_metadata_keys: limits.max_metadata_keys,
+            max_idempotency_key_chars: limits.max_idempotency_key_chars,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Validate)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueryConfig {
+    #[garde(range(min = 1, max = 3650))]
+    pub max_range_days: i64,
+    #[garde(range(min = 1, max = 10_000_000))]
+    pub max_page: u32,
+    #[garde(range(min = 1, max = 100_000))]
+    pub max_page_size: u32,
+    #[garde(range(min = 1, max = self.max_page_size))]
+    pub default_page_size: u32,
+    /// Most rows a page-numbered request may skip (`400` beyond, pointing to `cursor`).
+    #[garde(range(min = 1))]
+    pub max_offset_rows: u64,
+    /// Most events a range may hold for a sort other than `timestamp`, which reads and
+    /// sorts them all (`400` beyond, pointing to a narrower range or the timestamp sort).
+    #[garde(range(min = 1))]
+    pub max_sorted_rows: u64,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        let limits = aurore_domain::QueryLimits::default();
+        Self {
+            max_range_days: limits.max_range_days,
+            max_page: limits.max_page,
+            max_page_size: limits.max_page_size,
+            default_page_size: limits.default_page_size,
+            max_offset_rows: limits.max_offset_rows,
+            max_sorted_rows: limits.max_sorted_rows,
+        }
+    }
+}
