@@ -173,7 +173,7 @@ async fn each_invalid_event_gets_a_400_naming_the_field_and_the_rule() {
 #[tokio::test(flavor = "multi_thread")]
 async fn malformed_oversized_and_foreign_bodies_are_refused_with_the_limit() {
     let app = TestApp::spawn_with(|settings| {
-        settings.server.max_body_bytes = 64 * 1024;
+        settings.server.max_body_size = 64 * 1024;
         settings.server.max_events_per_request = 10;
     })
     .await;
@@ -256,7 +256,7 @@ async fn a_full_buffer_answers_429_with_retry_after_and_takes_nothing() {
     let app = TestApp::spawn_with(|settings| {
         settings.ingest.durability = aurore_domain::Durability::None;
         settings.buffer.capacity = 10;
-        settings.buffer.retry_after_secs = 7;
+        settings.buffer.retry_after = Duration::from_secs(7);
     })
     .await;
     let eleven: Vec<Value> = (0..11).map(|i| event("full", &i.to_string())).collect();
@@ -300,9 +300,9 @@ async fn without_a_database_the_service_stays_ready_until_the_journal_fills() {
     let app = TestApp::start(database, |settings| {
         // Nothing listens on port 1: every connection attempt is refused at once.
         settings.database.url = serde_json::from_value(json!("postgres://postgres@127.0.0.1:1/none")).expect("url");
-        settings.shutdown.drain_deadline_secs = 1;
-        settings.journal.max_bytes = 1 << 20;
-        settings.journal.segment_bytes = 1 << 18;
+        settings.shutdown.drain_deadline = Duration::from_secs(1);
+        settings.journal.max_size = 1 << 20;
+        settings.journal.segment_size = 1 << 18;
     })
     .await;
     // The journal takes the events while the database is down: this replica can take traffic.

@@ -252,7 +252,7 @@ async fn refusals_by_key_and_limit_answer_as_the_spec_describes() {
     let app = TestApp::spawn_with(|settings| {
         settings.auth.api_keys = aurore_http::KeyDigests::of(["client-key"]);
         settings.auth.admin_keys = aurore_http::KeyDigests::of(["admin-key"]);
-        settings.server.max_body_bytes = 1024;
+        settings.server.max_body_size = 1024;
     })
     .await;
     let mut contract = Contract::of(&app).await;

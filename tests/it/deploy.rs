@@ -818,7 +818,7 @@ fn metric_names_finds_series_only() {
 fn shutdown_grace_outlasts_the_drain_deadline() {
     let objects = applied_objects();
     let statefulset = only(&objects, "StatefulSet");
-    let drain = load_settings("deploy/k8s", &pod_environment(&objects)).shutdown.drain_deadline_secs;
+    let drain = load_settings("deploy/k8s", &pod_environment(&objects)).shutdown.drain_deadline.as_secs();
     let grace = number(&statefulset["spec"]["template"]["spec"]["terminationGracePeriodSeconds"], "grace period");
     let pause = pre_stop_pause(container(statefulset));
     assert!(
@@ -828,7 +828,7 @@ fn shutdown_grace_outlasts_the_drain_deadline() {
 
     let compose = compose();
     let aurore = service(&compose, "aurore");
-    let drain = load_settings("docker-compose.yml", &environment(aurore)).shutdown.drain_deadline_secs;
+    let drain = load_settings("docker-compose.yml", &environment(aurore)).shutdown.drain_deadline.as_secs();
     let grace = duration_ms(text(&aurore["stop_grace_period"], "stop_grace_period"));
     assert!(
         grace > drain * 1000,

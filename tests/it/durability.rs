@@ -227,8 +227,8 @@ async fn behind_a_proxy(configure: impl FnOnce(&mut aurore::Settings)) -> (TestA
     let (proxied_url, _) = through(&database.url, proxy.port);
     let app = TestApp::start(database, |settings| {
         settings.database.url = serde_json::from_value(json!(proxied_url)).unwrap();
-        settings.database.connect_timeout_ms = 500;
-        settings.writer.backoff_max_ms = 200;
+        settings.database.connect_timeout = Duration::from_millis(500);
+        settings.writer.backoff_max = Duration::from_millis(200);
         configure(settings);
     })
     .await;
@@ -240,7 +240,7 @@ async fn behind_a_proxy(configure: impl FnOnce(&mut aurore::Settings)) -> (TestA
 async fn a_database_outage_under_load_loses_nothing_and_the_circuit_opens_and_closes() {
     let (app, proxy) = behind_a_proxy(|settings| {
         settings.circuit_breaker.failure_threshold = 3;
-        settings.circuit_breaker.open_timeout_secs = 1;
+        settings.circuit_breaker.open_timeout = Duration::from_secs(1);
         // Far less memory than the outage needs: the rest waits in the journal.
         settings.buffer.capacity = 100;
     })
@@ -282,7 +282,7 @@ async fn a_database_outage_under_load_loses_nothing_and_the_circuit_opens_and_cl
 /// passes while a writer still retries them, the stop says how many were lost and fails.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stop_that_loses_unjournaled_events_held_by_a_writer_says_so_and_fails() {
-    let (app, proxy) = behind_a_proxy(|settings| settings.shutdown.drain_deadline_secs = 1).await;
+    let (app, proxy) = behind_a_proxy(|settings| settings.shutdown.drain_deadline = Duration::from_secs(1)).await;
     proxy.cut().await;
     let batch: Vec<Value> = (0..5).map(|i| event("memory", &i.to_string())).collect();
     let response =
@@ -520,7 +520,7 @@ async fn a_repeat_that_waits_for_the_store_reports_the_original_s_fate() {
 #[tokio::test(flavor = "multi_thread")]
 async fn durability_stored_answers_after_the_commit() {
     // A long linger: a journaled event is still waiting when its 202 arrives.
-    let app = TestApp::spawn_with(|settings| settings.writer.linger_ms = 1000).await;
+    let app = TestApp::spawn_with(|settings| settings.writer.linger = Duration::from_secs(1)).await;
     let journaled = "SELECT count(*) AS n FROM events WHERE service = 'journaled'";
     let committed = "SELECT count(*) AS n FROM events WHERE service = 'committed'";
     assert_eq!(app.post_json(&event("journaled", "m")).await.status(), StatusCode::ACCEPTED);
@@ -553,9 +553,9 @@ async fn a_full_journal_answers_503_with_retry_after() {
     let app = TestApp::start(database, |settings| {
         // No database: nothing drains, so the journal fills.
         settings.database.url = serde_json::from_value(json!("postgres://postgres@127.0.0.1:1/none")).unwrap();
-        settings.journal.max_bytes = 1 << 20;
-        settings.journal.segment_bytes = 1 << 18;
-        settings.shutdown.drain_deadline_secs = 1;
+        settings.journal.max_size = 1 << 20;
+        settings.journal.segment_size = 1 << 18;
+        settings.shutdown.drain_deadline = Duration::from_secs(1);
     })
     .await;
     let big = "x".repeat(1500);

@@ -400,9 +400,9 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_input_limit_answers_4xx_naming_the_limit() {
     let app = TestApp::spawn_with(|settings| {
-        settings.server.max_body_bytes = 64 * 1024;
-        settings.server.max_query_string_bytes = 1024;
-        settings.server.max_header_bytes = 4096;
+        settings.server.max_body_size = 64 * 1024;
+        settings.server.max_query_string_size = 1024;
+        settings.server.max_header_size = 4096;
     })
     .await;
     let response = app.get_events(&[("service", &"s".repeat(2000))]).await;

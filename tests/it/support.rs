@@ -159,12 +159,12 @@ pub fn test_settings(database_url: &str, journal: &std::path::Path) -> aurore::S
     let mut settings = aurore::Settings::default();
     settings.server.port = 0;
     settings.server.workers = 2;
-    settings.writer.linger_ms = 10;
+    settings.writer.linger = Duration::from_millis(10);
     settings.partitions.days_behind = 2;
     settings.partitions.days_ahead = 2;
     settings.database.url = serde_json::from_value(serde_json::Value::String(database_url.to_owned())).expect("url");
     settings.journal.dir = journal.to_owned();
-    settings.journal.segment_bytes = 1 << 20;
+    settings.journal.segment_size = 1 << 20;
     // Suites about other things poll and page fast; the edge suite turns limits on.
     settings.rate_limit = aurore::settings::RateLimitConfig::off();
     settings

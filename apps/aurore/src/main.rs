@@ -109,7 +109,7 @@ fn init_telemetry(settings: &Settings) -> anyhow::Result<aurore_telemetry::Telem
 
 async fn migrate(settings: &Settings) -> anyhow::Result<()> {
     let _telemetry = init_telemetry(settings)?;
-    let store = PostgresStore::connect(&aurore::startup::postgres_settings(settings))?;
+    let store = PostgresStore::connect(&settings.postgres())?;
     let applied = store.migrate().await.context("migration failed")?;
     tracing::info!(applied, "migrations applied");
     Ok(())
@@ -129,7 +129,7 @@ async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<()> {
 
 async fn run_retention(settings: &Settings) -> anyhow::Result<()> {
     let _telemetry = init_telemetry(settings)?;
-    let store = Arc::new(PostgresStore::connect(&aurore::startup::postgres_settings(settings))?);
+    let store = Arc::new(PostgresStore::connect(&settings.postgres())?);
     let retention = aurore::startup::retention(settings, store, Arc::new(SystemClock), Arc::new(Unobserved));
     let report = retention.run().await.context("retention failed")?;
     // The same shape as `POST /admin/retention/run` answers.

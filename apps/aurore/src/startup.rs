@@ -3,13 +3,13 @@
 use crate::settings::{PartitionConfig, Settings};
 use anyhow::Context as _;
 use aurore_domain::{
-    BatchWorker, BreakerSettings, Buffer, CircuitBreaker, Clock, Failure, IngestService, IngestSettings, Journal,
-    Lifecycle, LocalQueue, Observer, QueryLimits, Retention, RetentionPolicy, RetryPolicy, Sinks, SystemClock, Tail,
-    Unobserved, WriterSettings, replay_journal, retry_transient,
+    BatchWorker, BreakerSettings, Buffer, CircuitBreaker, Clock, Failure, IngestService, Journal, Lifecycle,
+    LocalQueue, Observer, Retention, RetentionPolicy, Sinks, SystemClock, Tail, Unobserved, WriterSettings,
+    replay_journal, retry_transient,
 };
-use aurore_http::{ApiKeys, AppState, Edge, RateLimiter, RequestLimits, ServerOptions};
+use aurore_http::{ApiKeys, AppState, Edge, RateLimiter, RateLimits, RequestLimits, ServerOptions};
 use aurore_journal::{FileJournal, JournalSettings};
-use aurore_store_postgres::{PostgresSettings, PostgresStore};
+use aurore_store_postgres::PostgresStore;
 use aurore_telemetry::{Metrics, TelemetryObserver};
 use chrono::{Duration as Days, Utc};
 use std::convert::Infallible;
@@ -41,37 +41,6 @@ impl std::fmt::Debug for Application {
     }
 }
 
-pub fn postgres_settings(settings: &Settings) -> PostgresSettings {
-    PostgresSettings {
-        url: settings.database.url.expose().to_owned(),
-        sslmode: settings.database.sslmode,
-        sslrootcert: settings.database.sslrootcert.clone(),
-        query_connections: settings.database.pool_size,
-        write_connections: settings.writer.writers,
-        connect_timeout: Duration::from_millis(settings.database.connect_timeout_ms),
-        query_timeout: Duration::from_millis(settings.database.query_timeout_ms),
-        retention: retention_policy(settings),
-    }
-}
-
-fn retention_policy(settings: &Settings) -> RetentionPolicy {
-    RetentionPolicy {
-        event_days: settings.retention.days,
-        dead_letter_days: settings.retention.dead_letter_days,
-        rollup_days: settings.retention.rollup_days,
-    }
-}
-
-fn journal_settings(settings: &Settings) -> JournalSettings {
-    JournalSettings {
-        dir: settings.journal.dir.clone(),
-        max_bytes: settings.journal.max_bytes,
-        segment_bytes: settings.journal.segment_bytes,
-        group_commit_wait: Duration::from_micros(settings.journal.group_commit_wait_us),
-        group_commit_bytes: settings.journal.group_commit_bytes,
-    }
-}
-
 /// Retention as configured, over `store`.
 pub fn retention(
     settings: &Settings,
@@ -79,47 +48,19 @@ pub fn retention(
     clock: Arc<dyn Clock>,
     observer: Arc<dyn Observer>,
 ) -> Retention {
-    Retention { store, policy: retention_policy(settings), clock, observer }
+    Retention { store, policy: RetentionPolicy::from(&settings.retention), clock, observer }
 }
 
 fn breaker(settings: &Settings, clock: Arc<dyn Clock>) -> Arc<CircuitBreaker> {
-    Arc::new(CircuitBreaker::new(
-        BreakerSettings {
-            failure_threshold: settings.circuit_breaker.failure_threshold,
-            success_threshold: settings.circuit_breaker.success_threshold,
-            open_timeout: Duration::from_secs(settings.circuit_breaker.open_timeout_secs),
-        },
-        clock,
-    ))
-}
-
-fn writer_settings(settings: &Settings) -> WriterSettings {
-    WriterSettings {
-        linger: settings.linger(),
-        retry: RetryPolicy {
-            base_delay: Duration::from_millis(settings.writer.backoff_base_ms),
-            max_delay: Duration::from_millis(settings.writer.backoff_max_ms),
-        },
-    }
-}
-
-fn ingest_settings(settings: &Settings) -> IngestSettings {
-    IngestSettings {
-        limits: settings.limits.to_limits(),
-        markup: settings.ingest.sanitize,
-        recent_keys_ttl: Duration::from_secs(settings.ingest.idempotency_ttl_secs),
-        recent_keys_capacity: settings.ingest.idempotency_cache_entries,
-        max_future: Duration::from_secs(settings.ingest.max_future_secs),
-        max_past: (settings.ingest.max_past_secs > 0).then(|| Duration::from_secs(settings.ingest.max_past_secs)),
-    }
+    Arc::new(CircuitBreaker::new(BreakerSettings::from(&settings.circuit_breaker), clock))
 }
 
 impl Application {
     /// Opens the journal, binds the port and starts everything. Returns while PostgreSQL
     /// may still be unreachable: readiness stays 503 and events wait in the journal.
     pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
-        let store = Arc::new(PostgresStore::connect(&postgres_settings(settings))?);
-        let (journal, recovered) = FileJournal::open(journal_settings(settings))
+        let store = Arc::new(PostgresStore::connect(&settings.postgres())?);
+        let (journal, recovered) = FileJournal::open(JournalSettings::from(&settings.journal))
             .with_context(|| format!("cannot open the journal in {}", settings.journal.dir.display()))?;
         tracing::info!(
             dir = %settings.journal.dir.display(),
@@ -135,15 +76,6 @@ impl Application {
         let lifecycle = Arc::new(Lifecycle::default());
         let buffer = Arc::new(Buffer::new(settings.buffer.capacity, settings.writer.batch_size));
         let breaker = breaker(settings, clock.clone());
-        let query_limits = QueryLimits {
-            max_service_chars: settings.limits.max_service_chars,
-            max_range_days: settings.query.max_range_days,
-            max_page: settings.query.max_page,
-            max_page_size: settings.query.max_page_size,
-            default_page_size: settings.query.default_page_size,
-            max_offset_rows: settings.query.max_offset_rows,
-            max_sorted_rows: settings.query.max_sorted_rows,
-        };
 
         let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
             .with_context(|| format!("cannot listen on {}:{}", settings.server.host, settings.server.port))?;
@@ -160,7 +92,7 @@ impl Application {
                 journal.clone(),
                 clock,
                 observer.clone(),
-                ingest_settings(settings),
+                settings.ingest_settings(),
             ),
             buffer: buffer.clone(),
             journal: journal.clone(),
@@ -170,27 +102,21 @@ impl Application {
             breaker: breaker.clone(),
             lifecycle: lifecycle.clone(),
             durability: settings.ingest.durability,
-            request_limits: RequestLimits {
-                max_body_bytes: settings.server.max_body_bytes,
-                max_events_per_request: settings.server.max_events_per_request,
-                max_query_string_bytes: settings.server.max_query_string_bytes,
-                max_header_bytes: settings.server.max_header_bytes,
-                body_timeout: Duration::from_secs(settings.server.body_timeout_secs),
-            },
-            body_budget: Arc::new(tokio::sync::Semaphore::new(settings.server.max_body_bytes_in_flight)),
+            request_limits: RequestLimits::from(&settings.server),
+            body_budget: Arc::new(tokio::sync::Semaphore::new(settings.server.max_bodies_in_flight_size)),
             edge: Edge {
-                rate_limiter: RateLimiter::new(&settings.rate_limit.to_limits()),
+                rate_limiter: RateLimiter::new(&RateLimits::from(&settings.rate_limit)),
                 api_keys: ApiKeys::new(settings.auth.api_keys.clone(), settings.auth.admin_keys.clone()),
                 trusted_proxies: settings.server.trusted_proxies.iter().map(|proxy| proxy.0).collect(),
                 cors_origins: settings.server.cors_origins.clone(),
             },
-            query_limits,
-            retry_after: Duration::from_secs(settings.buffer.retry_after_secs),
+            query_limits: settings.query_limits(),
+            retry_after: settings.buffer.retry_after,
             metrics: Metrics::install()?,
             started: std::time::Instant::now(),
             business: aurore_http::BusinessCache::default(),
         };
-        let drain_deadline = Duration::from_secs(settings.shutdown.drain_deadline_secs);
+        let drain_deadline = settings.shutdown.drain_deadline;
         let server = aurore_http::serve(
             listener,
             state,
@@ -201,7 +127,7 @@ impl Application {
             },
         )?;
 
-        let writer_settings = writer_settings(settings);
+        let writer_settings = WriterSettings::from(&settings.writer);
         let sinks = Sinks { store: store.clone(), dead_letters: store.clone(), breaker, tail: tail.clone() };
         let source = Arc::new(LocalQueue::new(buffer.clone(), journal.clone()));
         let (schema_ready, schema_ready_seen) = tokio::sync::watch::channel(false);
@@ -294,8 +220,8 @@ pub struct Drained {
 /// not yet stored in the journal for the next attempt.
 pub async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<Drained> {
     let dir = &settings.journal.dir;
-    let store = Arc::new(PostgresStore::connect(&postgres_settings(settings))?);
-    let (journal, recovered) = FileJournal::open(journal_settings(settings))
+    let store = Arc::new(PostgresStore::connect(&settings.postgres())?);
+    let (journal, recovered) = FileJournal::open(JournalSettings::from(&settings.journal))
         .with_context(|| format!("cannot open the journal in {}", dir.display()))?;
     tracing::info!(dir = %dir.display(), segments = recovered.segments, events = recovered.events, "journal opened for draining");
     store.migrate().await.context("cannot reach PostgreSQL")?;
@@ -312,7 +238,12 @@ pub async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<Dr
     let source = Arc::new(LocalQueue::new(buffer.clone(), journal.clone()));
     let mut writers = JoinSet::new();
     for _ in 0..settings.writer.writers {
-        let worker = BatchWorker::new(source.clone(), sinks.clone(), writer_settings(settings), Arc::new(Unobserved));
+        let worker = BatchWorker::new(
+            source.clone(),
+            sinks.clone(),
+            WriterSettings::from(&settings.writer),
+            Arc::new(Unobserved),
+        );
         writers.spawn(worker.run());
     }
     let stored = async {
@@ -401,7 +332,7 @@ async fn keep_partitions(
     if schema_ready.wait_for(|ready| *ready).await.is_err() {
         return;
     }
-    let period = Duration::from_secs(settings.maintenance_interval_secs);
+    let period = settings.maintenance_interval;
     let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
     loop {
         ticks.tick().await;

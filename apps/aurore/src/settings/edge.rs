@@ -1,8 +1,10 @@
 //! The edge: listening, request limits, rate limits and API keys.
 
-use aurore_http::{IpNet, KeyDigests};
+use super::units;
+use aurore_http::{IpNet, KeyDigests, RateLimits, RequestLimits};
 use garde::Validate;
 use serde::{Deserialize, Serialize, Serializer};
+use std::time::Duration;
 
 /// Requests per second per client IP (events per second for ingest), by route group; `0`
 /// turns a group's limit off. A client may spend `burst_factor` seconds' worth at once.
@@ -37,17 +39,19 @@ impl Default for RateLimitConfig {
     }
 }
 
-impl RateLimitConfig {
-    pub fn to_limits(&self) -> aurore_http::RateLimits {
-        aurore_http::RateLimits {
-            ingest_per_second: self.ingest_per_second,
-            query_per_second: self.query_per_second,
-            health_per_second: self.health_per_second,
-            admin_per_second: self.admin_per_second,
-            burst_factor: self.burst_factor,
+impl From<&RateLimitConfig> for RateLimits {
+    fn from(config: &RateLimitConfig) -> Self {
+        Self {
+            ingest_per_second: config.ingest_per_second,
+            query_per_second: config.query_per_second,
+            health_per_second: config.health_per_second,
+            admin_per_second: config.admin_per_second,
+            burst_factor: config.burst_factor,
         }
     }
+}
 
+impl RateLimitConfig {
     /// Every group unlimited.
     pub fn off() -> Self {
         Self { ingest_per_second: 0, query_per_second: 0, health_per_second: 0, admin_per_second: 0, burst_factor: 1.0 }
@@ -132,17 +136,20 @@ pub struct ServerConfig {
     pub workers: usize,
     /// Largest request body, after decompression.
     #[garde(range(min = 1024, max = 268_435_456))]
-    pub max_body_bytes: usize,
+    #[serde(alias = "max_body_bytes", with = "units::bytes")]
+    pub max_body_size: usize,
     /// Most events in one array or NDJSON request.
     #[garde(range(min = 1, max = 1_000_000))]
     pub max_events_per_request: usize,
     /// Longest query string; longer gets `414`.
     #[garde(range(min = 256, max = 1_048_576))]
-    pub max_query_string_bytes: usize,
+    #[serde(alias = "max_query_string_bytes", with = "units::bytes")]
+    pub max_query_string_size: usize,
     /// Most bytes of header names and values together; more gets `431`. The HTTP parser
     /// refuses heads over 128 KiB whatever this says.
     #[garde(range(min = 1024, max = 131_072))]
-    pub max_header_bytes: usize,
+    #[serde(alias = "max_header_bytes", with = "units::bytes")]
+    pub max_header_size: usize,
     /// Peers whose `X-Forwarded-For` names the client (addresses or CIDR networks,
     /// comma-separated); others are the client themselves.
     #[garde(skip)]
@@ -154,10 +161,16 @@ pub struct ServerConfig {
     pub cors_origins: Vec<String>,
     /// Request bodies held in memory at once, across all requests; beyond, `503`.
     #[garde(range(min = 1_048_576))]
-    pub max_body_bytes_in_flight: usize,
+    #[serde(alias = "max_body_bytes_in_flight", with = "units::bytes")]
+    pub max_bodies_in_flight_size: usize,
     /// Longest a client may take to send a body (`408` beyond): slow bodies hold memory.
-    #[garde(range(min = 1, max = 3600))]
-    pub body_timeout_secs: u64,
+    #[garde(custom(units::duration_within(
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+        "server.body_timeout_secs"
+    )))]
+    #[serde(alias = "body_timeout_secs", with = "units::seconds")]
+    pub body_timeout: Duration,
     /// Open connections per worker thread; more wait in the kernel's backlog.
     #[garde(range(min = 1, max = 1_000_000))]
     pub max_connections_per_worker: usize,
@@ -169,17 +182,29 @@ impl Default for ServerConfig {
             host: "127.0.0.1".into(),
             port: 8080,
             workers: 0,
-            max_body_bytes: 8 * 1024 * 1024,
+            max_body_size: 8 * 1024 * 1024,
             max_events_per_request: 10_000,
-            max_query_string_bytes: 8192,
-            max_header_bytes: 32 * 1024,
+            max_query_string_size: 8192,
+            max_header_size: 32 * 1024,
             trusted_proxies: Vec::new(),
             // Any page an operator visits could otherwise read events and delete dead
             // letters: cross-origin access is something to turn on, never a default.
             cors_origins: Vec::new(),
-            max_body_bytes_in_flight: 256 * 1024 * 1024,
-            body_timeout_secs: 30,
+            max_bodies_in_flight_size: 256 * 1024 * 1024,
+            body_timeout: Duration::from_secs(30),
             max_connections_per_worker: 5_000,
+        }
+    }
+}
+
+impl From<&ServerConfig> for RequestLimits {
+    fn from(config: &ServerConfig) -> Self {
+        Self {
+            max_body_bytes: config.max_body_size,
+            max_events_per_request: config.max_events_per_request,
+            max_query_string_bytes: config.max_query_string_size,
+            max_header_bytes: config.max_header_size,
+            body_timeout: config.body_timeout,
         }
     }
 }

@@ -1,8 +1,11 @@
 //! What ingest accepts and what queries and the live tail may ask.
 
-use aurore_domain::{Durability, Markup};
+use super::Settings;
+use super::units;
+use aurore_domain::{Durability, IngestSettings, Limits, Markup, QueryLimits};
 use garde::Validate;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
@@ -36,18 +39,29 @@ pub struct IngestConfig {
     pub sanitize: Markup,
     /// How long an idempotency key is remembered in memory (older repeats are still
     /// stored once, by the database key).
-    #[garde(range(min = 1, max = 86_400))]
-    pub idempotency_ttl_secs: u64,
+    #[garde(custom(units::duration_within(
+        Duration::from_secs(1),
+        Duration::from_secs(86_400),
+        "ingest.idempotency_ttl_secs"
+    )))]
+    #[serde(alias = "idempotency_ttl_secs", with = "units::seconds")]
+    pub idempotency_ttl: Duration,
     #[garde(range(min = 0, max = 100_000_000))]
     pub idempotency_cache_entries: u64,
     /// Farthest ahead of the server's clock an event's timestamp may be (`400` beyond):
     /// a broken clock's events would otherwise sit where retention never reaches.
-    #[garde(range(min = 1, max = 31_536_000))]
-    pub max_future_secs: u64,
+    #[garde(custom(units::duration_within(
+        Duration::from_secs(1),
+        Duration::from_secs(31_536_000),
+        "ingest.max_future_secs"
+    )))]
+    #[serde(alias = "max_future_secs", with = "units::seconds")]
+    pub max_future: Duration,
     /// Farthest behind the clock a timestamp may be; `0` takes any age (retention removes
     /// old events).
     #[garde(skip)]
-    pub max_past_secs: u64,
+    #[serde(alias = "max_past_secs", with = "units::seconds")]
+    pub max_past: Duration,
 }
 
 impl Default for IngestConfig {
@@ -55,10 +69,10 @@ impl Default for IngestConfig {
         Self {
             durability: Durability::Journal,
             sanitize: Markup::Strip,
-            idempotency_ttl_secs: 600,
+            idempotency_ttl: Duration::from_secs(600),
             idempotency_cache_entries: 100_000,
-            max_future_secs: 600,
-            max_past_secs: 0,
+            max_future: Duration::from_secs(600),
+            max_past: Duration::from_secs(0),
         }
     }
 }
@@ -71,7 +85,8 @@ pub struct LimitsConfig {
     #[garde(range(min = 1, max = 1_000_000))]
     pub max_message_chars: usize,
     #[garde(range(min = 2, max = 1_048_576))]
-    pub max_metadata_bytes: usize,
+    #[serde(alias = "max_metadata_bytes", with = "units::bytes")]
+    pub max_metadata_size: usize,
     #[garde(range(min = 0, max = 64))]
     pub max_metadata_depth: usize,
     #[garde(range(min = 0, max = 100_000))]
@@ -80,15 +95,15 @@ pub struct LimitsConfig {
     pub max_idempotency_key_chars: usize,
 }
 
-impl LimitsConfig {
-    pub fn to_limits(&self) -> aurore_domain::Limits {
-        aurore_domain::Limits {
-            max_service_chars: self.max_service_chars,
-            max_message_chars: self.max_message_chars,
-            max_metadata_bytes: self.max_metadata_bytes,
-            max_metadata_depth: self.max_metadata_depth,
-            max_metadata_keys: self.max_metadata_keys,
-            max_idempotency_key_chars: self.max_idempotency_key_chars,
+impl From<&LimitsConfig> for Limits {
+    fn from(config: &LimitsConfig) -> Self {
+        Self {
+            max_service_chars: config.max_service_chars,
+            max_message_chars: config.max_message_chars,
+            max_metadata_bytes: config.max_metadata_size,
+            max_metadata_depth: config.max_metadata_depth,
+            max_metadata_keys: config.max_metadata_keys,
+            max_idempotency_key_chars: config.max_idempotency_key_chars,
         }
     }
 }
@@ -99,7 +114,7 @@ impl Default for LimitsConfig {
         Self {
             max_service_chars: limits.max_service_chars,
             max_message_chars: limits.max_message_chars,
-            max_metadata_bytes: limits.max_metadata_bytes,
+            max_metadata_size: limits.max_metadata_bytes,
             max_metadata_depth: limits.max_metadata_depth,
             max_metadata_keys: limits.max_metadata_keys,
             max_idempotency_key_chars: limits.max_idempotency_key_chars,
@@ -137,6 +152,32 @@ impl Default for QueryConfig {
             default_page_size: limits.default_page_size,
             max_offset_rows: limits.max_offset_rows,
             max_sorted_rows: limits.max_sorted_rows,
+        }
+    }
+}
+
+impl Settings {
+    pub fn ingest_settings(&self) -> IngestSettings {
+        IngestSettings {
+            limits: Limits::from(&self.limits),
+            markup: self.ingest.sanitize,
+            recent_keys_ttl: self.ingest.idempotency_ttl,
+            recent_keys_capacity: self.ingest.idempotency_cache_entries,
+            max_future: self.ingest.max_future,
+            // Zero takes events of any age.
+            max_past: (!self.ingest.max_past.is_zero()).then_some(self.ingest.max_past),
+        }
+    }
+
+    pub fn query_limits(&self) -> QueryLimits {
+        QueryLimits {
+            max_service_chars: self.limits.max_service_chars,
+            max_range_days: self.query.max_range_days,
+            max_page: self.query.max_page,
+            max_page_size: self.query.max_page_size,
+            default_page_size: self.query.default_page_size,
+            max_offset_rows: self.query.max_offset_rows,
+            max_sorted_rows: self.query.max_sorted_rows,
         }
     }
 }

@@ -6,6 +6,7 @@ mod edge;
 mod ingest;
 mod ops;
 mod storage;
+mod units;
 
 pub use edge::{AuthConfig, RateLimitConfig, ServerConfig, TrustedProxy};
 pub use ingest::{IngestConfig, LimitsConfig, QueryConfig, TailConfig};
@@ -123,7 +124,7 @@ impl Settings {
     }
 
     pub fn linger(&self) -> Duration {
-        Duration::from_millis(self.writer.linger_ms)
+        self.writer.linger
     }
 }
 
@@ -268,7 +269,7 @@ mod tests {
         ] {
             let settings = Settings::load(None, &env(&[("AURORE__DATABASE__URL", url)])).unwrap();
             assert_eq!(settings.database.url.expose(), url);
-            let pools = crate::startup::postgres_settings(&settings);
+            let pools = settings.postgres();
             for printed in [settings.to_toml(), format!("{settings:?}"), format!("{pools:?}")] {
                 assert!(!printed.contains("secret"), "{url}: {printed}");
                 assert!(printed.contains(shown), "{url}: {printed}");
@@ -294,5 +295,75 @@ mod tests {
 
         let error = Settings::load(None, &env(&[("AURORE__DATABASE__SSLMODE", "allow")])).unwrap_err().to_string();
         assert!(error.contains("sslmode") && error.contains("verify-full"), "{error}");
+    }
+
+    #[test]
+    fn durations_and_sizes_take_units_and_the_old_keys_keep_their_meaning() {
+        let old = Settings::load(
+            None,
+            &env(&[
+                ("AURORE__SERVER__BODY_TIMEOUT_SECS", "45"),
+                ("AURORE__WRITER__LINGER_MS", "250"),
+                ("AURORE__JOURNAL__GROUP_COMMIT_WAIT_US", "500"),
+                ("AURORE__SERVER__MAX_BODY_BYTES", "65536"),
+                ("AURORE__JOURNAL__SEGMENT_BYTES", "1048576"),
+            ]),
+        )
+        .unwrap();
+        let new = Settings::load(
+            None,
+            &env(&[
+                ("AURORE__SERVER__BODY_TIMEOUT", "45s"),
+                ("AURORE__WRITER__LINGER", "250ms"),
+                ("AURORE__JOURNAL__GROUP_COMMIT_WAIT", "500us"),
+                ("AURORE__SERVER__MAX_BODY_SIZE", "64 KiB"),
+                ("AURORE__JOURNAL__SEGMENT_SIZE", "1MiB"),
+            ]),
+        )
+        .unwrap();
+        for settings in [&old, &new] {
+            assert_eq!(settings.server.body_timeout, Duration::from_secs(45));
+            assert_eq!(settings.writer.linger, Duration::from_millis(250));
+            assert_eq!(settings.journal.group_commit_wait, Duration::from_micros(500));
+            assert_eq!(settings.server.max_body_size, 64 * 1024);
+            assert_eq!(settings.journal.segment_size, 1 << 20);
+        }
+        // A bare number under a new key is read in the unit its old key named.
+        let bare = Settings::load(None, &env(&[("AURORE__WRITER__LINGER", "250")])).unwrap();
+        assert_eq!(bare.writer.linger, Duration::from_millis(250));
+
+        let dir = std::env::temp_dir().join(format!("aurore-units-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("aurore.toml");
+        std::fs::write(&file, "[shutdown]\ndrain_deadline_secs = 7\n[journal]\nmax_size = \"2 GiB\"\n").unwrap();
+        let from_file = Settings::load(Some(&file), &HashMap::new()).unwrap();
+        assert_eq!(from_file.shutdown.drain_deadline, Duration::from_secs(7));
+        assert_eq!(from_file.journal.max_size, 2 << 30);
+
+        // What `aurore config` prints reads back as the same configuration (but for the
+        // keys, which it never prints).
+        let printed = new.to_toml();
+        let printed = printed.split("[auth]").next().unwrap_or_default().to_owned();
+        assert!(printed.contains("linger = \"250ms\"") && printed.contains("max_body_size = \"64 KiB\""), "{printed}");
+        std::fs::write(&file, &printed).unwrap();
+        let reread = Settings::load(Some(&file), &HashMap::new()).unwrap();
+        assert!(reread.to_toml().starts_with(&printed), "{printed}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn bad_durations_and_sizes_name_the_key_and_the_accepted_forms() {
+        let error = Settings::load(None, &env(&[("AURORE__WRITER__LINGER", "soon")])).unwrap_err().to_string();
+        assert!(error.contains("linger") && error.contains("250ms"), "{error}");
+        let error = Settings::load(None, &env(&[("AURORE__SERVER__BODY_TIMEOUT", "2h")])).unwrap_err().to_string();
+        assert!(error.contains("server.body_timeout") && error.contains("1h"), "{error}");
+        let error = Settings::load(None, &env(&[("AURORE__SERVER__MAX_BODY_SIZE", "lots")])).unwrap_err().to_string();
+        assert!(error.contains("max_body_size") && error.contains("MiB"), "{error}");
+        let error = Settings::load(None, &env(&[("AURORE__SERVER__MAX_BODY_SIZE", "1 GiB")])).unwrap_err().to_string();
+        assert!(error.contains("server.max_body_size"), "{error}");
+        let error = Settings::load(None, &env(&[("AURORE__WRITER__LINGER", "1s"), ("AURORE__WRITER__LINGER_MS", "5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("linger"), "a key given under both names is refused: {error}");
     }
 }

@@ -1,20 +1,27 @@
 //! Running the process: shutdown and telemetry.
 
+use super::units;
 use aurore_telemetry::LogFormat;
 use garde::Validate;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
 pub struct ShutdownConfig {
     /// After SIGTERM, how long the buffer may take to reach PostgreSQL.
-    #[garde(range(min = 1, max = 3600))]
-    pub drain_deadline_secs: u64,
+    #[garde(custom(units::duration_within(
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+        "shutdown.drain_deadline_secs"
+    )))]
+    #[serde(alias = "drain_deadline_secs", with = "units::seconds")]
+    pub drain_deadline: Duration,
 }
 
 impl Default for ShutdownConfig {
     fn default() -> Self {
-        Self { drain_deadline_secs: 20 }
+        Self { drain_deadline: Duration::from_secs(20) }
     }
 }
 

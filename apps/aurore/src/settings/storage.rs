@@ -1,11 +1,16 @@
 //! Where events go: the database, the journal, the buffer, the writers, partitions and
 //! retention.
 
-use aurore_store_postgres::SslMode;
+use super::Settings;
+use super::units;
+use aurore_domain::{BreakerSettings, RetentionPolicy, RetryPolicy, WriterSettings};
+use aurore_journal::JournalSettings;
+use aurore_store_postgres::{PostgresSettings, SslMode};
 use garde::Validate;
 use serde::{Deserialize, Serialize, Serializer};
 use std::path::PathBuf;
 use std::str::FromStr as _;
+use std::time::Duration;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Validate)]
 #[serde(default, deny_unknown_fields)]
@@ -99,11 +104,21 @@ pub struct DatabaseConfig {
     /// Connections for queries, health checks and upkeep.
     #[garde(range(min = 1, max = 1000))]
     pub pool_size: usize,
-    #[garde(range(min = 100, max = 600_000))]
-    pub connect_timeout_ms: u64,
+    #[garde(custom(units::duration_within(
+        Duration::from_millis(100),
+        Duration::from_millis(600_000),
+        "database.connect_timeout_ms"
+    )))]
+    #[serde(alias = "connect_timeout_ms", with = "units::millis")]
+    pub connect_timeout: Duration,
     /// Server-side limit on one query (the original's 30 s).
-    #[garde(range(min = 100, max = 3_600_000))]
-    pub query_timeout_ms: u64,
+    #[garde(custom(units::duration_within(
+        Duration::from_millis(100),
+        Duration::from_millis(3_600_000),
+        "database.query_timeout_ms"
+    )))]
+    #[serde(alias = "query_timeout_ms", with = "units::millis")]
+    pub query_timeout: Duration,
 }
 
 impl Default for DatabaseConfig {
@@ -113,8 +128,8 @@ impl Default for DatabaseConfig {
             sslmode: None,
             sslrootcert: None,
             pool_size: 16,
-            connect_timeout_ms: 5_000,
-            query_timeout_ms: 30_000,
+            connect_timeout: Duration::from_millis(5_000),
+            query_timeout: Duration::from_millis(30_000),
         }
     }
 }
@@ -126,13 +141,18 @@ pub struct BufferConfig {
     #[garde(range(min = 1, max = 100_000_000))]
     pub capacity: usize,
     /// `Retry-After` sent with a 429 when the buffer is full.
-    #[garde(range(min = 1, max = 300))]
-    pub retry_after_secs: u64,
+    #[garde(custom(units::duration_within(
+        Duration::from_secs(1),
+        Duration::from_secs(300),
+        "buffer.retry_after_secs"
+    )))]
+    #[serde(alias = "retry_after_secs", with = "units::seconds")]
+    pub retry_after: Duration,
 }
 
 impl Default for BufferConfig {
     fn default() -> Self {
-        Self { capacity: 50_000, retry_after_secs: 5 }
+        Self { capacity: 50_000, retry_after: Duration::from_secs(5) }
     }
 }
 
@@ -143,20 +163,41 @@ pub struct WriterConfig {
     #[garde(range(min = 1, max = 1_000_000))]
     pub batch_size: usize,
     /// Longest an event waits for its batch to fill.
-    #[garde(range(min = 1, max = 60_000))]
-    pub linger_ms: u64,
+    #[garde(custom(units::duration_within(
+        Duration::from_millis(1),
+        Duration::from_millis(60_000),
+        "writer.linger_ms"
+    )))]
+    #[serde(alias = "linger_ms", with = "units::millis")]
+    pub linger: Duration,
     /// Concurrent writer tasks, each with its own connection.
     #[garde(range(min = 1, max = 64))]
     pub writers: usize,
-    #[garde(range(min = 1, max = 60_000))]
-    pub backoff_base_ms: u64,
-    #[garde(range(min = 1, max = 600_000))]
-    pub backoff_max_ms: u64,
+    #[garde(custom(units::duration_within(
+        Duration::from_millis(1),
+        Duration::from_millis(60_000),
+        "writer.backoff_base_ms"
+    )))]
+    #[serde(alias = "backoff_base_ms", with = "units::millis")]
+    pub backoff_base: Duration,
+    #[garde(custom(units::duration_within(
+        Duration::from_millis(1),
+        Duration::from_millis(600_000),
+        "writer.backoff_max_ms"
+    )))]
+    #[serde(alias = "backoff_max_ms", with = "units::millis")]
+    pub backoff_max: Duration,
 }
 
 impl Default for WriterConfig {
     fn default() -> Self {
-        Self { batch_size: 5_000, linger_ms: 50, writers: 2, backoff_base_ms: 100, backoff_max_ms: 5_000 }
+        Self {
+            batch_size: 5_000,
+            linger: Duration::from_millis(50),
+            writers: 2,
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(5_000),
+        }
     }
 }
 
@@ -168,25 +209,33 @@ pub struct JournalConfig {
     pub dir: PathBuf,
     /// Past this size on disk, ingest answers 503 until writers catch up.
     #[garde(range(min = 1_048_576))]
-    pub max_bytes: u64,
-    #[garde(range(min = 4096, max = self.max_bytes))]
-    pub segment_bytes: u64,
+    #[serde(alias = "max_bytes", with = "units::bytes")]
+    pub max_size: u64,
+    #[garde(range(min = 4096, max = self.max_size))]
+    #[serde(alias = "segment_bytes", with = "units::bytes")]
+    pub segment_size: u64,
     /// How long the journal waits for more appends to share one fsync.
-    #[garde(range(max = 100_000))]
-    pub group_commit_wait_us: u64,
+    #[garde(custom(units::duration_within(
+        Duration::from_micros(0),
+        Duration::from_micros(100_000),
+        "journal.group_commit_wait_us"
+    )))]
+    #[serde(alias = "group_commit_wait_us", with = "units::micros")]
+    pub group_commit_wait: Duration,
     /// A group is written as soon as it holds this many bytes.
     #[garde(range(min = 4096, max = 1_073_741_824))]
-    pub group_commit_bytes: usize,
+    #[serde(alias = "group_commit_bytes", with = "units::bytes")]
+    pub group_commit_size: usize,
 }
 
 impl Default for JournalConfig {
     fn default() -> Self {
         Self {
             dir: PathBuf::from(".aurore/journal"),
-            max_bytes: 1 << 30,
-            segment_bytes: 64 << 20,
-            group_commit_wait_us: 0,
-            group_commit_bytes: 4 << 20,
+            max_size: 1 << 30,
+            segment_size: 64 << 20,
+            group_commit_wait: Duration::from_micros(0),
+            group_commit_size: 4 << 20,
         }
     }
 }
@@ -201,8 +250,13 @@ pub struct CircuitBreakerConfig {
     #[garde(range(min = 1, max = 1000))]
     pub success_threshold: u32,
     /// How long writers pause before one probe.
-    #[garde(range(min = 1, max = 3600))]
-    pub open_timeout_secs: u64,
+    #[garde(custom(units::duration_within(
+        Duration::from_secs(1),
+        Duration::from_secs(3600),
+        "circuit_breaker.open_timeout_secs"
+    )))]
+    #[serde(alias = "open_timeout_secs", with = "units::seconds")]
+    pub open_timeout: Duration,
 }
 
 impl Default for CircuitBreakerConfig {
@@ -211,7 +265,7 @@ impl Default for CircuitBreakerConfig {
         Self {
             failure_threshold: defaults.failure_threshold,
             success_threshold: defaults.success_threshold,
-            open_timeout_secs: defaults.open_timeout.as_secs(),
+            open_timeout: defaults.open_timeout,
         }
     }
 }
@@ -226,12 +280,70 @@ pub struct PartitionConfig {
     #[garde(range(min = 1, max = 365))]
     pub days_ahead: i64,
     /// How often partitions are checked and created.
-    #[garde(range(min = 1, max = 86_400))]
-    pub maintenance_interval_secs: u64,
+    #[garde(custom(units::duration_within(
+        Duration::from_secs(1),
+        Duration::from_secs(86_400),
+        "partitions.maintenance_interval_secs"
+    )))]
+    #[serde(alias = "maintenance_interval_secs", with = "units::seconds")]
+    pub maintenance_interval: Duration,
 }
 
 impl Default for PartitionConfig {
     fn default() -> Self {
-        Self { days_behind: 30, days_ahead: 7, maintenance_interval_secs: 3600 }
+        Self { days_behind: 30, days_ahead: 7, maintenance_interval: Duration::from_secs(3600) }
+    }
+}
+
+impl Settings {
+    /// The store's pools: queries from `database`, one write connection per writer.
+    pub fn postgres(&self) -> PostgresSettings {
+        PostgresSettings {
+            url: self.database.url.expose().to_owned(),
+            sslmode: self.database.sslmode,
+            sslrootcert: self.database.sslrootcert.clone(),
+            query_connections: self.database.pool_size,
+            write_connections: self.writer.writers,
+            connect_timeout: self.database.connect_timeout,
+            query_timeout: self.database.query_timeout,
+            retention: RetentionPolicy::from(&self.retention),
+        }
+    }
+}
+
+impl From<&RetentionConfig> for RetentionPolicy {
+    fn from(config: &RetentionConfig) -> Self {
+        Self { event_days: config.days, dead_letter_days: config.dead_letter_days, rollup_days: config.rollup_days }
+    }
+}
+
+impl From<&JournalConfig> for JournalSettings {
+    fn from(config: &JournalConfig) -> Self {
+        Self {
+            dir: config.dir.clone(),
+            max_bytes: config.max_size,
+            segment_bytes: config.segment_size,
+            group_commit_wait: config.group_commit_wait,
+            group_commit_bytes: config.group_commit_size,
+        }
+    }
+}
+
+impl From<&CircuitBreakerConfig> for BreakerSettings {
+    fn from(config: &CircuitBreakerConfig) -> Self {
+        Self {
+            failure_threshold: config.failure_threshold,
+            success_threshold: config.success_threshold,
+            open_timeout: config.open_timeout,
+        }
+    }
+}
+
+impl From<&WriterConfig> for WriterSettings {
+    fn from(config: &WriterConfig) -> Self {
+        Self {
+            linger: config.linger,
+            retry: RetryPolicy { base_delay: config.backoff_base, max_delay: config.backoff_max },
+        }
     }
 }
