@@ -117,7 +117,7 @@ async fn migrate(settings: &Settings) -> anyhow::Result<()> {
 
 async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<()> {
     let _telemetry = init_telemetry(settings)?;
-    let drained = aurore::startup::drain(settings, deadline).await.context("drain failed")?;
+    let drained = aurore::jobs::drain(settings, deadline).await.context("drain failed")?;
     println!(
         "drained {} events from {} segments; {} holds no journal segment",
         drained.events,
@@ -130,7 +130,7 @@ async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<()> {
 async fn run_retention(settings: &Settings) -> anyhow::Result<()> {
     let _telemetry = init_telemetry(settings)?;
     let store = Arc::new(PostgresStore::connect(&settings.postgres())?);
-    let retention = aurore::startup::retention(settings, store, Arc::new(SystemClock), Arc::new(Unobserved));
+    let retention = aurore::wiring::retention(settings, store, Arc::new(SystemClock), Arc::new(Unobserved));
     let report = retention.run().await.context("retention failed")?;
     // The same shape as `POST /admin/retention/run` answers.
     println!("{}", serde_json::to_string_pretty(&aurore_http::RetentionRun::from(report))?);

@@ -7,26 +7,21 @@
 //! This crate performs no I/O: no database driver, HTTP framework, exporter or filesystem.
 //! Adapters implement the traits in [`ports`]; a tidy test keeps it that way.
 
-pub mod breaker;
-pub mod buffer;
-pub mod business;
-pub mod completion;
-pub mod event;
-pub mod histogram;
 pub mod ingest;
-pub mod lifecycle;
-pub mod local_queue;
-pub mod markup;
+pub mod model;
 pub mod observe;
+pub mod ops;
 pub mod pipeline;
 pub mod ports;
-pub mod query;
-pub mod retention;
-pub mod retry;
-pub mod tail;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
-pub mod validation;
+
+// Validation is the one module adapters name (its `Incoming` is the HTTP layer's input).
+pub use model::validation;
+// Inside the crate, each module by its own name.
+pub(crate) use model::{event, histogram, markup, query};
+pub(crate) use ops::{business, lifecycle, retention};
+pub(crate) use pipeline::{breaker, buffer, completion, local_queue, retry, tail};
 
 pub use breaker::{BreakerSettings, BreakerSnapshot, BreakerState, CircuitBreaker};
 pub use buffer::{Batch, Buffer, BufferError, BufferSnapshot, BufferStats, Queued, Reservation, Spilled};
@@ -39,7 +34,7 @@ pub use lifecycle::Lifecycle;
 pub use local_queue::{LocalQueue, LocalReceipt};
 pub use markup::Markup;
 pub use observe::{DatabaseFailure, Observer, Received, TraceLink, Unobserved};
-pub use pipeline::{BatchWorker, Sinks, WriterSettings};
+pub use pipeline::worker::{BatchWorker, Sinks, WriterSettings};
 pub use ports::{
     Appended, BatchSource, Cause, Clock, ConnectionStats, DeadLetter, DeadLetterAdmin, DeadLetterFilter,
     DeadLetterSink, DeadLetterStats, EventReader, EventSink, Journal, JournalError, JournalSeq, JournalUsage,

@@ -1,0 +1,5 @@
+//! Running the store over time: retention, business figures, the service's lifecycle.
+
+pub mod business;
+pub mod lifecycle;
+pub mod retention;
