@@ -3,7 +3,7 @@
 
 // A failed unwrap is a failed test, which is what these helpers are for.
 
-use crate::support::{self, Service, TestApp, TestDatabase, aurore_binary, iso, poll, window};
+use crate::support::{self, Api, Service, TestApp, TestDatabase, aurore_binary, iso, poll, window};
 use chrono::{Duration as Days, Utc};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -289,7 +289,7 @@ async fn health_routes_follow_the_lifecycle() {
         let response = app.client.get(format!("{}{path}", app.address)).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{path}");
     }
-    let response = app.client.get(format!("{}/nope", app.address)).send().await.unwrap();
+    let response = app.get("/nope").await;
     assert_eq!(response.status(), StatusCode::NOT_FOUND);
     app.shutdown().await.expect("clean shutdown");
 }
@@ -308,10 +308,9 @@ async fn without_a_database_the_service_stays_ready_until_the_journal_fills() {
     // The journal takes the events while the database is down: this replica can take traffic.
     let ready = || app.client.get(format!("{}/health/ready", app.address)).send();
     assert_eq!(ready().await.unwrap().status(), StatusCode::OK);
-    let database_health: Value =
-        app.client.get(format!("{}/health/database", app.address)).send().await.unwrap().json().await.unwrap();
+    let database_health: Value = app.get_json("/health/database").await;
     assert_ne!(database_health["status"], "healthy", "{database_health}");
-    let live = app.client.get(format!("{}/health/live", app.address)).send().await.unwrap();
+    let live = app.get("/health/live").await;
     assert_eq!(live.status(), StatusCode::OK);
     assert_eq!(app.post_json(&event("offline", "buffered")).await.status(), StatusCode::ACCEPTED);
 

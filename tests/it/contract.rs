@@ -2,7 +2,7 @@
 //! the running service, and every JSON body must match the schema the spec gives for its
 //! status, with no property the spec does not name.
 
-use crate::support::{TestApp, event, poll, window};
+use crate::support::{Api, TestApp, event, poll, window};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 use std::collections::BTreeSet;

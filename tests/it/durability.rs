@@ -3,7 +3,7 @@
 
 // A failed unwrap is a failed test, which is what these helpers are for.
 
-use crate::support::{Service, TestApp, TestDatabase, event, poll, post_with};
+use crate::support::{Api, Service, TestApp, TestDatabase, event, poll, post_with};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -213,8 +213,7 @@ fn through(url: &str, port: u16) -> (String, String) {
 }
 
 async fn circuit(app: &TestApp) -> Value {
-    let health: Value =
-        app.client.get(format!("{}/health/database", app.address)).send().await.unwrap().json().await.unwrap();
+    let health: Value = app.get_json("/health/database").await;
     health["circuitBreaker"].clone()
 }
 
@@ -272,8 +271,7 @@ async fn a_database_outage_under_load_loses_nothing_and_the_circuit_opens_and_cl
     let breaker = poll(Duration::from_secs(10), || circuit(&app), |breaker| breaker["state"] == "CLOSED").await;
     assert_eq!(breaker["state"], "CLOSED", "the circuit closed again");
     assert!(breaker["opened"].as_u64().unwrap() >= 1, "{breaker}");
-    let dead: Value =
-        app.client.get(format!("{}/dlq/statistics", app.address)).send().await.unwrap().json().await.unwrap();
+    let dead: Value = app.get_json("/dlq/statistics").await;
     assert_eq!(dead["total"], 0, "an outage never sends events to dead letters");
     drop(proxy);
 }
@@ -291,8 +289,7 @@ async fn a_stop_that_loses_unjournaled_events_held_by_a_writer_says_so_and_fails
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     // A writer has taken the batch and retries it against the unreachable database.
     let buffered = || async {
-        let body: Value =
-            app.client.get(format!("{}/health/buffer", app.address)).send().await.unwrap().json().await.unwrap();
+        let body: Value = app.get_json("/health/buffer").await;
         body["buffer"]["size"].as_u64()
     };
     assert_eq!(poll(Duration::from_secs(10), buffered, |events| *events == Some(0)).await, Some(0));
@@ -349,7 +346,7 @@ async fn a_poison_event_goes_to_the_dlq_while_its_batch_mates_land() {
 
 /// A counter from `/metrics` (0 when not exported yet).
 async fn counter(service: &Service, name: &str) -> f64 {
-    let text = service.client.get(format!("{}/metrics", service.address)).send().await.unwrap().text().await.unwrap();
+    let text = service.get_text("/metrics").await;
     text.lines()
         .filter(|line| line.starts_with(name))
         .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
@@ -357,7 +354,7 @@ async fn counter(service: &Service, name: &str) -> f64 {
 }
 
 async fn dlq_statistics(service: &Service) -> Value {
-    service.client.get(format!("{}/dlq/statistics", service.address)).send().await.unwrap().json().await.unwrap()
+    service.get_json("/dlq/statistics").await
 }
 
 fn poisoned_batch(service: &str) -> Value {
@@ -437,15 +434,13 @@ async fn a_refused_reprocess_leaves_the_entry_reprocessable() {
         }
         assert!(filled, "the journal filled with requests of {size}");
     }
-    let listed: Value =
-        service.client.get(format!("{}/dlq", service.address)).send().await.unwrap().json().await.unwrap();
+    let listed: Value = service.get_json("/dlq").await;
     let id = listed["events"][0]["id"].as_str().unwrap().to_owned();
     let reprocess = |service: &Service| service.client.patch(format!("{}/dlq/{id}/reprocess", service.address)).send();
     let refused = reprocess(&service).await.unwrap();
     assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(refused.headers().contains_key("retry-after"));
-    let entry: Value =
-        service.client.get(format!("{}/dlq/{id}", service.address)).send().await.unwrap().json().await.unwrap();
+    let entry: Value = service.get_json(&format!("/dlq/{id}")).await;
     assert_eq!(entry["reprocessed"], false, "{entry}");
     service.kill().await;
 
@@ -512,8 +507,7 @@ async fn a_repeat_that_waits_for_the_store_reports_the_original_s_fate() {
     assert_eq!(send("bad \u{0}", "durability=stored").await.unwrap().status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(send("fine", "durability=stored").await.unwrap().status(), StatusCode::ACCEPTED);
     assert_eq!(app.database.count("SELECT count(*) AS n FROM events WHERE service = 'fate'").await, 1);
-    let stats: Value =
-        app.client.get(format!("{}/dlq/statistics", app.address)).send().await.unwrap().json().await.unwrap();
+    let stats: Value = app.get_json("/dlq/statistics").await;
     assert_eq!(stats["total"], 1, "the repeat's failure is the same dead letter: {stats}");
 }
 

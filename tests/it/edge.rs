@@ -3,7 +3,7 @@
 
 // A failed unwrap is a failed test, which is what these helpers are for.
 
-use crate::support::{TestApp, event, get_with, iso, poll, window};
+use crate::support::{Api, TestApp, event, get_with, iso, poll, window};
 use aurore::settings::RateLimitConfig;
 use chrono::{Duration as Days, Utc};
 use reqwest::StatusCode;
@@ -65,13 +65,13 @@ async fn each_client_gets_its_rate_per_group_and_a_batch_counts_its_events() {
     assert_eq!(app.get_events(&query).await.status(), StatusCode::OK);
     assert_eq!(app.get_events(&query).await.status(), StatusCode::TOO_MANY_REQUESTS);
     for _ in 0..50 {
-        let health = app.client.get(format!("{}/health/live", app.address)).send().await.unwrap();
+        let health = app.get("/health/live").await;
         assert_eq!(health.status(), StatusCode::OK);
         assert!(health.headers().get("ratelimit-limit").is_none());
     }
     let stored = app.database.wait_for_count("SELECT count(*) AS n FROM events", 10, Duration::from_secs(5)).await;
     assert_eq!(stored, 10, "only the events within the limit are stored");
-    let metrics = app.client.get(format!("{}/metrics", app.address)).send().await.unwrap().text().await.unwrap();
+    let metrics = app.get_text("/metrics").await;
     for group in ["ingest", "query"] {
         let series = format!("aurore_rate_limited_requests_total{{group=\"{group}\"}}");
         assert!(metrics.lines().any(|line| line.starts_with(&series)), "{series} missing from\n{metrics}");
@@ -331,7 +331,7 @@ async fn responses_carry_security_headers_and_cors_answers_browsers() {
     // By default no page of another origin may read or call anything, and what a no-CORS
     // `fetch` can send (a form, text/plain) is never taken for events.
     let default = TestApp::spawn().await;
-    let response = default.client.get(format!("{}/health", default.address)).send().await.unwrap();
+    let response = default.get("/health").await;
     assert_eq!(header(&response, "x-content-type-options"), "nosniff");
     assert!(header(&response, "content-security-policy").contains("default-src 'none'"));
     for method in [reqwest::Method::OPTIONS, reqwest::Method::GET] {
@@ -449,16 +449,15 @@ async fn every_input_limit_answers_4xx_naming_the_limit() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = response.json().await.unwrap();
     assert!(body["errors"][0]["constraints"]["maxLength"].as_str().unwrap().contains("2000"), "{body}");
-    assert!(app.client.get(format!("{}/health", app.address)).send().await.unwrap().status().is_success());
+    assert!(app.get("/health").await.status().is_success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_served_description_matches_the_routes_the_server_answers() {
     let app = TestApp::spawn().await;
-    let spec: Value =
-        app.client.get(format!("{}/openapi.json", app.address)).send().await.unwrap().json().await.unwrap();
+    let spec: Value = app.get_json("/openapi.json").await;
     assert_eq!(spec["openapi"], "3.1.0");
-    let legacy: Value = app.client.get(format!("{}/api-json", app.address)).send().await.unwrap().json().await.unwrap();
+    let legacy: Value = app.get_json("/api-json").await;
     assert_eq!(legacy, spec);
     let paths = spec["paths"].as_object().unwrap();
     assert!(paths.len() >= 20, "{}", paths.len());
@@ -580,8 +579,7 @@ async fn no_spelling_of_a_path_gets_past_the_key_or_the_rate_limit_of_its_route(
         };
     })
     .await;
-    let spec: Value =
-        app.client.get(format!("{}/openapi.json", app.address)).send().await.unwrap().json().await.unwrap();
+    let spec: Value = app.get_json("/openapi.json").await;
     let host = app.address.trim_start_matches("http://");
     let mut checked = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
@@ -723,7 +721,7 @@ async fn query_parameters_at_their_extremes_get_4xx_never_5xx_or_an_error_log() 
     for query in
         ["limit=0", "limit=4294967296", "offset=18446744073709551615", "offset=-1", "service=%00", "reprocessed=TRUE"]
     {
-        let response = service.client.get(format!("{}/dlq?{query}", service.address)).send().await.unwrap();
+        let response = service.get(&format!("/dlq?{query}")).await;
         assert!(response.status().as_u16() < 500, "/dlq?{query}: {}", response.status());
     }
     assert!(answered > 800, "{answered}");
@@ -794,7 +792,7 @@ async fn hostile_bodies_keep_peak_memory_within_the_bound() {
         peak / 1024
     );
     assert!(peak / 1024 <= HOSTILE_PEAK_RSS_MIB, "peak RSS {} MiB over {HOSTILE_PEAK_RSS_MIB} MiB", peak / 1024);
-    assert_eq!(service.client.get(format!("{}/health", service.address)).send().await.unwrap().status(), 200);
+    assert_eq!(service.get("/health").await.status(), 200);
     assert!(service.terminate().await.success());
 }
 
@@ -927,7 +925,7 @@ async fn thousands_of_hostile_requests_get_no_5xx_store_only_valid_events_and_le
         let response = if let Some(path) = kind.strip_prefix("GET ") {
             app.client.get(format!("{}{path}?{query}", app.address)).send().await.unwrap()
         } else if *kind == "GET" {
-            app.client.get(format!("{}/events?{query}", app.address)).send().await.unwrap()
+            app.get(&format!("/events?{query}")).await
         } else {
             app.client
                 .post(format!("{}/events", app.address))
@@ -965,7 +963,7 @@ async fn thousands_of_hostile_requests_get_no_5xx_store_only_valid_events_and_le
         .await;
     assert_eq!(scripted, 0, "no executable markup is stored");
     assert_eq!(stored(&app).await, expected_stored, "the events table survived every injection");
-    let health = app.client.get(format!("{}/health", app.address)).send().await.unwrap();
+    let health = app.get("/health").await;
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(app.post_json(&event("after", "still fine")).await.status(), StatusCode::ACCEPTED);
 }

@@ -3,7 +3,7 @@
 
 // A failed unwrap is a failed test, which is what these helpers are for.
 
-use crate::support::{Service, TestApp, TestDatabase, poll, post_with};
+use crate::support::{Api, Service, TestApp, TestDatabase, poll, post_with};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use chrono::{Duration as Days, SecondsFormat, Utc};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -147,7 +147,7 @@ async fn a_request_continues_its_trace_and_the_batch_that_stores_it_links_back()
 
     // Without an id, one is made up and returned; with a sample ratio of 0 and no sampled
     // parent, the request is not exported.
-    let response = service.client.get(format!("{}/health/live", service.address)).send().await.unwrap();
+    let response = service.get("/health/live").await;
     let generated = response.headers()["x-correlation-id"].to_str().unwrap();
     assert!(uuid::Uuid::parse_str(generated).is_ok(), "{generated}");
     assert!(service.terminate().await.success());

@@ -142,6 +142,57 @@ mod tests {
     }
 }
 
+/// Requests to a running service, in-process or a child, by path (with its query string).
+pub trait Api {
+    fn client(&self) -> &reqwest::Client;
+    fn address(&self) -> &str;
+
+    /// `method` on `path`, no body.
+    async fn call(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.address());
+        self.client()
+            .request(method.clone(), url)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("{method} {path}: {error}"))
+    }
+
+    /// `GET path`.
+    async fn get(&self, path: &str) -> reqwest::Response {
+        self.call(reqwest::Method::GET, path).await
+    }
+
+    /// `GET path`, its body as JSON.
+    async fn get_json(&self, path: &str) -> serde_json::Value {
+        let response = self.get(path).await;
+        response.json().await.unwrap_or_else(|error| panic!("GET {path}: the body is not JSON: {error}"))
+    }
+
+    /// `GET path`, its body as text.
+    async fn get_text(&self, path: &str) -> String {
+        let response = self.get(path).await;
+        response.text().await.unwrap_or_else(|error| panic!("GET {path}: the body was cut: {error}"))
+    }
+}
+
+impl Api for TestApp {
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+    fn address(&self) -> &str {
+        &self.address
+    }
+}
+
+impl Api for Service {
+    fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+    fn address(&self) -> &str {
+        &self.address
+    }
+}
+
 /// The service running in this process on a random port, against its own database.
 #[derive(Debug)]
 pub struct TestApp {
@@ -223,23 +274,6 @@ impl TestApp {
 
     pub async fn get_events(&self, query: &[(&str, &str)]) -> reqwest::Response {
         self.client.get(format!("{}/events", self.address)).query(query).send().await.expect("GET /events")
-    }
-
-    /// `method` on `path` (with its query string, if any), no body.
-    pub async fn call(&self, method: reqwest::Method, path: &str) -> reqwest::Response {
-        let url = format!("{}{path}", self.address);
-        self.client.request(method.clone(), url).send().await.unwrap_or_else(|error| panic!("{method} {path}: {error}"))
-    }
-
-    /// `GET path`, no body.
-    pub async fn get(&self, path: &str) -> reqwest::Response {
-        self.call(reqwest::Method::GET, path).await
-    }
-
-    /// `GET path` as JSON.
-    pub async fn get_json(&self, path: &str) -> serde_json::Value {
-        let response = self.get(path).await;
-        response.json().await.unwrap_or_else(|error| panic!("GET {path}: the body is not JSON: {error}"))
     }
 
     /// Stops the app the way a signal would and returns what `run_until` returned.
