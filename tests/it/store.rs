@@ -464,10 +464,8 @@ async fn a_total_over_a_busy_hour_reads_at_most_half_a_minute_of_rows_at_each_en
 }
 
 fn histogram_query(service: &str, from: DateTime<Utc>, to: DateTime<Utc>, interval: &str) -> HistogramQuery {
-    let iso = |instant: DateTime<Utc>| instant.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-    let pairs = [("service", service.to_owned()), ("from", iso(from)), ("to", iso(to)), ("interval", interval.into())]
-        .map(|(name, value)| (name.to_owned(), value));
-    HistogramQuery::parse(&pairs, &QueryLimits::default(), aurore_domain::Markup::Strip).unwrap()
+    let interval = aurore_domain::Interval::parse(interval).expect("a valid interval");
+    HistogramQuery { service: service.to_owned(), from, to, interval }.check().unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -16,10 +16,11 @@ pub mod ports;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
-// Validation is the one module adapters name (its `Incoming` is the HTTP layer's input).
-pub use model::validation;
+// The modules adapters name: validation (its `Incoming` is the HTTP layer's input) and the
+// query checks the HTTP layer runs on the parameters it reads.
+pub use model::{query, validation};
 // Inside the crate, each module by its own name.
-pub(crate) use model::{event, histogram, markup, query};
+pub(crate) use model::{event, histogram, markup};
 pub(crate) use ops::{business, lifecycle, retention};
 pub(crate) use pipeline::{breaker, buffer, completion, local_queue, retry, tail};
 

@@ -3,49 +3,15 @@
 use crate::AppState;
 use crate::body::{DeadLetterDetail, DeadLetterList, DeadLetterStatsBody, DeadLetterSummary, Reprocessed};
 use crate::error::ApiError;
+use crate::params;
 use actix_web::{HttpRequest, HttpResponse, web};
-use aurore_domain::{DeadLetter, DeadLetterFilter, FieldError};
+use aurore_domain::DeadLetter;
 use uuid::Uuid;
-
-const DEFAULT_LIMIT: u32 = 100;
-const MAX_LIMIT: u32 = 1000;
-
-fn filter(request: &HttpRequest) -> Result<DeadLetterFilter, ApiError> {
-    let pairs = crate::query::query_pairs(request)?;
-    let mut filter = DeadLetterFilter { limit: DEFAULT_LIMIT, ..DeadLetterFilter::default() };
-    let mut errors = Vec::new();
-    for (name, value) in pairs {
-        match name.as_str() {
-            "service" => filter.service = Some(value),
-            "reprocessed" => match value.as_str() {
-                "true" => filter.reprocessed = Some(true),
-                "false" => filter.reprocessed = Some(false),
-                _ => errors.push(FieldError::new("reprocessed", "isBoolean", "reprocessed must be true or false")),
-            },
-            "limit" => match value.parse::<u32>() {
-                Ok(limit) if (1..=MAX_LIMIT).contains(&limit) => filter.limit = limit,
-                _ => errors.push(FieldError::new(
-                    "limit",
-                    "max",
-                    format!("limit must be an integer from 1 to {MAX_LIMIT}"),
-                )),
-            },
-            "offset" => match value.parse::<u64>() {
-                Ok(offset) => filter.offset = offset,
-                Err(_) => errors.push(FieldError::new("offset", "min", "offset must be an integer of at least 0")),
-            },
-            other => {
-                errors.push(FieldError::new(other, "whitelistValidation", format!("property {other} should not exist")))
-            }
-        }
-    }
-    if errors.is_empty() { Ok(filter) } else { Err(ApiError::Invalid(errors)) }
-}
 
 #[utoipa::path(get, path = "/dlq", tag = "dead letters", params(crate::openapi::DeadLetterParams),
     responses((status = 200, description = "A page of entries, newest first, and how many match", body = DeadLetterList), (status = 400, description = "An invalid parameter, named", body = crate::body::ErrorBody)))]
 pub(crate) async fn list(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let filter = filter(&request)?;
+    let filter = params::dead_letter_filter(&request)?;
     let (entries, total) = state.dead_letters.list(&filter).await?;
     Ok(HttpResponse::Ok().json(DeadLetterList {
         events: entries.iter().map(DeadLetterSummary::from).collect(),

@@ -5,7 +5,7 @@
 use crate::AppState;
 use crate::body::EventView;
 use crate::error::ApiError;
-use crate::query::query_pairs;
+use crate::params::{self, query_pairs};
 use actix_web::web::{Bytes, BytesMut};
 use actix_web::{HttpRequest, HttpResponse, web};
 use aurore_domain::{EventQuery, EventReader, FieldError, QueryError, QueryLimits};
@@ -41,7 +41,7 @@ pub(crate) async fn export(request: HttpRequest, state: web::Data<AppState>) -> 
         max_page_size: EXPORT_PAGE,
         ..state.query_limits.clone()
     };
-    let mut query = EventQuery::parse(&pairs, &limits, state.ingest.markup()).map_err(ApiError::Invalid)?;
+    let mut query = params::event_query(&pairs, &limits, state.ingest.markup()).map_err(ApiError::Invalid)?;
     query.page_size = EXPORT_PAGE;
     query.cursor = Some(query.cursor_before_first().ok_or_else(|| {
         ApiError::Invalid(vec![FieldError::new("sortField", "isIn", "export sorts by timestamp only")])

@@ -2,13 +2,13 @@
 
 use crate::body::{self, Accepted, BatchAccepted, Receipt};
 use crate::error::ApiError;
-use crate::query::query_pairs;
+use crate::params;
 use crate::{AppState, RequestLimits, guard};
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
 use aurore_domain::validation::Incoming;
-use aurore_domain::{Durability, FieldError, IngestError};
+use aurore_domain::{FieldError, IngestError};
 use aurore_telemetry::current_trace_link;
 use futures_util::StreamExt;
 use serde::Deserialize as _;
@@ -54,7 +54,7 @@ pub(crate) async fn post_events(
     if !state.lifecycle.replayed() {
         return Err(ApiError::NotReady("replaying the journal"));
     }
-    let durability = durability(&request, state.durability)?;
+    let durability = params::durability(&request, state.durability)?;
     let limits = &state.request_limits;
     let format = format(&request)?;
     // The body's bytes and their budget are released once parsed: only one
@@ -121,28 +121,6 @@ pub(crate) async fn post_events(
 }
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-/// A request may ask for another durability than the server's default, with the query
-/// parameter `durability=` or the header `Prefer: durability=` (`none`, `journal`, `stored`).
-fn durability(request: &HttpRequest, default: Durability) -> Result<Durability, ApiError> {
-    let from_query = query_pairs(request)?.into_iter().find(|(name, _)| name == "durability").map(|(_, value)| value);
-    let from_header = request
-        .headers()
-        .get_all(header::HeaderName::from_static("prefer"))
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .find_map(|preference| preference.trim().strip_prefix("durability=").map(str::to_owned));
-    match from_query.or(from_header) {
-        None => Ok(default),
-        Some(text) => serde_json::from_value(Value::String(text.trim().to_ascii_lowercase())).map_err(|_| {
-            ApiError::Invalid(vec![FieldError::new(
-                "durability",
-                "isIn",
-                "durability must be one of: none, journal, stored",
-            )])
-        }),
-    }
-}
 
 /// Reads the body, decompressing it as `Content-Encoding` says (`web::Payload` does not).
 /// It stops as soon as the body passes the limit, so a compressed bomb never grows past

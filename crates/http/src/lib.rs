@@ -16,6 +16,7 @@ mod ingest;
 mod metrics;
 mod observe;
 mod openapi;
+mod params;
 mod query;
 mod rate_limit;
 mod routes;

@@ -4,26 +4,8 @@
 use crate::AppState;
 use crate::body::{EventPage, EventView, Histogram, HistogramBucket, Pagination, iso};
 use crate::error::ApiError;
+use crate::params;
 use actix_web::{HttpRequest, HttpResponse, web};
-use aurore_domain::{EventQuery, FieldError, HistogramQuery};
-
-/// The decoded query string, in order, repeats kept. A NUL character (`%00`) is refused
-/// here for every parameter: PostgreSQL can neither store nor compare one, so it would
-/// otherwise come back from the store as a failure of the store.
-pub(crate) fn query_pairs(request: &HttpRequest) -> Result<Vec<(String, String)>, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(request.query_string()).map_err(|error| {
-        ApiError::Invalid(vec![FieldError::new("query", "isQueryString", format!("malformed query string: {error}"))])
-    })?;
-    let with_nul: Vec<FieldError> = pairs
-        .iter()
-        .filter(|(name, value)| name.contains('\0') || value.contains('\0'))
-        .map(|(name, _)| {
-            let name = name.replace('\0', "\\0");
-            FieldError::new(name.clone(), "noNulCharacter", format!("{name} must not contain a NUL character (%00)"))
-        })
-        .collect();
-    if with_nul.is_empty() { Ok(pairs) } else { Err(ApiError::Invalid(with_nul)) }
-}
 
 #[utoipa::path(get, path = "/events", tag = "query", params(crate::openapi::RangeParams, crate::openapi::EventsParams, crate::openapi::FilterParams),
     responses(
@@ -32,8 +14,8 @@ pub(crate) fn query_pairs(request: &HttpRequest) -> Result<Vec<(String, String)>
         (status = 503, description = "Storage unavailable; `Retry-After` set", body = crate::body::ErrorBody),
     ))]
 pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let pairs = query_pairs(&request)?;
-    let query = EventQuery::parse(&pairs, &state.query_limits, state.ingest.markup()).map_err(ApiError::Invalid)?;
+    let pairs = params::query_pairs(&request)?;
+    let query = params::event_query(&pairs, &state.query_limits, state.ingest.markup()).map_err(ApiError::Invalid)?;
     let page = state.reader.query(&query).await?;
     Ok(HttpResponse::Ok().json(EventPage {
         events: page.events.iter().map(EventView::from).collect(),
@@ -60,8 +42,9 @@ pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>)
         (status = 503, description = "Storage unavailable; `Retry-After` set", body = crate::body::ErrorBody),
     ))]
 pub(crate) async fn get_histogram(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let pairs = query_pairs(&request)?;
-    let query = HistogramQuery::parse(&pairs, &state.query_limits, state.ingest.markup()).map_err(ApiError::Invalid)?;
+    let pairs = params::query_pairs(&request)?;
+    let query =
+        params::histogram_query(&pairs, &state.query_limits, state.ingest.markup()).map_err(ApiError::Invalid)?;
     let histogram = state.reader.histogram(&query).await?;
     Ok(HttpResponse::Ok().json(Histogram {
         buckets: histogram

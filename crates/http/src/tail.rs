@@ -4,10 +4,10 @@
 use crate::AppState;
 use crate::body::EventView;
 use crate::error::ApiError;
-use crate::query::query_pairs;
+use crate::params::{self, query_pairs};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse, web};
-use aurore_domain::{StoredEvent, Subscription, TailFilter, Tailed};
+use aurore_domain::{StoredEvent, Subscription, Tailed};
 use std::convert::Infallible;
 use std::time::Duration;
 
@@ -21,7 +21,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
         (status = 503, description = "`tail.max_subscribers` streams are open already; `Retry-After` set", body = crate::body::ErrorBody),
     ))]
 pub(crate) async fn tail(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let filter = TailFilter::parse(&query_pairs(&request)?, &state.query_limits, state.ingest.markup())
+    let filter = params::tail_filter(&query_pairs(&request)?, &state.query_limits, state.ingest.markup())
         .map_err(ApiError::Invalid)?;
     let subscription = state.tail.subscribe(filter).map_err(|full| ApiError::TailFull { limit: full.limit })?;
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);

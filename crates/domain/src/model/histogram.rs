@@ -4,8 +4,6 @@
 //! per-minute and per-hour counts and count row by row only the partial minutes at the
 //! range's two ends.
 
-use crate::markup::Markup;
-use crate::query::{METADATA_PREFIX, QueryLimits, bound, check_range, service_parameter, single, unknown_parameters};
 use crate::validation::FieldError;
 use chrono::{DateTime, Duration, Utc};
 
@@ -35,7 +33,7 @@ impl Interval {
 
     /// `<n>m`, `<n>h`, `<n>d`, or seconds that make whole minutes. Sub-minute buckets are
     /// refused: they would have to be counted row by row.
-    fn parse(text: &str) -> Option<Self> {
+    pub fn parse(text: &str) -> Option<Self> {
         let (number, unit_minutes) = match text.as_bytes().last()? {
             b'm' => (&text[..text.len() - 1], 1),
             b'h' => (&text[..text.len() - 1], 60),
@@ -81,61 +79,21 @@ pub struct BucketSpan {
 }
 
 impl HistogramQuery {
-    /// Parses decoded query-string pairs: `service`, `from` and `to` as `GET /events` takes
-    /// them (with `markup` applied to `service`), and `interval`. Unknown and repeated
-    /// parameters are errors, filters included (the counts know only service and time).
-    pub fn parse(pairs: &[(String, String)], limits: &QueryLimits, markup: Markup) -> Result<Self, Vec<FieldError>> {
-        let mut errors = unknown_parameters(pairs, &["service", "from", "to", "interval"]);
-        errors.extend(pairs.iter().filter(|(name, _)| name.starts_with(METADATA_PREFIX)).map(|(name, _)| {
-            FieldError::new(name.as_str(), "whitelistValidation", format!("property {name} should not exist"))
-        }));
-        let service = service_parameter(single(pairs, "service", &mut errors), limits, markup, &mut errors);
-        let from = bound("from", single(pairs, "from", &mut errors), &mut errors);
-        let to = bound("to", single(pairs, "to", &mut errors), &mut errors);
-        check_range(from, to, limits, &mut errors);
-        let interval = match single(pairs, "interval", &mut errors) {
-            None | Some("") => {
-                errors.push(FieldError::new("interval", "isNotEmpty", "interval should not be empty"));
-                None
-            }
-            Some(text) => match Interval::parse(text) {
-                Some(interval) if interval.duration() <= Duration::days(limits.max_range_days) => Some(interval),
-                Some(_) => {
-                    errors.push(FieldError::new(
-                        "interval",
-                        "max",
-                        format!("interval must not exceed {} days", limits.max_range_days),
-                    ));
-                    None
-                }
-                None => {
-                    errors.push(FieldError::new(
-                        "interval",
-                        "isInterval",
-                        "interval must be whole minutes: 1m, 5m, 15m, 1h, 1d, or seconds divisible by 60",
-                    ));
-                    None
-                }
-            },
-        };
-        match (service, from, to, interval) {
-            (Some(service), Some(from), Some(to), Some(interval)) if errors.is_empty() => {
-                let query = Self { service, from, to, interval };
-                let buckets = (interval.floor(to) - interval.floor(from)).num_minutes() / interval.minutes + 1;
-                if buckets > MAX_BUCKETS {
-                    return Err(vec![FieldError::new(
-                        "interval",
-                        "maxBuckets",
-                        format!(
-                            "from/to and interval make {buckets} buckets, more than {MAX_BUCKETS}; \
-                             widen interval or narrow from/to"
-                        ),
-                    )]);
-                }
-                Ok(query)
-            }
-            _ => Err(errors),
+    /// At most [`MAX_BUCKETS`] buckets between `from` and `to`.
+    pub fn check(self) -> Result<Self, Vec<FieldError>> {
+        let interval = self.interval;
+        let buckets = (interval.floor(self.to) - interval.floor(self.from)).num_minutes() / interval.minutes + 1;
+        if buckets > MAX_BUCKETS {
+            return Err(vec![FieldError::new(
+                "interval",
+                "maxBuckets",
+                format!(
+                    "from/to and interval make {buckets} buckets, more than {MAX_BUCKETS}; \
+                     widen interval or narrow from/to"
+                ),
+            )]);
         }
+        Ok(self)
     }
 
     /// Every bucket from the one holding `from` to the one holding `to`, empty ones too.
@@ -181,25 +139,6 @@ impl Histogram {
 mod tests {
     use super::*;
 
-    fn parse(list: &[(&str, &str)]) -> Result<HistogramQuery, Vec<FieldError>> {
-        let pairs: Vec<(String, String)> = list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        HistogramQuery::parse(&pairs, &QueryLimits::default(), Markup::Strip)
-    }
-
-    fn rules(result: Result<HistogramQuery, Vec<FieldError>>) -> Vec<(String, &'static str)> {
-        let mut found: Vec<_> = result
-            .expect_err("should be invalid")
-            .into_iter()
-            .flat_map(|e| e.constraints.keys().map(|rule| (e.field.clone(), *rule)).collect::<Vec<_>>())
-            .collect();
-        found.sort();
-        found
-    }
-
-    fn at(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().to_utc()
-    }
-
     #[test]
     fn intervals_are_whole_minutes_in_any_unit() {
         for (text, minutes, name) in [
@@ -216,59 +155,5 @@ mod tests {
         for text in ["", "m", "0m", "-5m", "30", "90s", "1.5h", "1w", "99999999999999999d"] {
             assert_eq!(Interval::parse(text), None, "{text}");
         }
-    }
-
-    #[test]
-    fn buckets_align_on_the_interval_and_clip_to_the_range() {
-        let query = parse(&[
-            ("service", "auth"),
-            ("from", "2024-01-15T10:07:30Z"),
-            ("to", "2024-01-15T12:00:00Z"),
-            ("interval", "1h"),
-        ])
-        .unwrap();
-        let buckets = query.buckets();
-        let starts: Vec<_> = buckets.iter().map(|b| b.start).collect();
-        assert_eq!(starts, [at("2024-01-15T10:00:00Z"), at("2024-01-15T11:00:00Z"), at("2024-01-15T12:00:00Z")]);
-        assert_eq!(buckets[0].from, at("2024-01-15T10:07:30Z"), "the first counts from `from`");
-        assert_eq!(buckets[1].until, at("2024-01-15T12:00:00Z"));
-        assert_eq!(
-            (buckets[2].from, buckets[2].until),
-            (at("2024-01-15T12:00:00Z"), at("2024-01-15T12:00:00.000001Z")),
-            "`to` is inclusive"
-        );
-    }
-
-    #[test]
-    fn bad_parameters_are_named() {
-        assert_eq!(
-            rules(parse(&[])),
-            [
-                ("from".into(), "isNotEmpty"),
-                ("interval".into(), "isNotEmpty"),
-                ("service".into(), "isNotEmpty"),
-                ("to".into(), "isNotEmpty")
-            ]
-        );
-        let base = [("service", "auth"), ("from", "2024-01-15T00:00:00Z"), ("to", "2024-01-16T00:00:00Z")];
-        let with = |extra: &[(&'static str, &'static str)]| {
-            let mut list = base.to_vec();
-            list.extend_from_slice(extra);
-            rules(parse(&list))
-        };
-        assert_eq!(with(&[("interval", "30s")]), [("interval".into(), "isInterval")]);
-        assert_eq!(with(&[("interval", "31d")]), [("interval".into(), "max")]);
-        assert_eq!(with(&[("interval", "1m")]), [("interval".into(), "maxBuckets")], "1,441 buckets");
-        assert_eq!(
-            with(&[("interval", "5m"), ("page", "2"), ("metadata.a", "b")]),
-            [("metadata.a".into(), "whitelistValidation"), ("page".into(), "whitelistValidation")]
-        );
-        let mut list = base.to_vec();
-        list[2] = ("to", "2024-01-15T00:00:00Z");
-        list.push(("interval", "1h"));
-        assert_eq!(rules(parse(&list)), [("to".into(), "isValidTimeRange")]);
-        let most =
-            [("service", "auth"), ("from", "2024-01-15T00:00:00Z"), ("to", "2024-01-15T16:39:59Z"), ("interval", "1m")];
-        assert_eq!(parse(&most).unwrap().buckets().len(), 1000, "exactly the limit");
     }
 }

@@ -1,10 +1,10 @@
-//! `GET /events`: parsing its parameters into an [`EventQuery`], and the opaque keyset
+//! `GET /events`: the checked [`EventQuery`] the HTTP layer builds from its parameters, and the opaque keyset
 //! [`Cursor`] that makes deep pages as cheap as the first.
 
 use crate::event::Event;
 use crate::markup::Markup;
 use crate::ports::QueryError;
-use crate::validation::{FieldError, SUPPORTED_RANGE, parse_timestamp, supported_instant};
+use crate::validation::{FieldError, supported_instant};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
@@ -69,7 +69,8 @@ impl SortField {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    /// The field by its wire name (`ingestedAt`), exactly.
+    pub fn from_name(text: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|field| field.name() == text)
     }
 
@@ -203,9 +204,9 @@ impl MetadataFilter {
 }
 
 /// Filters on one query at most, and their sizes.
-const MAX_METADATA_FILTERS: usize = 10;
-const MAX_FILTER_DEPTH: usize = 5;
-const MAX_FILTER_CHARS: usize = 256;
+pub const MAX_METADATA_FILTERS: usize = 10;
+pub const MAX_FILTER_DEPTH: usize = 5;
+pub const MAX_FILTER_CHARS: usize = 256;
 
 impl EventQuery {
     /// Whether filters beyond service and time apply (the hourly counts cannot total them).
@@ -255,167 +256,16 @@ impl EventQuery {
     pub fn offset(&self) -> u64 {
         if self.cursor.is_some() { 0 } else { u64::from(self.page - 1) * u64::from(self.page_size) }
     }
-
-    /// Parses decoded query-string pairs. Unknown and repeated parameters are errors, as
-    /// are missing bounds, ranges over the limit and malformed cursors. `service`, `q` and
-    /// metadata values go through `markup` as ingest's text did, so they find what was sent.
-    pub fn parse(pairs: &[(String, String)], limits: &QueryLimits, markup: Markup) -> Result<Self, Vec<FieldError>> {
-        const KNOWN: [&str; 9] = ["service", "from", "to", "page", "pageSize", "sortField", "sortOrder", "cursor", "q"];
-        let mut errors = unknown_parameters(pairs, &KNOWN);
-        let service = service_parameter(single(pairs, "service", &mut errors), limits, markup, &mut errors);
-        let from = bound("from", single(pairs, "from", &mut errors), &mut errors);
-        let to = bound("to", single(pairs, "to", &mut errors), &mut errors);
-        check_range(from, to, limits, &mut errors);
-        let page = integer("page", single(pairs, "page", &mut errors), 1, limits.max_page, 1, &mut errors);
-        let page_size = integer(
-            "pageSize",
-            single(pairs, "pageSize", &mut errors),
-            1,
-            limits.max_page_size,
-            limits.default_page_size,
-            &mut errors,
-        );
-        let sort_field = match single(pairs, "sortField", &mut errors) {
-            None => Some(SortField::Timestamp),
-            Some(text) => SortField::parse(text).or_else(|| {
-                errors.push(FieldError::new(
-                    "sortField",
-                    "isIn",
-                    "sortField must be one of: timestamp, service, message, ingestedAt, createdAt",
-                ));
-                None
-            }),
-        };
-        let sort_order = match single(pairs, "sortOrder", &mut errors) {
-            None => Some(SortOrder::Desc),
-            Some(text) if text.eq_ignore_ascii_case("asc") => Some(SortOrder::Asc),
-            Some(text) if text.eq_ignore_ascii_case("desc") => Some(SortOrder::Desc),
-            Some(_) => {
-                errors.push(FieldError::new(
-                    "sortOrder",
-                    "isIn",
-                    "sortOrder must be either ASC or DESC (case insensitive)",
-                ));
-                None
-            }
-        };
-        let cursor = match single(pairs, "cursor", &mut errors) {
-            None => Some(None),
-            Some(text) => match Cursor::decode(text) {
-                None => {
-                    errors.push(FieldError::new(
-                        "cursor",
-                        "isCursor",
-                        "cursor must be a next_cursor value returned by this API",
-                    ));
-                    None
-                }
-                Some(cursor) if Some(cursor.sort_field) != sort_field || Some(cursor.sort_order) != sort_order => {
-                    errors.push(FieldError::new(
-                        "cursor",
-                        "matchesSort",
-                        "cursor was issued for another sortField or sortOrder; repeat the original ones",
-                    ));
-                    None
-                }
-                Some(cursor) => Some(Some(cursor)),
-            },
-        };
-
-        let metadata = metadata_filters(pairs, markup, &mut errors);
-        let text = text_parameter(single(pairs, "q", &mut errors), markup, &mut errors);
-
-        match (service, from, to, page, page_size, sort_field, sort_order, cursor) {
-            (
-                Some(service),
-                Some(from),
-                Some(to),
-                Some(page),
-                Some(page_size),
-                Some(sort_field),
-                Some(sort_order),
-                Some(cursor),
-            ) if errors.is_empty() => {
-                let query = Self {
-                    service,
-                    from,
-                    to,
-                    page,
-                    page_size,
-                    sort_field,
-                    sort_order,
-                    cursor,
-                    metadata,
-                    text,
-                    max_sorted_rows: limits.max_sorted_rows,
-                };
-                if query.offset() > limits.max_offset_rows {
-                    return Err(vec![FieldError::new(
-                        "page",
-                        "maxOffset",
-                        format!(
-                            "page × pageSize must not skip more than {} rows; follow next_cursor for deeper pages",
-                            limits.max_offset_rows
-                        ),
-                    )]);
-                }
-                match &query.cursor {
-                    Some(cursor) if cursor.query != query.digest() => Err(vec![FieldError::new(
-                        "cursor",
-                        "matchesQuery",
-                        "cursor was issued for another service, range or filter; repeat the original query or start without a cursor",
-                    )]),
-                    _ => Ok(query),
-                }
-            }
-            _ => Err(errors),
-        }
-    }
 }
 
-impl crate::tail::TailFilter {
-    /// Parses `GET /events/tail` parameters: `service` (required), `metadata.<path>` and `q`,
-    /// with `markup` applied as in [`EventQuery::parse`].
-    pub fn parse(pairs: &[(String, String)], limits: &QueryLimits, markup: Markup) -> Result<Self, Vec<FieldError>> {
-        let mut errors = unknown_parameters(pairs, &["service", "q"]);
-        let service = service_parameter(single(pairs, "service", &mut errors), limits, markup, &mut errors);
-        let text = text_parameter(single(pairs, "q", &mut errors), markup, &mut errors).map(|text| text.to_lowercase());
-        let metadata = metadata_filters(pairs, markup, &mut errors);
-        match service {
-            Some(service) if errors.is_empty() => Ok(Self { service: Some(service), metadata, text }),
-            _ => Err(errors),
-        }
-    }
-}
-
-/// Parameters neither in `known` nor a metadata filter.
-pub(crate) fn unknown_parameters(pairs: &[(String, String)], known: &[&str]) -> Vec<FieldError> {
-    pairs
-        .iter()
-        .filter(|(name, _)| !known.contains(&name.as_str()) && !name.starts_with(METADATA_PREFIX))
-        .map(|(name, _)| {
-            FieldError::new(name.as_str(), "whitelistValidation", format!("property {name} should not exist"))
-        })
-        .collect()
-}
-
-/// A parameter given at most once.
-pub(crate) fn single<'a>(
-    pairs: &'a [(String, String)],
-    name: &'static str,
-    errors: &mut Vec<FieldError>,
-) -> Option<&'a str> {
-    let mut values = pairs.iter().filter(|(key, _)| key == name).map(|(_, value)| value.as_str());
-    let first = values.next();
-    if values.next().is_some() {
-        errors.push(FieldError::new(name, "isString", format!("{name} must be given once")));
-        return None;
-    }
-    first
-}
-
-/// Lengths are checked on what the client sent, as ingest checks them, before `markup`.
-pub(crate) fn service_parameter(
+/// The checks on a query's values once the HTTP layer has read them, shared by
+/// `GET /events`, the export, the histogram and the live tail. Each pushes what it
+/// refuses onto `errors`, so a client hears of every bad value at once.
+///
+/// `service`: present, at most `max_service_chars` as sent (lengths are checked on what
+/// the client sent, as ingest checks them), then cleaned by `markup` as ingest cleaned
+/// what was stored.
+pub fn checked_service(
     value: Option<&str>,
     limits: &QueryLimits,
     markup: Markup,
@@ -438,7 +288,8 @@ pub(crate) fn service_parameter(
     }
 }
 
-fn text_parameter(value: Option<&str>, markup: Markup, errors: &mut Vec<FieldError>) -> Option<String> {
+/// `q`: at most [`MAX_FILTER_CHARS`], cleaned by `markup`; empty means no text filter.
+pub fn checked_text(value: Option<&str>, markup: Markup, errors: &mut Vec<FieldError>) -> Option<String> {
     match value {
         None | Some("") => None,
         Some(text) if text.chars().count() > MAX_FILTER_CHARS => {
@@ -449,31 +300,35 @@ fn text_parameter(value: Option<&str>, markup: Markup, errors: &mut Vec<FieldErr
     }
 }
 
-pub(crate) const METADATA_PREFIX: &str = "metadata.";
+/// The parameters `metadata.<path>=<value>` are named with.
+pub const METADATA_PREFIX: &str = "metadata.";
 
-fn metadata_filters(pairs: &[(String, String)], markup: Markup, errors: &mut Vec<FieldError>) -> Vec<MetadataFilter> {
-    let mut filters = Vec::new();
-    for (name, value) in pairs {
-        let Some(path) = name.strip_prefix(METADATA_PREFIX) else {
-            continue;
-        };
-        let path: Vec<String> = path.split('.').map(str::to_owned).collect();
-        if path.iter().any(String::is_empty) || path.len() > MAX_FILTER_DEPTH {
-            errors.push(FieldError::new(
-                name.as_str(),
-                "isMetadataPath",
-                format!("{name} must name a key path of 1 to {MAX_FILTER_DEPTH} non-empty keys, e.g. metadata.user.id"),
-            ));
-        } else if value.chars().count() > MAX_FILTER_CHARS || name.chars().count() > MAX_FILTER_CHARS {
-            errors.push(FieldError::new(
-                name.as_str(),
-                "maxLength",
-                format!("{name} and its value must be at most {MAX_FILTER_CHARS} characters"),
-            ));
-        } else {
-            filters.push(MetadataFilter { path, value: markup.clean(value).into_owned() });
-        }
+/// One `metadata.<path>=<value>` filter (`name` with its prefix): 1 to
+/// [`MAX_FILTER_DEPTH`] non-empty keys, name and value at most [`MAX_FILTER_CHARS`], the
+/// value cleaned by `markup`.
+pub fn checked_filter(name: &str, value: &str, markup: Markup, errors: &mut Vec<FieldError>) -> Option<MetadataFilter> {
+    let path: Vec<String> = name.strip_prefix(METADATA_PREFIX)?.split('.').map(str::to_owned).collect();
+    if path.iter().any(String::is_empty) || path.len() > MAX_FILTER_DEPTH {
+        errors.push(FieldError::new(
+            name,
+            "isMetadataPath",
+            format!("{name} must name a key path of 1 to {MAX_FILTER_DEPTH} non-empty keys, e.g. metadata.user.id"),
+        ));
+        None
+    } else if value.chars().count() > MAX_FILTER_CHARS || name.chars().count() > MAX_FILTER_CHARS {
+        errors.push(FieldError::new(
+            name,
+            "maxLength",
+            format!("{name} and its value must be at most {MAX_FILTER_CHARS} characters"),
+        ));
+        None
+    } else {
+        Some(MetadataFilter { path, value: markup.clean(value).into_owned() })
     }
+}
+
+/// At most [`MAX_METADATA_FILTERS`] filters on one query.
+pub fn check_filter_count(filters: &[MetadataFilter], errors: &mut Vec<FieldError>) {
     if filters.len() > MAX_METADATA_FILTERS {
         errors.push(FieldError::new(
             "metadata",
@@ -481,11 +336,10 @@ fn metadata_filters(pairs: &[(String, String)], markup: Markup, errors: &mut Vec
             format!("at most {MAX_METADATA_FILTERS} metadata filters per query"),
         ));
     }
-    filters
 }
 
 /// `from` before `to`, at most `max_range_days` apart.
-pub(crate) fn check_range(
+pub fn check_range(
     from: Option<DateTime<Utc>>,
     to: Option<DateTime<Utc>>,
     limits: &QueryLimits,
@@ -503,53 +357,46 @@ pub(crate) fn check_range(
     }
 }
 
-pub(crate) fn bound(name: &'static str, value: Option<&str>, errors: &mut Vec<FieldError>) -> Option<DateTime<Utc>> {
-    match value {
-        None | Some("") => {
-            errors.push(FieldError::new(name, "isNotEmpty", format!("{name} should not be empty")));
-            None
-        }
-        Some(text) => match parse_timestamp(text) {
-            Some(instant) if supported_instant(instant) => Some(instant),
-            Some(_) => {
-                errors.push(FieldError::new(name, "isInSupportedRange", format!("{name} must be {SUPPORTED_RANGE}")));
-                None
-            }
-            None => {
-                errors.push(FieldError::new(
-                    name,
-                    "isParseableTimestamp",
-                    format!("{name} must be a parseable date (RFC 3339 / ISO 8601, or Unix epoch milliseconds)"),
-                ));
-                None
-            }
-        },
+/// A cursor is only good for the sort it was issued for.
+pub fn check_cursor_sort(
+    cursor: &Cursor,
+    sort_field: Option<SortField>,
+    sort_order: Option<SortOrder>,
+    errors: &mut Vec<FieldError>,
+) -> bool {
+    let matches = Some(cursor.sort_field) == sort_field && Some(cursor.sort_order) == sort_order;
+    if !matches {
+        errors.push(FieldError::new(
+            "cursor",
+            "matchesSort",
+            "cursor was issued for another sortField or sortOrder; repeat the original ones",
+        ));
     }
+    matches
 }
 
-fn integer(
-    name: &'static str,
-    value: Option<&str>,
-    min: u32,
-    max: u32,
-    default: u32,
-    errors: &mut Vec<FieldError>,
-) -> Option<u32> {
-    let Some(text) = value else {
-        return Some(default);
-    };
-    let Ok(number) = text.parse::<i64>() else {
-        errors.push(FieldError::new(name, "isInt", format!("{name} must be an integer number")));
-        return None;
-    };
-    if number < i64::from(min) {
-        errors.push(FieldError::new(name, "min", format!("{name} must not be less than {min}")));
-        None
-    } else if number > i64::from(max) {
-        errors.push(FieldError::new(name, "max", format!("{name} must not exceed {max}")));
-        None
-    } else {
-        u32::try_from(number).ok()
+impl EventQuery {
+    /// The checks that need the whole query: a page number may not skip more than
+    /// `max_offset_rows`, and a cursor must have been issued for this very query.
+    pub fn check(self, limits: &QueryLimits) -> Result<Self, Vec<FieldError>> {
+        if self.offset() > limits.max_offset_rows {
+            return Err(vec![FieldError::new(
+                "page",
+                "maxOffset",
+                format!(
+                    "page × pageSize must not skip more than {} rows; follow next_cursor for deeper pages",
+                    limits.max_offset_rows
+                ),
+            )]);
+        }
+        match &self.cursor {
+            Some(cursor) if cursor.query != self.digest() => Err(vec![FieldError::new(
+                "cursor",
+                "matchesQuery",
+                "cursor was issued for another service, range or filter; repeat the original query or start without a cursor",
+            )]),
+            _ => Ok(self),
+        }
     }
 }
 
@@ -582,257 +429,5 @@ impl EventPage {
             id: *last.event.id.as_uuid(),
             query: query.digest(),
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn pairs(list: &[(&str, &str)]) -> Vec<(String, String)> {
-        list.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
-    }
-
-    fn base() -> Vec<(&'static str, &'static str)> {
-        vec![("service", "auth"), ("from", "2024-01-15T00:00:00Z"), ("to", "2024-01-16T00:00:00Z")]
-    }
-
-    fn fields(result: Result<EventQuery, Vec<FieldError>>) -> Vec<(String, &'static str)> {
-        result
-            .expect_err("query should be invalid")
-            .into_iter()
-            .flat_map(|e| e.constraints.keys().map(|rule| (e.field.clone(), *rule)).collect::<Vec<_>>())
-            .collect()
-    }
-
-    #[test]
-    fn applies_defaults() {
-        let query = EventQuery::parse(&pairs(&base()), &QueryLimits::default(), Markup::Strip).unwrap();
-        assert_eq!((query.page, query.page_size), (1, 100));
-        assert_eq!((query.sort_field, query.sort_order), (SortField::Timestamp, SortOrder::Desc));
-        assert_eq!(query.offset(), 0);
-    }
-
-    #[test]
-    fn compares_bounds_as_instants() {
-        let mut list = base();
-        list[1] = ("from", "2024-01-15T02:00:00+02:00");
-        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip).unwrap();
-        assert_eq!(query.from.to_rfc3339(), "2024-01-15T00:00:00+00:00");
-    }
-
-    #[test]
-    fn rejects_bad_ranges_and_limits_by_name() {
-        let limits = QueryLimits::default();
-        let mut list = base();
-        list[2] = ("to", "2024-01-15T00:00:00Z");
-        assert_eq!(
-            fields(EventQuery::parse(&pairs(&list), &limits, Markup::Strip)),
-            [("to".into(), "isValidTimeRange")]
-        );
-        list[2] = ("to", "2024-02-15T00:00:00Z");
-        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits, Markup::Strip)), [("to".into(), "isMaxTimeRange")]);
-
-        let mut list = base();
-        list.extend([("pageSize", "1001"), ("page", "0"), ("sortOrder", "up"), ("sortField", "id"), ("limit", "5")]);
-        let mut found = fields(EventQuery::parse(&pairs(&list), &limits, Markup::Strip));
-        found.sort();
-        assert_eq!(
-            found,
-            [
-                ("limit".into(), "whitelistValidation"),
-                ("page".into(), "min"),
-                ("pageSize".into(), "max"),
-                ("sortField".into(), "isIn"),
-                ("sortOrder".into(), "isIn"),
-            ]
-        );
-    }
-
-    #[test]
-    fn requires_service_and_bounds() {
-        let mut found = fields(EventQuery::parse(&[], &QueryLimits::default(), Markup::Strip));
-        found.sort();
-        assert_eq!(
-            found,
-            [("from".into(), "isNotEmpty"), ("service".into(), "isNotEmpty"), ("to".into(), "isNotEmpty")]
-        );
-    }
-
-    #[test]
-    fn cursor_round_trips_and_must_match_the_sort() {
-        let for_base = EventQuery::parse(&pairs(&base()), &QueryLimits::default(), Markup::Strip).unwrap().digest();
-        let cursor = Cursor {
-            sort_field: SortField::Message,
-            sort_order: SortOrder::Asc,
-            key: CursorKey::Row(Utc::now()),
-            id: Uuid::now_v7(),
-            query: for_base,
-        };
-        assert_eq!(Cursor::decode(&cursor.encode()), Some(cursor.clone()));
-
-        let mut list = base();
-        let encoded = cursor.encode();
-        list.push(("cursor", &encoded));
-        assert_eq!(
-            fields(EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip)),
-            [("cursor".into(), "matchesSort")]
-        );
-        list.extend([("sortField", "message"), ("sortOrder", "asc")]);
-        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip).unwrap();
-        assert_eq!(query.cursor, Some(cursor));
-
-        // The same cursor with another service, range or filter would skip rows: refused.
-        for (name, value) in [("service", "other"), ("from", "2024-01-15T00:00:01Z"), ("q", "x"), ("metadata.a", "b")] {
-            let mut other: Vec<(&str, &str)> = list.iter().filter(|(key, _)| *key != name).copied().collect();
-            other.push((name, value));
-            assert_eq!(
-                fields(EventQuery::parse(&pairs(&other), &QueryLimits::default(), Markup::Strip)),
-                [("cursor".into(), "matchesQuery")],
-                "{name}"
-            );
-        }
-    }
-
-    #[test]
-    fn only_a_timestamp_sort_may_read_a_range_over_the_sorted_rows_limit() {
-        let limits = QueryLimits { max_sorted_rows: 500, ..QueryLimits::default() };
-        let by_time = EventQuery::parse(&pairs(&base()), &limits, Markup::Strip).unwrap();
-        assert!(by_time.check_sort_cost(1_000_000).is_ok(), "the index serves any depth");
-        for field in ["message", "service", "ingestedAt", "createdAt"] {
-            let mut list = base();
-            list.push(("sortField", field));
-            let query = EventQuery::parse(&pairs(&list), &limits, Markup::Strip).unwrap();
-            assert!(query.check_sort_cost(500).is_ok(), "exactly the limit");
-            match query.check_sort_cost(501) {
-                Err(QueryError::TooManyToSort { sort_field, limit }) => {
-                    assert_eq!((sort_field.name(), limit), (field, 500));
-                }
-                other => panic!("{field}: {other:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn a_page_number_may_not_skip_more_rows_than_the_limit() {
-        let limits = QueryLimits { max_offset_rows: 1000, ..QueryLimits::default() };
-        let mut list = base();
-        list.extend([("page", "11"), ("pageSize", "100")]);
-        assert!(EventQuery::parse(&pairs(&list), &limits, Markup::Strip).is_ok(), "exactly the limit");
-        list[3] = ("page", "12");
-        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits, Markup::Strip)), [("page".into(), "maxOffset")]);
-        list.push(("cursor", "x"));
-        assert_eq!(fields(EventQuery::parse(&pairs(&list), &limits, Markup::Strip)), [("cursor".into(), "isCursor")]);
-    }
-
-    #[test]
-    fn instants_outside_the_supported_range_are_refused_by_name() {
-        for (from, to) in [
-            ("-5000-01-01", "-5000-01-02"),
-            ("1969-12-31T23:59:59.999999Z", "1970-01-02T00:00:00Z"),
-            ("9999-12-31T00:00:00Z", "253402300800000"),
-            ("+262142-12-31T00:00:00", "+262142-12-31T23:59:59.999999"),
-        ] {
-            let mut list = base();
-            list[1] = ("from", from);
-            list[2] = ("to", to);
-            let found = fields(EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip));
-            assert!(found.iter().any(|(_, rule)| *rule == "isInSupportedRange"), "{from}..{to}: {found:?}");
-        }
-        let mut list = base();
-        list[1] = ("from", "9999-12-31T00:00:00Z");
-        list[2] = ("to", "9999-12-31T23:59:59.999999Z");
-        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip).unwrap();
-        let before_first = query.cursor_before_first().unwrap();
-        assert_eq!(Cursor::decode(&before_first.encode()), Some(before_first), "the edge of the range pages");
-    }
-
-    #[test]
-    fn rejects_forged_cursors() {
-        let mut list = base();
-        list.push(("cursor", "not-a-cursor"));
-        assert_eq!(
-            fields(EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip)),
-            [("cursor".into(), "isCursor")]
-        );
-        let forged = |json: String| Cursor::decode(&URL_SAFE_NO_PAD.encode(json));
-        let id = Uuid::nil();
-        assert_eq!(
-            forged(format!(r#"{{"f":"timestamp","o":"DESC","k":{{"r":"2024-01-15T00:00:00Z"}},"i":"{id}","q":""}}"#)),
-            None
-        );
-        assert_eq!(
-            forged(format!(r#"{{"f":"message","o":"DESC","k":{{"t":"2024-01-15T00:00:00Z"}},"i":"{id}","q":""}}"#)),
-            None
-        );
-        assert_eq!(forged(format!(r#"{{"f":"message","o":"DESC","k":{{"s":"a\u0000b"}},"i":"{id}","q":""}}"#)), None);
-        assert_eq!(
-            forged(format!(
-                r#"{{"f":"timestamp","o":"DESC","k":{{"t":"+262142-12-31T00:00:00Z"}},"i":"{id}","q":""}}"#
-            )),
-            None
-        );
-        assert_eq!(
-            forged(format!(r#"{{"f":"timestamp","o":"DESC","k":{{"t":"-5000-01-01T00:00:00Z"}},"i":"{id}","q":""}}"#)),
-            None
-        );
-        assert_eq!(
-            forged(format!(r#"{{"f":"timestamp","o":"DESC","k":{{"t":"2024-01-15T00:00:00Z"}},"i":"{id}"}}"#)),
-            None
-        );
-        let valid = format!(r#"{{"f":"timestamp","o":"DESC","k":{{"t":"2024-01-15T00:00:00Z"}},"i":"{id}","q":""}}"#);
-        assert!(forged(valid).is_some());
-    }
-
-    #[test]
-    fn metadata_filters_and_text_search_are_parsed_and_bounded() {
-        let mut list = base();
-        list.extend([("metadata.region", "eu"), ("metadata.user.id", "42"), ("q", "Time out")]);
-        let query = EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip).unwrap();
-        assert!(query.is_filtered());
-        assert_eq!(query.text.as_deref(), Some("Time out"));
-        assert_eq!(query.metadata[0].candidates(), [serde_json::json!({"region": "eu"})]);
-        assert_eq!(
-            query.metadata[1].candidates(),
-            [serde_json::json!({"user": {"id": "42"}}), serde_json::json!({"user": {"id": 42}})],
-            "a number matches as text and as a number"
-        );
-
-        let mut list = base();
-        list.extend([("metadata.", "x"), ("metadata.a..b", "x"), ("metadata.a.b.c.d.e.f", "x")]);
-        let errors = fields(EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip));
-        assert_eq!(errors.iter().filter(|(_, rule)| *rule == "isMetadataPath").count(), 3, "{errors:?}");
-
-        let long = "x".repeat(MAX_FILTER_CHARS + 1);
-        let mut list = base();
-        list.push(("q", &long));
-        assert_eq!(
-            fields(EventQuery::parse(&pairs(&list), &QueryLimits::default(), Markup::Strip)),
-            [("q".to_owned(), "maxLength")]
-        );
-        assert!(!EventQuery::parse(&pairs(&base()), &QueryLimits::default(), Markup::Strip).unwrap().is_filtered());
-    }
-
-    #[test]
-    fn text_parameters_are_cleaned_as_ingest_cleaned_what_was_stored() {
-        let sent = "R&D <b>x</b> < 5";
-        let mut list = vec![("service", sent), ("from", "2024-01-15T00:00:00Z"), ("to", "2024-01-16T00:00:00Z")];
-        list.extend([("q", sent), ("metadata.team", sent)]);
-        for markup in [Markup::Strip, Markup::Escape, Markup::Off] {
-            let stored = markup.clean(sent).into_owned();
-            let query = EventQuery::parse(&pairs(&list), &QueryLimits::default(), markup).unwrap();
-            assert_eq!(
-                (&query.service, query.text.as_ref(), &query.metadata[0].value),
-                (&stored, Some(&stored), &stored)
-            );
-            let tail = crate::TailFilter::parse(&pairs(&[list[0], list[3], list[4]]), &QueryLimits::default(), markup)
-                .unwrap();
-            let text = stored.to_lowercase();
-            assert_eq!(
-                (tail.service.as_ref(), tail.text.as_ref(), &tail.metadata[0].value),
-                (Some(&stored), Some(&text), &stored)
-            );
-        }
-        assert_eq!(Markup::Strip.clean(sent), "R&D x < 5", "ordinary characters are left as typed");
     }
 }
