@@ -370,7 +370,7 @@ impl From<RetentionReport> for RetentionRun {
             events_deleted: report.events_deleted,
             skipped: report.skipped,
             dead_letters_deleted: report.dead_letters_deleted,
-            took_ms: report.took_ms,
+            took_ms: u64::try_from(report.took.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }

@@ -177,7 +177,7 @@ impl RetentionStore for PostgresStore {
             .await
             .map_err(error::from_postgres)?;
         client.query_one(UNLOCK, &[]).await.map_err(error::from_postgres)?;
-        report.took_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        report.took = started.elapsed();
         Ok(report)
     }
 }

@@ -403,7 +403,7 @@ impl Observer for TelemetryObserver {
         if report.ran {
             counter!(names::RETENTION_PARTITIONS_DROPPED).increment(report.partitions_dropped.len() as u64);
             counter!(names::RETENTION_EVENTS_DELETED).increment(report.events_deleted);
-            histogram!(names::RETENTION_DURATION).record(report.took_ms as f64 / 1000.0);
+            histogram!(names::RETENTION_DURATION).record(report.took.as_secs_f64());
         }
     }
 

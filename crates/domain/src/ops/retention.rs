@@ -54,7 +54,7 @@ pub struct RetentionReport {
     /// next run: partition names, or the table whose old rows were not deleted.
     pub skipped: Vec<String>,
     pub dead_letters_deleted: u64,
-    pub took_ms: u64,
+    pub took: std::time::Duration,
 }
 
 /// Storage that can forget.
@@ -88,7 +88,7 @@ impl Retention {
                 partitions_dropped = report.partitions_dropped.len(),
                 events_deleted = report.events_deleted,
                 dead_letters_deleted = report.dead_letters_deleted,
-                took_ms = report.took_ms,
+                took_ms = report.took.as_millis(),
                 "retention ran"
             );
             if !report.skipped.is_empty() {
