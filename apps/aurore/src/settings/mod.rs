@@ -21,7 +21,6 @@ use garde::Validate;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
-use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
@@ -122,10 +121,6 @@ impl Settings {
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).unwrap_or_else(|error| format!("# cannot render the configuration: {error}\n"))
     }
-
-    pub fn linger(&self) -> Duration {
-        self.writer.linger
-    }
 }
 
 #[cfg(test)]
@@ -134,6 +129,7 @@ mod tests {
     use aurore_domain::Markup;
     use aurore_http::KeyDigests;
     use aurore_store_postgres::SslMode;
+    use std::time::Duration;
 
     fn env(pairs: &[(&str, &str)]) -> HashMap<String, String> {
         pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()

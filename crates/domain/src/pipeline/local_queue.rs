@@ -18,11 +18,11 @@ pub struct LocalQueue {
     journal: Arc<dyn Journal>,
 }
 
-/// What a local batch settles: each event's journal position and waiting caller, and how
+/// What a local batch settles: the journaled events' positions, each event's waiting caller, and how
 /// many of its events were never journaled (they count against a drain until settled).
 #[derive(Debug)]
 pub struct LocalReceipt {
-    seqs: Vec<Option<JournalSeq>>,
+    seqs: Vec<JournalSeq>,
     completions: Vec<Option<Arc<Completion>>>,
     unjournaled: usize,
 }
@@ -76,7 +76,7 @@ impl BatchSource for LocalQueue {
         let events = queued
             .into_iter()
             .map(|queued| {
-                receipt.seqs.push(queued.seq);
+                receipt.seqs.extend(queued.seq);
                 receipt.completions.push(queued.completion);
                 queued.event
             })
@@ -87,8 +87,7 @@ impl BatchSource for LocalQueue {
     /// Acknowledges every event in the journal, stored or dead-lettered, then tells
     /// waiting requests how theirs fared.
     fn settle(&self, receipt: LocalReceipt, stored: &[bool]) {
-        let seqs: Vec<JournalSeq> = receipt.seqs.iter().flatten().copied().collect();
-        self.journal.acknowledge(&seqs);
+        self.journal.acknowledge(&receipt.seqs);
         for (completion, stored) in receipt.completions.iter().zip(stored) {
             if let Some(completion) = completion {
                 completion.settle(*stored);
