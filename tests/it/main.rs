@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod console;
 mod contract;
 mod deploy;
 mod durability;

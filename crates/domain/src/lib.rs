@@ -26,7 +26,7 @@ pub(crate) use pipeline::{breaker, buffer, completion, local_queue, retry, tail}
 
 pub use breaker::{BreakerSettings, BreakerSnapshot, BreakerState, CircuitBreaker};
 pub use buffer::{Batch, Buffer, BufferError, BufferSnapshot, BufferStats, Queued, Reservation, Spilled};
-pub use business::{BusinessMetrics, HourCount, HourlyCount, ServiceCount};
+pub use business::{BusinessMetrics, HourCount, HourlyCount, ServiceCount, ServiceSummary};
 pub use completion::Completion;
 pub use event::{Event, EventDraft, EventId};
 pub use histogram::{BucketSpan, Histogram, HistogramBucket, HistogramQuery, Interval};

@@ -1,7 +1,7 @@
 //! The traits adapters implement. Each documents its error contract: the pipeline's retry
 //! and dead-letter decisions rest on it.
 
-use crate::business::BusinessMetrics;
+use crate::business::{BusinessMetrics, ServiceSummary};
 use crate::event::Event;
 use crate::histogram::{Histogram, HistogramQuery};
 use crate::query::{EventPage, EventQuery, SortField};
@@ -105,6 +105,10 @@ pub trait EventReader: Send + Sync + std::fmt::Debug + 'static {
     /// Counts of stored events by service and hour of their timestamp, as of `now`. MUST
     /// NOT scan the events themselves: it is served to dashboards.
     async fn business_metrics(&self, now: DateTime<Utc>) -> Result<BusinessMetrics, StoreError>;
+
+    /// Every service with stored events, by name, with its count. MUST read the rollups,
+    /// not the events: the console asks on every visit.
+    async fn services(&self) -> Result<Vec<ServiceSummary>, StoreError>;
 }
 
 /// The store's own state, for health reports and readiness.

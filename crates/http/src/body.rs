@@ -206,6 +206,23 @@ pub(crate) struct Pagination {
     pub has_more: bool,
 }
 
+/// `GET /services`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ServiceList {
+    /// By name.
+    pub services: Vec<ServiceEntry>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ServiceEntry {
+    pub service: String,
+    /// Its stored events.
+    pub events: u64,
+    /// The start of the latest UTC hour holding its events.
+    pub latest_hour: String,
+}
+
 /// `GET /events/histogram`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Histogram {

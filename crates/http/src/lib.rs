@@ -7,6 +7,7 @@
 mod admin;
 mod auth;
 mod body;
+mod console;
 mod dlq;
 mod error;
 mod export;
@@ -162,6 +163,7 @@ pub fn serve(listener: TcpListener, state: AppState, options: &ServerOptions) ->
         App::new()
             .app_data(state.clone())
             .configure(routes::configure)
+            .configure(console::configure)
             .default_service(web::to(not_found))
             .wrap(from_fn(guard::limits))
             .wrap(Condition::new(!state.edge.cors_origins.is_empty(), cors(&state.edge.cors_origins)))

@@ -1,8 +1,9 @@
 //! `GET /events`: the README's response shape, the running original's top-level fields,
 //! and `next_cursor` for keyset paging. `GET /events/histogram`: counts per time bucket.
+//! `GET /services`: the services there are events of.
 
 use crate::AppState;
-use crate::body::{EventPage, EventView, Histogram, HistogramBucket, Pagination, iso};
+use crate::body::{EventPage, EventView, Histogram, HistogramBucket, Pagination, ServiceEntry, ServiceList, iso};
 use crate::error::ApiError;
 use crate::params;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -57,5 +58,24 @@ pub(crate) async fn get_histogram(request: HttpRequest, state: web::Data<AppStat
         to: iso(&query.to),
         interval: query.interval.name(),
         service: query.service,
+    }))
+}
+
+#[utoipa::path(get, path = "/services", tag = "query",
+    responses(
+        (status = 200, description = "Every service with stored events, by name, counted from the hourly rollups", body = crate::body::ServiceList),
+        (status = 503, description = "Storage unavailable; `Retry-After` set", body = crate::body::ErrorBody),
+    ))]
+pub(crate) async fn get_services(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let services = state.reader.services().await?;
+    Ok(HttpResponse::Ok().json(ServiceList {
+        services: services
+            .into_iter()
+            .map(|summary| ServiceEntry {
+                latest_hour: iso(&summary.latest_hour),
+                service: summary.service,
+                events: summary.events,
+            })
+            .collect(),
     }))
 }

@@ -2,7 +2,7 @@
 //! limits, API-key scopes and the OpenAPI check all read this table, so a route cannot
 //! exist without a group and a scope.
 
-use crate::{admin, dlq, export, health, ingest, metrics, openapi, query, tail};
+use crate::{admin, console, dlq, export, health, ingest, metrics, openapi, query, tail};
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{Route, web};
@@ -59,7 +59,7 @@ pub struct Endpoint {
     /// The actix pattern, which is also the OpenAPI path template.
     pub path: &'static str,
     pub group: RouteGroup,
-    handler: fn() -> Route,
+    pub(crate) handler: fn() -> Route,
 }
 
 const fn endpoint(method: Method, path: &'static str, group: RouteGroup, handler: fn() -> Route) -> Endpoint {
@@ -69,7 +69,7 @@ const fn endpoint(method: Method, path: &'static str, group: RouteGroup, handler
 use RouteGroup::{Admin, Health, Ingest, Query};
 
 /// The whole HTTP surface.
-pub static ENDPOINTS: [Endpoint; 24] = [
+pub static ENDPOINTS: [Endpoint; 25] = [
     endpoint(Method::POST, "/events", Ingest, || web::to(ingest::post_events)),
     endpoint(Method::GET, "/events", Query, || web::to(query::get_events)),
     endpoint(Method::GET, "/events/export", Query, || {
@@ -77,6 +77,7 @@ pub static ENDPOINTS: [Endpoint; 24] = [
     }),
     endpoint(Method::GET, "/events/tail", Query, || web::to(tail::tail)),
     endpoint(Method::GET, "/events/histogram", Query, || web::to(query::get_histogram)),
+    endpoint(Method::GET, "/services", Query, || web::to(query::get_services)),
     endpoint(Method::GET, "/dlq", Query, || web::to(dlq::list)),
     endpoint(Method::GET, "/dlq/statistics", Query, || web::to(dlq::statistics)),
     endpoint(Method::GET, "/dlq/{id}", Query, || web::to(dlq::get)),
@@ -97,6 +98,14 @@ pub static ENDPOINTS: [Endpoint; 24] = [
     endpoint(Method::GET, "/openapi.json", Health, || web::to(openapi::spec)),
     // Where the original served its description; kept for its clients' tooling.
     endpoint(Method::GET, "/api-json", Health, || web::to(openapi::spec)),
+];
+
+/// The console's routes: public, in the health group's rate limit, and outside the API's
+/// description (they serve files, not JSON).
+pub static CONSOLE_ROUTES: [Endpoint; 3] = [
+    endpoint(Method::GET, "/", Health, || web::to(console::redirect_home)),
+    endpoint(Method::GET, "/ui", Health, || web::to(console::serve)),
+    endpoint(Method::GET, "/ui/{path:.*}", Health, || web::to(console::serve)),
 ];
 
 /// Registers the table: one resource per path, one route per method, so a wrong method

@@ -5,7 +5,9 @@
 //! each of its buckets the same way, in one statement.
 
 use crate::error;
-use aurore_domain::{BusinessMetrics, Event, EventQuery, Histogram, HistogramQuery, HourlyCount, StoreError};
+use aurore_domain::{
+    BusinessMetrics, Event, EventQuery, Histogram, HistogramQuery, HourlyCount, ServiceSummary, StoreError,
+};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use diesel::sql_types::{Array, BigInt, Integer, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
@@ -250,6 +252,32 @@ pub(crate) async fn histogram(
     let buckets: Vec<_> = (0..).zip(&spans).map(|(bucket, span)| (bucket, span.from, span.until)).collect();
     let counts = Plan::new(&buckets, history_before).count(connection, &query.service, spans.len()).await?;
     Ok(Histogram::new(&spans, counts))
+}
+
+#[derive(diesel::QueryableByName)]
+struct ServiceRow {
+    #[diesel(sql_type = Text)]
+    service: String,
+    #[diesel(sql_type = BigInt)]
+    events: i64,
+    #[diesel(sql_type = Timestamptz)]
+    latest_hour: DateTime<Utc>,
+}
+
+/// One row per service per hour is read, whatever the number of stored events. Hours that
+/// retention emptied are skipped.
+pub(crate) async fn services(connection: &mut AsyncPgConnection) -> Result<Vec<ServiceSummary>, StoreError> {
+    let rows: Vec<ServiceRow> = diesel::sql_query(
+        "SELECT service, sum(events)::int8 AS events, max(hour) AS latest_hour FROM event_counts \
+         WHERE events > 0 GROUP BY service ORDER BY service",
+    )
+    .load(connection)
+    .await
+    .map_err(error::from_diesel)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| ServiceSummary { service: row.service, events: row.events.unsigned_abs(), latest_hour: row.latest_hour })
+        .collect())
 }
 
 #[derive(diesel::QueryableByName)]

@@ -22,7 +22,7 @@ mod tls;
 use async_trait::async_trait;
 use aurore_domain::{
     BusinessMetrics, ConnectionStats, Event, EventPage, EventQuery, EventReader, EventSink, Histogram, HistogramQuery,
-    QueryError, RetentionPolicy, SortField, StoreError, StoreHealth,
+    QueryError, RetentionPolicy, ServiceSummary, SortField, StoreError, StoreHealth,
 };
 use chrono::{DateTime, Utc};
 
@@ -370,6 +370,12 @@ impl EventReader for PostgresStore {
     async fn business_metrics(&self, now: DateTime<Utc>) -> Result<BusinessMetrics, StoreError> {
         let mut connection = self.query_connection().await?;
         counts::business_metrics(&mut connection, now).await
+    }
+
+    #[tracing::instrument(name = "db.services", skip_all, fields(db.system = "postgresql"))]
+    async fn services(&self) -> Result<Vec<ServiceSummary>, StoreError> {
+        let mut connection = self.query_connection().await?;
+        counts::services(&mut connection).await
     }
 }
 

@@ -58,8 +58,13 @@ fn column(field: SortField) -> &'static str {
 fn filtered(select: &str, query: &EventQuery) -> (BoxedSqlQuery<'static, Pg, SqlQuery>, usize) {
     let mut sql = format!(r#"{select} FROM events WHERE service = $1 AND "timestamp" >= $2 AND "timestamp" <= $3"#);
     let mut next = 4;
-    for _ in &query.metadata {
-        sql.push_str(&format!(" AND metadata @> ANY(${next}::jsonb[])"));
+    for filter in &query.metadata {
+        if filter.excluded {
+            // NULL metadata lacks the key, so it is kept.
+            sql.push_str(&format!(" AND NOT coalesce(metadata @> ANY(${next}::jsonb[]), false)"));
+        } else {
+            sql.push_str(&format!(" AND metadata @> ANY(${next}::jsonb[])"));
+        }
         next += 1;
     }
     if query.text.is_some() {

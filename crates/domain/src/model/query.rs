@@ -186,6 +186,9 @@ pub struct EventQuery {
 pub struct MetadataFilter {
     pub path: Vec<String>,
     pub value: String,
+    /// Spelled `metadata.<path>!=<value>`: leaves out what the filter matches, keeping
+    /// events that lack the key.
+    pub excluded: bool,
 }
 
 impl MetadataFilter {
@@ -234,8 +237,8 @@ impl EventQuery {
     /// Names what the query selects (service, range, filters), so a cursor issued for one
     /// query is refused by another instead of silently skipping rows.
     pub fn digest(&self) -> String {
-        let filters: Vec<(&[String], &str)> =
-            self.metadata.iter().map(|filter| (filter.path.as_slice(), filter.value.as_str())).collect();
+        let filters: Vec<(&[String], &str, bool)> =
+            self.metadata.iter().map(|filter| (filter.path.as_slice(), filter.value.as_str(), filter.excluded)).collect();
         let selection = (&self.service, self.from.timestamp_micros(), self.to.timestamp_micros(), filters, &self.text);
         // Serialising plain data to JSON cannot fail.
         let canonical = serde_json::to_vec(&selection).unwrap_or_default();
@@ -303,11 +306,13 @@ pub fn checked_text(value: Option<&str>, markup: Markup, errors: &mut Vec<FieldE
 /// The parameters `metadata.<path>=<value>` are named with.
 pub const METADATA_PREFIX: &str = "metadata.";
 
-/// One `metadata.<path>=<value>` filter (`name` with its prefix): 1 to
+/// One `metadata.<path>=<value>` filter, or `metadata.<path>!=<value>` (`name` with its
+/// prefix, and its `!`): 1 to
 /// [`MAX_FILTER_DEPTH`] non-empty keys, name and value at most [`MAX_FILTER_CHARS`], the
 /// value cleaned by `markup`.
 pub fn checked_filter(name: &str, value: &str, markup: Markup, errors: &mut Vec<FieldError>) -> Option<MetadataFilter> {
-    let path: Vec<String> = name.strip_prefix(METADATA_PREFIX)?.split('.').map(str::to_owned).collect();
+    let (keys, excluded) = name.strip_suffix('!').map_or((name, false), |keys| (keys, true));
+    let path: Vec<String> = keys.strip_prefix(METADATA_PREFIX)?.split('.').map(str::to_owned).collect();
     if path.iter().any(String::is_empty) || path.len() > MAX_FILTER_DEPTH {
         errors.push(FieldError::new(
             name,
@@ -323,7 +328,7 @@ pub fn checked_filter(name: &str, value: &str, markup: Markup, errors: &mut Vec<
         ));
         None
     } else {
-        Some(MetadataFilter { path, value: markup.clean(value).into_owned() })
+        Some(MetadataFilter { path, value: markup.clean(value).into_owned(), excluded })
     }
 }
 

@@ -26,6 +26,15 @@ pub struct ServiceCount {
     pub count: u64,
 }
 
+/// A service that has stored events, as the rollups count them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceSummary {
+    pub service: String,
+    pub events: u64,
+    /// The start of the latest UTC hour holding its events.
+    pub latest_hour: DateTime<Utc>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HourCount {
     /// `YYYY-MM-DD HH:00`, UTC.

@@ -81,16 +81,17 @@ fn contains_ignoring_case(haystack: &str, lowered: &str) -> bool {
 }
 
 impl MetadataFilter {
-    /// The same test as the store's containment, on one event.
+    /// The same test as the store's containment (or its negation), on one event.
     pub fn matches(&self, metadata: Option<&Value>) -> bool {
         let found = metadata.and_then(|metadata| self.path.iter().try_fold(metadata, |value, key| value.get(key)));
-        found.is_some_and(|found| match found {
+        let contained = found.is_some_and(|found| match found {
             Value::String(text) => *text == self.value,
             Value::Number(_) | Value::Bool(_) | Value::Null => {
                 serde_json::from_str::<Value>(&self.value).is_ok_and(|wanted| wanted == *found)
             }
             Value::Array(_) | Value::Object(_) => false,
-        })
+        });
+        contained != self.excluded
     }
 }
 
@@ -207,6 +208,7 @@ mod tests {
         let filter = |path: &[&str], value: &str| MetadataFilter {
             path: path.iter().map(|key| (*key).to_owned()).collect(),
             value: value.to_owned(),
+            excluded: false,
         };
         let wanted = TailFilter {
             service: Some("svc".into()),
@@ -216,6 +218,21 @@ mod tests {
         assert!(wanted.matches(&event));
         assert!(!TailFilter { metadata: vec![filter(&["status"], "500")], ..wanted.clone() }.matches(&event));
         assert!(!TailFilter { service: Some("other".into()), ..wanted.clone() }.matches(&event));
-        assert!(!TailFilter { text: Some("refused".into()), ..wanted }.matches(&event));
+        assert!(!TailFilter { text: Some("refused".into()), ..wanted.clone() }.matches(&event));
+    }
+
+    #[test]
+    fn an_excluded_value_leaves_out_its_events_and_keeps_those_without_the_key() {
+        let mut event = events(1).remove(0);
+        let not_504 = TailFilter {
+            metadata: vec![MetadataFilter { path: vec!["status".into()], value: "504".into(), excluded: true }],
+            ..TailFilter::default()
+        };
+        event.metadata = Some(json!({"status": 504}));
+        assert!(!not_504.matches(&event));
+        event.metadata = Some(json!({"status": "500"}));
+        assert!(not_504.matches(&event));
+        event.metadata = None;
+        assert!(not_504.matches(&event));
     }
 }
