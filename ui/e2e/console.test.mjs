@@ -12,7 +12,8 @@ let aurore;
 let browser;
 const from = minutesAgo(60);
 const to = new Date(Date.now() + 5 * 60_000).toISOString();
-const BIG = '12345678901234567890123';
+// Past 2^53, so a double would change it, and within what the service stores exactly.
+const BIG = '12345678901234567891';
 
 before(async () => {
   aurore = await startAurore();
@@ -80,11 +81,11 @@ test('a posted event is found by search with q and shows exact large integers', 
     const json = await page.getByTestId('event-json').textContent();
     assert.ok(json.includes(`"id": ${BIG}`), json);
     await page.goto(searchUrl({ service: 'checkout', range: '1h' }));
-    await page.fill('input[name="q"]', 'order 7 ');
+    await page.fill('input[name="q"]', ' order 1199 ');
     await page.press('input[name="q"]', 'Enter');
     await page.waitForURL(/q=order/);
     await page.locator('[data-testid="total"]', { hasText: /^1 events/ }).waitFor();
-    await page.getByText('order 7 placed').waitFor();
+    await page.getByText('order 1199 placed').waitFor();
   });
 });
 
@@ -137,7 +138,8 @@ test("the drawer's filter for and filter out narrow the search", async (t) => {
     // And from the sidebar: leave out one region.
     await page.getByRole('button', { name: 'Exclude region = eu' }).click();
     await page.waitForURL(/metadata.region%21=eu|metadata.region!=eu/);
-    await page.locator('[data-testid="total"]', { hasText: `${(expected / 2).toLocaleString('en-US')} events` }).waitFor();
+    // Every prod event is in us; of the dev ones, a third.
+    await page.locator('[data-testid="total"]', { hasText: /^300 events/ }).waitFor();
   });
 });
 

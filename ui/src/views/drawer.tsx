@@ -72,7 +72,9 @@ export function Drawer() {
     );
   }
   const text = pretty(event);
-  const permalink = stateUrl({ ...s, range: '', from: event.timestamp, to: event.timestamp, q: '', filters: [], event: event.id });
+  // The API wants `from` before `to`: the millisecond the event is shown with.
+  const until = new Date(new Date(event.timestamp).getTime() + 1).toISOString();
+  const permalink = stateUrl({ ...s, range: '', from: event.timestamp, to: until, q: '', filters: [], event: event.id });
   return (
     <aside class="drawer" aria-label="Event" ref={panel} tabIndex={-1}>
       <header>

@@ -234,19 +234,18 @@ function Sidebar() {
         <details key={field.key} open={fields.value.length <= 6}>
           <summary>
             {field.key} <span class="muted">{field.present}</span>
-            <button
-              type="button"
-              class="link"
-              aria-pressed={state.value.columns.includes(field.key)}
-              onClick={(event) => {
-                event.preventDefault();
-                const columns = state.value.columns;
-                navigate({ columns: columns.includes(field.key) ? columns.filter((c) => c !== field.key) : [...columns, field.key] }, true);
-              }}
-            >
-              column
-            </button>
           </summary>
+          <button
+            type="button"
+            class="link"
+            aria-pressed={state.value.columns.includes(field.key)}
+            onClick={() => {
+              const columns = state.value.columns;
+              navigate({ columns: columns.includes(field.key) ? columns.filter((c) => c !== field.key) : [...columns, field.key] }, true);
+            }}
+          >
+            {state.value.columns.includes(field.key) ? `Hide column ${field.key}` : `Show column ${field.key}`}
+          </button>
           <ul>
             {field.top.map((top) => (
               <li key={top.value} class="value-row">
