@@ -6,16 +6,24 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 default:
     @just --list
 
-# Run the service on http://127.0.0.1:8080 (finds or starts PostgreSQL; release build).
+# Run the service on http://127.0.0.1:8080, console at /ui (finds or starts PostgreSQL; release build).
 run *ARGS:
+    scripts/ui.sh build --soft
     DATABASE_URL="$(scripts/database.sh app)" cargo run --release --bin aurore -- {{ARGS}}
 
-# Every test: unit, tidy, store and HTTP suites against a real PostgreSQL.
+# Build the console into ui/dist when its sources changed (needs Node >= 20.19 and npm).
+ui:
+    scripts/ui.sh build
+
+# Every test: unit, tidy, store and HTTP suites against a real PostgreSQL, then the
+# console's unit tests and its browser tests in Chromium.
 test *ARGS:
     #!/usr/bin/env bash
     set -euo pipefail
     export AURORE_TEST_DATABASE_URL="$(scripts/database.sh admin)"
     echo "tests use PostgreSQL at $AURORE_TEST_DATABASE_URL"
+    # The console suite reads the built console.
+    scripts/ui.sh build
     # The process-level tests start the real binary.
     cargo build --bin aurore
     if cargo nextest --version >/dev/null 2>&1; then
@@ -23,6 +31,7 @@ test *ARGS:
     else
         cargo test --workspace --no-fail-fast {{ARGS}}
     fi
+    scripts/ui.sh test
 
 # Formatting and clippy, warnings denied.
 lint:

@@ -92,10 +92,14 @@ async fn no_spelling_of_a_console_path_reads_outside_the_bundle() {
 async fn services_are_listed_with_their_counts_from_the_rollups() {
     let app = TestApp::spawn().await;
     assert_eq!(app.get_json("/services").await, json!({"services": []}));
-    let batch: Vec<Value> =
-        (0..3).map(|i| event("checkout", &format!("c{i}"))).chain([event("auth", "a0")]).collect();
+    let batch: Vec<Value> = (0..3).map(|i| event("checkout", &format!("c{i}"))).chain([event("auth", "a0")]).collect();
     assert_eq!(app.post_json(&Value::Array(batch)).await.status(), StatusCode::ACCEPTED);
-    let listed = poll(Duration::from_secs(10), || app.get_json("/services"), |body| body["services"].as_array().unwrap().len() == 2).await;
+    let listed = poll(
+        Duration::from_secs(10),
+        || app.get_json("/services"),
+        |body| body["services"].as_array().unwrap().len() == 2,
+    )
+    .await;
     let services = listed["services"].as_array().unwrap();
     let counts: Vec<(&str, u64)> =
         services.iter().map(|entry| (entry["service"].as_str().unwrap(), entry["events"].as_u64().unwrap())).collect();
@@ -117,7 +121,8 @@ async fn an_excluding_filter_leaves_out_its_value_and_keeps_events_without_the_k
         let (from, to) = (from.clone(), to.clone());
         let app = &app;
         async move {
-            let response = app.get_events(&[("service", "billing"), ("from", &from), ("to", &to), (filter, "prod")]).await;
+            let response =
+                app.get_events(&[("service", "billing"), ("from", &from), ("to", &to), (filter, "prod")]).await;
             assert_eq!(response.status(), StatusCode::OK);
             let body: Value = response.json().await.unwrap();
             let mut messages: Vec<String> =

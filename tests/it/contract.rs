@@ -176,6 +176,9 @@ async fn every_operation_answers_as_the_spec_describes() {
     let histogram = app.get(&format!("/events/histogram?{range}&interval=1h")).await;
     assert_eq!(contract.check(Method::GET, "/events/histogram", histogram).await["total"], 3);
     contract.check(Method::GET, "/events/histogram", app.get(&format!("/events/histogram?{range}")).await).await;
+    let services = contract.check(Method::GET, "/services", app.get("/services").await).await;
+    let contract_service = services["services"].as_array().unwrap().iter().find(|entry| entry["service"] == "contract");
+    assert_eq!(contract_service.map(|entry| entry["events"].clone()), Some(serde_json::json!(3)), "{services}");
     // The stream's headers are enough; dropping the response closes it.
     contract.check(Method::GET, "/events/tail", app.get("/events/tail?service=contract").await).await;
     contract.check(Method::GET, "/events/tail", app.get("/events/tail").await).await;

@@ -38,7 +38,8 @@ mod tests {
 
     #[test]
     fn unplain_paths_name_nothing() {
-        for path in ["", "/", "/index.html", "../Cargo.toml", "a/../index.html", "./index.html", "a//b", "a\\b", "x\0"] {
+        for path in ["", "/", "/index.html", "../Cargo.toml", "a/../index.html", "./index.html", "a//b", "a\\b", "x\0"]
+        {
             assert!(file(path).is_none(), "{path:?} named a file");
         }
     }

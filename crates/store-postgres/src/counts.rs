@@ -276,7 +276,11 @@ pub(crate) async fn services(connection: &mut AsyncPgConnection) -> Result<Vec<S
     .map_err(error::from_diesel)?;
     Ok(rows
         .into_iter()
-        .map(|row| ServiceSummary { service: row.service, events: row.events.unsigned_abs(), latest_hour: row.latest_hour })
+        .map(|row| ServiceSummary {
+            service: row.service,
+            events: row.events.unsigned_abs(),
+            latest_hour: row.latest_hour,
+        })
         .collect())
 }
 

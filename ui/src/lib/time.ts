@@ -41,8 +41,11 @@ export function parseInstant(text: string, zone: Zone): Date | null {
   if (local) {
     const [, y, mo, d, h = '0', mi = '0', s = '0', frac = '0'] = local;
     const parts = [Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s), Number(frac.padEnd(3, '0').slice(0, 3))] as const;
-    const date = zone === 'utc' ? new Date(Date.UTC(...parts)) : new Date(...parts);
-    return Number.isNaN(date.getTime()) || date.getUTCMonth() !== new Date(Date.UTC(...parts)).getUTCMonth() ? null : date;
+    // Date rolls 30 February over into March; a field that changed was out of range.
+    const fields = new Date(Date.UTC(...parts));
+    const exact = [fields.getUTCFullYear(), fields.getUTCMonth(), fields.getUTCDate(), fields.getUTCHours(), fields.getUTCMinutes(), fields.getUTCSeconds()];
+    if (exact.some((value, index) => value !== parts[index])) return null;
+    return zone === 'utc' ? fields : new Date(...parts);
   }
   if (!/^\d{4}-\d{2}-\d{2}T.*(Z|[+-]\d{2}:?\d{2})$/i.test(trimmed)) return null;
   const date = new Date(trimmed);

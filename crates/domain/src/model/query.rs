@@ -237,8 +237,11 @@ impl EventQuery {
     /// Names what the query selects (service, range, filters), so a cursor issued for one
     /// query is refused by another instead of silently skipping rows.
     pub fn digest(&self) -> String {
-        let filters: Vec<(&[String], &str, bool)> =
-            self.metadata.iter().map(|filter| (filter.path.as_slice(), filter.value.as_str(), filter.excluded)).collect();
+        let filters: Vec<(&[String], &str, bool)> = self
+            .metadata
+            .iter()
+            .map(|filter| (filter.path.as_slice(), filter.value.as_str(), filter.excluded))
+            .collect();
         let selection = (&self.service, self.from.timestamp_micros(), self.to.timestamp_micros(), filters, &self.text);
         // Serialising plain data to JSON cannot fail.
         let canonical = serde_json::to_vec(&selection).unwrap_or_default();
