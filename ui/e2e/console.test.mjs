@@ -19,7 +19,7 @@ before(async () => {
   aurore = await startAurore();
   browser = await launch();
   // The README's sample, and a service with more events than one page.
-  await post(aurore.address, { timestamp: minutesAgo(3), service: 'auth-service', message: 'User login successful', metadata: { user_id: '12345', ip_address: '192.168.1.1' } });
+  await post(aurore.address, { timestamp: '2024-01-15T10:30:00.000Z', service: 'auth-service', message: 'User login successful', metadata: { user_id: '12345', ip_address: '192.168.1.1' } });
   const checkout = Array.from({ length: 1200 }, (_, i) => ({
     timestamp: minutesAgo(55 - (i % 55) - i / 10_000),
     service: 'checkout',
@@ -33,7 +33,7 @@ before(async () => {
     body: `{"timestamp":"${minutesAgo(1)}","service":"exact","message":"big number","metadata":{"id":${BIG}}}`,
   });
   await stored(aurore.address, 'checkout', 1200, from, to);
-  await stored(aurore.address, 'auth-service', 1, from, to);
+  await stored(aurore.address, 'auth-service', 1, '2024-01-15T00:00:00Z', '2024-01-16T00:00:00Z');
   await stored(aurore.address, 'exact', 1, from, to);
 });
 
@@ -63,7 +63,9 @@ test('opening / shows the console, and the README sample is one search away; pai
     const paint = await page.evaluate(() => performance.getEntriesByName('first-contentful-paint')[0]?.startTime);
     assert.ok(paint !== undefined && paint < 1000, `first contentful paint ${paint} ms`);
     console.log(`first contentful paint: ${paint.toFixed(0)} ms`);
+    // Its timestamp is long past the default last hour: the console offers its latest hour.
     await page.selectOption('select[name="service"]', 'auth-service');
+    await page.getByRole('button', { name: /Show the latest hour of auth-service/ }).click();
     await page.getByText('User login successful').waitFor();
     assert.match(await page.getByTestId('total').textContent(), /^1 events/);
   });
@@ -130,6 +132,12 @@ test("the drawer's filter for and filter out narrow the search", async (t) => {
     await page.goto(searchUrl({ service: 'checkout', range: '1h' }));
     await page.locator('.vrow button.row').first().click();
     await page.locator('.drawer').waitFor();
+    // Surrounding events: the newest event has older neighbours only, itself among them.
+    await page.getByRole('button', { name: 'Surrounding events' }).click();
+    const around = page.getByRole('region', { name: 'Surrounding events' }).locator('li');
+    await around.nth(10).waitFor();
+    assert.equal(await around.count(), 11);
+    assert.equal(await around.last().getAttribute('class'), 'selected');
     const env = await page.locator('.drawer table.fields tr', { hasText: 'env' }).locator('td').first().textContent();
     await page.getByRole('button', { name: `Filter for env = ${env}` }).click();
     await page.waitForURL(new RegExp(`metadata.env=${env}`));
@@ -227,6 +235,7 @@ test('every page passes axe (no serious or critical violations) in light and dar
         if (url) await page.goto(url);
         else await page.locator('.vrow button.row').first().click();
         await page.locator(ready).first().waitFor();
+        if (name === 'health') await page.locator('.card', { hasText: 'Readiness' }).filter({ hasText: /^Readinessready$/ }).waitFor();
         const violations = await axeViolations(page);
         assert.deepEqual(violations, [], `${name} in ${scheme} at ${width} px`);
         const overflow = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);

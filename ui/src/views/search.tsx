@@ -339,13 +339,32 @@ function Results() {
           );
         }}
       />
-      {!rows.length && !loading.value && !error.value && <p class="hint">No events match in this range.</p>}
+      {!rows.length && !loading.value && !error.value && <NothingHere />}
       {nextCursor.value && (
         <button type="button" class="load-older" onClick={() => void loadOlder()} disabled={loading.value}>
           Load older
         </button>
       )}
     </section>
+  );
+}
+
+/** An empty range, and where the service's latest events are when it is not there. */
+function NothingHere() {
+  const s = state.value;
+  const latest = services.value.find((entry) => entry.service === s.service)?.latestHour;
+  const range = searched.value;
+  const hour = latest ? new Date(latest) : null;
+  const elsewhere = hour && range && (hour.getTime() + 3_600_000 <= range.from.getTime() || hour > range.to);
+  return (
+    <p class="hint">
+      No events match in this range.{' '}
+      {elsewhere && !s.q && !s.filters.length && (
+        <button type="button" class="link" onClick={() => zoomTo(hour, new Date(hour.getTime() + 3_600_000 - 1))}>
+          Show the latest hour of {s.service} ({formatInstant(hour, s.zone).slice(0, 16)})
+        </button>
+      )}
+    </p>
   );
 }
 
