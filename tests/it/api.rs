@@ -717,3 +717,36 @@ async fn message_sorted_cursors_stay_short_however_long_the_messages() {
     }
     assert_eq!(walked, messages, "every event once, by message");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn numbers_are_stored_and_returned_as_written() {
+    let app = TestApp::spawn().await;
+    // Past u64, past a double's 2^53, a long decimal, and a tiny exponent.
+    let written = r#"{"big":123456789012345678901234567890,"odd":9007199254740993,"long":0.10000000000000000555,"neg":-98765432109876543210,"tiny":1e-400}"#;
+    let body =
+        format!(r#"{{"timestamp":"{}","service":"numbers","message":"n","metadata":{written}}}"#, iso(Utc::now()));
+    let response = app
+        .client
+        .post(format!("{}/events", app.address))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let (from, to) = window();
+    let probe = || async {
+        app.get_events(&[("service", "numbers"), ("from", &from), ("to", &to)]).await.text().await.unwrap()
+    };
+    let page = poll(Duration::from_secs(10), probe, |text| text.contains("\"metadata\"")).await;
+    for number in
+        ["123456789012345678901234567890", "9007199254740993", "0.10000000000000000555", "-98765432109876543210"]
+    {
+        assert!(page.contains(number), "{number} was changed: {page}");
+    }
+    // PostgreSQL's numeric keeps it; it may only respell the exponent.
+    assert!(
+        page.contains("\"tiny\":0.0000") || page.contains("\"tiny\":1e-400") || page.contains("\"tiny\":1E-400"),
+        "{page}"
+    );
+}

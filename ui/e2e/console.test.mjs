@@ -12,8 +12,8 @@ let aurore;
 let browser;
 const from = minutesAgo(60);
 const to = new Date(Date.now() + 5 * 60_000).toISOString();
-// Past 2^53, so a double would change it, and within what the service stores exactly.
-const BIG = '12345678901234567891';
+// Past 2^64: a double, or a 64-bit integer, would change it.
+const BIG = '123456789012345678901234567890';
 
 before(async () => {
   aurore = await startAurore();

@@ -110,6 +110,10 @@ impl<'de> Visitor<'de> for IncomingVisitor {
                 Member::Message => &mut fields.message,
                 Member::Metadata => &mut fields.metadata,
                 Member::IdempotencyKey => &mut fields.idempotency_key,
+                Member::Number => {
+                    map.next_value::<IgnoredAny>()?;
+                    return Ok(Incoming::NotObject);
+                }
                 Member::Unknown(name) => {
                     map.next_value::<IgnoredAny>()?;
                     fields.unknown.insert(name);
@@ -158,8 +162,14 @@ enum Member {
     Message,
     Metadata,
     IdempotencyKey,
+    /// Not a member: how serde_json (with `arbitrary_precision`, which keeps numbers as
+    /// written) hands a number to `deserialize_any`, as a one-entry map under this name.
+    Number,
     Unknown(String),
 }
+
+/// serde_json's name for the map entry that carries a number's text.
+const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
 impl<'de> Deserialize<'de> for Member {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -183,6 +193,7 @@ impl Visitor<'_> for MemberVisitor {
             "message" => Member::Message,
             "metadata" => Member::Metadata,
             "idempotencyKey" => Member::IdempotencyKey,
+            NUMBER_TOKEN => Member::Number,
             other => Member::Unknown(other.to_owned()),
         })
     }
