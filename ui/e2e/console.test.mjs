@@ -198,6 +198,26 @@ test('keyboard: / focuses search, j/k move, Enter opens, arrows step, Esc closes
   });
 });
 
+test('dark mode follows the system until the toggle overrides it, across reloads', async (t) => {
+  await checked(t, async (page) => {
+    const background = () => page.evaluate(() => getComputedStyle(document.body).backgroundColor);
+    await page.emulateMedia({ colorScheme: 'dark' });
+    await page.goto(`${aurore.address}/ui/health`);
+    assert.equal(await background(), 'rgb(18, 20, 23)');
+    await page.emulateMedia({ colorScheme: 'light' });
+    assert.equal(await background(), 'rgb(255, 255, 255)');
+    await page.getByRole('button', { name: 'Theme: system' }).click();
+    await page.getByRole('button', { name: 'Theme: dark' }).waitFor();
+    assert.equal(await background(), 'rgb(18, 20, 23)');
+    await page.reload();
+    assert.equal(await background(), 'rgb(18, 20, 23)', 'the choice outlives a reload');
+    await page.getByRole('button', { name: 'Theme: dark' }).click();
+    await page.getByRole('button', { name: 'Theme: light' }).waitFor();
+    await page.emulateMedia({ colorScheme: 'dark' });
+    assert.equal(await background(), 'rgb(255, 255, 255)');
+  });
+});
+
 test('tail shows an event posted after opening within 2 s, and pauses on scroll', async (t) => {
   await checked(t, async (page) => {
     await page.goto(`${aurore.address}/ui/tail?service=tailed`);

@@ -10,8 +10,7 @@ use actix_web::{HttpRequest, HttpResponse, Responder, web};
 use actix_web_rust_embed_responder::IntoResponse;
 
 /// The console may load its own scripts, styles and data, from this origin only.
-const CONSOLE_CSP: &str =
-    "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+const CONSOLE_CSP: &str = "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// Where Vite writes content-hashed files: they never change under one name.
 const ASSETS: &str = "assets/";

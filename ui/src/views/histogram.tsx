@@ -15,7 +15,8 @@ function intervalMs(interval: string): number {
   return Number(interval.slice(0, -1)) * (INTERVAL_MS[interval.slice(-1)] ?? 60_000);
 }
 
-export function Histogram({ histogram, zone }: { histogram: HistogramBody; zone: Zone }) {
+/** `filtered`: the search has `q` or metadata filters, which the rollup counts cannot apply. */
+export function Histogram({ histogram, zone, filtered }: { histogram: HistogramBody; zone: Zone; filtered: boolean }) {
   const buckets = histogram.buckets;
   const max = Math.max(1, ...buckets.map((bucket) => bucket.count));
   const barWidth = WIDTH / Math.max(1, buckets.length);
@@ -75,7 +76,7 @@ export function Histogram({ histogram, zone }: { histogram: HistogramBody; zone:
       <figcaption>
         <span>{buckets.length ? formatInstant(buckets[0].start, zone) : ''}</span>
         <span data-testid="histogram-total">
-          {histogram.total.toLocaleString()} events · per {histogram.interval}
+          {histogram.total.toLocaleString()} events{filtered ? ' of the service, before filters' : ''} · per {histogram.interval}
         </span>
         <span>{buckets.length ? formatInstant(buckets[buckets.length - 1].start, zone) : ''}</span>
       </figcaption>

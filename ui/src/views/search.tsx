@@ -108,7 +108,7 @@ export function SearchView() {
         </p>
       )}
       {!s.service && <p class="hint">Pick a service to search its events.</p>}
-      {histogram.value && <Histogram histogram={histogram.value} zone={s.zone} />}
+      {histogram.value && <Histogram histogram={histogram.value} zone={s.zone} filtered={Boolean(s.q || s.filters.length)} />}
       <div class="results-area">
         <Sidebar />
         <Results />
