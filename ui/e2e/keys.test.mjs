@@ -69,6 +69,24 @@ test('dead letters: a key is asked for, reprocess needs the admin key, delete as
   await context.close();
 });
 
+test('markup in events is shown as text, never run, with cleaning off', async () => {
+  const bearer = { Authorization: `Bearer ${CLIENT}` };
+  const hostile = '<img src=x onerror="window.__ran=1"><script>window.__ran=2</script>boom';
+  await post(aurore.address, [{ timestamp: new Date().toISOString(), service: 'xss', message: hostile, metadata: { '<b>key</b>': '<svg onload="window.__ran=3">' } }], bearer);
+  await until(async () => (await fetch(`${aurore.address}/services`, { headers: bearer }).then((r) => r.json())).services.some((s) => s.service === 'xss'), 10_000, 'the xss service');
+  const { page, context, offsite } = await openPage(browser);
+  await page.goto(`${aurore.address}/ui/?service=xss&range=15m`);
+  await page.getByRole('dialog').getByLabel('API key').fill(CLIENT);
+  await page.getByRole('button', { name: 'Use key' }).click();
+  await page.locator('.vrow .message', { hasText: 'boom' }).click();
+  assert.equal(await page.locator('.vrow .message').first().textContent(), hostile);
+  await page.locator('.drawer').getByText('<svg onload="window.__ran=3">').waitFor();
+  assert.equal(await page.locator('main img, main script, main svg[onload]').count(), 0);
+  assert.equal(await page.evaluate(() => window.__ran), undefined);
+  assert.deepEqual(offsite, []);
+  await context.close();
+});
+
 test('the same actions are refused without a key', async () => {
   for (const [method, path] of [['PATCH', `/dlq/${entry.id}/reprocess`], ['DELETE', `/dlq/${entry.id}`], ['GET', '/dlq']]) {
     assert.equal((await fetch(`${aurore.address}${path}`, { method })).status, 401, `${method} ${path}`);

@@ -3,6 +3,7 @@
 
 import { signal } from '@preact/signals';
 import { parseExact } from './json';
+import { type Frame, SseReader } from './sse';
 
 const KEY_STORAGE = 'aurore.apiKey';
 
@@ -99,32 +100,20 @@ export async function tail(path: string, handlers: TailHandlers, abort: AbortSig
   const response = await call(path, { signal: abort, headers: { Accept: 'text/event-stream' } });
   handlers.onOpen();
   const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-  let pending = '';
+  const frames = new SseReader();
   try {
     for (;;) {
       const { value, done } = await reader.read();
       if (done) return;
-      pending += value;
-      let end: number;
-      while ((end = pending.indexOf('\n\n')) >= 0) {
-        dispatch(pending.slice(0, end), handlers);
-        pending = pending.slice(end + 2);
-      }
+      for (const frame of frames.push(value)) dispatch(frame, handlers);
     }
   } catch (error) {
     if (!abort.aborted) throw error;
   }
 }
 
-function dispatch(frame: string, handlers: TailHandlers) {
-  let name = 'message';
-  const data: string[] = [];
-  for (const line of frame.split('\n')) {
-    if (line.startsWith('event:')) name = line.slice(6).trim();
-    else if (line.startsWith('data:')) data.push(line.slice(5).trimStart());
-  }
-  if (!data.length) return;
-  const body = parseExact<unknown>(data.join('\n'));
-  if (name === 'missed') handlers.onMissed((body as { missed: number }).missed);
+function dispatch(frame: Frame, handlers: TailHandlers) {
+  const body = parseExact<unknown>(frame.data);
+  if (frame.event === 'missed') handlers.onMissed((body as { missed: number }).missed);
   else handlers.onEvent(body as StoredEvent);
 }
