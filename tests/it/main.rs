@@ -9,6 +9,7 @@ mod deploy;
 mod durability;
 mod edge;
 mod observability;
+mod replica;
 mod store;
 mod support;
 mod tls;

@@ -23,6 +23,7 @@ fn pools(database: &TestDatabase) -> PostgresStore {
 fn pools_under(database: &TestDatabase, retention: RetentionPolicy) -> PostgresStore {
     PostgresStore::connect(&PostgresSettings {
         url: database.url.clone(),
+        read_url: None,
         sslmode: None,
         sslrootcert: None,
         query_connections: 2,

@@ -76,18 +76,25 @@ fn with_database(url: &str, database: &str) -> String {
 #[derive(Debug)]
 pub struct TestDatabase {
     pub url: String,
-    name: String,
+    pub name: String,
+    /// The server's `postgres` database, to drop this one from.
+    admin: String,
 }
 
 impl TestDatabase {
     pub async fn create() -> Self {
+        Self::create_on(&admin_url()).await
+    }
+
+    /// A fresh database on the server `admin` (its `postgres` database) names.
+    pub async fn create_on(admin: &str) -> Self {
         let name = format!("aurore_test_{}", uuid::Uuid::now_v7().simple());
-        let admin = admin_url();
+        let admin = admin.to_owned();
         let mut connection = AsyncPgConnection::establish(&admin).await.unwrap_or_else(|error| {
             panic!("cannot reach PostgreSQL at {admin} ({error}); run the tests with `just test`")
         });
         diesel::sql_query(format!("CREATE DATABASE {name}")).execute(&mut connection).await.expect("create database");
-        Self { url: with_database(&admin, &name), name }
+        Self { url: with_database(&admin, &name), name, admin }
     }
 
     pub async fn connection(&self) -> AsyncPgConnection {
@@ -113,7 +120,7 @@ impl TestDatabase {
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
-        let admin = admin_url();
+        let admin = self.admin.clone();
         let name = self.name.clone();
         // Drop runs outside any async context guarantee, so the cleanup gets its own runtime.
         let _ = std::thread::spawn(move || {

@@ -144,6 +144,7 @@ impl Drop for TlsCluster {
 fn store(url: String, sslmode: Option<SslMode>, sslrootcert: Option<&Path>) -> PostgresStore {
     PostgresStore::connect(&PostgresSettings {
         url,
+        read_url: None,
         sslmode,
         sslrootcert: sslrootcert.map(Path::to_owned),
         query_connections: 1,

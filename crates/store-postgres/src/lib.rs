@@ -51,6 +51,9 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 pub struct PostgresSettings {
     /// A URL or key/value connection string; it may carry `sslmode` and `sslrootcert`.
     pub url: String,
+    /// A streaming replica for what people read (pages, exports, histograms, counts and
+    /// the service list), in the same forms as `url`; `None` reads from `url`.
+    pub read_url: Option<String>,
     /// Overrides the connection string's `sslmode`; both unset means `prefer`, as libpq.
     pub sslmode: Option<SslMode>,
     /// PEM root certificates for `verify-ca`/`verify-full`; overrides `sslrootcert`.
@@ -72,6 +75,7 @@ impl std::fmt::Debug for PostgresSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresSettings")
             .field("url", &redact(&self.url))
+            .field("read_url", &self.read_url.as_deref().map(redact))
             .field("sslmode", &self.sslmode)
             .field("sslrootcert", &self.sslrootcert)
             .field("query_connections", &self.query_connections)
@@ -91,10 +95,15 @@ pub(crate) const SET_UPKEEP_LOCK_TIMEOUT: &str = "SET LOCAL lock_timeout = '1s'"
 /// may take minutes on a big day; this only stops a run that would never end.
 const UPKEEP_STATEMENT_TIMEOUT: &str = "-c statement_timeout=600000";
 
+type PooledConnection = deadpool::managed::Object<AsyncDieselConnectionManager<AsyncPgConnection>>;
+
 /// PostgreSQL storage for events.
 #[derive(Clone)]
 pub struct PostgresStore {
+    /// On the primary: dead letters, health, migrations, and reads without a replica.
     queries: Pool<AsyncPgConnection>,
+    /// What [`EventReader`] reads from: the replica's pool, or `queries` itself.
+    reads: Pool<AsyncPgConnection>,
     writes: deadpool_postgres::Pool,
     /// How upkeep connects: its own connection per pass, never one of the pools'.
     upkeep: tokio_postgres::Config,
@@ -106,9 +115,59 @@ impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
             .field("queries", &self.queries.status())
+            .field("reads", &self.reads.status())
             .field("writes", &self.writes.status())
             .finish()
     }
+}
+
+/// The connection settings and TLS connector `url` names, `settings` overriding its
+/// `sslmode` and `sslrootcert`.
+fn target(url: &str, settings: &PostgresSettings) -> Result<(tokio_postgres::Config, MakeRustlsConnect), SetupError> {
+    let mut conninfo = conninfo::Conninfo::parse(url);
+    let url_mode = conninfo.take("sslmode").map(|mode| mode.parse::<SslMode>()).transpose()?;
+    let url_root_cert = conninfo.take("sslrootcert").map(PathBuf::from);
+    // Text that does not parse goes to tokio-postgres whole, for its own error.
+    let url = if conninfo.is_malformed() { url.to_owned() } else { conninfo.to_string() };
+    let mut config = tokio_postgres::Config::from_str(&url).map_err(SetupError::InvalidUrl)?;
+    let root_cert = settings.sslrootcert.clone().or(url_root_cert);
+    let mode = settings.sslmode.or(url_mode).unwrap_or_default().with_root_cert(root_cert.as_deref());
+    config.ssl_mode(mode.negotiation());
+    Ok((config, tls::connector(mode, root_cert.as_deref())?))
+}
+
+/// A pool of diesel connections for queries, each with the query timeout.
+fn query_pool(
+    mut config: tokio_postgres::Config,
+    tls: MakeRustlsConnect,
+    url: &str,
+    settings: &PostgresSettings,
+) -> Result<Pool<AsyncPgConnection>, SetupError> {
+    config
+        .application_name("aurore")
+        .connect_timeout(settings.connect_timeout)
+        .options(format!("-c statement_timeout={}", settings.query_timeout.as_millis()));
+    let mut manager_config = ManagerConfig::default();
+    manager_config.custom_setup = Box::new(move |_url| {
+        let config = config.clone();
+        let tls = tls.clone();
+        Box::pin(async move {
+            let (client, connection) = config
+                .connect(tls)
+                .await
+                .map_err(|e| diesel::ConnectionError::BadConnection(aurore_domain::error_chain(&e)))?;
+            AsyncPgConnection::try_from_client_and_connection(client, connection).await
+        })
+    });
+    let manager = AsyncDieselConnectionManager::new_with_config(url.to_owned(), manager_config);
+    let wait = Some(settings.connect_timeout);
+    Pool::builder(manager)
+        .max_size(settings.query_connections.max(1))
+        .wait_timeout(wait)
+        .create_timeout(wait)
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()
+        .map_err(|error| SetupError::Pool(error.into()))
 }
 
 const COPY_EVENTS: &str =
@@ -118,16 +177,7 @@ const COPY_TYPES: [Type; 6] = [Type::UUID, Type::TIMESTAMPTZ, Type::TEXT, Type::
 impl PostgresStore {
     /// Builds the pools. Connections open lazily, so this succeeds while the database is down.
     pub fn connect(settings: &PostgresSettings) -> Result<Self, SetupError> {
-        let mut conninfo = conninfo::Conninfo::parse(&settings.url);
-        let url_mode = conninfo.take("sslmode").map(|mode| mode.parse::<SslMode>()).transpose()?;
-        let url_root_cert = conninfo.take("sslrootcert").map(PathBuf::from);
-        // Text that does not parse goes to tokio-postgres whole, for its own error.
-        let url = if conninfo.is_malformed() { settings.url.clone() } else { conninfo.to_string() };
-        let mut base = tokio_postgres::Config::from_str(&url).map_err(SetupError::InvalidUrl)?;
-        let root_cert = settings.sslrootcert.clone().or(url_root_cert);
-        let mode = settings.sslmode.or(url_mode).unwrap_or_default().with_root_cert(root_cert.as_deref());
-        base.ssl_mode(mode.negotiation());
-        let tls = tls::connector(mode, root_cert.as_deref())?;
+        let (base, tls) = target(&settings.url, settings)?;
         let wait = Some(settings.connect_timeout);
 
         let mut write_config = base.clone();
@@ -151,33 +201,15 @@ impl PostgresStore {
             .connect_timeout(settings.connect_timeout)
             .options(UPKEEP_STATEMENT_TIMEOUT);
 
-        let mut query_config = base;
-        query_config
-            .application_name("aurore")
-            .connect_timeout(settings.connect_timeout)
-            .options(format!("-c statement_timeout={}", settings.query_timeout.as_millis()));
-        let mut manager_config = ManagerConfig::default();
-        let query_tls = tls.clone();
-        manager_config.custom_setup = Box::new(move |_url| {
-            let config = query_config.clone();
-            let tls = query_tls.clone();
-            Box::pin(async move {
-                let (client, connection) = config
-                    .connect(tls)
-                    .await
-                    .map_err(|e| diesel::ConnectionError::BadConnection(aurore_domain::error_chain(&e)))?;
-                AsyncPgConnection::try_from_client_and_connection(client, connection).await
-            })
-        });
-        let manager = AsyncDieselConnectionManager::new_with_config(settings.url.clone(), manager_config);
-        let queries = Pool::builder(manager)
-            .max_size(settings.query_connections.max(1))
-            .wait_timeout(wait)
-            .create_timeout(wait)
-            .runtime(deadpool::Runtime::Tokio1)
-            .build()
-            .map_err(|error| SetupError::Pool(error.into()))?;
-        Ok(Self { queries, writes, upkeep, tls, retention: settings.retention })
+        let queries = query_pool(base, tls.clone(), &settings.url, settings)?;
+        let reads = match &settings.read_url {
+            Some(read_url) => {
+                let (replica, replica_tls) = target(read_url, settings)?;
+                query_pool(replica, replica_tls, read_url, settings)?
+            }
+            None => queries.clone(),
+        };
+        Ok(Self { queries, reads, writes, upkeep, tls, retention: settings.retention })
     }
 
     /// Applies pending migrations from `migrations/`; returns how many ran.
@@ -205,10 +237,13 @@ impl PostgresStore {
         Ok(client)
     }
 
-    pub(crate) async fn query_connection(
-        &self,
-    ) -> Result<deadpool::managed::Object<AsyncDieselConnectionManager<AsyncPgConnection>>, StoreError> {
+    pub(crate) async fn query_connection(&self) -> Result<PooledConnection, StoreError> {
         self.queries.get().await.map_err(error::from_pool)
+    }
+
+    /// A connection for [`EventReader`]: to the replica when one is configured.
+    pub(crate) async fn read_connection(&self) -> Result<PooledConnection, StoreError> {
+        self.reads.get().await.map_err(error::from_pool)
     }
 
     /// Before this instant `event_counts` may hold hours whose rows retention removed (the
@@ -337,7 +372,7 @@ impl EventSink for PostgresStore {
 impl EventReader for PostgresStore {
     #[tracing::instrument(name = "db.query_events", skip_all, fields(db.system = "postgresql", service = %query.service))]
     async fn query(&self, query: &EventQuery) -> Result<EventPage, QueryError> {
-        let mut connection = self.query_connection().await?;
+        let mut connection = self.read_connection().await?;
         let history_before = self.history_before(Utc::now());
         // One snapshot for every statement: a batch committed between the count and the
         // page would otherwise make `total` disagree with the pages.
@@ -352,7 +387,7 @@ impl EventReader for PostgresStore {
 
     #[tracing::instrument(name = "db.histogram", skip_all, fields(db.system = "postgresql", service = %query.service))]
     async fn histogram(&self, query: &HistogramQuery) -> Result<Histogram, QueryError> {
-        let mut connection = self.query_connection().await?;
+        let mut connection = self.read_connection().await?;
         let history_before = self.history_before(Utc::now());
         // One statement reads every bucket, so one snapshot; the transaction bounds the
         // settings the count takes for itself.
@@ -368,13 +403,13 @@ impl EventReader for PostgresStore {
 
     #[tracing::instrument(name = "db.business_metrics", skip_all, fields(db.system = "postgresql"))]
     async fn business_metrics(&self, now: DateTime<Utc>) -> Result<BusinessMetrics, StoreError> {
-        let mut connection = self.query_connection().await?;
+        let mut connection = self.read_connection().await?;
         counts::business_metrics(&mut connection, now).await
     }
 
     #[tracing::instrument(name = "db.services", skip_all, fields(db.system = "postgresql"))]
     async fn services(&self) -> Result<Vec<ServiceSummary>, StoreError> {
-        let mut connection = self.query_connection().await?;
+        let mut connection = self.read_connection().await?;
         counts::services(&mut connection).await
     }
 }

@@ -93,6 +93,11 @@ pub struct DatabaseConfig {
     /// Also set by `DATABASE_URL`. May carry `sslmode` and `sslrootcert` parameters.
     #[garde(custom(valid_database_url))]
     pub url: DatabaseUrl,
+    /// A streaming replica of `url` for what people read: pages, exports, histograms, the
+    /// service list and business figures. Writes, dead letters, health and migrations
+    /// stay on `url`. Unset: everything reads from `url`.
+    #[garde(inner(custom(valid_database_url)))]
+    pub read_url: Option<DatabaseUrl>,
     /// TLS to PostgreSQL: `disable`, `prefer`, `require`, `verify-ca` or `verify-full`,
     /// as libpq. Overrides the URL's `sslmode`; with neither, `prefer`.
     #[garde(skip)]
@@ -125,6 +130,7 @@ impl Default for DatabaseConfig {
     fn default() -> Self {
         Self {
             url: DatabaseUrl("postgres://postgres@127.0.0.1:5432/aurore".into()),
+            read_url: None,
             sslmode: None,
             sslrootcert: None,
             pool_size: 16,
@@ -300,6 +306,7 @@ impl Settings {
     pub fn postgres(&self) -> PostgresSettings {
         PostgresSettings {
             url: self.database.url.expose().to_owned(),
+            read_url: self.database.read_url.as_ref().map(|url| url.expose().to_owned()),
             sslmode: self.database.sslmode,
             sslrootcert: self.database.sslrootcert.clone(),
             query_connections: self.database.pool_size,
