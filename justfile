@@ -59,6 +59,16 @@ fuzz SECONDS="60":
     # cargo-fuzz passes nightly-only sanitizer flags; the pinned stable toolchain accepts them this way.
     RUSTC_BOOTSTRAP=1 cargo fuzz run event corpus/event seeds/event -- -max_total_time={{SECONDS}}
 
+# The console with ROWS rows loaded (cursor pages through "Load older"): frame times while
+# scrolling and the JS heap, in Chromium against the debug binary.
+ui-bench ROWS="100000":
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export AURORE_TEST_DATABASE_URL="$(scripts/database.sh admin)"
+    scripts/ui.sh build
+    cargo build --bin aurore
+    cd ui && ROWS={{ROWS}} npm run --silent bench
+
 # Raw COPY baseline, then Aurore under loadgen scenarios; prints a table (SECONDS per scenario).
 loadtest SECONDS="20":
     scripts/loadtest.sh {{SECONDS}}
