@@ -14,7 +14,7 @@ export interface FieldSummary {
 }
 
 /** A scalar as the API's filters spell it: strings as they are, numbers as written. */
-export function scalarText(value: unknown): string | null {
+function scalarText(value: unknown): string | null {
   if (value === null) return 'null';
   if (typeof value === 'string') return value;
   if (typeof value === 'number' || typeof value === 'boolean') return String(value);
@@ -23,7 +23,7 @@ export function scalarText(value: unknown): string | null {
 }
 
 /** A number kept as its source text because a double would change it. */
-export function isRawNumber(value: unknown): value is { rawJSON: string } {
+function isRawNumber(value: unknown): value is { rawJSON: string } {
   return typeof value === 'object' && value !== null && typeof (value as { rawJSON?: unknown }).rawJSON === 'string';
 }
 

@@ -26,11 +26,11 @@ export interface ConsoleState {
   event: string;
 }
 
-export const BASE = '/ui/';
+const BASE = '/ui/';
 const VIEWS: View[] = ['search', 'tail', 'dlq', 'health'];
 const PREFIX = 'metadata.';
 
-export const DEFAULT_RANGE = '1h';
+const DEFAULT_RANGE = '1h';
 
 export function defaultState(): ConsoleState {
   return { view: 'search', service: '', range: DEFAULT_RANGE, from: '', to: '', zone: 'local', q: '', filters: [], columns: [], event: '' };

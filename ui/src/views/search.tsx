@@ -20,7 +20,7 @@ const searched = signal<Range | null>(null);
 const loading = signal(false);
 const error = signal('');
 /** The row `j`/`k` are on. */
-const focused = signal(0);
+export const focused = signal(0);
 
 /** The selection a search is for: a new one starts over, the same one keeps its rows. */
 function selection(s: ConsoleState): string {
@@ -372,4 +372,3 @@ export function zoomTo(from: Date, to: Date) {
   navigate({ range: '', from: iso(from), to: iso(to), event: '' });
 }
 
-export { searched, focused };

@@ -10,7 +10,7 @@ import { loadServices, services } from './search';
 import { ROW_HEIGHT, VirtualList } from './virtual-list';
 
 /** Rows kept; older ones are dropped as new ones come. */
-export const TAIL_CAP = 5000;
+const TAIL_CAP = 5000;
 
 type Line = { kind: 'event'; event: StoredEvent } | { kind: 'missed'; missed: number; at: Date };
 
