@@ -142,8 +142,21 @@ async fn reads_come_from_the_replica_and_go_on_while_the_primary_is_down() {
     let seen = poll(Duration::from_secs(20), total, |(_, total)| *total == 5).await;
     assert_eq!(seen, (StatusCode::OK, serde_json::json!(5)), "the replica replays what the primary stored");
 
+    let health = || async {
+        app.client.get(format!("{}/health/database", app.address)).send().await.unwrap().json::<Value>().await.unwrap()
+    };
+    let report = health().await;
+    assert_eq!(report["replica"]["status"], "healthy", "{report}");
+    assert!(report["replica"]["replayLagSeconds"].as_f64().is_some_and(|lag| lag >= 0.0), "{report}");
+
     // With the primary gone, what people read still answers, from the replica.
     primary.stop();
+    let report = health().await;
+    assert_eq!(
+        (report["status"].as_str(), report["replica"]["status"].as_str()),
+        (Some("unhealthy"), Some("healthy")),
+        "{report}"
+    );
     assert_eq!(total().await, (StatusCode::OK, serde_json::json!(5)));
     let services = app.client.get(format!("{}/services", app.address)).send().await.unwrap();
     assert_eq!(services.status(), StatusCode::OK);

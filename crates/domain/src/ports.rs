@@ -119,6 +119,11 @@ pub trait StoreHealth: Send + Sync + std::fmt::Debug + 'static {
 
     /// The state of the store's connections.
     fn connections(&self) -> ConnectionStats;
+
+    /// How far behind its primary the replica that [`EventReader`] reads from is: the age
+    /// of the last transaction it replayed, zero when it has replayed all it received.
+    /// `None` when reads go to the primary. MUST ask the replica itself.
+    async fn replica_lag(&self) -> Option<Result<std::time::Duration, StoreError>>;
 }
 
 /// Connections a store holds, as `/health/database` reports them.

@@ -491,7 +491,22 @@ pub(crate) struct DatabaseReport {
     pub query_latency_ms: u64,
     pub connection_pool: ConnectionsBody,
     pub circuit_breaker: CircuitBody,
+    /// The streaming replica reads come from, when `database.read_url` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<ReplicaReport>,
     pub timestamp: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ReplicaReport {
+    pub status: Health,
+    /// Seconds since the last transaction it replayed; `0` once it replayed all it
+    /// received. Absent when it did not answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replay_lag_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The buffer as the original service reported it: percentages as strings with two

@@ -3,7 +3,7 @@
 use crate::AppState;
 use crate::body::{
     BufferFigures, BufferHealth, BufferTotals, BusinessBody, BusinessPart, DatabaseReport, DetailedReport, Environment,
-    Health, JournalReport, MemoryReport, ProbeBody, ServerState,
+    Health, JournalReport, MemoryReport, ProbeBody, ReplicaReport, ServerState,
 };
 use crate::error::ApiError;
 use actix_web::http::header;
@@ -77,8 +77,29 @@ async fn database_report(state: &AppState) -> DatabaseReport {
         query_latency_ms: latency_ms,
         connection_pool: state.store_health.connections().into(),
         circuit_breaker: state.breaker.snapshot().into(),
+        replica: replica_report(state).await,
         timestamp: now_text(),
     }
+}
+
+/// Above this lag the replica's readers see a noticeably old past.
+const LAGGING_REPLICA: Duration = Duration::from_secs(10);
+
+async fn replica_report(state: &AppState) -> Option<ReplicaReport> {
+    let lag = match tokio::time::timeout(PING_TIMEOUT, state.store_health.replica_lag()).await {
+        Ok(lag) => lag?,
+        Err(_) => Err(StoreError::unavailable(format!("no answer within {PING_TIMEOUT:?}"), None)),
+    };
+    Some(match lag {
+        Ok(lag) => ReplicaReport {
+            status: if lag > LAGGING_REPLICA { Health::Warning } else { Health::Healthy },
+            replay_lag_seconds: Some(lag.as_secs_f64()),
+            error: None,
+        },
+        Err(error) => {
+            ReplicaReport { status: Health::Unhealthy, replay_lag_seconds: None, error: Some(error.to_string()) }
+        }
+    })
 }
 
 /// Above this a reachable database is reported as `warning`, as the original did.

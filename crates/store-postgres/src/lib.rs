@@ -104,6 +104,8 @@ pub struct PostgresStore {
     queries: Pool<AsyncPgConnection>,
     /// What [`EventReader`] reads from: the replica's pool, or `queries` itself.
     reads: Pool<AsyncPgConnection>,
+    /// Whether `reads` is a replica's.
+    replica: bool,
     writes: deadpool_postgres::Pool,
     /// How upkeep connects: its own connection per pass, never one of the pools'.
     upkeep: tokio_postgres::Config,
@@ -209,7 +211,8 @@ impl PostgresStore {
             }
             None => queries.clone(),
         };
-        Ok(Self { queries, reads, writes, upkeep, tls, retention: settings.retention })
+        let replica = settings.read_url.is_some();
+        Ok(Self { queries, reads, replica, writes, upkeep, tls, retention: settings.retention })
     }
 
     /// Applies pending migrations from `migrations/`; returns how many ran.
@@ -431,4 +434,29 @@ impl StoreHealth for PostgresStore {
         diesel::sql_query("SELECT 1").execute(&mut connection).await.map_err(error::from_diesel)?;
         Ok(())
     }
+
+    async fn replica_lag(&self) -> Option<Result<Duration, StoreError>> {
+        #[derive(diesel::QueryableByName)]
+        struct Lag {
+            #[diesel(sql_type = diesel::sql_types::Double)]
+            seconds: f64,
+        }
+        if !self.replica {
+            return None;
+        }
+        let lag = async {
+            let mut connection = self.read_connection().await?;
+            let lag: Lag =
+                diesel::sql_query(REPLICA_LAG).get_result(&mut connection).await.map_err(error::from_diesel)?;
+            Ok(Duration::from_secs_f64(lag.seconds.max(0.0)))
+        };
+        Some(lag.await)
+    }
 }
+
+/// The age of the last replayed transaction, or zero once everything received is replayed
+/// (an idle primary sends nothing new, and age alone would grow). Zero on a server that is
+/// not in recovery.
+const REPLICA_LAG: &str = "SELECT CASE WHEN NOT pg_is_in_recovery() \
+    OR pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 \
+    ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8 AS seconds";

@@ -8,7 +8,7 @@ import { pretty } from '../lib/json';
 import { formatInstant } from '../lib/time';
 import { stateUrl } from '../lib/url';
 import { navigate, state } from '../state';
-import { addFilter, focused, results } from './search';
+import { addFilter, results } from './search';
 
 const AROUND = 10;
 /** How far either side to look: well inside the API's longest range. */
@@ -41,22 +41,6 @@ export function Drawer() {
     setFailure('');
     panel.current?.focus();
   }, [s.event]);
-  useEffect(() => {
-    const keys = (key: KeyboardEvent) => {
-      if (key.target instanceof HTMLInputElement || document.querySelector('dialog[open]')) return;
-      const current = results.value.findIndex((one) => one.id === state.value.event);
-      if (key.key === 'Escape') navigate({ event: '' });
-      else if ((key.key === 'ArrowRight' || key.key === 'ArrowLeft') && current >= 0) {
-        const next = current + (key.key === 'ArrowRight' ? 1 : -1);
-        if (next >= 0 && next < results.value.length) {
-          focused.value = next;
-          navigate({ event: results.value[next].id }, true);
-        }
-      }
-    };
-    addEventListener('keydown', keys);
-    return () => removeEventListener('keydown', keys);
-  }, []);
   const close = () => navigate({ event: '' });
   if (!event) {
     return (

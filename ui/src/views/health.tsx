@@ -13,7 +13,11 @@ interface Detailed {
   status: string;
   uptime: number;
   server: { status: number; message: string };
-  database: { status: string; queryLatencyMs?: number; connectionPool?: { active: number; idle: number; waiting: number } };
+  database: {
+    status: string;
+    queryLatencyMs?: number;
+    replica?: { status: string; replayLagSeconds?: number; error?: string };
+  };
   buffer: { status: string; buffer: { size: number; capacity: number; utilization_percent: string; spilled: number } };
   journal: { status: string; bytes: number; capacityBytes: number; segments: number; utilizationPercent: string };
   circuitBreaker: { state: string; failureCount: number; lastError: string | null };
@@ -61,6 +65,13 @@ export function HealthView() {
           <Card title="Readiness" value={ready} status={ready === 'ready' ? 'healthy' : 'unhealthy'} />
           <Card title="Overall" value={detailed.status} status={detailed.status} />
           <Card title="Database" value={`${detailed.database.status}${detailed.database.queryLatencyMs !== undefined ? ` · ${detailed.database.queryLatencyMs} ms` : ''}`} status={detailed.database.status} />
+          {detailed.database.replica && (
+            <Card
+              title="Read replica"
+              value={detailed.database.replica.error ?? `${detailed.database.replica.status} · ${detailed.database.replica.replayLagSeconds?.toFixed(1)} s behind`}
+              status={detailed.database.replica.status}
+            />
+          )}
           <Card title="Circuit breaker" value={`${detailed.circuitBreaker.state}${detailed.circuitBreaker.failureCount ? ` · ${detailed.circuitBreaker.failureCount} failures` : ''}`} status={detailed.circuitBreaker.state === 'CLOSED' ? 'healthy' : 'degraded'} />
           <Card title="Buffer" value={`${detailed.buffer.buffer.size.toLocaleString()} / ${detailed.buffer.buffer.capacity.toLocaleString()} (${detailed.buffer.buffer.utilization_percent}%)`} status={detailed.buffer.status} />
           <Card title="Journal" value={`${(detailed.journal.bytes / 1048576).toFixed(1)} MiB in ${detailed.journal.segments} segments (${detailed.journal.utilizationPercent}%)`} status={detailed.journal.status} />

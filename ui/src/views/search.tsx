@@ -275,10 +275,23 @@ function Results() {
   const rows = results.value;
   const scroller = useRef<HTMLDivElement>(null);
   useEffect(() => {
+    // One listener for the list and the drawer, there from the start: a key pressed the
+    // moment the drawer opens is not lost.
     const move = (event: KeyboardEvent) => {
       if (event.target instanceof HTMLInputElement || event.target instanceof HTMLSelectElement || document.querySelector('dialog[open]')) return;
-      if (state.value.event) return;
       const count = results.value.length;
+      if (state.value.event) {
+        const current = results.value.findIndex((one) => one.id === state.value.event);
+        if (event.key === 'Escape') navigate({ event: '' });
+        else if ((event.key === 'ArrowRight' || event.key === 'ArrowLeft') && current >= 0) {
+          const next = current + (event.key === 'ArrowRight' ? 1 : -1);
+          if (next >= 0 && next < count) {
+            focused.value = next;
+            navigate({ event: results.value[next].id }, true);
+          }
+        }
+        return;
+      }
       if (!count) return;
       if (event.key === 'j' || event.key === 'k') {
         focused.value = Math.max(0, Math.min(count - 1, focused.value + (event.key === 'j' ? 1 : -1)));
