@@ -27,11 +27,6 @@ pub fn file(path: &str) -> Option<EmbeddedFile> {
 /// The page every console route without a file of its own answers with.
 pub const INDEX: &str = "index.html";
 
-/// Whether `ui/dist` held a build (in debug builds: holds one now).
-pub fn is_built() -> bool {
-    Bundle::get(INDEX).is_some()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -39,7 +39,7 @@ pub use pipeline::worker::{BatchWorker, Sinks, WriterSettings};
 pub use ports::{
     Appended, BatchSource, Cause, Clock, ConnectionStats, DeadLetter, DeadLetterAdmin, DeadLetterFilter,
     DeadLetterSink, DeadLetterStats, EventReader, EventSink, Journal, JournalError, JournalSeq, JournalUsage,
-    QueryError, RecordRef, StoreError, StoreHealth, SystemClock, error_chain,
+    QueryError, RecordRef, ReplicaState, StoreError, StoreHealth, SystemClock, error_chain,
 };
 pub use query::{
     Cursor, CursorKey, EventPage, EventQuery, MetadataFilter, QueryLimits, SortField, SortOrder, StoredEvent,

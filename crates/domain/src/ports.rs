@@ -120,10 +120,19 @@ pub trait StoreHealth: Send + Sync + std::fmt::Debug + 'static {
     /// The state of the store's connections.
     fn connections(&self) -> ConnectionStats;
 
-    /// How far behind its primary the replica that [`EventReader`] reads from is: the age
-    /// of the last transaction it replayed, zero when it has replayed all it received.
-    /// `None` when reads go to the primary. MUST ask the replica itself.
-    async fn replica_lag(&self) -> Option<Result<std::time::Duration, StoreError>>;
+    /// The state of the replica that [`EventReader`] reads from; `None` when reads go to
+    /// the primary. MUST ask the replica itself.
+    async fn replica(&self) -> Option<Result<ReplicaState, StoreError>>;
+}
+
+/// What a streaming replica says of itself.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ReplicaState {
+    /// Whether it is receiving its primary's WAL now. When it is not, `lag` only says how
+    /// much of what it received is still to replay: its readers may see an old past.
+    pub streaming: bool,
+    /// The age of the last transaction it replayed; zero once it replayed all it received.
+    pub lag: std::time::Duration,
 }
 
 /// Connections a store holds, as `/health/database` reports them.

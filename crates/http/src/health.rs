@@ -86,15 +86,16 @@ async fn database_report(state: &AppState) -> DatabaseReport {
 const LAGGING_REPLICA: Duration = Duration::from_secs(10);
 
 async fn replica_report(state: &AppState) -> Option<ReplicaReport> {
-    let lag = match tokio::time::timeout(PING_TIMEOUT, state.store_health.replica_lag()).await {
-        Ok(lag) => lag?,
+    let replica = match tokio::time::timeout(PING_TIMEOUT, state.store_health.replica()).await {
+        Ok(replica) => replica?,
         Err(_) => Err(StoreError::unavailable(format!("no answer within {PING_TIMEOUT:?}"), None)),
     };
-    Some(match lag {
-        Ok(lag) => ReplicaReport {
-            status: if lag > LAGGING_REPLICA { Health::Warning } else { Health::Healthy },
-            replay_lag_seconds: Some(lag.as_secs_f64()),
-            error: None,
+    Some(match replica {
+        Ok(replica) => ReplicaReport {
+            status: if !replica.streaming || replica.lag > LAGGING_REPLICA { Health::Warning } else { Health::Healthy },
+            replay_lag_seconds: Some(replica.lag.as_secs_f64()),
+            error: (!replica.streaming)
+                .then(|| "not streaming from its primary: reads may miss what was stored since".to_owned()),
         },
         Err(error) => {
             ReplicaReport { status: Health::Unhealthy, replay_lag_seconds: None, error: Some(error.to_string()) }

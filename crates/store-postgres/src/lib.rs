@@ -22,7 +22,7 @@ mod tls;
 use async_trait::async_trait;
 use aurore_domain::{
     BusinessMetrics, ConnectionStats, Event, EventPage, EventQuery, EventReader, EventSink, Histogram, HistogramQuery,
-    QueryError, RetentionPolicy, ServiceSummary, SortField, StoreError, StoreHealth,
+    QueryError, ReplicaState, RetentionPolicy, ServiceSummary, SortField, StoreError, StoreHealth,
 };
 use chrono::{DateTime, Utc};
 
@@ -435,28 +435,32 @@ impl StoreHealth for PostgresStore {
         Ok(())
     }
 
-    async fn replica_lag(&self) -> Option<Result<Duration, StoreError>> {
+    async fn replica(&self) -> Option<Result<ReplicaState, StoreError>> {
         #[derive(diesel::QueryableByName)]
-        struct Lag {
+        struct State {
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            streaming: bool,
             #[diesel(sql_type = diesel::sql_types::Double)]
             seconds: f64,
         }
         if !self.replica {
             return None;
         }
-        let lag = async {
+        let state = async {
             let mut connection = self.read_connection().await?;
-            let lag: Lag =
-                diesel::sql_query(REPLICA_LAG).get_result(&mut connection).await.map_err(error::from_diesel)?;
-            Ok(Duration::from_secs_f64(lag.seconds.max(0.0)))
+            let state: State =
+                diesel::sql_query(REPLICA_STATE).get_result(&mut connection).await.map_err(error::from_diesel)?;
+            Ok(ReplicaState { streaming: state.streaming, lag: Duration::from_secs_f64(state.seconds.max(0.0)) })
         };
-        Some(lag.await)
+        Some(state.await)
     }
 }
 
-/// The age of the last replayed transaction, or zero once everything received is replayed
-/// (an idle primary sends nothing new, and age alone would grow). Zero on a server that is
-/// not in recovery.
-const REPLICA_LAG: &str = "SELECT CASE WHEN NOT pg_is_in_recovery() \
+/// Whether the WAL receiver streams (a server not in recovery is its own primary), and
+/// the age of the last replayed transaction, or zero once everything received is replayed
+/// (an idle primary sends nothing new, and age alone would grow).
+const REPLICA_STATE: &str = "SELECT NOT pg_is_in_recovery() \
+    OR coalesce((SELECT status = 'streaming' FROM pg_stat_wal_receiver), false) AS streaming, \
+    CASE WHEN NOT pg_is_in_recovery() \
     OR pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 \
     ELSE coalesce(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) END::float8 AS seconds";

@@ -80,8 +80,9 @@ export async function getJson<T>(path: string): Promise<T> {
   return parseExact<T>(await response.text());
 }
 
+/** `path` with `params`; empty ones are left out, except filters (`metadata.env=` asks for an empty value). */
 export function query(path: string, params: [string, string][]): string {
-  const search = new URLSearchParams(params.filter(([, value]) => value !== ''));
+  const search = new URLSearchParams(params.filter(([name, value]) => value !== '' || name.startsWith('metadata.')));
   return `${path}?${search}`;
 }
 

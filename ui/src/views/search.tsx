@@ -20,7 +20,7 @@ const searched = signal<Range | null>(null);
 const loading = signal(false);
 const error = signal('');
 /** The row `j`/`k` are on. */
-export const focused = signal(0);
+const focused = signal(0);
 
 /** The selection a search is for: a new one starts over, the same one keeps its rows. */
 function selection(s: ConsoleState): string {
@@ -36,7 +36,11 @@ function explain(failure: unknown): string {
   return String(failure);
 }
 
+/** Bumped by every new search: answers to an older one are dropped, not shown under it. */
+let generation = 0;
+
 async function runSearch(s: ConsoleState) {
+  const mine = ++generation;
   const range = resolveRange(s.range, s.from, s.to, s.zone, new Date());
   results.value = [];
   total.value = null;
@@ -44,6 +48,7 @@ async function runSearch(s: ConsoleState) {
   histogram.value = null;
   focused.value = 0;
   error.value = '';
+  loading.value = false;
   searched.value = range;
   if (!s.service) return;
   if (!range) {
@@ -57,30 +62,33 @@ async function runSearch(s: ConsoleState) {
       getJson<EventPage>(query('/events', [...params, ['pageSize', String(PAGE_SIZE)], ['sortField', 'timestamp'], ['sortOrder', 'DESC']])),
       getJson<HistogramBody>(query('/events/histogram', [['service', s.service], ['from', iso(range.from)], ['to', iso(range.to)], ['interval', pickInterval(range)]])),
     ]);
+    if (mine !== generation) return;
     results.value = page.events;
     total.value = page.total;
     nextCursor.value = page.next_cursor ?? null;
     histogram.value = counts;
   } catch (failure) {
-    error.value = explain(failure);
+    if (mine === generation) error.value = explain(failure);
   } finally {
-    loading.value = false;
+    if (mine === generation) loading.value = false;
   }
 }
 
 async function loadOlder() {
   const range = searched.value;
   if (!range || !nextCursor.value || loading.value) return;
+  const mine = generation;
   loading.value = true;
   try {
     const params = pageParams(state.value, range);
     const page = await getJson<EventPage>(query('/events', [...params, ['pageSize', String(PAGE_SIZE)], ['cursor', nextCursor.value]]));
+    if (mine !== generation) return;
     results.value = [...results.value, ...page.events];
     nextCursor.value = page.next_cursor ?? null;
   } catch (failure) {
-    error.value = explain(failure);
+    if (mine === generation) error.value = explain(failure);
   } finally {
-    loading.value = false;
+    if (mine === generation) loading.value = false;
   }
 }
 

@@ -196,8 +196,11 @@ impl MetadataFilter {
     /// number, boolean or null it spells, so `status=500` matches `{"status": 500}` too.
     pub fn candidates(&self) -> Vec<Value> {
         let mut values = vec![Value::String(self.value.clone())];
-        if let Ok(scalar @ (Value::Number(_) | Value::Bool(_) | Value::Null)) = serde_json::from_str(&self.value) {
-            values.push(scalar);
+        match serde_json::from_str(&self.value) {
+            // A number the store could not hold matches no stored number.
+            Ok(Value::Number(number)) if !crate::validation::is_storable_number(&number) => {}
+            Ok(scalar @ (Value::Number(_) | Value::Bool(_) | Value::Null)) => values.push(scalar),
+            _ => {}
         }
         values
             .into_iter()

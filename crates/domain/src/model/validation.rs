@@ -112,7 +112,8 @@ impl<'de> Visitor<'de> for IncomingVisitor {
                 Member::IdempotencyKey => &mut fields.idempotency_key,
                 Member::Number => {
                     map.next_value::<IgnoredAny>()?;
-                    return Ok(Incoming::NotObject);
+                    fields.unknown.insert(NUMBER_TOKEN.to_owned());
+                    continue;
                 }
                 Member::Unknown(name) => {
                     map.next_value::<IgnoredAny>()?;
@@ -122,7 +123,11 @@ impl<'de> Visitor<'de> for IncomingVisitor {
             };
             *slot = Some(map.next_value()?);
         }
-        Ok(Incoming::Object(fields))
+        // serde_json's number map has the token as its one entry; an object that merely
+        // uses the name among others is an object, read to its end.
+        let mut number = EventFields::default();
+        number.unknown.insert(NUMBER_TOKEN.to_owned());
+        Ok(if fields == number { Incoming::NotObject } else { Incoming::Object(fields) })
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Incoming, A::Error> {
@@ -351,10 +356,41 @@ fn metadata_field(value: Option<Value>, limits: &Limits) -> Result<Option<Value>
         broken
             .push(format!("metadata must not have more than {} keys in total (got {keys})", limits.max_metadata_keys));
     }
+    if let Some(number) = unstorable_number(&metadata) {
+        let shown: String = number.chars().take(40).collect();
+        broken.push(format!(
+            "metadata numbers must have at most {MAX_NUMBER_DIGITS} digits and an exponent within ±{MAX_NUMBER_EXPONENT} (got {shown})"
+        ));
+    }
     if broken.is_empty() {
         Ok(Some(metadata))
     } else {
         Err(FieldError::new("metadata", "isMetadataSizeValid", broken.join("; ")))
+    }
+}
+
+/// Digits and exponent a metadata number may have. Numbers are kept as written, and
+/// PostgreSQL expands `1e131071` to every digit on each read: bounding both keeps a few
+/// bytes sent from becoming megabytes read, and keeps numbers inside what `numeric` stores.
+pub const MAX_NUMBER_DIGITS: usize = 1000;
+pub const MAX_NUMBER_EXPONENT: i64 = 1000;
+
+/// Whether `number`, as written, is within [`MAX_NUMBER_DIGITS`] and [`MAX_NUMBER_EXPONENT`].
+pub fn is_storable_number(number: &serde_json::Number) -> bool {
+    let text = number.to_string();
+    let (mantissa, exponent) = text.split_once(['e', 'E']).unwrap_or((&text, "0"));
+    let digits = mantissa.bytes().filter(u8::is_ascii_digit).count();
+    let exponent_ok = exponent.trim_start_matches('+').parse::<i64>().is_ok_and(|e| e.abs() <= MAX_NUMBER_EXPONENT);
+    digits <= MAX_NUMBER_DIGITS && exponent_ok
+}
+
+/// The first number anywhere in `value` that [`is_storable_number`] refuses, as written.
+fn unstorable_number(value: &Value) -> Option<String> {
+    match value {
+        Value::Number(number) if !is_storable_number(number) => Some(number.to_string()),
+        Value::Array(items) => items.iter().find_map(unstorable_number),
+        Value::Object(members) => members.values().find_map(unstorable_number),
+        _ => None,
     }
 }
 
@@ -439,6 +475,32 @@ mod tests {
         assert_eq!((draft.service.as_str(), draft.metadata), ("last", Some(json!({"k": [1, 2]}))));
         for other in ["1", "-1", "1.5", "\"text\"", "[{\"service\": \"s\"}]", "null", "true"] {
             assert_eq!(serde_json::from_str::<Incoming>(other).unwrap(), Incoming::NotObject, "{other}");
+        }
+    }
+
+    #[test]
+    fn numbers_past_the_digit_or_exponent_bound_are_refused_naming_the_limit() {
+        let with = |number: &str| {
+            let body = format!(
+                r#"{{"timestamp": "2024-01-15T10:30:00Z", "service": "s", "message": "m", "metadata": {{"a": [1, {{"n": {number}}}]}}}}"#
+            );
+            validate_event(serde_json::from_str::<Value>(&body).unwrap(), &Limits::default())
+        };
+        for fine in ["1e1000", "-1E-1000", "1e+1000", "123456789012345678901234567890", &"9".repeat(1000)] {
+            assert!(with(fine).is_ok(), "{fine:.40}");
+        }
+        for refused in [
+            "1e1001",
+            "1e-1001",
+            "1e131071",
+            "1e99999999999999999999",
+            &"9".repeat(1001),
+            &format!("0.{}", "1".repeat(1000)),
+        ] {
+            let errors = with(refused).unwrap_err();
+            assert_eq!(rules(&errors, "metadata"), ["isMetadataSizeValid"], "{refused:.40}");
+            let message = &errors[0].constraints["isMetadataSizeValid"];
+            assert!(message.contains("at most 1000 digits"), "{message}");
         }
     }
 
