@@ -253,7 +253,8 @@ impl TestApp {
         let journal = tempfile::tempdir().expect("journal directory");
         let mut settings = test_settings(&database.url, journal.path());
         configure(&mut settings);
-        let application = aurore::Application::build(&settings).await.expect("build the application");
+        let application =
+            aurore::Application::build(&settings, aurore::wiring::Role::All).await.expect("build the application");
         let address = format!("http://127.0.0.1:{}", application.port());
         let (shutdown, signal) = tokio::sync::oneshot::channel();
         let task = tokio::spawn(application.run_until(async {

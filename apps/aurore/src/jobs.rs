@@ -4,7 +4,7 @@
 use crate::settings::{PartitionConfig, Settings};
 use anyhow::Context as _;
 use aurore_domain::{
-    BatchWorker, Buffer, Failure, Journal, Lifecycle, LocalQueue, Observer, Retention, Sinks, SystemClock, Tail,
+    BatchSource, BatchWorker, Buffer, Failure, Journal, Lifecycle, LocalQueue, Observer, Retention, Sinks, SystemClock,
     Unobserved, WriterSettings, replay_journal, retry_transient,
 };
 use aurore_journal::{FileJournal, JournalSettings};
@@ -42,7 +42,7 @@ pub async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<Dr
         dead_letters: store,
         breaker: crate::wiring::breaker(settings, Arc::new(SystemClock)),
         // Nobody subscribes to a drain.
-        tail: Arc::new(Tail::new(1, 1)),
+        tail: None,
     };
     let source = Arc::new(LocalQueue::new(buffer.clone(), journal.clone()));
     let mut writers = JoinSet::new();
@@ -78,8 +78,8 @@ pub async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<Dr
 }
 
 /// The writer tasks to start once the schema is ready.
-pub(crate) struct Writers {
-    pub(crate) source: Arc<LocalQueue>,
+pub(crate) struct Writers<S: BatchSource> {
+    pub(crate) source: Arc<S>,
     pub(crate) sinks: Sinks,
     pub(crate) settings: WriterSettings,
     pub(crate) count: usize,
@@ -88,10 +88,10 @@ pub(crate) struct Writers {
 
 /// Migrates (retrying while PostgreSQL is unreachable), creates partitions, then runs the
 /// writers until their source is closed and drained.
-pub(crate) async fn run_storage(
+pub(crate) async fn run_storage<S: BatchSource>(
     store: Arc<PostgresStore>,
     lifecycle: Arc<Lifecycle>,
-    writers: Writers,
+    writers: Writers<S>,
     partitions: PartitionConfig,
     schema_ready: tokio::sync::watch::Sender<bool>,
 ) {
@@ -168,6 +168,22 @@ pub(crate) async fn ensure_partitions(store: &PostgresStore, settings: &Partitio
             );
         }
         Err(error) => tracing::warn!(%error, "cannot create event partitions; new days land in the default partition"),
+    }
+}
+
+/// How often a writer replica samples the stream's backlog for `/metrics`.
+const BACKLOG_SAMPLE: Duration = Duration::from_secs(5);
+
+/// Keeps the queue's backlog gauges current: the writers' lag, what an autoscaler reads.
+pub(crate) async fn sample_backlog(queue: aurore_queue_nats::NatsQueue) {
+    let mut every = tokio::time::interval(BACKLOG_SAMPLE);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        match queue.backlog().await {
+            Ok(backlog) => aurore_telemetry::metrics::record_queue_backlog(backlog.pending, backlog.in_flight),
+            Err(error) => tracing::debug!(%error, "cannot read the queue's backlog"),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! effective configuration.
 
 use anyhow::Context as _;
+use aurore::wiring::Role;
 use aurore::{Application, Settings};
 use aurore_domain::{SystemClock, Unobserved};
 use aurore_store_postgres::PostgresStore;
@@ -30,7 +31,11 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service (the default).
-    Serve,
+    Serve {
+        /// Which half to run: both (`all`), or one of them apart over `queue.kind = nats`.
+        #[arg(long, value_enum, env = "AURORE_ROLE", default_value_t = Role::All)]
+        role: Role,
+    },
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the effective configuration, secrets redacted.
@@ -67,13 +72,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command.unwrap_or(Command::Serve) {
+    let result = match cli.command.unwrap_or(Command::Serve { role: Role::All }) {
         Command::Config => {
             print!("{}", settings.to_toml());
             Ok(())
         }
         Command::Migrate => migrate(&settings).await,
-        Command::Serve => serve(&settings).await,
+        Command::Serve { role } => serve(&settings, role).await,
         Command::Drain { journal_dir, deadline_secs } => {
             if let Some(dir) = journal_dir {
                 settings.journal.dir = dir;
@@ -137,9 +142,9 @@ async fn run_retention(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn serve(settings: &Settings) -> anyhow::Result<()> {
+async fn serve(settings: &Settings, role: Role) -> anyhow::Result<()> {
     let _telemetry = init_telemetry(settings)?;
-    let application = Application::build(settings).await?;
+    let application = Application::build(settings, role).await?;
     application.run_until(shutdown_signal()).await
 }
 

@@ -2,6 +2,7 @@
 
 use aurore_domain::{Buffer, Lifecycle, Tail};
 use aurore_journal::FileJournal;
+use aurore_queue_nats::NatsSource;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -15,10 +16,13 @@ pub struct Application {
     pub(crate) server: aurore_http::Server,
     pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) buffer: Arc<Buffer>,
-    pub(crate) journal: Arc<FileJournal>,
+    /// The journal, where this process ingests.
+    pub(crate) journal: Option<Arc<FileJournal>>,
+    /// The stream writers take from, where this process stores from a shared queue.
+    pub(crate) nats_source: Option<Arc<NatsSource>>,
     pub(crate) tail: Arc<Tail>,
-    /// Finishes once the buffer is closed and every writer has drained it.
-    pub(crate) writers: JoinHandle<()>,
+    /// Each finishes once its source is closed and drained: the buffer, or the stream.
+    pub(crate) writers: Vec<JoinHandle<()>>,
     pub(crate) background: Vec<JoinHandle<()>>,
     pub(crate) drain_deadline: Duration,
 }
@@ -35,7 +39,8 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops taking requests, drains the buffer to
-    /// PostgreSQL within the deadline and returns. Journaled events still buffered at the
+    /// PostgreSQL (or the stream) within the deadline and returns; a writer replica
+    /// finishes the batches it holds and leaves the rest to the others. Journaled events still buffered at the
     /// deadline stay in the journal for the next start; an error reports any others.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
         let handle = self.server.handle();
@@ -49,12 +54,17 @@ impl Application {
         self.tail.close();
         handle.stop(true).await;
         self.buffer.close();
+        if let Some(source) = &self.nats_source {
+            source.close();
+        }
         tracing::info!(events = self.buffer.len(), deadline = ?self.drain_deadline, "draining the buffer");
-        let drained = tokio::time::timeout(self.drain_deadline, self.writers).await;
+        let drained = tokio::time::timeout(self.drain_deadline, futures_util::future::join_all(self.writers)).await;
         for task in self.background {
             task.abort();
         }
-        self.journal.close().await;
+        if let Some(journal) = &self.journal {
+            journal.close().await;
+        }
         if drained.is_ok() {
             tracing::info!("buffer drained; bye");
             return Ok(());

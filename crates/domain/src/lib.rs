@@ -22,7 +22,7 @@ pub use model::{query, validation};
 // Inside the crate, each module by its own name.
 pub(crate) use model::{event, histogram, markup};
 pub(crate) use ops::{business, lifecycle, retention};
-pub(crate) use pipeline::{breaker, buffer, completion, local_queue, retry, tail};
+pub(crate) use pipeline::{breaker, buffer, completion, local_queue, reports, retry, tail};
 
 pub use breaker::{BreakerSettings, BreakerSnapshot, BreakerState, CircuitBreaker};
 pub use buffer::{Batch, Buffer, BufferError, BufferSnapshot, BufferStats, Queued, Reservation, Spilled};
@@ -44,6 +44,7 @@ pub use ports::{
 pub use query::{
     Cursor, CursorKey, EventPage, EventQuery, MetadataFilter, QueryLimits, SortField, SortOrder, StoredEvent,
 };
+pub use reports::StoreReports;
 pub use retention::{Retention, RetentionCutoffs, RetentionPolicy, RetentionReport, RetentionStore};
 pub use retry::{Failure, RetryPolicy, Retrying, retry_transient};
 pub use tail::{Subscription, Tail, TailFilter, Tailed};

@@ -149,6 +149,17 @@ pub struct ServerOptions {
     pub shutdown_timeout: Duration,
     /// Open connections per worker thread.
     pub max_connections_per_worker: usize,
+    pub surface: Surface,
+}
+
+/// Which routes a process serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// The whole API and the console.
+    Full,
+    /// Health, metrics and the API description only: a writer replica, which ingests and
+    /// answers no queries.
+    Probes,
 }
 
 async fn not_found(request: HttpRequest) -> Result<actix_web::HttpResponse, ApiError> {
@@ -159,11 +170,16 @@ async fn not_found(request: HttpRequest) -> Result<actix_web::HttpResponse, ApiE
 pub fn serve(listener: TcpListener, state: AppState, options: &ServerOptions) -> std::io::Result<Server> {
     let state = web::Data::new(state);
     forget_idle_clients(Arc::downgrade(&state.clone().into_inner()));
+    let surface = options.surface;
     let mut server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
-            .configure(routes::configure)
-            .configure(console::configure)
+            .configure(|config| routes::configure(config, surface))
+            .configure(|config| {
+                if surface == Surface::Full {
+                    console::configure(config);
+                }
+            })
             .default_service(web::to(not_found))
             .wrap(from_fn(guard::limits))
             .wrap(Condition::new(!state.edge.cors_origins.is_empty(), cors(&state.edge.cors_origins)))

@@ -111,15 +111,16 @@ pub static CONSOLE_ROUTES: [Endpoint; 3] = [
 /// Registers the table: one resource per path, one route per method, so a wrong method
 /// gets `405` rather than falling through. Each route is wrapped in the access guard for
 /// its own row, which the router picked: no spelling of a path reaches a handler unguarded.
-pub fn configure(config: &mut web::ServiceConfig) {
+pub fn configure(config: &mut web::ServiceConfig, surface: crate::Surface) {
+    let served = |endpoint: &&Endpoint| surface == crate::Surface::Full || endpoint.group == Health;
     let mut paths: Vec<&'static str> = Vec::new();
-    for endpoint in &ENDPOINTS {
+    for endpoint in ENDPOINTS.iter().filter(served) {
         if !paths.contains(&endpoint.path) {
             paths.push(endpoint.path);
         }
     }
     for path in paths {
-        let resource = ENDPOINTS.iter().filter(|endpoint| endpoint.path == path).fold(
+        let resource = ENDPOINTS.iter().filter(served).filter(|endpoint| endpoint.path == path).fold(
             web::resource(path),
             |resource, endpoint| {
                 let guarded = (endpoint.handler)()

@@ -13,7 +13,7 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{EnvFilter, Layer as _};
 
-pub use metrics::{Gauges, Metrics, TelemetryObserver};
+pub use metrics::{ForwardObserver, Gauges, Metrics, TelemetryObserver};
 pub use traces::{TraceSettings, continue_trace, current_trace_link};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -41,6 +41,13 @@ pub mod names {
     pub const RETENTION_PARTITIONS_DROPPED: &str = "aurore_retention_partitions_dropped_total";
     pub const RETENTION_EVENTS_DELETED: &str = "aurore_retention_events_deleted_total";
     pub const RETENTION_DURATION: &str = "aurore_retention_duration_seconds";
+    pub const QUEUE_PUBLISHED: &str = "aurore_queue_published_events_total";
+    pub const QUEUE_PUBLISH_DURATION: &str = "aurore_queue_publish_duration_seconds";
+    pub const QUEUE_PUBLISH_ERRORS: &str = "aurore_queue_publish_errors_total";
+    pub const QUEUE_DEDUPLICATED: &str = "aurore_queue_deduplicated_messages_total";
+    pub const QUEUE_REDELIVERED: &str = "aurore_queue_redelivered_messages_total";
+    pub const QUEUE_PENDING: &str = "aurore_queue_pending_messages";
+    pub const QUEUE_IN_FLIGHT: &str = "aurore_queue_in_flight_messages";
     /// Prefix of the process metrics (`aurore_process_resident_memory_bytes`, …).
     pub const PROCESS_PREFIX: &str = "aurore_";
 }
@@ -229,6 +236,48 @@ pub const DESCRIBED: &[Described] = &[
         unit: Some(Unit::Seconds),
         help: "Time one retention run took.",
     },
+    Described {
+        name: names::QUEUE_PUBLISHED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Events an ingest replica published to the JetStream stream (PubAck received).",
+    },
+    Described {
+        name: names::QUEUE_PUBLISH_DURATION,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Time from publishing a batch to its PubAck.",
+    },
+    Described {
+        name: names::QUEUE_PUBLISH_ERRORS,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Batch publishes that failed and will be retried (NATS away or slow).",
+    },
+    Described {
+        name: names::QUEUE_DEDUPLICATED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Published messages the stream dropped as re-sends of one it holds (Nats-Msg-Id).",
+    },
+    Described {
+        name: names::QUEUE_REDELIVERED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Messages a writer received again: a writer died or took longer than queue.ack_wait.",
+    },
+    Described {
+        name: names::QUEUE_PENDING,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Count),
+        help: "Messages in the stream no writer has taken yet: the writers' lag.",
+    },
+    Described {
+        name: names::QUEUE_IN_FLIGHT,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Count),
+        help: "Messages writers hold, not yet acknowledged.",
+    },
 ];
 
 fn describe() {
@@ -281,6 +330,7 @@ impl Metrics {
             .set_buckets_for_metric(Matcher::Full(names::BATCH_WRITE_DURATION.into()), SECONDS_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(names::HTTP_REQUEST_DURATION.into()), SECONDS_BUCKETS)?
             .set_buckets_for_metric(Matcher::Full(names::RETENTION_DURATION.into()), SECONDS_BUCKETS)?
+            .set_buckets_for_metric(Matcher::Full(names::QUEUE_PUBLISH_DURATION.into()), SECONDS_BUCKETS)?
             .install_recorder()?;
         let process = metrics_process::Collector::new(names::PROCESS_PREFIX);
         describe();
@@ -366,6 +416,58 @@ pub fn record_rate_limited(group: &'static str) {
 
 pub fn record_rate_limit_clients(clients: usize) {
     gauge!(names::RATE_LIMIT_CLIENTS).set(clients as f64);
+}
+
+/// One batch published, `duplicate` when the stream already held it.
+pub fn record_published(duplicate: bool, took: Duration) {
+    if duplicate {
+        counter!(names::QUEUE_DEDUPLICATED).increment(1);
+    }
+    histogram!(names::QUEUE_PUBLISH_DURATION).record(took.as_secs_f64());
+}
+
+pub fn record_redelivered() {
+    counter!(names::QUEUE_REDELIVERED).increment(1);
+}
+
+/// The consumer's backlog, sampled by a writer replica.
+pub fn record_queue_backlog(pending: u64, in_flight: u64) {
+    gauge!(names::QUEUE_PENDING).set(pending as f64);
+    gauge!(names::QUEUE_IN_FLIGHT).set(in_flight as f64);
+}
+
+/// The forwarding writers' reports: a batch "written" is a batch the stream holds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ForwardObserver;
+
+impl Observer for ForwardObserver {
+    fn events_received(&self, outcome: Received, count: usize) {
+        TelemetryObserver.events_received(outcome, count);
+    }
+
+    fn batch_written(&self, events: usize, _took: Duration) {
+        counter!(names::QUEUE_PUBLISHED).increment(events as u64);
+    }
+
+    fn database_failed(&self, failure: DatabaseFailure) {
+        if failure == DatabaseFailure::Unavailable {
+            counter!(names::QUEUE_PUBLISH_ERRORS).increment(1);
+        }
+    }
+
+    fn write_retried(&self) {}
+
+    fn dead_lettered(&self, kept: bool) {
+        TelemetryObserver.dead_lettered(kept);
+    }
+
+    fn retention_ran(&self, report: &RetentionReport) {
+        TelemetryObserver.retention_ran(report);
+    }
+
+    fn batch_span(&self, events: usize, origins: &[aurore_domain::TraceLink]) -> tracing::Span {
+        crate::traces::batch_span(events, origins)
+    }
 }
 
 /// The domain's reports, as metrics, and its batch spans, linked to their requests.

@@ -5,12 +5,14 @@
 mod edge;
 mod ingest;
 mod ops;
+mod queue;
 mod storage;
 mod units;
 
 pub use edge::{AuthConfig, RateLimitConfig, ServerConfig, TrustedProxy};
 pub use ingest::{IngestConfig, LimitsConfig, QueryConfig, TailConfig};
 pub use ops::{ShutdownConfig, TelemetryConfig};
+pub use queue::{QueueConfig, QueueKind};
 pub use storage::{
     BufferConfig, CircuitBreakerConfig, DatabaseConfig, DatabaseUrl, JournalConfig, PartitionConfig, RetentionConfig,
     WriterConfig,
@@ -51,6 +53,8 @@ pub struct Settings {
     pub journal: JournalConfig,
     #[garde(dive)]
     pub writer: WriterConfig,
+    #[garde(dive)]
+    pub queue: QueueConfig,
     #[garde(dive)]
     pub circuit_breaker: CircuitBreakerConfig,
     #[garde(dive)]

@@ -5,6 +5,7 @@ use crate::buffer::{Batch, Buffer, Queued};
 use crate::completion::Completion;
 use crate::observe::TraceLink;
 use crate::ports::{BatchSource, Journal, JournalSeq, Taken};
+use crate::reports::StoreReports;
 use async_trait::async_trait;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +17,9 @@ const MAX_SPAN_LINKS: usize = 128;
 pub struct LocalQueue {
     buffer: Arc<Buffer>,
     journal: Arc<dyn Journal>,
+    /// Set when the writers forward events to a shared queue rather than store them:
+    /// waiting requests then learn their events' fate from the storing process's reports.
+    forwarded: Option<Arc<StoreReports>>,
 }
 
 /// What a local batch settles: the journaled events' positions, each event's waiting caller, and how
@@ -29,7 +33,14 @@ pub struct LocalReceipt {
 
 impl LocalQueue {
     pub fn new(buffer: Arc<Buffer>, journal: Arc<dyn Journal>) -> Self {
-        Self { buffer, journal }
+        Self { buffer, journal, forwarded: None }
+    }
+
+    /// A queue whose writers forward each batch to a shared queue: settling acknowledges
+    /// the journal (the shared queue holds the events now), and requests waiting for
+    /// `durability=stored` wait on in `reports` for the storing process's word.
+    pub fn forwarding(buffer: Arc<Buffer>, journal: Arc<dyn Journal>, reports: Arc<StoreReports>) -> Self {
+        Self { buffer, journal, forwarded: Some(reports) }
     }
 
     /// Brings spilled events back from the journal. A record that cannot be read stays
@@ -77,6 +88,10 @@ impl BatchSource for LocalQueue {
             .into_iter()
             .map(|queued| {
                 receipt.seqs.extend(queued.seq);
+                // Registered before the batch leaves, so the report cannot come first.
+                if let (Some(reports), Some(completion)) = (&self.forwarded, &queued.completion) {
+                    reports.expect(queued.event.id, completion.clone());
+                }
                 receipt.completions.push(queued.completion);
                 queued.event
             })
@@ -84,13 +99,16 @@ impl BatchSource for LocalQueue {
         Some(Taken { events, origins, receipt })
     }
 
-    /// Acknowledges every event in the journal, stored or dead-lettered, then tells
-    /// waiting requests how theirs fared.
+    /// Acknowledges every event in the journal, stored (or forwarded) or dead-lettered,
+    /// then tells waiting requests how theirs fared; a forwarded event's request hears
+    /// from its writer's report instead.
     fn settle(&self, receipt: LocalReceipt, stored: &[bool]) {
         self.journal.acknowledge(&receipt.seqs);
         for (completion, stored) in receipt.completions.iter().zip(stored) {
-            if let Some(completion) = completion {
-                completion.settle(*stored);
+            match (completion, &self.forwarded) {
+                (Some(_), Some(_)) if *stored => {}
+                (Some(completion), _) => completion.settle(*stored),
+                (None, _) => {}
             }
         }
         self.buffer.settle_unjournaled(receipt.unjournaled);
@@ -119,6 +137,7 @@ fn origins(batch: &Batch) -> Vec<TraceLink> {
 mod tests {
     use super::*;
     use crate::buffer::tests::queued;
+    use crate::completion::Completion;
 
     #[test]
     fn a_batch_links_each_request_once_up_to_the_limit() {
@@ -143,5 +162,33 @@ mod tests {
             crowded.queued.push(item);
         }
         assert_eq!(origins(&crowded).len(), MAX_SPAN_LINKS);
+    }
+
+    #[tokio::test]
+    async fn a_forwarded_batch_leaves_the_journal_but_its_requests_wait_for_the_report() {
+        let journal = Arc::new(crate::testing::MemoryJournal::default());
+        let buffer = Arc::new(Buffer::new(100, 10));
+        let reports = Arc::new(StoreReports::default());
+        let queue = LocalQueue::forwarding(buffer.clone(), journal.clone(), reports.clone());
+        let completion = Arc::new(Completion::new(3));
+        let mut items = queued(3);
+        for (seq, item) in items.iter_mut().enumerate() {
+            item.seq = Some(JournalSeq(seq as u64));
+            item.completion = Some(completion.clone());
+        }
+        buffer.push(items).unwrap();
+        let taken = queue.next_batch(Duration::ZERO).await.unwrap();
+        assert_eq!(reports.len(), 3, "registered when taken, before the batch is published");
+        let events = taken.events.clone();
+        queue.settle(taken.receipt, &[true, true, true]);
+        assert_eq!(journal.acknowledged.lock().unwrap().len(), 3, "the shared queue holds them now");
+        let waiting = tokio::spawn({
+            let completion = completion.clone();
+            async move { completion.wait().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "published is not stored");
+        reports.report_batch(&events, &[]);
+        assert!(waiting.await.unwrap());
     }
 }

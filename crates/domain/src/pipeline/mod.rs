@@ -5,6 +5,7 @@ pub mod breaker;
 pub mod buffer;
 pub mod completion;
 pub mod local_queue;
+pub mod reports;
 pub mod retry;
 pub mod tail;
 pub mod worker;

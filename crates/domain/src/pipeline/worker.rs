@@ -30,8 +30,9 @@ pub struct Sinks {
     pub store: Arc<dyn EventSink>,
     pub dead_letters: Arc<dyn DeadLetterSink>,
     pub breaker: Arc<CircuitBreaker>,
-    /// Told every event once it is stored, for live subscribers.
-    pub tail: Arc<Tail>,
+    /// Told every event once it is stored, for live subscribers; `None` where this
+    /// process does not store (the ingest role forwards to a shared queue).
+    pub tail: Option<Arc<Tail>>,
 }
 
 /// One writer task. Several may share a source and sinks.
@@ -74,7 +75,9 @@ impl<S: BatchSource> BatchWorker<S> {
             match self.write(&events[range.clone()]).await {
                 Ok(took) => {
                     self.observer.batch_written(range.len(), took);
-                    self.sinks.tail.publish(&events[range]);
+                    if let Some(tail) = &self.sinks.tail {
+                        tail.publish(&events[range]);
+                    }
                 }
                 Err(refused) if range.len() == 1 => {
                     stored[range.start] = false;
@@ -186,7 +189,7 @@ mod tests {
                 store: self.store.clone(),
                 dead_letters: self.dead_letters.clone(),
                 breaker: self.breaker.clone(),
-                tail: Arc::new(Tail::new(16, 1)),
+                tail: Some(Arc::new(Tail::new(16, 1))),
             };
             let source = Arc::new(LocalQueue::new(buffer, self.journal.clone()));
             let settings = WriterSettings {
@@ -290,7 +293,7 @@ mod tests {
             store: harness.store.clone(),
             dead_letters: harness.dead_letters.clone(),
             breaker: harness.breaker.clone(),
-            tail: Arc::new(Tail::new(16, 1)),
+            tail: Some(Arc::new(Tail::new(16, 1))),
         };
         let settings = WriterSettings { linger: Duration::ZERO, retry: RetryPolicy::default() };
         BatchWorker::new(source.clone(), sinks, settings, harness.observed.clone()).run().await;
