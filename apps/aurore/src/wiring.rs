@@ -20,6 +20,10 @@ use aurore_telemetry::{ForwardObserver, Metrics, TelemetryObserver};
 use std::net::TcpListener;
 use std::sync::Arc;
 
+/// The longest the forwarding writers pause once NATS failed them: a stream leader
+/// election lasts seconds, and a probe costs one publish.
+const QUEUE_BREAKER_OPEN: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What one process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Role {
@@ -134,7 +138,9 @@ impl Application {
             if let Some(queue) = &queue {
                 let reports = Arc::new(StoreReports::default());
                 background.push(follow_reports(queue.clone(), tail.clone(), reports.clone()));
-                ingest_breaker = self::breaker(settings, clock.clone());
+                let mut queue_breaker = BreakerSettings::from(&settings.circuit_breaker);
+                queue_breaker.open_timeout = queue_breaker.open_timeout.min(QUEUE_BREAKER_OPEN);
+                ingest_breaker = Arc::new(CircuitBreaker::new(queue_breaker, clock.clone()));
                 let forward = Sinks {
                     store: Arc::new(NatsPublisher::new(queue.clone())),
                     dead_letters: store.clone(),
@@ -248,7 +254,8 @@ impl Application {
             )));
             background.push(tokio::spawn(run_retention_on_schedule(retention, schedule, schema_ready_seen)));
         }
-        tracing::info!(role = ?role, queue = ?settings.queue.kind, "aurore listening on http://{}:{port}", settings.server.host);
+        tracing::info!(role = ?role, queue = ?settings.queue.kind, "roles started");
+        tracing::info!("aurore listening on http://{}:{port}", settings.server.host);
         Ok(Self {
             port,
             server,

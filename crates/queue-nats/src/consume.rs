@@ -108,7 +108,10 @@ impl NatsSource {
                     }
                 }
                 Some(Err(error)) => {
-                    tracing::warn!(%error, "JetStream consumer hiccup; asking again");
+                    // Missed heartbeats mean the pull waits on a server that is gone: pull
+                    // afresh, from whichever server the client is on now.
+                    tracing::info!(%error, "JetStream pull interrupted; pulling again");
+                    *messages = None;
                     tokio::time::sleep(RECONNECT_DELAY).await;
                 }
                 None => *messages = None,
@@ -121,8 +124,9 @@ impl NatsSource {
         consumer
             .stream()
             .max_messages_per_batch(MESSAGES_PER_PULL)
-            .heartbeat(Duration::from_secs(5))
-            .expires(Duration::from_secs(30))
+            // Short pulls: a pull waiting on a NATS node that died is replaced this soon.
+            .heartbeat(Duration::from_secs(1))
+            .expires(Duration::from_secs(5))
             .messages()
             .await
             .map_err(|error| crate::QueueError::Setup { what: "consumer stream", reason: error.to_string() })

@@ -26,6 +26,7 @@ use std::time::Duration;
 /// Where the stream is and how it keeps messages.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NatsSettings {
+    /// One server, or several separated by commas.
     pub url: String,
     /// The stream's name; its subjects are derived from it.
     pub stream: String,
@@ -107,7 +108,8 @@ impl NatsQueue {
             .name(name)
             .retry_on_initial_connect()
             .max_reconnects(None)
-            .connect(settings.url.as_str())
+            // A cluster is named by its servers, comma-separated; any that answers will do.
+            .connect(settings.url.split(',').map(str::trim).collect::<Vec<_>>())
             .await
             .map_err(|source| QueueError::Connect { url: settings.url.clone(), source })?;
         let jetstream = jetstream::new(client.clone());
