@@ -77,6 +77,10 @@ loadtest SECONDS="20":
 perf SECONDS="15":
     scripts/perf.sh {{SECONDS}}
 
+# The cost of the NATS hop: arrays of 1,000 through `--role ingest` + `--role writer` ÷ `--role all`.
+bench-queue SECONDS="20":
+    scripts/bench-queue.sh {{SECONDS}}
+
 # Drive a running Aurore: e.g. `just loadgen run --mode array --batch 1000 --verify`.
 loadgen *ARGS:
     cargo run --release --bin aurore-loadgen -- {{ARGS}}
@@ -110,7 +114,7 @@ check-deploy:
         echo "kubectl not found: install it with 'apt-get install kubernetes-client' (Debian's package)" >&2
         exit 1
     fi
-    for kustomization in deploy/k8s/base deploy/k8s/overlays/autoscale; do
+    for kustomization in deploy/k8s/base deploy/k8s/overlays/autoscale deploy/k8s/overlays/queue; do
         kubectl kustomize "$kustomization" >/dev/null
         echo "$kustomization: kustomize renders"
     done

@@ -24,7 +24,7 @@ tag="perf_$$"
 journal=$(mktemp -d)
 pids=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; done
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; done
     rm -rf "$journal"
     for db in $(psql "$admin" -Atc "SELECT datname FROM pg_database WHERE datname LIKE '%$tag%'"); do
         psql "$admin" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true

@@ -553,6 +553,12 @@ fn every_deployment_file_parses() {
         "k8s/base/secret.example.yaml",
         "k8s/overlays/autoscale/kustomization.yaml",
         "k8s/overlays/autoscale/hpa.yaml",
+        "docker-compose.queue.yml",
+        "k8s/overlays/queue/kustomization.yaml",
+        "k8s/overlays/queue/writer.yaml",
+        "k8s/overlays/queue/writer-hpa.yaml",
+        "k8s/overlays/queue/nats-values.yaml",
+        "k8s/overlays/queue/prometheus-adapter-values.yaml",
     ] {
         assert!(names.contains(expected), "deploy/{expected} is missing; found {names:?}");
     }
@@ -1079,4 +1085,265 @@ fn alerts_key_on_labels_the_scrape_configs_produce() {
     for alert in ["AuroreDown", "AuroreCircuitOpen", "AuroreJournalStranded"] {
         assert!(tested.contains(alert), "alerts.test.yml shows {alert} firing");
     }
+}
+
+// ---- ingest and writers apart
+
+fn queue_overlay(path: &str) -> PathBuf {
+    deploy("k8s/overlays/queue").join(path)
+}
+
+/// The JSON patch operations the queue overlay applies to the base's `kind` `name`.
+fn overlay_operations(kind: &str, name: &str) -> Vec<Yaml> {
+    let kustomization = yaml(&queue_overlay("kustomization.yaml"));
+    sequence(&kustomization["patches"], "patches")
+        .iter()
+        .filter(|patch| patch["target"]["kind"] == kind && patch["target"]["name"] == name)
+        .flat_map(|patch| {
+            let operations: Yaml = serde_norway::from_str(text(&patch["patch"], "patch")).expect("a JSON patch");
+            sequence(&operations, "patch operations").to_vec()
+        })
+        .collect()
+}
+
+/// The `value` of the patch operation `op` on `path`.
+fn patched(operations: &[Yaml], op: &str, path: &str) -> Yaml {
+    operations
+        .iter()
+        .find(|operation| operation["op"] == op && operation["path"] == path)
+        .map(|operation| operation["value"].clone())
+        .unwrap_or_else(|| panic!("the queue overlay does not {op} {path}"))
+}
+
+/// The ConfigMap both roles read, with the overlay's additions.
+fn queue_config_map() -> HashMap<String, String> {
+    let mut env = config_map_data(named(&applied_objects(), "ConfigMap", "aurore-config"));
+    for operation in overlay_operations("ConfigMap", "aurore-config") {
+        assert_eq!(operation["op"], "add", "the overlay only adds settings");
+        let key = text(&operation["path"], "path").strip_prefix("/data/").expect("a ConfigMap data key").to_owned();
+        env.insert(key, text(&operation["value"], "a ConfigMap value (a string)").to_owned());
+    }
+    env
+}
+
+fn writer_objects() -> Vec<Yaml> {
+    yaml_documents(&queue_overlay("writer.yaml"))
+}
+
+fn arguments(container: &Yaml) -> Vec<String> {
+    sequence(&container["args"], "args").iter().map(scalar).collect()
+}
+
+#[test]
+fn the_queue_overlay_runs_the_base_as_ingest_and_adds_writers() {
+    let kustomization = yaml(&queue_overlay("kustomization.yaml"));
+    let resources: BTreeSet<String> = sequence(&kustomization["resources"], "resources").iter().map(scalar).collect();
+    for resource in ["../../base", "writer.yaml", "writer-hpa.yaml"] {
+        assert!(resources.contains(resource), "the queue overlay applies {resource}: {resources:?}");
+    }
+    let statefulset = only(&applied_objects(), "StatefulSet").clone();
+    assert_eq!(container(&statefulset)["name"], "aurore", "the patch replaces the first container's args");
+    let args =
+        patched(&overlay_operations("StatefulSet", "aurore"), "replace", "/spec/template/spec/containers/0/args");
+    let args: Vec<String> = sequence(&args, "args").iter().map(scalar).collect();
+    assert_eq!(args, ["serve", "--role", "ingest"]);
+
+    // Both roles: the same settings, over NATS on the Helm release's Service.
+    let settings = load_settings("k8s/overlays/queue", &queue_config_map());
+    assert_eq!(settings.queue.kind, aurore::settings::QueueKind::Nats);
+    assert_eq!(settings.queue.replicas, 3, "each batch on three servers");
+    assert_eq!(settings.queue.nats_url, "nats://nats:4222");
+
+    let writers = writer_objects();
+    let deployment = named(&writers, "Deployment", "aurore-writer");
+    let writer = container(deployment);
+    assert_eq!(arguments(writer), ["serve", "--role", "writer"]);
+    let sources: Vec<&str> = sequence(&writer["envFrom"], "envFrom")
+        .iter()
+        .map(|source| text(&source["configMapRef"]["name"], "configMapRef"))
+        .collect();
+    assert_eq!(sources, ["aurore-config"], "writers read the ingest pods' settings");
+    let database = secret_of(writer, "DATABASE_URL");
+    assert_eq!((database["name"].clone(), database["key"].clone()), (Yaml::from("aurore-database"), Yaml::from("url")));
+    assert!(writer["volumeMounts"].as_sequence().is_none_or(|mounts| mounts.iter().all(|mount| Path::new(text(
+        &mount["mountPath"],
+        "mountPath"
+    ))
+        != settings.journal.dir)));
+
+    // No Service sends API traffic to a writer, which serves probes and metrics only.
+    let spec = &deployment["spec"];
+    let labels = &spec["template"]["metadata"]["labels"];
+    assert!(selects(&spec["selector"]["matchLabels"], labels), "the Deployment selects its own pods");
+    for service in applied_objects().iter().filter(|object| object["kind"] == "Service") {
+        assert!(
+            !selects(&service["spec"]["selector"], labels),
+            "Service {:?} would route to writers",
+            service["metadata"]["name"]
+        );
+    }
+    for (probe, path) in
+        [("livenessProbe", "/health/live"), ("readinessProbe", "/health/ready"), ("startupProbe", "/health/live")]
+    {
+        assert_eq!(writer[probe]["httpGet"]["path"], path, "writer {probe}");
+        assert_eq!(container_port(writer, &writer[probe]["httpGet"]["port"]), PORT, "writer {probe} port");
+    }
+    let annotations = &spec["template"]["metadata"]["annotations"];
+    assert_eq!(annotations["prometheus.io/scrape"], "true", "writers are scraped: their backlog drives the autoscaler");
+    assert_eq!(scalar(&annotations["prometheus.io/port"]), PORT.to_string());
+    let pod = &spec["template"]["spec"];
+    assert_eq!(number(&pod["securityContext"]["runAsUser"], "runAsUser"), UID);
+    assert_eq!(writer["securityContext"]["readOnlyRootFilesystem"], true);
+    let grace = number(&pod["terminationGracePeriodSeconds"], "grace period");
+    assert!(grace > settings.shutdown.drain_deadline.as_secs(), "writers get {grace} s to finish their batches");
+
+    // Both roles reach NATS through their NetworkPolicy.
+    let ingest_egress = patched(&overlay_operations("NetworkPolicy", "aurore"), "add", "/spec/egress/-");
+    assert_eq!(scalar(&ingest_egress["ports"][0]["port"]), "4222", "ingest pods may publish to NATS");
+    let policy = named(&writers, "NetworkPolicy", "aurore-writer");
+    assert!(selects(&policy["spec"]["podSelector"]["matchLabels"], labels), "the writers' policy covers them");
+    let egress: BTreeSet<String> = sequence(&policy["spec"]["egress"], "egress")
+        .iter()
+        .flat_map(|rule| sequence(&rule["ports"], "ports").iter().map(|port| scalar(&port["port"])))
+        .collect();
+    for (port, what) in [("53", "DNS"), ("5432", "PostgreSQL"), ("4222", "NATS")] {
+        assert!(egress.contains(port), "writers may reach {what}: {egress:?}");
+    }
+    let budget = named(&writers, "PodDisruptionBudget", "aurore-writer");
+    assert!(selects(&budget["spec"]["selector"]["matchLabels"], labels), "the writers' disruption budget covers them");
+}
+
+#[test]
+fn writers_scale_on_the_streams_backlog_in_both_directions() {
+    let autoscaler = yaml(&queue_overlay("writer-hpa.yaml"));
+    assert_eq!(autoscaler["apiVersion"], "autoscaling/v2");
+    let target = &autoscaler["spec"]["scaleTargetRef"];
+    assert_eq!(
+        (target["kind"].clone(), target["name"].clone()),
+        (Yaml::from("Deployment"), Yaml::from("aurore-writer"))
+    );
+    let external = sequence(&autoscaler["spec"]["metrics"], "metrics")
+        .iter()
+        .find(|metric| metric["type"] == "External")
+        .expect("the autoscaler follows an external metric");
+    let metric = text(&external["external"]["metric"]["name"], "external metric name");
+    assert_eq!(metric, aurore_telemetry::metrics::names::QUEUE_PENDING);
+    assert!(
+        DESCRIBED.iter().any(|described| described.name == metric && described.kind == Kind::Gauge),
+        "{metric} is a gauge Aurore exports"
+    );
+    assert_eq!(external["external"]["target"]["type"], "AverageValue", "the backlog is shared among the writers");
+    assert_ne!(
+        autoscaler["spec"]["behavior"]["scaleDown"]["selectPolicy"], "Disabled",
+        "a writer holds nothing of its own: removing one is safe"
+    );
+    let minimum = number(&autoscaler["spec"]["minReplicas"], "minReplicas");
+    assert!(minimum >= 2, "one writer down must not stop storage");
+
+    // prometheus-adapter publishes the same name, from the series the writers export.
+    let adapter = yaml(&queue_overlay("prometheus-adapter-values.yaml"));
+    let rule = sequence(&adapter["rules"]["external"], "external rules")
+        .iter()
+        .find(|rule| rule["name"]["as"] == metric)
+        .unwrap_or_else(|| panic!("prometheus-adapter publishes no external metric {metric}"));
+    assert_eq!(metric_names(text(&rule["seriesQuery"], "seriesQuery")), [metric]);
+    assert!(text(&rule["metricsQuery"], "metricsQuery").starts_with("max("), "every writer reports the same count");
+}
+
+#[test]
+fn the_nats_values_replicate_the_stream_over_three_servers() {
+    let values = yaml(&queue_overlay("nats-values.yaml"));
+    let config = &values["config"];
+    assert_eq!(config["cluster"]["enabled"], true);
+    let servers = number(&config["cluster"]["replicas"], "config.cluster.replicas");
+    let settings = load_settings("k8s/overlays/queue", &queue_config_map());
+    assert!(
+        servers >= settings.queue.replicas as u64,
+        "a stream of {} replicas needs as many servers",
+        settings.queue.replicas
+    );
+    assert_eq!(config["jetstream"]["enabled"], true);
+    assert_eq!(config["jetstream"]["fileStore"]["pvc"]["enabled"], true, "the stream on volumes, not memory");
+    assert_eq!(config["jetstream"]["memoryStore"]["enabled"], false);
+    assert_eq!(config["jetstream"]["merge"]["sync_interval"], "always", "acknowledged means on disk");
+}
+
+fn queue_compose() -> Yaml {
+    let mut compose = yaml(&deploy("docker-compose.queue.yml"));
+    compose.apply_merge().expect("compose's merge keys resolve");
+    compose
+}
+
+fn command(service: &Yaml) -> Vec<String> {
+    sequence(&service["command"], "command").iter().map(scalar).collect()
+}
+
+/// The value following `flag` in a command line.
+fn flag<'a>(command: &'a [String], flag: &str) -> &'a str {
+    let at = command.iter().position(|argument| argument == flag).unwrap_or_else(|| panic!("{command:?} lacks {flag}"));
+    command.get(at + 1).unwrap_or_else(|| panic!("{flag} has no value in {command:?}"))
+}
+
+#[test]
+fn the_queue_compose_file_runs_a_nats_cluster_and_both_roles() {
+    let compose = queue_compose();
+    let services = compose["services"].as_mapping().expect("services");
+    let named_with = |prefix: &str| -> Vec<String> {
+        services.keys().map(scalar).filter(|name| name.starts_with(prefix)).collect::<Vec<_>>()
+    };
+    let nats = named_with("nats-");
+    assert_eq!(nats.len(), 3, "a 3-node NATS cluster: {nats:?}");
+    for name in &nats {
+        let node = service(&compose, name);
+        let line = command(node);
+        assert!(line.contains(&"--jetstream".to_owned()), "{name} runs JetStream");
+        assert_eq!(flag(&line, "--cluster_name"), "aurore", "{name} joins the cluster");
+        assert_eq!(flag(&line, "--name"), name, "JetStream needs a unique server name");
+        let routes: BTreeSet<String> = flag(&line, "--routes").split(',').map(str::to_owned).collect();
+        let others: BTreeSet<String> =
+            nats.iter().filter(|other| *other != name).map(|other| format!("nats://{other}:6222")).collect();
+        assert_eq!(routes, others, "{name} routes to the other two");
+        let store = flag(&line, "--store_dir");
+        assert!(mounts(node).iter().any(|(_, target)| target == store), "{name} keeps its stream on a volume");
+        assert!(!node["healthcheck"]["test"].is_null(), "{name} has a healthcheck the Aurore services wait for");
+    }
+
+    let ingest = named_with("ingest-");
+    let writers = named_with("writer-");
+    assert_eq!((ingest.len(), writers.len()), (2, 2), "two ingest replicas and two writers");
+    let mut journals = BTreeSet::new();
+    let mut ports = BTreeSet::new();
+    for (name, role) in ingest.iter().map(|name| (name, "ingest")).chain(writers.iter().map(|name| (name, "writer"))) {
+        let aurore = service(&compose, name);
+        assert_eq!(command(aurore), ["serve", "--role", role], "{name}");
+        let settings = load_settings(&format!("docker-compose.queue.yml {name}"), &environment(aurore));
+        assert_eq!(settings.queue.kind, aurore::settings::QueueKind::Nats, "{name}");
+        let hosts: BTreeSet<String> = settings
+            .queue
+            .nats_url
+            .split(',')
+            .map(|url| url.trim_start_matches("nats://").split(':').next().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(hosts, nats.iter().cloned().collect(), "{name} knows every NATS server");
+        assert!(settings.queue.replicas as usize <= nats.len(), "{name}: more stream replicas than servers");
+        for node in &nats {
+            assert_eq!(aurore["depends_on"][node.as_str()]["condition"], "service_healthy", "{name} waits for {node}");
+        }
+        assert_eq!(aurore["depends_on"]["postgres"]["condition"], "service_healthy", "{name}");
+        if role == "ingest" {
+            let volume = mount_target(aurore, &format!("{name}-journal"));
+            assert_eq!(Path::new(&volume), settings.journal.dir, "{name}'s journal is on its own volume");
+            journals.insert(format!("{name}-journal"));
+            ports.extend(published_ports(aurore).into_iter().map(|port| (name.clone(), port)));
+            let host_ports: Vec<String> = sequence(&aurore["ports"], "ports").iter().map(scalar).collect();
+            assert_eq!(host_ports.len(), 1, "{name} publishes its API once");
+        } else {
+            assert!(aurore["ports"].is_null(), "{name} takes no API traffic");
+        }
+    }
+    for journal in &journals {
+        assert!(compose["volumes"].get(journal.as_str()).is_some(), "{journal} is a named volume");
+    }
+    assert_eq!(journals.len(), ingest.len(), "no two ingest replicas share a journal");
+    assert!(ports.iter().all(|(_, port)| *port == PORT), "each ingest replica listens on {PORT} inside: {ports:?}");
 }

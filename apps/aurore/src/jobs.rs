@@ -77,48 +77,50 @@ pub async fn drain(settings: &Settings, deadline: Duration) -> anyhow::Result<Dr
     Ok(Drained { segments: recovered.segments, events: recovered.events })
 }
 
-/// The writer tasks to start once the schema is ready.
-pub(crate) struct Writers<S: BatchSource> {
-    pub(crate) source: Arc<S>,
+/// Storage as one task: migrations, partitions, then the writer tasks over a source.
+pub(crate) struct Storage {
+    pub(crate) store: Arc<PostgresStore>,
+    pub(crate) lifecycle: Arc<Lifecycle>,
     pub(crate) sinks: Sinks,
     pub(crate) settings: WriterSettings,
     pub(crate) count: usize,
     pub(crate) observer: Arc<dyn Observer>,
+    pub(crate) partitions: PartitionConfig,
+    pub(crate) schema_ready: tokio::sync::watch::Sender<bool>,
 }
 
-/// Migrates (retrying while PostgreSQL is unreachable), creates partitions, then runs the
-/// writers until their source is closed and drained.
-pub(crate) async fn run_storage<S: BatchSource>(
-    store: Arc<PostgresStore>,
-    lifecycle: Arc<Lifecycle>,
-    writers: Writers<S>,
-    partitions: PartitionConfig,
-    schema_ready: tokio::sync::watch::Sender<bool>,
-) {
-    // Every failure to migrate is waited out: until the schema is current nothing is stored.
-    let Ok(applied) = retry_transient(
-        None,
-        &writers.settings.retry,
-        || async { store.migrate().await.map_err(|error| Failure::<Infallible>::Transient(aurore_domain::error_chain(&error))) },
-        |retrying| tracing::warn!(error = %retrying.cause, retry_in = ?retrying.delay, "cannot migrate the database yet"),
-    )
-    .await;
-    tracing::info!(applied, "database schema is current");
-    // Partitions exist before the first write, so writes never race an ATTACH at start-up.
-    ensure_partitions(&store, &partitions).await;
-    lifecycle.mark_schema_ready();
-    schema_ready.send_replace(true);
-    let mut tasks = JoinSet::new();
-    for _ in 0..writers.count {
-        let worker = BatchWorker::new(
-            writers.source.clone(),
-            writers.sinks.clone(),
-            writers.settings.clone(),
-            writers.observer.clone(),
-        );
-        tasks.spawn(worker.run());
+impl Storage {
+    pub(crate) fn spawn<S: BatchSource>(self, source: Arc<S>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(self.run(source))
     }
-    while tasks.join_next().await.is_some() {}
+
+    /// Migrates (retrying while PostgreSQL is unreachable), creates partitions, then runs
+    /// the writers until their source is closed and drained.
+    async fn run<S: BatchSource>(self, source: Arc<S>) {
+        let store = &self.store;
+        // Every failure to migrate is waited out: until the schema is current nothing is stored.
+        let Ok(applied) = retry_transient(
+            None,
+            &self.settings.retry,
+            || async {
+                store.migrate().await.map_err(|error| Failure::<Infallible>::Transient(aurore_domain::error_chain(&error)))
+            },
+            |retrying| tracing::warn!(error = %retrying.cause, retry_in = ?retrying.delay, "cannot migrate the database yet"),
+        )
+        .await;
+        tracing::info!(applied, "database schema is current");
+        // Partitions exist before the first write, so writes never race an ATTACH at start-up.
+        ensure_partitions(store, &self.partitions).await;
+        self.lifecycle.mark_schema_ready();
+        self.schema_ready.send_replace(true);
+        let mut tasks = JoinSet::new();
+        for _ in 0..self.count {
+            let worker =
+                BatchWorker::new(source.clone(), self.sinks.clone(), self.settings.clone(), self.observer.clone());
+            tasks.spawn(worker.run());
+        }
+        while tasks.join_next().await.is_some() {}
+    }
 }
 
 /// Puts what the journal held at start-up back into the pipeline, then opens ingest.

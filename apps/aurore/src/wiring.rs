@@ -2,7 +2,7 @@
 //! that use it. The role decides which halves run: ingest (HTTP, journal, buffer), the
 //! writers (PostgreSQL), or both; with `queue.kind = nats` a JetStream stream joins them.
 
-use crate::jobs::{Writers, keep_partitions, replay, run_retention_on_schedule, run_storage, sample_backlog};
+use crate::jobs::{Storage, keep_partitions, replay, run_retention_on_schedule, sample_backlog};
 use crate::settings::{QueueKind, Settings};
 use crate::startup::Application;
 use anyhow::Context as _;
@@ -221,29 +221,23 @@ impl Application {
             // reported to every replica's tail when they come from the stream.
             let local_tail = queue.is_none().then(|| tail.clone());
             let sinks = Sinks { store: store.clone(), dead_letters: store.clone(), breaker, tail: local_tail };
-            let count = settings.writer.writers;
+            let storage = Storage {
+                store: store.clone(),
+                lifecycle: lifecycle.clone(),
+                sinks,
+                settings: writer_settings,
+                count: settings.writer.writers,
+                observer,
+                partitions: settings.partitions.clone(),
+                schema_ready,
+            };
             let storage = match &queue {
-                None => {
-                    let source = Arc::new(LocalQueue::new(buffer.clone(), journal.clone()));
-                    tokio::spawn(run_storage(
-                        store.clone(),
-                        lifecycle.clone(),
-                        Writers { source, sinks, settings: writer_settings, count, observer },
-                        settings.partitions.clone(),
-                        schema_ready,
-                    ))
-                }
+                None => storage.spawn(Arc::new(LocalQueue::new(buffer.clone(), journal.clone()))),
                 Some(queue) => {
                     let source = Arc::new(NatsSource::new(queue.clone(), settings.writer.batch_size, store.clone()));
                     nats_source = Some(source.clone());
                     background.push(tokio::spawn(sample_backlog(queue.clone())));
-                    tokio::spawn(run_storage(
-                        store.clone(),
-                        lifecycle.clone(),
-                        Writers { source, sinks, settings: writer_settings, count, observer },
-                        settings.partitions.clone(),
-                        schema_ready,
-                    ))
+                    storage.spawn(source)
                 }
             };
             writers.push(storage);
