@@ -3,16 +3,15 @@
 
 // A failed unwrap is a failed test, which is what these helpers are for.
 
-use crate::support::{Api, Service, TestApp, TestDatabase, event, poll, post_with};
+use crate::support::{
+    Api, Proxy, Service, TestApp, TestDatabase, assert_all_stored_once, event, poll, post_with, stored_ids, through,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Mutex;
-use tokio::task::JoinHandle;
 
 /// Posts arrays of `size` events in a loop until `stop`, returning the acknowledged ids.
 /// Requests cut off by a kill simply do not count.
@@ -52,19 +51,6 @@ async fn run_load_for(client: &reqwest::Client, address: &str, service: &'static
     acknowledged
 }
 
-/// Waits until every acknowledged id of `service` is stored, then checks none is stored
-/// twice. Returns the rows stored (acknowledged ones, plus any whose response was cut off).
-async fn assert_all_stored_once(database: &TestDatabase, service: &str, acknowledged: &HashSet<String>) -> i64 {
-    let missing = || async { acknowledged.difference(&stored_ids(database, service).await).count() };
-    let missing = poll(Duration::from_secs(30), missing, |missing| *missing == 0).await;
-    assert_eq!(missing, 0, "{missing} of {} acknowledged events lost", acknowledged.len());
-    let rows = database.count(&format!("SELECT count(*) AS n FROM events WHERE service = '{service}'")).await;
-    let distinct =
-        database.count(&format!("SELECT count(DISTINCT id) AS n FROM events WHERE service = '{service}'")).await;
-    assert_eq!(rows, distinct, "no event is stored twice");
-    rows
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_under_load_loses_and_duplicates_nothing() {
     let cycles: usize = std::env::var("AURORE_KILL_CYCLES").ok().and_then(|n| n.parse().ok()).unwrap_or(5);
@@ -87,7 +73,7 @@ async fn kill_9_under_load_loses_and_duplicates_nothing() {
     let service = Service::start(&database.url, journal.path(), &[]);
     service.wait_until_ready().await;
     assert!(acknowledged.len() > 1000, "the load got through: {}", acknowledged.len());
-    let stored = assert_all_stored_once(&database, "killed", &acknowledged).await;
+    let stored = assert_all_stored_once(&database, "killed", &acknowledged, Duration::from_secs(30)).await;
     println!(
         "kill -9 cycles: {cycles}, acknowledged: {}, stored: {stored}, lost: 0, duplicated: 0",
         acknowledged.len()
@@ -130,86 +116,10 @@ async fn kill_9_after_segments_roll_inside_group_commits_loses_nothing() {
     }
     let service = Service::start(&database.url, journal.path(), &[]);
     service.wait_until_ready().await;
-    let stored = assert_all_stored_once(&database, "rolled", &acknowledged).await;
+    let stored = assert_all_stored_once(&database, "rolled", &acknowledged, Duration::from_secs(30)).await;
     println!("4 KiB segments, 3 × kill -9: acknowledged {}, stored {stored}, lost 0, duplicated 0", acknowledged.len());
     assert_eq!(stored as usize, acknowledged.len());
     assert!(service.terminate().await.success());
-}
-
-async fn stored_ids(database: &TestDatabase, service: &str) -> HashSet<String> {
-    #[derive(diesel::QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        id: uuid::Uuid,
-    }
-    let mut connection = database.connection().await;
-    let ids: Vec<Id> = diesel_async::RunQueryDsl::load(
-        diesel::sql_query(format!("SELECT id FROM events WHERE service = '{service}'")),
-        &mut connection,
-    )
-    .await
-    .unwrap();
-    ids.into_iter().map(|row| row.id.to_string()).collect()
-}
-
-/// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones,
-/// then let traffic through again: a database outage on demand.
-struct Proxy {
-    port: u16,
-    open: Arc<AtomicBool>,
-    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    accept: JoinHandle<()>,
-}
-
-impl Proxy {
-    async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let open = Arc::new(AtomicBool::new(true));
-        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
-        let accept = tokio::spawn({
-            let (open, connections) = (open.clone(), connections.clone());
-            async move {
-                while let Ok((mut client, _)) = listener.accept().await {
-                    if !open.load(Ordering::SeqCst) {
-                        continue; // dropped at once: connection refused, in effect
-                    }
-                    let upstream = upstream.clone();
-                    connections.lock().await.push(tokio::spawn(async move {
-                        if let Ok(mut server) = TcpStream::connect(upstream).await {
-                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
-                        }
-                    }));
-                }
-            }
-        });
-        Self { port, open, connections, accept }
-    }
-
-    async fn cut(&self) {
-        self.open.store(false, Ordering::SeqCst);
-        for connection in self.connections.lock().await.drain(..) {
-            connection.abort();
-        }
-    }
-
-    fn restore(&self) {
-        self.open.store(true, Ordering::SeqCst);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
-
-/// `url` with its host and port replaced by the proxy's.
-fn through(url: &str, port: u16) -> (String, String) {
-    let (scheme, rest) = url.split_once("://").unwrap();
-    let (credentials, rest) = rest.split_once('@').unwrap();
-    let (authority, path) = rest.split_once('/').unwrap();
-    (format!("{scheme}://{credentials}@127.0.0.1:{port}/{path}"), authority.to_owned())
 }
 
 async fn circuit(app: &TestApp) -> Value {
@@ -266,7 +176,7 @@ async fn a_database_outage_under_load_loses_nothing_and_the_circuit_opens_and_cl
 
     assert!(states_seen.contains("OPEN"), "the circuit opened during the outage: {states_seen:?}");
     assert!(acknowledged.len() > 2000, "ingest kept accepting into the journal: {}", acknowledged.len());
-    let stored = assert_all_stored_once(&app.database, "outage", &acknowledged).await;
+    let stored = assert_all_stored_once(&app.database, "outage", &acknowledged, Duration::from_secs(30)).await;
     assert_eq!(stored, i64::try_from(acknowledged.len()).unwrap());
     let breaker = poll(Duration::from_secs(10), || circuit(&app), |breaker| breaker["state"] == "CLOSED").await;
     assert_eq!(breaker["state"], "CLOSED", "the circuit closed again");

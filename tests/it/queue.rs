@@ -4,7 +4,7 @@
 //! is stored, once.
 
 use crate::nats::{NatsCluster, NatsNode};
-use crate::support::{Api, Service, TestDatabase, event, poll};
+use crate::support::{Api, Proxy, Service, TestDatabase, assert_all_stored_once, event, poll, stored_ids, through};
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -99,34 +99,6 @@ impl Load {
     }
 }
 
-async fn stored_ids(database: &TestDatabase, service: &str) -> HashSet<String> {
-    use diesel::sql_types::Text;
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Text)]
-        id: String,
-    }
-    let mut connection = database.connection().await;
-    let rows: Vec<Row> = diesel::sql_query("SELECT id::text AS id FROM events WHERE service = $1")
-        .bind::<Text, _>(service)
-        .load(&mut connection)
-        .await
-        .unwrap_or_default();
-    rows.into_iter().map(|row| row.id).collect()
-}
-
-/// Waits until every acknowledged event is stored, then checks none is stored twice.
-async fn assert_all_stored_once(database: &TestDatabase, service: &str, acknowledged: &HashSet<String>) {
-    let missing = || async { acknowledged.difference(&stored_ids(database, service).await).count() };
-    let missing = poll(Duration::from_secs(90), missing, |missing| *missing == 0).await;
-    assert_eq!(missing, 0, "{missing} of {} acknowledged events lost", acknowledged.len());
-    let rows = database.count(&format!("SELECT count(*) AS n FROM events WHERE service = '{service}'")).await;
-    let distinct =
-        database.count(&format!("SELECT count(DISTINCT id) AS n FROM events WHERE service = '{service}'")).await;
-    assert_eq!(rows, distinct, "no event is stored twice");
-}
-
 /// A counter or gauge from `/metrics/prometheus`, summed over its labels (0 when absent).
 async fn metric(service: &Service, name: &str) -> f64 {
     let text = service.get_text("/metrics/prometheus").await;
@@ -144,7 +116,7 @@ async fn settle_phase(database: &TestDatabase, load: Load, service: &'static str
     let started = std::time::Instant::now();
     let acknowledged = load.finish().await;
     eprintln!("load finished in {:?}", started.elapsed());
-    assert_all_stored_once(database, service, &acknowledged).await;
+    assert_all_stored_once(database, service, &acknowledged, Duration::from_secs(90)).await;
     let stored = database.count(&format!("SELECT count(*) AS n FROM events WHERE service = '{service}'")).await;
     eprintln!(
         "fault: {fault}: acknowledged {}, stored {stored}, lost 0, duplicated 0 (settled in {:?})",
@@ -247,7 +219,7 @@ async fn with_nats_down_ingest_journals_until_full_then_refuses_and_all_drains_a
     assert_eq!(database.count("SELECT count(*) AS n FROM events WHERE service = 'queue-outage'").await, 0);
 
     nats.restart();
-    assert_all_stored_once(&database, "queue-outage", &acknowledged).await;
+    assert_all_stored_once(&database, "queue-outage", &acknowledged, Duration::from_secs(90)).await;
     let accepted_again = poll(
         Duration::from_secs(30),
         || async { post(&ingest, &event("queue-outage", "after")).await },
@@ -331,4 +303,87 @@ async fn a_batch_published_again_outside_the_duplicate_window_is_absorbed_by_the
     assert!(written >= 20.0, "the writer took the batch a second time: {written}");
     assert_eq!(metric(&restarted, "aurore_queue_deduplicated_messages_total").await, 0.0);
     assert_eq!(database.count("SELECT count(*) AS n FROM events WHERE service = 'queue-window'").await, 10);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_writer_that_lost_postgresql_hands_its_batches_to_one_that_has_it() {
+    let database = TestDatabase::create().await;
+    let nats = NatsNode::start();
+    let (_, upstream) = through(&database.url, 0);
+    let proxy = Proxy::start(upstream).await;
+    let (proxied, _) = through(&database.url, proxy.port);
+    let journals: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::tempdir().unwrap()).collect();
+    let nats_url = nats.url();
+    let queue = [
+        ("AURORE_ROLE", "writer"),
+        ("AURORE__QUEUE__KIND", "nats"),
+        ("AURORE__QUEUE__NATS_URL", nats_url.as_str()),
+        // Handing a batch back counts as a delivery; room for many here.
+        ("AURORE__QUEUE__MAX_DELIVER", "100"),
+        ("AURORE__WRITER__LINGER_MS", "20"),
+        ("AURORE__WRITER__WRITERS", "2"),
+        ("AURORE__WRITER__BACKOFF_BASE_MS", "50"),
+        ("AURORE__CIRCUIT_BREAKER__FAILURE_THRESHOLD", "2"),
+        // Open for the whole hand-over: every batch it takes meanwhile goes back.
+        ("AURORE__CIRCUIT_BREAKER__OPEN_TIMEOUT_SECS", "10"),
+    ];
+    let cut_off = Service::start(&proxied, journals[0].path(), &queue);
+    let ingest = replica(&database, journals[1].path(), &nats_url, "ingest", &[("AURORE__QUEUE__MAX_DELIVER", "100")]);
+    cut_off.wait_until_ready().await;
+    ingest.wait_until_ready().await;
+    let to_writer = cut_off.client.post(format!("{}/events", cut_off.address)).json(&event("queue-handover", "x"));
+    assert_eq!(to_writer.send().await.unwrap().status(), StatusCode::NOT_FOUND, "AURORE_ROLE=writer takes no events");
+
+    proxy.cut().await;
+    let ids = |body: Value| -> HashSet<String> {
+        body["event_ids"].as_array().unwrap().iter().map(|id| id.as_str().unwrap().to_owned()).collect()
+    };
+    let post_batch = |name: &'static str| {
+        let events: Vec<Value> = (0..5).map(|i| event("queue-handover", &format!("{name}-{i}"))).collect();
+        let request = ingest.client.post(format!("{}/events", ingest.address)).json(&events).send();
+        async move {
+            let response = request.await.unwrap();
+            assert_eq!(response.status(), StatusCode::ACCEPTED);
+            response.json::<Value>().await.unwrap()
+        }
+    };
+    // The first batch is being written when the circuit opens: its writer keeps it.
+    let held = ids(post_batch("held").await);
+    let open = poll(
+        Duration::from_secs(30),
+        || async { cut_off.get_json("/health/database").await["circuitBreaker"]["state"].clone() },
+        |state| *state == "OPEN",
+    )
+    .await;
+    assert_eq!(open, "OPEN", "the cut-off writer's circuit opened");
+    let mut handed_over = HashSet::new();
+    for name in ["later-1", "later-2", "later-3"] {
+        handed_over.extend(ids(post_batch(name).await));
+    }
+    let released = poll(
+        Duration::from_secs(30),
+        || metric(&cut_off, "aurore_queue_released_messages_total"),
+        |released| *released >= 1.0,
+    )
+    .await;
+    assert!(released >= 1.0, "the cut-off writer handed a batch back instead of holding it");
+
+    // A writer that reaches PostgreSQL stores what was handed back while the other is
+    // still cut off (a batch the cut-off one takes again as a half-open probe waits).
+    let healthy = replica(&database, journals[2].path(), &nats_url, "writer", &[("AURORE__QUEUE__MAX_DELIVER", "100")]);
+    healthy.wait_until_ready().await;
+    let stored_meanwhile = poll(
+        Duration::from_secs(60),
+        || async { stored_ids(&database, "queue-handover").await.intersection(&handed_over).count() },
+        |stored| *stored > 0,
+    )
+    .await;
+    assert!(stored_meanwhile > 0, "nothing handed back was stored by the writer that has PostgreSQL");
+    assert!(stored_ids(&database, "queue-handover").await.is_disjoint(&held), "the held batch waited for its writer");
+
+    proxy.restore();
+    let everything: HashSet<String> = held.union(&handed_over).cloned().collect();
+    let stored = assert_all_stored_once(&database, "queue-handover", &everything, Duration::from_secs(60)).await;
+    assert_eq!(stored as usize, everything.len());
+    assert_eq!(database.count("SELECT count(*) AS n FROM dead_letters").await, 0, "an outage makes no dead letters");
 }

@@ -2,7 +2,13 @@
 //! random port, and the real binary as a child process.
 
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinHandle;
 
 /// The server the suites create their databases on: `AURORE_TEST_DATABASE_URL`, else
 /// `DATABASE_URL`, else the local default. `just test` sets it after finding or starting
@@ -419,4 +425,100 @@ impl Service {
         nix::sys::signal::kill(pid, signal).expect("signal aurore");
         tokio::task::spawn_blocking(move || self.child.wait()).await.expect("wait task").expect("wait for aurore")
     }
+}
+
+/// The ids of the events of `service` stored so far (none while the schema is missing).
+pub async fn stored_ids(database: &TestDatabase, service: &str) -> HashSet<String> {
+    use diesel::sql_types::{Text, Uuid};
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Uuid)]
+        id: uuid::Uuid,
+    }
+    let mut connection = database.connection().await;
+    let rows: Vec<Row> = diesel::sql_query("SELECT id FROM events WHERE service = $1")
+        .bind::<Text, _>(service)
+        .load(&mut connection)
+        .await
+        .unwrap_or_default();
+    rows.into_iter().map(|row| row.id.to_string()).collect()
+}
+
+/// Waits up to `within` until every acknowledged id of `service` is stored, then checks
+/// none is stored twice. Returns the rows stored (acknowledged ones, plus any whose
+/// response was cut off).
+pub async fn assert_all_stored_once(
+    database: &TestDatabase,
+    service: &str,
+    acknowledged: &HashSet<String>,
+    within: Duration,
+) -> i64 {
+    let missing = || async { acknowledged.difference(&stored_ids(database, service).await).count() };
+    let missing = poll(within, missing, |missing| *missing == 0).await;
+    assert_eq!(missing, 0, "{missing} of {} acknowledged events lost", acknowledged.len());
+    let rows = database.count(&format!("SELECT count(*) AS n FROM events WHERE service = '{service}'")).await;
+    let distinct =
+        database.count(&format!("SELECT count(DISTINCT id) AS n FROM events WHERE service = '{service}'")).await;
+    assert_eq!(rows, distinct, "no event is stored twice");
+    rows
+}
+
+/// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones,
+/// then let traffic through again: a database outage on demand.
+pub struct Proxy {
+    pub port: u16,
+    open: Arc<AtomicBool>,
+    connections: Arc<Mutex<Vec<JoinHandle<()>>>>,
+    accept: JoinHandle<()>,
+}
+
+impl Proxy {
+    pub async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(AtomicBool::new(true));
+        let connections: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
+        let accept = tokio::spawn({
+            let (open, connections) = (open.clone(), connections.clone());
+            async move {
+                while let Ok((mut client, _)) = listener.accept().await {
+                    if !AtomicBool::load(&open, Ordering::SeqCst) {
+                        continue; // dropped at once: connection refused, in effect
+                    }
+                    let upstream = upstream.clone();
+                    connections.lock().await.push(tokio::spawn(async move {
+                        if let Ok(mut server) = TcpStream::connect(upstream).await {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    }));
+                }
+            }
+        });
+        Self { port, open, connections, accept }
+    }
+
+    pub async fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for connection in self.connections.lock().await.drain(..) {
+            connection.abort();
+        }
+    }
+
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// `url` with its host and port replaced by the proxy's.
+pub fn through(url: &str, port: u16) -> (String, String) {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (credentials, rest) = rest.split_once('@').unwrap();
+    let (authority, path) = rest.split_once('/').unwrap();
+    (format!("{scheme}://{credentials}@127.0.0.1:{port}/{path}"), authority.to_owned())
 }

@@ -24,6 +24,10 @@ struct Cli {
     /// TOML configuration file; environment variables override it.
     #[arg(long, env = "AURORE_CONFIG", global = true)]
     config: Option<PathBuf>,
+    /// Which half `serve` runs: both (`all`), or one of them apart over `queue.kind = nats`.
+    /// Global, so that `aurore` alone (which serves) reads it too.
+    #[arg(long, value_enum, env = "AURORE_ROLE", default_value_t = Role::All, global = true)]
+    role: Role,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -31,11 +35,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the service (the default).
-    Serve {
-        /// Which half to run: both (`all`), or one of them apart over `queue.kind = nats`.
-        #[arg(long, value_enum, env = "AURORE_ROLE", default_value_t = Role::All)]
-        role: Role,
-    },
+    Serve,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Print the effective configuration, secrets redacted.
@@ -72,13 +72,13 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let result = match cli.command.unwrap_or(Command::Serve { role: Role::All }) {
+    let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Config => {
             print!("{}", settings.to_toml());
             Ok(())
         }
         Command::Migrate => migrate(&settings).await,
-        Command::Serve { role } => serve(&settings, role).await,
+        Command::Serve => serve(&settings, cli.role).await,
         Command::Drain { journal_dir, deadline_secs } => {
             if let Some(dir) = journal_dir {
                 settings.journal.dir = dir;

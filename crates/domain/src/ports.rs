@@ -266,6 +266,14 @@ pub trait BatchSource: Send + Sync + std::fmt::Debug + 'static {
     /// aside as a dead letter. Only then may the source forget the events: until this
     /// call they MUST survive a crash wherever the source promised they would.
     fn settle(&self, receipt: Self::Receipt, stored: &[bool]);
+
+    /// Offers a batch back untouched while the store's circuit is open, to be taken again
+    /// no sooner than `after`: a shared queue hands it to whichever writer asks then,
+    /// rather than leave it with one that cannot write. `Err` returns the batch, which the
+    /// writer then keeps and waits with: what a source tied to its writer does.
+    fn release(&self, batch: Taken<Self::Receipt>, _after: std::time::Duration) -> Result<(), Taken<Self::Receipt>> {
+        Err(batch)
+    }
 }
 
 /// An event the store refused for its data, kept for review and replay.

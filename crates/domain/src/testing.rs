@@ -117,7 +117,19 @@ pub struct ScriptedSource {
     pub batches: Mutex<VecDeque<Vec<Event>>>,
     /// Per batch settled: its receipt (the batch's number) and which events were stored.
     pub settled: Mutex<Vec<(usize, Vec<bool>)>>,
+    /// Whether it takes batches back, as a shared queue does; each one taken back is
+    /// handed out again last, as a redelivery.
+    pub releases: bool,
+    /// Per batch taken back: its receipt and the delay asked for.
+    pub released: Mutex<Vec<(usize, Duration)>>,
     taken: AtomicU64,
+}
+
+impl ScriptedSource {
+    /// A source that takes batches back, as a queue shared by several writers does.
+    pub fn shared() -> Self {
+        Self { releases: true, ..Self::default() }
+    }
 }
 
 #[async_trait]
@@ -132,6 +144,15 @@ impl BatchSource for ScriptedSource {
 
     fn settle(&self, receipt: usize, stored: &[bool]) {
         self.settled.lock().unwrap().push((receipt, stored.to_vec()));
+    }
+
+    fn release(&self, batch: Taken<usize>, after: Duration) -> Result<(), Taken<usize>> {
+        if !self.releases {
+            return Err(batch);
+        }
+        self.released.lock().unwrap().push((batch.receipt, after));
+        self.batches.lock().unwrap().push_back(batch.events);
+        Ok(())
     }
 }
 

@@ -239,6 +239,40 @@ impl BatchSource for NatsSource {
             }
         });
     }
+
+    /// Naks each message with the delay, so any writer can take it once the circuit
+    /// allows a write again; JetStream's own backoff applies only to ack timeouts.
+    fn release(&self, batch: Taken<NatsReceipt>, after: Duration) -> Result<(), Taken<NatsReceipt>> {
+        if !self.can_release(&batch.receipt) {
+            return Err(batch);
+        }
+        batch.receipt.keep_alive.abort();
+        let messages = batch.receipt.messages;
+        aurore_telemetry::metrics::record_released(messages.len());
+        tokio::spawn(async move {
+            for (message, _) in messages {
+                // Unanswered, the message comes back after ack_wait all the same.
+                if let Err(error) = message.ack_with(AckKind::Nak(Some(after))).await {
+                    tracing::debug!(%error, "cannot hand a batch back to the stream");
+                }
+            }
+        });
+        Ok(())
+    }
+}
+
+impl NatsSource {
+    /// Whether a nak leaves every message of the receipt short of `queue.max_deliver`: a
+    /// nak counts as a delivery, and an outage must not walk healthy batches into the
+    /// dead letters. A batch without that headroom stays with its writer, in progress.
+    fn can_release(&self, receipt: &NatsReceipt) -> bool {
+        let max_deliver = self.queue.settings.max_deliver;
+        max_deliver <= 0
+            || receipt
+                .messages
+                .iter()
+                .all(|(message, _)| message.info().is_ok_and(|info| info.delivered + 1 < max_deliver))
+    }
 }
 
 /// Tells the stream every third of `ack_wait` that the messages are still being written,

@@ -46,6 +46,7 @@ pub mod names {
     pub const QUEUE_PUBLISH_ERRORS: &str = "aurore_queue_publish_errors_total";
     pub const QUEUE_DEDUPLICATED: &str = "aurore_queue_deduplicated_messages_total";
     pub const QUEUE_REDELIVERED: &str = "aurore_queue_redelivered_messages_total";
+    pub const QUEUE_RELEASED: &str = "aurore_queue_released_messages_total";
     pub const QUEUE_PENDING: &str = "aurore_queue_pending_messages";
     pub const QUEUE_IN_FLIGHT: &str = "aurore_queue_in_flight_messages";
     /// Prefix of the process metrics (`aurore_process_resident_memory_bytes`, …).
@@ -264,7 +265,13 @@ pub const DESCRIBED: &[Described] = &[
         name: names::QUEUE_REDELIVERED,
         kind: Kind::Counter,
         unit: Some(Unit::Count),
-        help: "Messages a writer received again: a writer died or took longer than queue.ack_wait.",
+        help: "Messages a writer received again: a writer died, took longer than queue.ack_wait, or handed them back.",
+    },
+    Described {
+        name: names::QUEUE_RELEASED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Messages a writer handed back to the stream (nak with delay) because its PostgreSQL circuit was open.",
     },
     Described {
         name: names::QUEUE_PENDING,
@@ -428,6 +435,10 @@ pub fn record_published(duplicate: bool, took: Duration) {
 
 pub fn record_redelivered() {
     counter!(names::QUEUE_REDELIVERED).increment(1);
+}
+
+pub fn record_released(messages: usize) {
+    counter!(names::QUEUE_RELEASED).increment(messages as u64);
 }
 
 /// The consumer's backlog, sampled by a writer replica.

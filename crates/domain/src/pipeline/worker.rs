@@ -57,7 +57,16 @@ impl<S: BatchSource> BatchWorker<S> {
 
     /// Runs until the source is closed and drained.
     pub async fn run(self) {
-        while let Some(batch) = self.source.next_batch(self.settings.linger).await {
+        while let Some(mut batch) = self.source.next_batch(self.settings.linger).await {
+            if let Err(wait) = self.sinks.breaker.permit() {
+                match self.source.release(batch, wait) {
+                    Ok(()) => {
+                        tokio::time::sleep(wait).await;
+                        continue;
+                    }
+                    Err(kept) => batch = kept,
+                }
+            }
             let span = self.observer.batch_span(batch.events.len(), &batch.origins);
             let stored = self.store(&batch.events).instrument(span).await;
             self.source.settle(batch.receipt, &stored);
@@ -275,6 +284,36 @@ mod tests {
         assert_eq!(harness.observed.dead_lettered.load(Ordering::Relaxed), 1);
         assert_eq!(harness.journal.acknowledged.lock().unwrap().len(), 4, "dead-lettered events leave the journal too");
         assert!(!completion.wait().await, "a waiting request learns one event was not stored");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_batch_taken_while_the_circuit_is_open_goes_back_to_a_shared_source_until_it_closes() {
+        let harness = Harness::new();
+        for _ in 0..3 {
+            harness.breaker.record_failure("refused");
+        }
+        let source = Arc::new(ScriptedSource::shared());
+        let batch: Vec<Event> = queued(2).into_iter().map(|queued| queued.event).collect();
+        source.batches.lock().unwrap().push_back(batch.clone());
+        let sinks = Sinks {
+            store: harness.store.clone(),
+            dead_letters: harness.dead_letters.clone(),
+            breaker: harness.breaker.clone(),
+            tail: None,
+        };
+        let start = Instant::now();
+        let settings = WriterSettings { linger: Duration::ZERO, retry: RetryPolicy::default() };
+        BatchWorker::new(source.clone(), sinks, settings, harness.observed.clone()).run().await;
+
+        let released = source.released.lock().unwrap().clone();
+        assert_eq!(released.len(), 1, "released once, while open: {released:?}");
+        assert_eq!(released[0].0, 0);
+        assert!(released[0].1 > Duration::from_secs(9), "for the rest of the open period: {:?}", released[0].1);
+        assert_eq!(*source.settled.lock().unwrap(), [(1, vec![true, true])], "taken again and stored once it closed");
+        let stored: Vec<_> = harness.store.stored.lock().unwrap().iter().map(|event| event.id).collect();
+        assert_eq!(stored, batch.iter().map(|event| event.id).collect::<Vec<_>>());
+        assert!(start.elapsed() >= Duration::from_secs(9), "the writer waited out the open period");
+        assert_eq!(harness.breaker.snapshot().state, BreakerState::Closed);
     }
 
     #[tokio::test(start_paused = true)]
