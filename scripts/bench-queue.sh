@@ -4,6 +4,8 @@
 # measured in one run, alternating (all, split, all, split) so drift between the halves of
 # the run cancels out. Starts its own nats-server (JetStream on temporary storage) on a free
 # port; release builds; wrk (installed from Debian if missing).
+# For the capacity model it also prints, for the split rounds, events stored per CPU-second
+# of each process: the ingest, the writer, nats-server and PostgreSQL (all its processes).
 # Usage: scripts/bench-queue.sh [SECONDS per measurement, default 20]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,8 +76,19 @@ durable() {
     python3 -c "print(round($rows / ($finished - $start)))"
 }
 
+# CPU-seconds (user + system) the processes have used so far.
+cpu_seconds() {
+    local ticks=0 pid
+    for pid in "$@"; do
+        [ -r "/proc/$pid/stat" ] || continue
+        # Fields 14 and 15 after the command name, which may hold spaces.
+        ticks=$((ticks + $(sed 's/^.*) //' "/proc/$pid/stat" | awk '{print $12 + $13}')))
+    done
+    python3 -c "print($ticks / $(getconf CLK_TCK))"
+}
 single=()
 split=()
+per_cpu=()
 for round in 1 2; do
     fresh_database
     aurore all "$port"
@@ -86,15 +99,25 @@ for round in 1 2; do
     queue=(AURORE__QUEUE__KIND=nats AURORE__QUEUE__NATS_URL="nats://127.0.0.1:$nats_port" AURORE__QUEUE__STREAM="$stream")
     aurore writer "$writer_port" "${queue[@]}"
     aurore ingest "$port" "${queue[@]}"
+    roles=("${pids[-2]}" "${pids[-1]}" "${pids[0]}")
+    before=($(cpu_seconds "${roles[0]}") $(cpu_seconds "${roles[1]}") $(cpu_seconds "${roles[2]}") $(cpu_seconds $(pgrep -x postgres)))
+    before_rows=$(scripts/stored-events.sh "$server/$database")
     split+=("$(durable)")
+    after=($(cpu_seconds "${roles[0]}") $(cpu_seconds "${roles[1]}") $(cpu_seconds "${roles[2]}") $(cpu_seconds $(pgrep -x postgres)))
+    rows=$(( $(scripts/stored-events.sh "$server/$database") - before_rows ))
+    for i in 0 1 2 3; do per_cpu+=("$(python3 -c "print(round($rows / max(${after[$i]} - ${before[$i]}, 0.01)))")"); done
     stop_all
 done
 
-python3 - "${single[@]}" "${split[@]}" <<'PY'
+python3 - "${single[@]}" "${split[@]}" "${per_cpu[@]}" <<'PY'
 import sys
 single, split = [int(x) for x in sys.argv[1:3]], [int(x) for x in sys.argv[3:5]]
+per_cpu = [int(x) for x in sys.argv[5:13]]
 print(f"arrays of 1,000, durable events/s, {len(single)} rounds each, alternating")
 print(f"  --role all (local queue)           {' '.join(f'{x:>9,}' for x in single)}")
 print(f"  --role ingest + --role writer, NATS {' '.join(f'{x:>9,}' for x in split)}")
 print(f"hop ratio (split ÷ all, means): {sum(split) / sum(single):.2f} (target ≥ 0.60)")
+print("events stored per CPU-second, split rounds:")
+for i, name in enumerate(["writer", "ingest", "nats-server", "postgresql"]):
+    print(f"  {name:<12} {' '.join(f'{per_cpu[round * 4 + i]:>9,}' for round in range(2))}")
 PY
