@@ -197,6 +197,9 @@ impl Application {
                 cors_origins: settings.server.cors_origins.clone(),
             },
             query_limits: settings.query_limits(),
+            elastic: aurore_http::ElasticSettings {
+                service_field: settings.ingest.elasticsearch_service_field.clone(),
+            },
             retry_after: settings.buffer.retry_after,
             metrics: Metrics::install()?,
             started: std::time::Instant::now(),

@@ -4,7 +4,9 @@
 
 use crate::routes::Access;
 use actix_web::http::header::{AUTHORIZATION, HeaderMap, HeaderName};
+use base64::Engine as _;
 use sha2::{Digest, Sha256};
+use std::borrow::Cow;
 use subtle::ConstantTimeEq;
 
 const X_API_KEY: HeaderName = HeaderName::from_static("x-api-key");
@@ -108,7 +110,7 @@ impl ApiKeys {
 
     fn holder(&self, headers: &HeaderMap) -> Holder {
         let Some(presented) = presented_key(headers) else { return Holder::Anonymous };
-        let presented = digest(presented);
+        let presented = digest(&presented);
         match (self.admin.contains(&presented), self.api.contains(&presented)) {
             (true, _) => Holder::Admin,
             (_, true) => Holder::Api,
@@ -117,13 +119,34 @@ impl ApiKeys {
     }
 }
 
-/// `Authorization: Bearer <key>`, else `X-API-Key: <key>`.
-fn presented_key(headers: &HeaderMap) -> Option<&str> {
-    let bearer = headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(|value| {
+/// The key a request presents: `Authorization: Bearer <key>`; `Basic` with the key as
+/// the password (what Fluent Bit, rsyslog and Loki clients send); Elasticsearch's
+/// `ApiKey base64(id:key)` as its clients build from an id and a key, or `ApiKey <key>`
+/// when the token is not such a pair; else `X-API-Key: <key>`.
+fn presented_key(headers: &HeaderMap) -> Option<Cow<'_, str>> {
+    let authorization = headers.get(AUTHORIZATION).and_then(|value| value.to_str().ok()).and_then(|value| {
         let (scheme, token) = value.trim().split_once(' ')?;
-        scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        let token = token.trim();
+        if scheme.eq_ignore_ascii_case("bearer") {
+            Some(Cow::Borrowed(token))
+        } else if scheme.eq_ignore_ascii_case("basic") {
+            secret_after_colon(token)
+        } else if scheme.eq_ignore_ascii_case("apikey") {
+            Some(secret_after_colon(token).unwrap_or(Cow::Borrowed(token)))
+        } else {
+            None
+        }
     });
-    bearer.or_else(|| headers.get(X_API_KEY).and_then(|value| value.to_str().ok()).map(str::trim))
+    authorization
+        .or_else(|| headers.get(X_API_KEY).and_then(|value| value.to_str().ok()).map(|key| Cow::Borrowed(key.trim())))
+}
+
+/// The part after the first colon of a base64 `id:secret` pair, if `token` is one.
+fn secret_after_colon(token: &str) -> Option<Cow<'static, str>> {
+    let decoded = base64::engine::general_purpose::STANDARD.decode(token).ok()?;
+    let decoded = String::from_utf8(decoded).ok()?;
+    let (_, secret) = decoded.split_once(':')?;
+    Some(Cow::Owned(secret.to_owned()))
 }
 
 #[cfg(test)]
@@ -158,6 +181,33 @@ mod tests {
             Err(Denied::Unauthenticated)
         );
         assert_eq!(keys.authorize(Access::Public, &headers(&[])), Ok(()));
+    }
+
+    #[test]
+    fn shippers_present_the_key_as_a_basic_password_or_an_elasticsearch_api_key() {
+        let keys = ApiKeys::new(KeyDigests::of(["client-1"]), KeyDigests::of(["root"]));
+        let encoded = |pair: &str| base64::engine::general_purpose::STANDARD.encode(pair);
+        let with = |value: String| keys.authorize(Access::Client, &headers(&[("authorization", &value)]));
+        assert_eq!(with(format!("Basic {}", encoded("fluent-bit:client-1"))), Ok(()));
+        assert_eq!(with(format!("basic {}", encoded(":client-1"))), Ok(()));
+        assert_eq!(with(format!("ApiKey {}", encoded("any-id:client-1"))), Ok(()));
+        assert_eq!(with("ApiKey client-1".to_owned()), Ok(()));
+        assert_eq!(
+            keys.authorize(Access::Admin, &headers(&[("authorization", &format!("Basic {}", encoded("u:root")))])),
+            Ok(())
+        );
+        for refused in [
+            format!("Basic {}", encoded("client-1:")),
+            format!("Basic {}", encoded("client-1")),
+            format!("Basic {}", encoded("u:client-1 ")),
+            format!("Basic {}", encoded("u:client-")),
+            "Basic ".to_owned(),
+            "Basic !!!".to_owned(),
+            format!("Digest {}", encoded("u:client-1")),
+            format!("ApiKey {}", encoded("client-1:x")),
+        ] {
+            assert_eq!(with(refused.clone()), Err(Denied::Unauthenticated), "{refused}");
+        }
     }
 
     #[test]

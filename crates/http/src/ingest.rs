@@ -8,7 +8,7 @@ use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use async_compression::tokio::bufread::{BrotliDecoder, GzipDecoder, ZlibDecoder, ZstdDecoder};
 use aurore_domain::validation::Incoming;
-use aurore_domain::{FieldError, IngestError};
+use aurore_domain::{Durability, EventId, FieldError, IngestError, IngestReceipt};
 use aurore_telemetry::current_trace_link;
 use futures_util::StreamExt;
 use serde::Deserialize as _;
@@ -51,10 +51,7 @@ pub(crate) async fn post_events(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    if !state.lifecycle.replayed() {
-        return Err(ApiError::NotReady("replaying the journal"));
-    }
-    let durability = params::durability(&request, state.durability)?;
+    let durability = admitted(&request, &state)?;
     let limits = &state.request_limits;
     let format = format(&request)?;
     // The body's bytes and their budget are released once parsed: only one
@@ -97,14 +94,7 @@ pub(crate) async fn post_events(
             })))
         }
         Body::Many(elements) => {
-            // The request paid for one event on arrival; a batch pays for the rest.
-            let more = u32::try_from(elements.len().saturating_sub(1)).unwrap_or(u32::MAX);
-            guard::charge(&request, &state.edge.rate_limiter, more)?;
-            let receipt = state
-                .ingest
-                .ingest(elements, durability, current_trace_link())
-                .await
-                .map_err(|error| ApiError::from_ingest(error, retry_after))?;
+            let receipt = ingest_many(&request, &state, elements, durability).await?;
             Ok(HttpResponse::Accepted().json(Receipt::Batch(BatchAccepted {
                 status_code: 202,
                 message: "Events accepted",
@@ -122,13 +112,65 @@ pub(crate) async fn post_events(
 
 const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
+/// What every ingest route checks before reading a body: the journal has been replayed
+/// (so no acknowledged event can be overtaken), and the durability the request asks for.
+pub(crate) fn admitted(request: &HttpRequest, state: &AppState) -> Result<Durability, ApiError> {
+    if !state.lifecycle.replayed() {
+        return Err(ApiError::NotReady("replaying the journal"));
+    }
+    params::durability(request, state.durability)
+}
+
+/// Decoded events, each the event or why its element could not be read as one.
+pub(crate) type Decoded = Vec<Result<Incoming, FieldError>>;
+
+/// The one way into the domain for decoded events, whatever protocol brought them: the
+/// request paid for one event on arrival, and a batch pays for the rest before it is
+/// validated, journaled and queued.
+pub(crate) async fn ingest_many(
+    request: &HttpRequest,
+    state: &AppState,
+    elements: Decoded,
+    durability: Durability,
+) -> Result<IngestReceipt, ApiError> {
+    let more = u32::try_from(elements.len().saturating_sub(1)).unwrap_or(u32::MAX);
+    guard::charge(request, &state.edge.rate_limiter, more)?;
+    state
+        .ingest
+        .ingest(elements, durability, current_trace_link())
+        .await
+        .map_err(|error| ApiError::from_ingest(error, state.retry_after))
+}
+
+/// Each element's outcome, in request order, for protocols that answer item by item:
+/// its event id, or the errors that refused it. A request with no valid element is such an
+/// answer too, not an error.
+pub(crate) fn per_item(
+    elements: usize,
+    outcome: Result<IngestReceipt, ApiError>,
+) -> Result<Vec<Result<EventId, Vec<FieldError>>>, ApiError> {
+    let (accepted, rejected) = match outcome {
+        Ok(receipt) => (receipt.accepted, receipt.rejected),
+        Err(ApiError::InvalidBatch(rejected)) => (Vec::new(), rejected),
+        Err(error) => return Err(error),
+    };
+    let mut accepted = accepted.into_iter();
+    let mut rejected = rejected.into_iter().peekable();
+    Ok((0..elements)
+        .map(|index| match rejected.next_if(|rejection| rejection.index == index) {
+            Some(rejection) => Err(rejection.errors),
+            None => accepted.next().ok_or_else(Vec::new),
+        })
+        .collect())
+}
+
 /// Reads the body, decompressing it as `Content-Encoding` says (`web::Payload` does not).
 /// It stops as soon as the body passes the limit, so a compressed bomb never grows past
 /// it; memory grows with what arrives, never with what the client declares; every byte
 /// held is drawn from the budget shared by all requests; events are counted as they
 /// arrive, so a bomb of tiny events is refused after its first few kilobytes; and a body
 /// that trickles in is cut off at the timeout.
-async fn read_body(
+pub(crate) async fn read_body(
     request: &HttpRequest,
     payload: web::Payload,
     format: Format,
@@ -202,9 +244,12 @@ fn decoded(request: &HttpRequest, payload: web::Payload) -> Result<Pin<Box<dyn A
 
 /// How a body is framed, decided by its `Content-Type` before a byte of it is read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Format {
+pub(crate) enum Format {
     Json,
     Ndjson,
+    /// Another protocol's framing (OTLP, Elasticsearch bulk, Loki push), whose events are
+    /// counted by its decoder.
+    Protocol,
 }
 
 /// Only JSON and NDJSON: a page's no-CORS `fetch` can send `text/plain` or a form, which
@@ -264,6 +309,7 @@ impl EventCounter {
         match self.format {
             Format::Ndjson => self.feed_lines(bytes),
             Format::Json => self.feed_json(bytes),
+            Format::Protocol => {}
         }
         self.events
     }

@@ -18,6 +18,7 @@ mod metrics;
 mod observe;
 mod openapi;
 mod params;
+mod protocols;
 mod query;
 mod rate_limit;
 mod routes;
@@ -39,6 +40,7 @@ pub use auth::{ApiKeys, KeyDigests};
 pub use body::RetentionRun;
 pub use error::ApiError;
 pub use ipnet::IpNet;
+pub use protocols::elastic::ElasticSettings;
 pub use rate_limit::{RateLimiter, RateLimits};
 
 /// Limits on a request as a whole (each event's own limits live in the domain).
@@ -96,6 +98,8 @@ pub struct AppState {
     pub started: Instant,
     /// `/health/business`, recomputed at most once a minute unless a client asks.
     pub business: BusinessCache,
+    /// How Elasticsearch bulk documents name their service.
+    pub elastic: ElasticSettings,
 }
 
 /// How long `/health/business` figures are reused, as in the original service.
@@ -182,6 +186,7 @@ pub fn serve(listener: TcpListener, state: AppState, options: &ServerOptions) ->
             })
             .default_service(web::to(not_found))
             .wrap(from_fn(guard::limits))
+            .wrap(from_fn(protocols::elastic::product_header))
             .wrap(Condition::new(!state.edge.cors_origins.is_empty(), cors(&state.edge.cors_origins)))
             .wrap(security_headers())
             .wrap(from_fn(observe::observe))

@@ -19,6 +19,13 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
     info(title = "Aurore", description = "Ingest application events over HTTP, store them in PostgreSQL, query them."),
     paths(
         crate::ingest::post_events,
+        crate::protocols::otlp::export_logs,
+        crate::protocols::loki::push,
+        crate::protocols::elastic::bulk,
+        crate::protocols::elastic::bulk_index,
+        crate::protocols::elastic::info,
+        crate::protocols::elastic::cluster_health,
+        crate::protocols::elastic::license,
         crate::query::get_events,
         crate::export::export,
         crate::tail::tail,
@@ -44,6 +51,8 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
     modifiers(&FromRouteTable),
     tags(
         (name = "ingest", description = "Sending events"),
+        (name = "elasticsearch", description = "Elasticsearch's bulk API and the probes its clients send first, under `/es`"),
+        (name = "loki", description = "Loki's push API"),
         (name = "query", description = "Reading events"),
         (name = "dead letters", description = "Events the store refused, kept for review and replay"),
         (name = "admin", description = "Operator actions"),
@@ -59,8 +68,20 @@ pub(crate) async fn spec() -> HttpResponse {
 }
 
 /// Paths served by the same handler as another.
-const ALIASES: [(&str, &str); 4] =
-    [("/health/ready", "/health"), ("/ready", "/health"), ("/live", "/health/live"), ("/api-json", "/openapi.json")];
+const ALIASES: [(&str, &str); 5] = [
+    ("/health/ready", "/health"),
+    ("/ready", "/health"),
+    ("/live", "/health/live"),
+    ("/api-json", "/openapi.json"),
+    ("/es/", "/es"),
+];
+
+/// Methods served by the same handler as another on a path: `(path, method, as)`.
+const METHOD_ALIASES: [(&str, Method, Method); 3] = [
+    ("/es", Method::HEAD, Method::GET),
+    ("/es/_bulk", Method::PUT, Method::POST),
+    ("/es/{index}/_bulk", Method::PUT, Method::POST),
+];
 
 struct FromRouteTable;
 
@@ -69,6 +90,14 @@ impl Modify for FromRouteTable {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
         components.add_security_scheme("apiKey", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+        for (path, alias, canonical) in &METHOD_ALIASES {
+            let Some(item) = openapi.paths.paths.get_mut(*path) else { continue };
+            let Some(mut copy) = operation(item, canonical).cloned() else { continue };
+            copy.operation_id = copy.operation_id.take().map(|id| format!("{id}_{}", alias.as_str().to_lowercase()));
+            if let Some(slot) = slot(item, alias) {
+                *slot = Some(copy);
+            }
+        }
         for (alias, canonical) in ALIASES {
             if let Some(mut item) = openapi.paths.paths.get(canonical).cloned() {
                 for operation in operations(&mut item) {
@@ -124,7 +153,11 @@ fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
 }
 
 fn operation<'a>(item: &'a mut PathItem, method: &Method) -> Option<&'a mut Operation> {
-    let slot = match *method {
+    slot(item, method)?.as_mut()
+}
+
+fn slot<'a>(item: &'a mut PathItem, method: &Method) -> Option<&'a mut Option<Operation>> {
+    Some(match *method {
         Method::GET => &mut item.get,
         Method::POST => &mut item.post,
         Method::PUT => &mut item.put,
@@ -132,8 +165,7 @@ fn operation<'a>(item: &'a mut PathItem, method: &Method) -> Option<&'a mut Oper
         Method::DELETE => &mut item.delete,
         Method::HEAD => &mut item.head,
         _ => return None,
-    };
-    slot.as_mut()
+    })
 }
 
 /// One event as clients send it. `POST /events` also takes an array of these, or NDJSON.

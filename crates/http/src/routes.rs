@@ -2,6 +2,7 @@
 //! limits, API-key scopes and the OpenAPI check all read this table, so a route cannot
 //! exist without a group and a scope.
 
+use crate::protocols::{elastic, loki, otlp};
 use crate::{admin, console, dlq, export, health, ingest, metrics, openapi, query, tail};
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
@@ -10,7 +11,7 @@ use actix_web::{Route, web};
 /// The rate-limit bucket an endpoint draws from; each has its own limit per client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RouteGroup {
-    /// `POST /events`, counted in events.
+    /// `POST /events` and the shippers' protocols, counted in events.
     Ingest = 0,
     /// Reads of events and dead letters.
     Query = 1,
@@ -69,8 +70,21 @@ const fn endpoint(method: Method, path: &'static str, group: RouteGroup, handler
 use RouteGroup::{Admin, Health, Ingest, Query};
 
 /// The whole HTTP surface.
-pub static ENDPOINTS: [Endpoint; 25] = [
+pub static ENDPOINTS: [Endpoint; 37] = [
     endpoint(Method::POST, "/events", Ingest, || web::to(ingest::post_events)),
+    endpoint(Method::POST, "/v1/logs", Ingest, || web::to(otlp::export_logs)),
+    endpoint(Method::POST, "/loki/api/v1/push", Ingest, || web::to(loki::push)),
+    endpoint(Method::POST, "/es/_bulk", Ingest, || web::to(elastic::bulk)),
+    endpoint(Method::PUT, "/es/_bulk", Ingest, || web::to(elastic::bulk)),
+    endpoint(Method::POST, "/es/{index}/_bulk", Ingest, || web::to(elastic::bulk_index)),
+    endpoint(Method::PUT, "/es/{index}/_bulk", Ingest, || web::to(elastic::bulk_index)),
+    // What Elasticsearch clients probe before they ship: public, like health.
+    endpoint(Method::GET, "/es", Health, || web::to(elastic::info)),
+    endpoint(Method::HEAD, "/es", Health, || web::to(elastic::info)),
+    endpoint(Method::GET, "/es/", Health, || web::to(elastic::info)),
+    endpoint(Method::HEAD, "/es/", Health, || web::to(elastic::info)),
+    endpoint(Method::GET, "/es/_cluster/health", Health, || web::to(elastic::cluster_health)),
+    endpoint(Method::GET, "/es/_license", Health, || web::to(elastic::license)),
     endpoint(Method::GET, "/events", Query, || web::to(query::get_events)),
     endpoint(Method::GET, "/events/export", Query, || {
         web::to(export::export).wrap(actix_web::middleware::Compress::default())

@@ -62,6 +62,11 @@ pub struct IngestConfig {
     #[garde(skip)]
     #[serde(alias = "max_past_secs", with = "units::seconds")]
     pub max_past: Duration,
+    /// The Elasticsearch bulk document field that names the service: a key or a dotted
+    /// path (`service.name` matches `{"service.name": …}` and `{"service": {"name": …}}`);
+    /// documents without it take their index's name.
+    #[garde(length(min = 1, max = 256))]
+    pub elasticsearch_service_field: String,
 }
 
 impl Default for IngestConfig {
@@ -73,6 +78,7 @@ impl Default for IngestConfig {
             idempotency_cache_entries: 100_000,
             max_future: Duration::from_secs(600),
             max_past: Duration::from_secs(0),
+            elasticsearch_service_field: aurore_http::ElasticSettings::default().service_field,
         }
     }
 }

@@ -79,6 +79,14 @@ pub struct EventFields {
     unknown: BTreeSet<String>,
 }
 
+impl EventFields {
+    /// The members of an event another protocol's decoder put together from its own
+    /// fields; validated like any other.
+    pub fn new(timestamp: Value, service: Value, message: Value, metadata: Option<Value>) -> Self {
+        Self { timestamp: Some(timestamp), service: Some(service), message: Some(message), metadata, ..Self::default() }
+    }
+}
+
 impl From<Value> for Incoming {
     fn from(value: Value) -> Self {
         // Every JSON value is an `Incoming`: reading one from a `Value` cannot fail.
