@@ -12,6 +12,7 @@ mod nats;
 mod observability;
 mod queue;
 mod replica;
+mod shippers;
 mod store;
 mod support;
 mod tls;

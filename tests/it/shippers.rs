@@ -1,0 +1,538 @@
+//! The shippers' protocols against the real server and PostgreSQL: OTLP/HTTP logs,
+//! Elasticsearch bulk and Loki push, sent by hand-built bodies, by replayed requests of
+//! shippers that cannot be installed here, and by the real client libraries.
+
+use crate::support::{self, TestApp, TestDatabase, poll};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, KeyValueList, any_value};
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use prost::Message as _;
+use reqwest::StatusCode;
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
+use serde_json::{Value, json};
+use std::io::Write as _;
+use std::time::Duration;
+
+const STORED_WITHIN: Duration = Duration::from_secs(20);
+
+/// Every stored event of `service` as `{timestamp, message, metadata}`, by message.
+async fn stored(database: &TestDatabase, service: &str) -> Vec<Value> {
+    use diesel::sql_types::Text;
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        row: String,
+    }
+    let mut connection = database.connection().await;
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT json_build_object('timestamp', to_char(\"timestamp\" AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), \
+         'message', message, 'metadata', metadata)::text AS row FROM events WHERE service = $1 ORDER BY message",
+    )
+    .bind::<Text, _>(service)
+    .load(&mut connection)
+    .await
+    .unwrap_or_default();
+    rows.into_iter().map(|row| serde_json::from_str(&row.row).unwrap()).collect()
+}
+
+async fn count(database: &TestDatabase, service: &str) -> i64 {
+    database.count(&format!("SELECT count(*) AS n FROM events WHERE service = '{service}'")).await
+}
+
+async fn wait_for(database: &TestDatabase, service: &str, expected: i64) -> i64 {
+    let sql = format!("SELECT count(*) AS n FROM events WHERE service = '{service}'");
+    database.wait_for_count(&sql, expected, STORED_WITHIN).await
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+fn text(value: &str) -> Option<AnyValue> {
+    Some(AnyValue { value: Some(any_value::Value::StringValue(value.to_owned())) })
+}
+
+fn pair(key: &str, value: Option<AnyValue>) -> KeyValue {
+    KeyValue { key: key.to_owned(), value, ..KeyValue::default() }
+}
+
+fn nanos(instant: chrono::DateTime<chrono::Utc>) -> u64 {
+    u64::try_from(instant.timestamp_nanos_opt().unwrap()).unwrap()
+}
+
+/// An export of `records` under one resource named `service`.
+fn export(service: &str, records: Vec<LogRecord>) -> ExportLogsServiceRequest {
+    ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![pair("service.name", text(service)), pair("host.name", text("node-1"))],
+                ..Resource::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                scope: Some(InstrumentationScope {
+                    name: "checkout".into(),
+                    version: "2.1".into(),
+                    ..InstrumentationScope::default()
+                }),
+                log_records: records,
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    }
+}
+
+fn record(message: &str, at: chrono::DateTime<chrono::Utc>) -> LogRecord {
+    LogRecord { time_unix_nano: nanos(at), body: text(message), severity_number: 9, ..LogRecord::default() }
+}
+
+async fn post_otlp(app: &TestApp, export: &ExportLogsServiceRequest) -> reqwest::Response {
+    app.client
+        .post(format!("{}/v1/logs", app.address))
+        .header(CONTENT_TYPE, "application/x-protobuf")
+        .header(CONTENT_ENCODING, "gzip")
+        .body(gzip(&export.encode_to_vec()))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_protobuf_records_become_events_with_severity_trace_ids_attributes_and_resource() {
+    let app = TestApp::spawn().await;
+    let at = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let trace_id: Vec<u8> = (1..=16).collect();
+    let span_id: Vec<u8> = (1..=8).collect();
+    let structured = AnyValue {
+        value: Some(any_value::Value::KvlistValue(KeyValueList {
+            values: vec![pair("order", Some(AnyValue { value: Some(any_value::Value::IntValue(42)) }))],
+        })),
+    };
+    let records = vec![
+        LogRecord {
+            severity_text: "Warning".into(),
+            severity_number: 13,
+            trace_id: trace_id.clone(),
+            span_id: span_id.clone(),
+            attributes: vec![
+                pair("http.status_code", Some(AnyValue { value: Some(any_value::Value::IntValue(503)) })),
+                pair("retry", Some(AnyValue { value: Some(any_value::Value::BoolValue(true)) })),
+            ],
+            ..record("payment declined", at)
+        },
+        LogRecord { body: Some(structured), severity_number: 17, ..record("", at) },
+        // No event time: the observed time stands in.
+        LogRecord { time_unix_nano: 0, observed_time_unix_nano: nanos(at), ..record("observed only", at) },
+        // No body: the event name is the message.
+        LogRecord { body: None, event_name: "cart.abandoned".into(), ..record("", at) },
+        // Refused: longer than the message limit; the others are kept.
+        record(&"x".repeat(2001), at),
+        // Refused: an all-zero trace id is "unset", not an error, but no body nor name is.
+        LogRecord { body: None, trace_id: vec![0; 16], ..record("", at) },
+    ];
+    let response = post_otlp(&app, &export("otlp-proto", records)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()[CONTENT_TYPE], "application/x-protobuf");
+    let reply = ExportLogsServiceResponse::decode(response.bytes().await.unwrap()).unwrap();
+    let partial = reply.partial_success.expect("two records were refused");
+    assert_eq!(partial.rejected_log_records, 2);
+    assert!(
+        partial.error_message.contains("record 4") && partial.error_message.contains("2000"),
+        "{}",
+        partial.error_message
+    );
+    assert!(partial.error_message.contains("record 5"), "{}", partial.error_message);
+
+    assert_eq!(wait_for(&app.database, "otlp-proto", 4).await, 4);
+    let events = stored(&app.database, "otlp-proto").await;
+    let by_message = |message: &str| {
+        events.iter().find(|event| event["message"] == message).unwrap_or_else(|| panic!("{message} in {events:?}"))
+    };
+    let declined = by_message("payment declined");
+    assert_eq!(declined["timestamp"], at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+    assert_eq!(
+        declined["metadata"],
+        json!({
+            "severity": "Warning", "severity_number": 13,
+            "trace_id": "0102030405060708090a0b0c0d0e0f10", "span_id": "0102030405060708",
+            "attributes": {"http.status_code": 503, "retry": true},
+            "resource": {"host.name": "node-1"},
+            "scope": {"name": "checkout", "version": "2.1"},
+        })
+    );
+    let structured = by_message(r#"{"order":42}"#);
+    assert_eq!(structured["metadata"]["severity"], "ERROR", "the number's name when no text is sent");
+    by_message("observed only");
+    assert_eq!(by_message("cart.abandoned")["metadata"]["event_name"], "cart.abandoned");
+
+    // What was sent is what is found: the metadata filter reaches OTLP's fields too.
+    let (from, to) = support::window();
+    let found: Value = app
+        .get_events(&[("service", "otlp-proto"), ("from", &from), ("to", &to), ("metadata.severity_number", "13")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(found["total"], 1, "{found}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn otlp_json_takes_integers_as_strings_or_numbers_and_answers_in_json() {
+    let app = TestApp::spawn().await;
+    let at = nanos(chrono::Utc::now());
+    let body = json!({"resourceLogs": [{
+        "resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "otlp-json"}}]},
+        "scopeLogs": [{"scope": {"name": "js"}, "logRecords": [
+            {"timeUnixNano": at.to_string(), "severityNumber": 9, "body": {"stringValue": "as a string"},
+             "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
+             "attributes": [{"key": "n", "value": {"intValue": "9007199254740993"}},
+                            {"key": "f", "value": {"doubleValue": 0.5}},
+                            {"key": "b", "value": {"bytesValue": "aGk="}},
+                            {"key": "list", "value": {"arrayValue": {"values": [{"stringValue": "a"}, {"intValue": 1}]}}}]},
+            {"time_unix_nano": at, "body": {"stringValue": "as a number, snake_case"}},
+            {"timeUnixNano": at.to_string(), "body": {"stringValue": ""}}
+        ]}]
+    }]});
+    let response = app.client.post(format!("{}/v1/logs", app.address)).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let reply: Value = response.json().await.unwrap();
+    assert_eq!(reply["partialSuccess"]["rejectedLogRecords"], "1", "{reply}");
+    assert_eq!(wait_for(&app.database, "otlp-json", 2).await, 2);
+    let events = stored(&app.database, "otlp-json").await;
+    assert_eq!(events[0]["message"], "as a number, snake_case");
+    assert_eq!(
+        events[1]["metadata"],
+        json!({"severity": "INFO", "severity_number": 9, "trace_id": "5b8efff798038103d269b633813fc60c",
+               "span_id": "eee19b7ec3c1b174", "scope": {"name": "js"},
+               "attributes": {"n": 9_007_199_254_740_993_i64, "f": 0.5, "b": "aGk=", "list": ["a", 1]}})
+    );
+
+    // Nothing to export is a success with nothing stored.
+    let response = app.client.post(format!("{}/v1/logs", app.address)).json(&json!({})).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.json::<Value>().await.unwrap(), json!({}));
+}
+
+/// A body each protocol must refuse with a 4xx, storing nothing.
+struct Hostile {
+    what: &'static str,
+    path: &'static str,
+    content_type: &'static str,
+    encoding: Option<&'static str>,
+    body: Vec<u8>,
+}
+
+fn hostile_bodies() -> Vec<Hostile> {
+    let many: Vec<LogRecord> = (0..10_001).map(|n| record(&n.to_string(), chrono::Utc::now())).collect();
+    let deep = (0..200).fold(
+        json!({"stringValue": "x"}),
+        |inner, _| json!({"kvlistValue": {"values": [{"key": "k", "value": inner}]}}),
+    );
+    let deep_json = json!({"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": deep}]}]}]});
+    let snappy_bomb = {
+        // A snappy block that declares far more than the body limit.
+        let mut bytes = vec![0xff, 0xff, 0xff, 0xff, 0x0f];
+        bytes.extend([0u8; 16]);
+        bytes
+    };
+    let es_many = "{\"index\":{}}\n{\"message\":\"m\",\"service.name\":\"hostile\"}\n".repeat(10_001);
+    let otlp = |what, content_type, encoding, body| Hostile { what, path: "/v1/logs", content_type, encoding, body };
+    let es = |what, body: &str| Hostile {
+        what,
+        path: "/es/_bulk",
+        content_type: "application/x-ndjson",
+        encoding: None,
+        body: body.as_bytes().to_vec(),
+    };
+    let loki =
+        |what, content_type, body| Hostile { what, path: "/loki/api/v1/push", content_type, encoding: None, body };
+    vec![
+        otlp("random protobuf", "application/x-protobuf", None, (0..=255u8).rev().cycle().take(4096).collect()),
+        otlp(
+            "truncated protobuf",
+            "application/x-protobuf",
+            None,
+            export("hostile", vec![record("m", chrono::Utc::now())]).encode_to_vec()[..20].to_vec(),
+        ),
+        otlp("gzip that is not", "application/x-protobuf", Some("gzip"), b"not gzip at all".to_vec()),
+        otlp("unknown encoding", "application/x-protobuf", Some("lz4"), vec![]),
+        otlp("text/plain", "text/plain", None, b"hello".to_vec()),
+        otlp("form", "application/x-www-form-urlencoded", None, b"a=b".to_vec()),
+        otlp("bad JSON", "application/json", None, b"{\"resourceLogs\": [".to_vec()),
+        otlp("JSON of the wrong shape", "application/json", None, br#"{"resourceLogs": {"a": 1}}"#.to_vec()),
+        otlp(
+            "an unknown AnyValue",
+            "application/json",
+            None,
+            br#"{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"body": {"evilValue": 1}}]}]}]}"#.to_vec(),
+        ),
+        otlp(
+            "a negative time",
+            "application/json",
+            None,
+            br#"{"resourceLogs": [{"scopeLogs": [{"logRecords": [{"timeUnixNano": "-1"}]}]}]}"#.to_vec(),
+        ),
+        otlp("nesting past the parser's limit", "application/json", None, deep_json.to_string().into_bytes()),
+        otlp("too many records", "application/x-protobuf", None, export("hostile", many).encode_to_vec()),
+        otlp("over the body limit", "application/json", None, vec![b' '; 8 * 1024 * 1024 + 1]),
+        es("not JSON", "{\"index\":{}\n"),
+        es("an unknown action", "{\"upsert\":{}}\n{}\n"),
+        es("an action with no document", "{\"index\":{}}\n"),
+        es("two actions on a line", "{\"index\":{},\"create\":{}}\n{}\n"),
+        es("too many documents", &es_many),
+        loki("JSON of the wrong shape", "application/json", br#"{"streams": {"stream": 1}}"#.to_vec()),
+        loki("protobuf without snappy", "application/x-protobuf", b"\x0a\x05hello".to_vec()),
+        loki("a snappy bomb", "application/x-protobuf", snappy_bomb),
+        loki(
+            "snappy of garbage",
+            "application/x-protobuf",
+            snap::raw::Encoder::new().compress_vec(&[0xff; 64]).unwrap(),
+        ),
+        loki("text/plain", "text/plain", b"{}".to_vec()),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_bodies_on_every_protocol_get_a_4xx_and_store_nothing() {
+    let app = TestApp::spawn().await;
+    for hostile in hostile_bodies() {
+        let mut request = app
+            .client
+            .post(format!("{}{}", app.address, hostile.path))
+            .header(CONTENT_TYPE, hostile.content_type)
+            .body(hostile.body);
+        if let Some(encoding) = hostile.encoding {
+            request = request.header(CONTENT_ENCODING, encoding);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let body = response.text().await.unwrap();
+        assert!(status.is_client_error(), "{} on {}: {status} {body}", hostile.what, hostile.path);
+    }
+    // Everything valid in them would be stored under these services; nothing is.
+    let all = app.database.count("SELECT count(*) AS n FROM events").await;
+    assert_eq!(all, 0);
+    let response = app.client.get(format!("{}/health", app.address)).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK, "the server is still up");
+}
+
+async fn post_bulk(app: &TestApp, path: &str, body: &str) -> Value {
+    let response = app
+        .client
+        .post(format!("{}{path}", app.address))
+        .header(CONTENT_TYPE, "application/x-ndjson")
+        .body(body.to_owned())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["x-elastic-product"], "Elasticsearch");
+    response.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn elasticsearch_bulk_stores_index_and_create_refuses_the_rest_per_item_and_an_id_once() {
+    let app = TestApp::spawn().await;
+    let now = support::iso(chrono::Utc::now());
+    let body = [
+        json!({"index": {"_index": "from-the-action", "_id": "a-1", "_type": "_doc"}}),
+        json!({"@timestamp": now, "service.name": "es-bulk", "message": "indexed", "level": "info"}),
+        json!({"create": {}}),
+        json!({"timestamp": now, "service": {"name": "es-bulk"}, "log": "from log, nested service"}),
+        json!({"update": {"_id": "a-1"}}),
+        json!({"doc": {"message": "changed"}}),
+        json!({"delete": {"_id": "a-1"}}),
+        json!({"index": {}}),
+        json!({"@timestamp": now, "service.name": "es-bulk"}),
+        json!({"index": {}}),
+        json!({"@timestamp": "yesterday-ish", "service.name": "es-bulk", "message": "bad date"}),
+        json!({"index": {}}),
+        json!(["not", "an", "object"]),
+    ]
+    .iter()
+    .map(|line| format!("{line}\n"))
+    .collect::<String>();
+    let reply = post_bulk(&app, "/es/logs-app/_bulk?durability=stored", &body).await;
+    assert_eq!(reply["errors"], true);
+    let items = reply["items"].as_array().unwrap();
+    let statuses: Vec<(String, u64)> = items
+        .iter()
+        .map(|item| {
+            let (action, result) = item.as_object().unwrap().iter().next().unwrap();
+            (action.clone(), result["status"].as_u64().unwrap())
+        })
+        .collect();
+    let expected = [
+        ("index", 201),
+        ("create", 201),
+        ("update", 400),
+        ("delete", 400),
+        ("index", 400),
+        ("index", 400),
+        ("index", 400),
+    ];
+    assert_eq!(statuses, expected.map(|(action, status)| (action.to_owned(), status)), "{reply}");
+    assert_eq!(items[0]["index"]["_index"], "from-the-action", "an action's index wins over the path's");
+    assert_eq!(items[1]["create"]["_index"], "logs-app");
+    assert!(items[4]["index"]["error"]["reason"].as_str().unwrap().contains("message"), "{reply}");
+    assert!(reply["took"].is_u64());
+
+    // Sent again, the document with an `_id` is not stored twice.
+    let again = format!("{}\n{}\n", body.lines().next().unwrap(), body.lines().nth(1).unwrap());
+    post_bulk(&app, "/es/_bulk?durability=stored", &again).await;
+    // A document with no service field takes its index's name.
+    post_bulk(
+        &app,
+        "/es/_bulk",
+        &format!("{}\n{}\n", json!({"create": {"_index": "es-by-index"}}), json!({"message": "m"})),
+    )
+    .await;
+
+    assert_eq!(wait_for(&app.database, "es-by-index", 1).await, 1);
+    assert_eq!(wait_for(&app.database, "es-bulk", 2).await, 2);
+    let events = stored(&app.database, "es-bulk").await;
+    assert_eq!(events[0]["message"], "from log, nested service");
+    assert_eq!(events[0]["metadata"], json!({"service": {}, "_index": "logs-app"}));
+    assert_eq!(events[1]["metadata"], json!({"level": "info", "_index": "from-the-action", "_id": "a-1"}));
+    let by_index = stored(&app.database, "es-by-index").await;
+    let stamped = chrono::DateTime::parse_from_rfc3339(by_index[0]["timestamp"].as_str().unwrap()).unwrap();
+    assert!((chrono::Utc::now() - stamped.to_utc()).num_seconds().abs() < 60, "no @timestamp: the time it arrived");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn elasticsearch_probes_answer_as_a_version_8_cluster_with_the_product_header() {
+    let app = TestApp::spawn().await;
+    for path in ["/es", "/es/"] {
+        let response = app.client.get(format!("{}{path}", app.address)).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["x-elastic-product"], "Elasticsearch");
+        let info: Value = response.json().await.unwrap();
+        assert!(info["version"]["number"].as_str().unwrap().starts_with("8."), "{info}");
+        let head = app.client.head(format!("{}{path}", app.address)).send().await.unwrap();
+        assert_eq!(head.status(), StatusCode::OK);
+    }
+    let health: Value =
+        app.client.get(format!("{}/es/_cluster/health", app.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "green");
+    let license: Value =
+        app.client.get(format!("{}/es/_license", app.address)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(license["license"]["status"], "active");
+    // Even a path Aurore does not serve answers as Elasticsearch would be expected to.
+    let missing = app.client.get(format!("{}/es/_ilm/policy", app.address)).send().await.unwrap();
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(missing.headers()["x-elastic-product"], "Elasticsearch");
+    let elsewhere = app.client.get(format!("{}/esx", app.address)).send().await.unwrap();
+    assert!(elsewhere.headers().get("x-elastic-product").is_none());
+}
+
+/// Loki's push messages, as a client encodes them.
+mod loki_wire {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct PushRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub streams: Vec<Stream>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Stream {
+        #[prost(string, tag = "1")]
+        pub labels: String,
+        #[prost(message, repeated, tag = "2")]
+        pub entries: Vec<Entry>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Entry {
+        #[prost(message, optional, tag = "1")]
+        pub timestamp: Option<Timestamp>,
+        #[prost(string, tag = "2")]
+        pub line: String,
+        #[prost(message, repeated, tag = "3")]
+        pub structured_metadata: Vec<LabelPair>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct LabelPair {
+        #[prost(string, tag = "1")]
+        pub name: String,
+        #[prost(string, tag = "2")]
+        pub value: String,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Timestamp {
+        #[prost(int64, tag = "1")]
+        pub seconds: i64,
+        #[prost(int32, tag = "2")]
+        pub nanos: i32,
+    }
+}
+
+fn loki_entry(line: &str, at: chrono::DateTime<chrono::Utc>) -> loki_wire::Entry {
+    loki_wire::Entry {
+        timestamp: Some(loki_wire::Timestamp {
+            seconds: at.timestamp(),
+            nanos: i32::try_from(at.timestamp_subsec_nanos()).unwrap(),
+        }),
+        line: line.to_owned(),
+        structured_metadata: vec![],
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn loki_push_in_snappy_protobuf_and_json_keeps_labels_and_structured_metadata() {
+    let app = TestApp::spawn().await;
+    let at = chrono::Utc::now();
+    let push = loki_wire::PushRequest {
+        streams: vec![
+            loki_wire::Stream {
+                labels: r#"{job="batch", service_name="loki-proto", env="prod", note="a \"quoted\" value"}"#.into(),
+                entries: vec![
+                    loki_wire::Entry {
+                        structured_metadata: vec![loki_wire::LabelPair {
+                            name: "trace_id".into(),
+                            value: "abc".into(),
+                        }],
+                        ..loki_entry("first", at)
+                    },
+                    loki_entry("second", at),
+                ],
+            },
+            loki_wire::Stream { labels: "{app=\"loki-proto\"".into(), entries: vec![loki_entry("bad labels", at)] },
+        ],
+    };
+    let body = snap::raw::Encoder::new().compress_vec(&push.encode_to_vec()).unwrap();
+    let response = app
+        .client
+        .post(format!("{}/loki/api/v1/push", app.address))
+        .header(CONTENT_TYPE, "application/x-protobuf")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST, "one entry of three was refused");
+    let reason = response.text().await.unwrap();
+    assert!(reason.contains("1 of 3") && reason.contains("record 2"), "{reason}");
+    assert_eq!(wait_for(&app.database, "loki-proto", 2).await, 2);
+    let events = stored(&app.database, "loki-proto").await;
+    assert_eq!(
+        events[0]["metadata"],
+        json!({"job": "batch", "env": "prod", "note": "a \"quoted\" value", "trace_id": "abc"})
+    );
+    assert_eq!(events[0]["timestamp"], at.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string());
+
+    let ns = at.timestamp_nanos_opt().unwrap().to_string();
+    let json_push = json!({"streams": [
+        {"stream": {"app": "loki-json", "job": "cron"}, "values": [[ns, "plain"], [ns, "with metadata", {"user": "7"}]]},
+        {"labels": "{service=\"loki-json\"}", "entries": [{"ts": support::iso(at), "line": "legacy shape"}]},
+    ]});
+    let response = app.client.post(format!("{}/loki/api/v1/push", app.address)).json(&json_push).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(wait_for(&app.database, "loki-json", 3).await, 3);
+    let events = stored(&app.database, "loki-json").await;
+    let messages: Vec<&str> = events.iter().map(|event| event["message"].as_str().unwrap()).collect();
+    assert_eq!(messages, ["legacy shape", "plain", "with metadata"]);
+    // `service` named the service and is not repeated; `app` is then only a label.
+    assert_eq!(events[0]["metadata"], Value::Null);
+    assert_eq!(events[2]["metadata"], json!({"job": "cron", "user": "7"}));
+}
