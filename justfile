@@ -24,6 +24,8 @@ test *ARGS:
     echo "tests use PostgreSQL at $AURORE_TEST_DATABASE_URL"
     # The console suite reads the built console.
     scripts/ui.sh build
+    # The shipper suites drive the real Python and JavaScript clients.
+    scripts/clients.sh
     # The process-level tests start the real binary.
     cargo build --bin aurore
     if cargo nextest --version >/dev/null 2>&1; then

@@ -12,7 +12,7 @@ const exporter = new OTLPLogExporter({
 });
 const provider = new LoggerProvider({
   resource: resourceFromAttributes({ 'service.name': service }),
-  processors: [new BatchLogRecordProcessor(exporter, { maxExportBatchSize: 100 })],
+  processors: [new BatchLogRecordProcessor({ exporter, maxExportBatchSize: 100 })],
 });
 const logger = provider.getLogger('shipper', '1.0.0');
 for (let number = 0; number < Number(count); number++) {

@@ -23,6 +23,8 @@ for (let number = 0; number < Number(count); number++) {
   logger.info(`winston line ${number}`, { labels: { shard: String(number % 3) } });
 }
 await transport.flush();
+// The batcher's timer would keep the process alive.
+await transport.close();
 if (failed) {
   console.error(`push failed: ${failed}`);
   process.exit(1);

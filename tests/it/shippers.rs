@@ -536,3 +536,214 @@ async fn loki_push_in_snappy_protobuf_and_json_keeps_labels_and_structured_metad
     assert_eq!(events[0]["metadata"], Value::Null);
     assert_eq!(events[2]["metadata"], json!({"job": "cron", "user": "7"}));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_and_event_rate_limits_hold_on_every_protocol_and_every_credential_shippers_send() {
+    use base64::Engine as _;
+    let app = TestApp::spawn_with(|settings| {
+        settings.auth.api_keys = aurore_http::KeyDigests::of(["shipper-key"]);
+        settings.rate_limit = aurore::settings::RateLimitConfig {
+            ingest_per_second: 5,
+            burst_factor: 2.0,
+            ..aurore::settings::RateLimitConfig::off()
+        };
+    })
+    .await;
+    let encoded = |pair: &str| base64::engine::general_purpose::STANDARD.encode(pair);
+    let otlp = |records: usize| {
+        let records = (0..records).map(|n| record(&format!("keyed {n}"), chrono::Utc::now())).collect();
+        gzip(&export("keyed", records).encode_to_vec())
+    };
+    let send = |path: &str, content_type: &str, authorization: Option<String>, body: Vec<u8>| {
+        let mut request =
+            app.client.post(format!("{}{path}", app.address)).header(CONTENT_TYPE, content_type).body(body);
+        if path == "/v1/logs" {
+            request = request.header(CONTENT_ENCODING, "gzip");
+        }
+        if let Some(authorization) = authorization {
+            request = request.header(AUTHORIZATION, authorization);
+        }
+        request.send()
+    };
+    let ndjson = |n: usize| {
+        (0..n)
+            .map(|i| {
+                format!(
+                    "{}\n{}\n",
+                    json!({"index": {}}),
+                    json!({"service.name": "keyed", "message": format!("es {i}")})
+                )
+            })
+            .collect::<String>()
+            .into_bytes()
+    };
+    let loki = |line: &str| {
+        json!({"streams": [{"stream": {"app": "keyed"}, "values": [[chrono::Utc::now().timestamp_nanos_opt().unwrap().to_string(), line]]}]}).to_string().into_bytes()
+    };
+
+    // The credentials each shipper sends, each batch counted in events against a burst of 10.
+    let basic = Some(format!("Basic {}", encoded("fluent-bit:shipper-key")));
+    let response = send("/loki/api/v1/push", "application/json", basic, loki("one")).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let api_key = Some(format!("ApiKey {}", encoded("vector:shipper-key")));
+    let response = send("/es/_bulk", "application/x-ndjson", api_key, ndjson(2)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let bearer = Some("Bearer shipper-key".to_owned());
+    let response = send("/v1/logs", "application/x-protobuf", bearer.clone(), otlp(7)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["ratelimit-remaining"], "0");
+    let response = send("/v1/logs", "application/x-protobuf", bearer.clone(), otlp(1)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS, "OTLP's retryable code");
+    assert!(response.headers().contains_key("retry-after"));
+    let response = poll(
+        Duration::from_secs(5),
+        || send("/v1/logs", "application/x-protobuf", bearer.clone(), otlp(11)),
+        |response| response.as_ref().is_ok_and(|response| response.status() != StatusCode::TOO_MANY_REQUESTS),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE, "a batch larger than the whole burst");
+    assert_eq!(wait_for(&app.database, "keyed", 10).await, 10);
+
+    // Without a key, with an unknown one, or with the key where a shipper does not put it.
+    let refused = [
+        ("/v1/logs", "application/x-protobuf", None, otlp(1)),
+        ("/v1/logs", "application/x-protobuf", Some(format!("Basic {}", encoded("shipper-key:"))), otlp(1)),
+        ("/es/_bulk", "application/x-ndjson", Some(format!("ApiKey {}", encoded("id:wrong"))), ndjson(1)),
+        ("/loki/api/v1/push", "application/json", Some("Basic shipper-key".to_owned()), loki("x")),
+        ("/loki/api/v1/push", "application/json", Some(format!("Digest {}", encoded("u:shipper-key"))), loki("x")),
+    ];
+    for (path, content_type, authorization, body) in refused {
+        // Refusals draw from the rate limit too (guessing keys is throttled): wait for a token.
+        let response = poll(
+            Duration::from_secs(5),
+            || send(path, content_type, authorization.clone(), body.clone()),
+            |response| response.as_ref().is_ok_and(|response| response.status() != StatusCode::TOO_MANY_REQUESTS),
+        )
+        .await
+        .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{path} with {authorization:?}");
+    }
+    // Percent-encoded spellings of the routes never get past the guard.
+    for path in ["/v1/%6Cogs", "/v1%2Flogs", "/es/%5Fbulk", "/es/x%2F_bulk", "/loki/api/v1/pu%73h", "/V1/LOGS"] {
+        let response = poll(
+            Duration::from_secs(5),
+            || send(path, "application/x-protobuf", None, otlp(1)),
+            |response| response.as_ref().is_ok_and(|response| response.status() != StatusCode::TOO_MANY_REQUESTS),
+        )
+        .await
+        .unwrap();
+        assert!(
+            matches!(response.status(), StatusCode::UNAUTHORIZED | StatusCode::NOT_FOUND),
+            "{path}: {}",
+            response.status()
+        );
+    }
+    assert_eq!(count(&app.database, "keyed").await, 10, "only the keyed batches were stored");
+}
+
+/// The real clients' scripts, and the interpreters `scripts/clients.sh` installs them for.
+fn clients() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("clients")
+}
+
+/// Runs a client script to its end and returns what it printed.
+async fn run_client(program: &str, script: &str, args: &[&str]) -> String {
+    let (program, ready) = match program {
+        "python" => {
+            (clients().join("../../.venv-clients/bin/python"), clients().join("../../.venv-clients/.installed"))
+        }
+        _ => ("node".into(), clients().join("node_modules/.installed")),
+    };
+    assert!(ready.exists(), "the shipper clients are not installed: run scripts/clients.sh (`just test` does)");
+    let run = tokio::process::Command::new(&program).arg(clients().join(script)).args(args).kill_on_drop(true).output();
+    let output = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the client finished")
+        .expect("start the client");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "{script} failed: {}\n{stdout}\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_opentelemetry_logging_handler_ships_a_thousand_gzipped_records_with_their_trace() {
+    let app = TestApp::spawn().await;
+    let printed = run_client("python", "otel_logs.py", &[&app.address, "py-otel", "1000"]).await;
+    let span: Value = serde_json::from_str(printed.trim()).unwrap();
+    assert_eq!(wait_for(&app.database, "py-otel", 1000).await, 1000);
+    let events = stored(&app.database, "py-otel").await;
+    let messages: std::collections::HashSet<String> =
+        events.iter().map(|event| event["message"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(messages, (0..1000).map(|n| format!("record {n} of 1000")).collect());
+    for event in &events {
+        let metadata = &event["metadata"];
+        let number: u64 = event["message"].as_str().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        assert_eq!(metadata["severity_number"], if number % 2 == 1 { 13 } else { 9 }, "{event}");
+        assert_eq!(metadata["trace_id"], span["trace_id"], "{event}");
+        assert_eq!(metadata["span_id"], span["span_id"], "{event}");
+        assert_eq!(metadata["attributes"]["order.id"], number, "{event}");
+        assert_eq!(metadata["resource"]["deployment.environment"], "test", "{event}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn javascript_opentelemetry_exporter_ships_json_records() {
+    let app = TestApp::spawn().await;
+    run_client("node", "otel_logs.mjs", &[&app.address, "js-otel", "300"]).await;
+    assert_eq!(wait_for(&app.database, "js-otel", 300).await, 300);
+    let events = stored(&app.database, "js-otel").await;
+    let first = events.iter().find(|event| event["message"] == "js record 7").unwrap();
+    assert_eq!(first["metadata"]["severity"], "ERROR");
+    assert_eq!(first["metadata"]["severity_number"], 17);
+    assert_eq!(first["metadata"]["attributes"], json!({"order.id": 7, "retried": false}));
+    assert_eq!(first["metadata"]["scope"], json!({"name": "shipper", "version": "1.0.0"}));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_elasticsearch_client_passes_its_product_check_and_bulk_indexes_a_thousand_documents() {
+    let app = TestApp::spawn().await;
+    let printed = run_client("python", "elastic_bulk.py", &[&app.address, "py-es", "1000"]).await;
+    let seen: Value = serde_json::from_str(printed.trim()).unwrap();
+    assert!(seen["version"].as_str().unwrap().starts_with("8."), "{seen}");
+    assert_eq!(seen["stored"], 1000);
+    assert_eq!(seen["failures"], json!([]));
+    assert_eq!(seen["refused"], json!([400, 400]), "the empty message and the delete, item by item");
+    assert_eq!(wait_for(&app.database, "py-es", 1001).await, 1001);
+    let events = stored(&app.database, "py-es").await;
+    let document = events.iter().find(|event| event["message"] == "document 5").unwrap();
+    assert_eq!(document["metadata"]["http"], json!({"status": 202}));
+    assert_eq!(document["metadata"]["_id"], "doc-5");
+    assert!(events.iter().any(|event| event["message"] == "kept"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_logging_loki_pushes_json_with_its_labels() {
+    let app = TestApp::spawn().await;
+    run_client("python", "loki_logging.py", &[&app.address, "py-loki", "200"]).await;
+    assert_eq!(wait_for(&app.database, "py-loki", 200).await, 200);
+    let events = stored(&app.database, "py-loki").await;
+    let line = events.iter().find(|event| event["message"] == "line 12").unwrap();
+    assert_eq!(line["metadata"]["env"], "test");
+    assert_eq!(line["metadata"]["order"], "2");
+    assert_eq!(line["metadata"]["severity"], "info");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn winston_loki_pushes_snappy_protobuf_with_its_labels() {
+    let app =
+        TestApp::spawn_with(|settings| settings.auth.api_keys = aurore_http::KeyDigests::of(["winston-key"])).await;
+    run_client("node", "winston_loki.mjs", &[&app.address, "winston", "300", "winston-key"]).await;
+    assert_eq!(wait_for(&app.database, "winston", 300).await, 300);
+    let events = stored(&app.database, "winston").await;
+    // winston-loki writes the record's other fields after the message: kept as sent.
+    let line = events.iter().find(|event| event["message"] == r#"winston line 4 {"level":"info"}"#).unwrap();
+    assert_eq!(line["metadata"]["env"], "test");
+    assert_eq!(line["metadata"]["level"], "info");
+    assert_eq!(line["metadata"]["shard"], "1");
+}
