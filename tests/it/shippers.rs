@@ -2,7 +2,7 @@
 //! Elasticsearch bulk and Loki push, sent by hand-built bodies, by replayed requests of
 //! shippers that cannot be installed here, and by the real client libraries.
 
-use crate::support::{self, TestApp, TestDatabase, poll};
+use crate::support::{self, Service, TestApp, TestDatabase, poll};
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, KeyValueList, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -12,6 +12,8 @@ use reqwest::StatusCode;
 use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE};
 use serde_json::{Value, json};
 use std::io::Write as _;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 const STORED_WITHIN: Duration = Duration::from_secs(20);
@@ -746,4 +748,235 @@ async fn winston_loki_pushes_snappy_protobuf_with_its_labels() {
     assert_eq!(line["metadata"]["env"], "test");
     assert_eq!(line["metadata"]["level"], "info");
     assert_eq!(line["metadata"]["shard"], "1");
+}
+
+/// A request as a shipper that cannot be installed here sends it: its method, path and
+/// query, headers and compression, and a body of the shape it writes.
+struct Replayed {
+    shipper: &'static str,
+    path: String,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    status: StatusCode,
+    /// The service its events are stored under, and how many.
+    service: &'static str,
+    events: i64,
+}
+
+fn replayed_requests() -> Vec<Replayed> {
+    let now = chrono::Utc::now();
+    let ns = now.timestamp_nanos_opt().unwrap().to_string();
+    let stamp = |format: &str| now.format(format).to_string();
+    // The collector's filelog receiver: no event time, the observed time, the file as an
+    // attribute; the otlphttp exporter sends protobuf with gzip.
+    let collector = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![pair("service.name", text("replayed-collector")), pair("host.name", text("node-7"))],
+                ..Resource::default()
+            }),
+            scope_logs: vec![ScopeLogs {
+                log_records: (0..3)
+                    .map(|n| LogRecord {
+                        observed_time_unix_nano: nanos(now),
+                        body: text(&format!("GET /healthz 200 {n}")),
+                        attributes: vec![pair("log.file.name", text("access.log"))],
+                        ..LogRecord::default()
+                    })
+                    .collect(),
+                ..ScopeLogs::default()
+            }],
+            ..ResourceLogs::default()
+        }],
+    };
+    // Vector's loki sink: protobuf with snappy, its labels as configured.
+    let vector_loki = loki_wire::PushRequest {
+        streams: vec![loki_wire::Stream {
+            labels: r#"{job="replayed-vector", source_type="file"}"#.into(),
+            entries: (0..2).map(|n| loki_entry(&format!("vector line {n}"), now)).collect(),
+        }],
+    };
+    let vector_bulk = (0..2)
+        .map(|n| {
+            format!(
+                "{}\n{}\n",
+                // `bulk.index = "replayed-vector-es"`: documents without a service field take it.
+                json!({"index": {"_index": "replayed-vector-es"}}),
+                json!({"host": "node-7", "message": format!("vector doc {n}"), "source_type": "file",
+                       "timestamp": stamp("%Y-%m-%dT%H:%M:%S%.6fZ"), "file": "/var/log/app.log"})
+            )
+        })
+        .collect::<String>();
+    let fluent_bit_bulk = (0..2)
+        .map(|n| {
+            format!(
+                "{}\n{}\n",
+                json!({"create": {"_index": "replayed-fluent-bit"}}),
+                json!({"@timestamp": stamp("%Y-%m-%dT%H:%M:%S%.3fZ"), "log": format!("fluent bit {n}"), "stream": "stdout"})
+            )
+        })
+        .collect::<String>();
+    let fluent_bit_loki = json!({"streams": [{"stream": {"job": "replayed-fluent-bit-loki"},
+        "values": [[ns, json!({"log": "fluent bit to loki", "stream": "stderr"}).to_string()]]}]});
+    let vector_agent = "Vector/0.43.1 (x86_64-unknown-linux-gnu e30bf1f 2024-12-10 16:14:47.175528383)";
+    vec![
+        Replayed {
+            shipper: "OpenTelemetry Collector otlphttp exporter",
+            path: "/v1/logs".into(),
+            headers: vec![
+                ("content-type", "application/x-protobuf".into()),
+                ("content-encoding", "gzip".into()),
+                ("user-agent", "OpenTelemetry Collector Contrib/0.115.1 (linux/amd64)".into()),
+            ],
+            body: gzip(&collector.encode_to_vec()),
+            status: StatusCode::OK,
+            service: "replayed-collector",
+            events: 3,
+        },
+        Replayed {
+            shipper: "Vector elasticsearch sink (bulk mode, gzip)",
+            path: "/es/_bulk?timeout=60s".into(),
+            headers: vec![
+                ("content-type", "application/x-ndjson".into()),
+                ("content-encoding", "gzip".into()),
+                ("accept-encoding", "zstd,gzip,deflate,br".into()),
+                ("user-agent", vector_agent.into()),
+            ],
+            body: gzip(vector_bulk.as_bytes()),
+            status: StatusCode::OK,
+            service: "replayed-vector-es",
+            events: 2,
+        },
+        Replayed {
+            shipper: "Vector loki sink",
+            path: "/loki/api/v1/push".into(),
+            headers: vec![("content-type", "application/x-protobuf".into()), ("user-agent", vector_agent.into())],
+            body: snap::raw::Encoder::new().compress_vec(&vector_loki.encode_to_vec()).unwrap(),
+            status: StatusCode::NO_CONTENT,
+            service: "replayed-vector",
+            events: 2,
+        },
+        Replayed {
+            shipper: "Fluent Bit es output (Suppress_Type_Name on)",
+            path: "/es/_bulk".into(),
+            headers: vec![("content-type", "application/x-ndjson".into()), ("user-agent", "Fluent-Bit".into())],
+            body: fluent_bit_bulk.into_bytes(),
+            status: StatusCode::OK,
+            service: "replayed-fluent-bit",
+            events: 2,
+        },
+        Replayed {
+            shipper: "Fluent Bit loki output (line_format json)",
+            path: "/loki/api/v1/push".into(),
+            headers: vec![("content-type", "application/json".into()), ("user-agent", "Fluent-Bit".into())],
+            body: fluent_bit_loki.to_string().into_bytes(),
+            status: StatusCode::NO_CONTENT,
+            service: "replayed-fluent-bit-loki",
+            events: 1,
+        },
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_replayed_as_the_collector_vector_and_fluent_bit_send_them_are_stored() {
+    let app = TestApp::spawn().await;
+    for replayed in replayed_requests() {
+        let mut request = app.client.post(format!("{}{}", app.address, replayed.path)).body(replayed.body);
+        for (name, value) in &replayed.headers {
+            request = request.header(*name, value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        assert_eq!(status, replayed.status, "{}: {}", replayed.shipper, response.text().await.unwrap());
+        if replayed.path.starts_with("/es/") {
+            let reply: Value = response.json().await.unwrap();
+            assert_eq!(reply["errors"], false, "{}: {reply}", replayed.shipper);
+        }
+        assert_eq!(
+            wait_for(&app.database, replayed.service, replayed.events).await,
+            replayed.events,
+            "{}",
+            replayed.shipper
+        );
+    }
+    let vector = stored(&app.database, "replayed-vector-es").await;
+    assert_eq!(vector[0]["metadata"]["source_type"], "file");
+    let fluent = stored(&app.database, "replayed-fluent-bit-loki").await;
+    assert_eq!(fluent[0]["message"], r#"{"log":"fluent bit to loki","stream":"stderr"}"#);
+}
+
+/// Posts OTLP batches of `size` records with unique messages until `stop`; returns the
+/// messages of the batches acknowledged in full.
+async fn otlp_load(client: reqwest::Client, address: String, size: usize, stop: Arc<AtomicBool>) -> Vec<String> {
+    let mut acknowledged = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let batch = uuid::Uuid::now_v7().simple().to_string();
+        let messages: Vec<String> = (0..size).map(|n| format!("{batch}-{n}")).collect();
+        let export =
+            export("otlp-killed", messages.iter().map(|message| record(message, chrono::Utc::now())).collect());
+        let request = client
+            .post(format!("{address}/v1/logs"))
+            .header(CONTENT_TYPE, "application/x-protobuf")
+            .header(CONTENT_ENCODING, "gzip")
+            .body(gzip(&export.encode_to_vec()));
+        let Ok(response) = request.send().await else { break };
+        if response.status() != StatusCode::OK {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let Ok(body) = response.bytes().await else { break };
+        let reply = ExportLogsServiceResponse::decode(body).unwrap();
+        assert!(reply.partial_success.is_none(), "{reply:?}");
+        acknowledged.extend(messages);
+    }
+    acknowledged
+}
+
+async fn stored_messages(database: &TestDatabase, service: &str) -> Vec<String> {
+    stored(database, service).await.into_iter().map(|event| event["message"].as_str().unwrap().to_owned()).collect()
+}
+
+/// The journal's rare paths under OTLP load: segments of 4 KiB roll inside group commits,
+/// and the writers hold events long enough that only the journal has them at the kill.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_during_otlp_load_loses_no_acknowledged_record() {
+    let database = TestDatabase::create().await;
+    let journal = tempfile::tempdir().unwrap();
+    let settings = [
+        ("AURORE__JOURNAL__SEGMENT_BYTES", "4096"),
+        ("AURORE__WRITER__LINGER_MS", "300"),
+        ("AURORE__WRITER__BATCH_SIZE", "100000"),
+    ];
+    let mut acknowledged = std::collections::HashSet::new();
+    for _ in 0..3 {
+        let service = Service::start(&database.url, journal.path(), &settings);
+        service.wait_until_ready().await;
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..4)
+            .map(|_| tokio::spawn(otlp_load(service.client.clone(), service.address.clone(), 25, stop.clone())))
+            .collect();
+        // Acknowledged records pile up, then the kill lands with requests in flight.
+        let first = poll(Duration::from_secs(10), || async { count(&database, "otlp-killed").await }, |n| *n > 0).await;
+        assert!(first > 0, "some records were stored before the kill");
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        service.kill().await;
+        stop.store(true, Ordering::Relaxed);
+        for client in clients {
+            acknowledged.extend(client.await.unwrap());
+        }
+    }
+    let service = Service::start(&database.url, journal.path(), &[]);
+    service.wait_until_ready().await;
+    let missing = || async {
+        let stored: std::collections::HashSet<String> =
+            stored_messages(&database, "otlp-killed").await.into_iter().collect();
+        acknowledged.iter().filter(|message| !stored.contains(*message)).count()
+    };
+    let missing = poll(STORED_WITHIN, missing, |missing| *missing == 0).await;
+    assert_eq!(missing, 0, "{missing} of {} acknowledged records lost", acknowledged.len());
+    let messages = stored_messages(&database, "otlp-killed").await;
+    let distinct: std::collections::HashSet<&String> = messages.iter().collect();
+    assert_eq!(distinct.len(), messages.len(), "no record is stored twice");
+    println!("OTLP kill -9: acknowledged {}, stored {}, lost 0, duplicated 0", acknowledged.len(), messages.len());
+    assert!(service.terminate().await.success());
 }
