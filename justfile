@@ -83,6 +83,10 @@ perf SECONDS="15":
 bench-queue SECONDS="20":
     scripts/bench-queue.sh {{SECONDS}}
 
+# OTLP/HTTP logs in protobuf ÷ `POST /events` arrays, batches of N, rounds alternating on one service.
+bench-protocols SECONDS="3" N="1000" ROUNDS="3":
+    scripts/bench-protocols.sh {{SECONDS}} {{N}} {{ROUNDS}}
+
 # Drive a running Aurore: e.g. `just loadgen run --mode array --batch 1000 --verify`.
 loadgen *ARGS:
     cargo run --release --bin aurore-loadgen -- {{ARGS}}

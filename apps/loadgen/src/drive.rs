@@ -13,7 +13,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// Bodies pre-built per task, so the generator spends little CPU per request.
-const BODIES_PER_TASK: usize = 256;
+/// Distinct bodies each sending task cycles through: enough that the service sees varied
+/// events, few enough that making them stays quick for large batches.
+fn bodies_per_task(args: &RunArgs) -> usize {
+    (64_000 / args.batch.max(1)).clamp(4, 256)
+}
 
 /// What the run produced.
 #[derive(Debug)]
@@ -55,17 +59,30 @@ fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 600_000_000, 3).expect("constant bounds are valid")
 }
 
-fn body(args: &RunArgs, run_id: &str) -> (String, &'static str) {
+/// A request body and its content type.
+type Body = (Vec<u8>, &'static str);
+
+fn body(args: &RunArgs, run_id: &str) -> Body {
     let event = || events::event(run_id, args.services, args.metadata_bytes);
     match args.mode {
-        Mode::Single => (event().to_string(), "application/json"),
-        Mode::Array => {
-            (serde_json::Value::Array((0..args.batch).map(|_| event()).collect()).to_string(), "application/json")
-        }
+        Mode::Single => (event().to_string().into_bytes(), "application/json"),
+        Mode::Array => (
+            serde_json::Value::Array((0..args.batch).map(|_| event()).collect()).to_string().into_bytes(),
+            "application/json",
+        ),
         Mode::Ndjson => {
             let lines: Vec<String> = (0..args.batch).map(|_| event().to_string()).collect();
-            (lines.join("\n"), "application/x-ndjson")
+            (lines.join("\n").into_bytes(), "application/x-ndjson")
         }
+        Mode::Otlp => (events::otlp_export((0..args.batch).map(|_| event()).collect()), "application/x-protobuf"),
+    }
+}
+
+/// Where a mode's requests go, and the status that acknowledges them.
+fn endpoint(mode: Mode) -> (&'static str, u16) {
+    match mode {
+        Mode::Otlp => ("/v1/logs", 200),
+        Mode::Single | Mode::Array | Mode::Ndjson => ("/events", 202),
     }
 }
 
@@ -77,6 +94,10 @@ pub async fn drive(args: &RunArgs, run_id: &str) -> anyhow::Result<Outcome> {
         .build()?;
     let events_per_request = if args.mode == Mode::Single { 1 } else { args.batch.max(1) as u64 };
     let counters = Arc::new(Counters::default());
+    // Bodies are made before the clock starts: their making is not the service's time.
+    let bodies: Vec<Arc<Vec<Body>>> = (0..args.concurrency.max(1))
+        .map(|_| Arc::new((0..bodies_per_task(args)).map(|_| body(args, run_id)).collect()))
+        .collect();
     let started = chrono::Utc::now();
     let start = Instant::now();
     let deadline = start + args.duration;
@@ -107,10 +128,11 @@ pub async fn drive(args: &RunArgs, run_id: &str) -> anyhow::Result<Outcome> {
         })
     });
 
-    let tasks: Vec<_> = (0..args.concurrency.max(1))
-        .map(|_| {
-            let bodies: Vec<(String, &'static str)> = (0..BODIES_PER_TASK).map(|_| body(args, run_id)).collect();
-            let (client, counters, url) = (client.clone(), counters.clone(), format!("{}/events", args.url));
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|bodies| {
+            let (path, acknowledged_status) = endpoint(args.mode);
+            let (client, counters, url) = (client.clone(), counters.clone(), format!("{}{path}", args.url));
             let (limit, verify) = (args.events, args.verify);
             tokio::spawn(async move {
                 let mut outcome =
@@ -145,7 +167,7 @@ pub async fn drive(args: &RunArgs, run_id: &str) -> anyhow::Result<Outcome> {
                     };
                     let status = response.status().as_u16();
                     *outcome.statuses.entry(status).or_default() += 1;
-                    if status != 202 {
+                    if status != acknowledged_status {
                         counters.refused.fetch_add(1, Ordering::Relaxed);
                         let _ = response.bytes().await;
                         continue;

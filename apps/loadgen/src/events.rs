@@ -40,3 +40,54 @@ pub fn event(run_id: &str, services: usize, metadata_bytes: usize) -> Value {
         },
     })
 }
+
+/// The events as one OTLP logs export in protobuf: a resource per service, each record's
+/// metadata as its attributes.
+pub fn otlp_export(events: Vec<Value>) -> Vec<u8> {
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use prost::Message as _;
+    let text = |value: &Value| AnyValue {
+        value: Some(any_value::Value::StringValue(value.as_str().unwrap_or_default().to_owned())),
+    };
+    let mut by_service: std::collections::BTreeMap<String, Vec<LogRecord>> = std::collections::BTreeMap::new();
+    for event in events {
+        let nanos = chrono::DateTime::parse_from_rfc3339(event["timestamp"].as_str().unwrap_or_default())
+            .ok()
+            .and_then(|at| at.timestamp_nanos_opt())
+            .and_then(|nanos| u64::try_from(nanos).ok())
+            .unwrap_or_default();
+        let attributes = event["metadata"]
+            .as_object()
+            .into_iter()
+            .flatten()
+            .map(|(key, value)| KeyValue { key: key.clone(), value: Some(text(value)), ..KeyValue::default() })
+            .collect();
+        let record = LogRecord {
+            time_unix_nano: nanos,
+            severity_number: 9,
+            body: Some(text(&event["message"])),
+            attributes,
+            ..LogRecord::default()
+        };
+        by_service.entry(event["service"].as_str().unwrap_or_default().to_owned()).or_default().push(record);
+    }
+    let resource_logs = by_service
+        .into_iter()
+        .map(|(service, log_records)| ResourceLogs {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(text(&Value::String(service))),
+                    ..KeyValue::default()
+                }],
+                ..Resource::default()
+            }),
+            scope_logs: vec![ScopeLogs { log_records, ..ScopeLogs::default() }],
+            ..ResourceLogs::default()
+        })
+        .collect();
+    ExportLogsServiceRequest { resource_logs }.encode_to_vec()
+}

@@ -43,6 +43,9 @@ pub enum Mode {
     Array,
     /// `--batch` events per request as NDJSON.
     Ndjson,
+    /// `--batch` events per request as an OTLP/HTTP logs export in protobuf, at `/v1/logs`
+    /// (no `--verify`: OTLP's response names no event ids).
+    Otlp,
 }
 
 #[derive(Debug, Clone, clap::Args)]
@@ -113,6 +116,7 @@ async fn main() -> ExitCode {
 /// Runs the load, prints the report, and verifies when asked. False when events were lost
 /// or duplicated.
 async fn run(args: RunArgs) -> anyhow::Result<bool> {
+    anyhow::ensure!(!(args.verify && args.mode == Mode::Otlp), "--verify needs event ids, which OTLP does not return");
     let run_id = format!("{:08x}", fastrand::u32(..));
     let outcome = drive::drive(&args, &run_id).await?;
     let verification = if args.verify { Some(verify::verify(&args, &run_id, &outcome).await?) } else { None };
