@@ -980,3 +980,60 @@ async fn kill_9_during_otlp_load_loses_no_acknowledged_record() {
     println!("OTLP kill -9: acknowledged {}, stored {}, lost 0, duplicated 0", acknowledged.len(), messages.len());
     assert!(service.terminate().await.success());
 }
+
+/// A free loopback port, for a server that takes its port from its configuration.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// rsyslog's omelasticsearch, configured as the README shows, fed syslog lines over TCP.
+#[tokio::test(flavor = "multi_thread")]
+async fn rsyslog_omelasticsearch_ships_syslog_lines_in_bulk_with_basic_credentials() {
+    let app =
+        TestApp::spawn_with(|settings| settings.auth.api_keys = aurore_http::KeyDigests::of(["rsyslog-key"])).await;
+    let work = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = format!(
+        r#"global(workDirectory="{work}")
+module(load="imtcp")
+input(type="imtcp" port="{port}" address="127.0.0.1")
+module(load="omelasticsearch")
+template(name="aurore" type="list" option.json="on") {{
+  constant(value="{{\"@timestamp\":\"") property(name="timereported" dateFormat="rfc3339")
+  constant(value="\",\"service.name\":\"") property(name="programname")
+  constant(value="\",\"message\":\"") property(name="msg")
+  constant(value="\",\"host\":\"") property(name="hostname") constant(value="\"}}")
+}}
+action(type="omelasticsearch" server="{address}/es" searchIndex="syslog"
+       template="aurore" bulkmode="on" uid="rsyslog" pwd="rsyslog-key"
+       esVersion.major="8" rebindinterval="-1")
+"#,
+        work = work.path().display(),
+        address = app.address,
+    );
+    let path = work.path().join("rsyslog.conf");
+    std::fs::write(&path, config).unwrap();
+    let rsyslogd =
+        ["/usr/sbin/rsyslogd", "/sbin/rsyslogd"].into_iter().find(|path| std::path::Path::new(path).exists());
+    let rsyslogd =
+        rsyslogd.expect("rsyslogd with omelasticsearch: apt-get install rsyslog-elasticsearch (.ci/run does)");
+    let _rsyslog = tokio::process::Command::new(rsyslogd)
+        .arg("-n")
+        .arg("-f")
+        .arg(&path)
+        .arg("-i")
+        .arg(work.path().join("rsyslog.pid"))
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let connect = || tokio::net::TcpStream::connect(("127.0.0.1", port));
+    let mut stream = poll(Duration::from_secs(10), connect, Result::is_ok).await.expect("rsyslog listens");
+    let now = support::iso(chrono::Utc::now());
+    let lines: String = (0..100).map(|n| format!("<14>1 {now} web-7 checkout 42 - - order {n} \"placed\"\n")).collect();
+    tokio::io::AsyncWriteExt::write_all(&mut stream, lines.as_bytes()).await.unwrap();
+    drop(stream);
+    assert_eq!(wait_for(&app.database, "checkout", 100).await, 100);
+    let events = stored(&app.database, "checkout").await;
+    let first = events.iter().find(|event| event["message"] == "order 7 \"placed\"").unwrap();
+    assert_eq!(first["metadata"], json!({"host": "web-7", "_index": "syslog"}));
+}
