@@ -1037,3 +1037,80 @@ action(type="omelasticsearch" server="{address}/es" searchIndex="syslog"
     let first = events.iter().find(|event| event["message"] == "order 7 \"placed\"").unwrap();
     assert_eq!(first["metadata"], json!({"host": "web-7", "_index": "syslog"}));
 }
+
+/// Bodies within the size limit that decode into millions of tiny records or attributes:
+/// each protocol bounds what a body decodes into before decoding it, and holds that from
+/// the budget all bodies share, so 4 of each at once stay within the bound the
+/// `POST /events` bombs are held to. Each is refused whole (`413`), or turned away while
+/// the others hold the budget (`503`).
+#[tokio::test(flavor = "multi_thread")]
+async fn record_bombs_on_every_protocol_keep_peak_memory_within_the_bound() {
+    const PEAK_RSS_MIB: u64 = 256;
+    let database = TestDatabase::create().await;
+    let journal = tempfile::tempdir().unwrap();
+    // A debug build on two cores takes a while to inflate 20 bodies at once.
+    let service = Service::start(&database.url, journal.path(), &[("AURORE__SERVER__BODY_TIMEOUT_SECS", "120")]);
+    service.wait_until_ready().await;
+    let idle = service.peak_rss_kib();
+    // Under the 8 MiB limit once decompressed, each record or entry a few bytes.
+    let empty_records = {
+        let scope = ScopeLogs { log_records: vec![LogRecord::default(); 2_500_000], ..ScopeLogs::default() };
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs { scope_logs: vec![scope], ..ResourceLogs::default() }],
+        }
+    };
+    // One record, but millions of empty attributes in it.
+    let empty_attributes = export(
+        "bomb",
+        vec![LogRecord { attributes: vec![KeyValue::default(); 2_500_000], ..record("m", chrono::Utc::now()) }],
+    );
+    let empty_entries = loki_wire::PushRequest {
+        streams: vec![loki_wire::Stream {
+            labels: "{app=\"bomb\"}".into(),
+            entries: vec![loki_wire::Entry::default(); 2_500_000],
+        }],
+    };
+    let json_records =
+        format!(r#"{{"resourceLogs":[{{"scopeLogs":[{{"logRecords":[{}{{}}]}}]}}]}}"#, "{},".repeat(2_500_000));
+    let json_entries = format!(r#"{{"streams":[{{"stream":{{}},"values":[{}[]]}}]}}"#, "[],".repeat(2_500_000));
+    let bulk = "{\"index\":{}}\n{}\n".repeat(500_000);
+    let bombs: Vec<(&str, &str, Option<&str>, Vec<u8>)> = vec![
+        ("/v1/logs", "application/x-protobuf", Some("gzip"), gzip(&empty_records.encode_to_vec())),
+        ("/v1/logs", "application/x-protobuf", Some("gzip"), gzip(&empty_attributes.encode_to_vec())),
+        ("/v1/logs", "application/json", Some("gzip"), gzip(json_records.as_bytes())),
+        (
+            "/loki/api/v1/push",
+            "application/x-protobuf",
+            None,
+            snap::raw::Encoder::new().compress_vec(&empty_entries.encode_to_vec()).unwrap(),
+        ),
+        ("/loki/api/v1/push", "application/json", Some("gzip"), gzip(json_entries.as_bytes())),
+        ("/es/_bulk", "application/x-ndjson", Some("gzip"), gzip(bulk.as_bytes())),
+    ];
+    let mut sent = Vec::new();
+    for (path, content_type, encoding, body) in bombs {
+        for _ in 0..4 {
+            let mut request = service
+                .client
+                .post(format!("{}{path}", service.address))
+                .header(CONTENT_TYPE, content_type)
+                .body(body.clone());
+            if let Some(encoding) = encoding {
+                request = request.header(CONTENT_ENCODING, encoding);
+            }
+            sent.push(tokio::spawn(async move { (path, content_type, request.send().await.unwrap().status()) }));
+        }
+    }
+    for bomb in sent {
+        let (path, content_type, status) = bomb.await.unwrap();
+        assert!(
+            matches!(status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::SERVICE_UNAVAILABLE),
+            "{path} {content_type}: {status}"
+        );
+    }
+    let peak = service.peak_rss_kib();
+    println!("peak RSS under record bombs: idle {} MiB, after 24 bombs {} MiB", idle / 1024, peak / 1024);
+    assert!(peak / 1024 <= PEAK_RSS_MIB, "peak RSS {} MiB over {PEAK_RSS_MIB} MiB", peak / 1024);
+    assert_eq!(count(&database, "bomb").await, 0);
+    assert!(service.terminate().await.success());
+}

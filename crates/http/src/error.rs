@@ -20,6 +20,8 @@ pub enum ApiError {
     Malformed(String),
     #[error("body larger than {limit} bytes")]
     BodyTooLarge { limit: usize },
+    #[error("the body would take more than {limit} bytes once decoded")]
+    DecodedTooLarge { limit: usize },
     #[error("more than {limit} events in one request")]
     TooManyEvents { limit: usize },
     #[error("the body took longer than {seconds} s to arrive")]
@@ -160,6 +162,14 @@ impl ApiError {
                 limited("PAYLOAD_TOO_LARGE", format!("request body must not exceed {limit} bytes"), *limit as u64),
                 None,
             ),
+            Self::DecodedTooLarge { limit } => (
+                limited(
+                    "DECODED_TOO_LARGE",
+                    format!("the request body must not take more than {limit} bytes once decoded"),
+                    *limit as u64,
+                ),
+                None,
+            ),
             Self::TooManyEvents { limit } => (
                 limited("TOO_MANY_EVENTS", format!("a request must not hold more than {limit} events"), *limit as u64),
                 None,
@@ -260,7 +270,9 @@ impl ResponseError for ApiError {
                 StatusCode::BAD_REQUEST
             }
             // Limits on size protect the service; the body names the limit.
-            Self::BodyTooLarge { .. } | Self::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTooLarge { .. } | Self::DecodedTooLarge { .. } | Self::TooManyEvents { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
             Self::UnsupportedMediaType(_) | Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             // The client was too slow; it may send again, faster.
             Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,

@@ -137,10 +137,13 @@ async fn bulk_into(
     let started = Instant::now();
     let durability = ingest::admitted(&request, &state)?;
     let limits = &state.request_limits;
-    let (items, events) = {
+    // The decoded documents keep their share of the budget until the request is answered.
+    let (items, events, _decoded) = {
         let (bytes, _budget) =
             ingest::read_body(&request, payload, Format::Protocol, limits, &state.body_budget).await?;
-        parse(&bytes, default_index.as_deref(), &state.elastic, limits.max_events_per_request)?
+        let decoded = super::reserve_decoding(&state, &bytes, super::Encoding::Json)?;
+        let (items, events) = parse(&bytes, default_index.as_deref(), &state.elastic, limits.max_events_per_request)?;
+        (items, events, decoded)
     };
     let outcomes = if events.is_empty() {
         Vec::new()

@@ -79,18 +79,19 @@ pub(crate) async fn push(
     let durability = ingest::admitted(&request, &state)?;
     let encoding = Encoding::of(&request)?;
     let limits = &state.request_limits;
-    let streams = {
+    // The decoded form keeps its share of the budget until the request is answered.
+    let (streams, _decoded) = {
         let (bytes, _budget) =
             ingest::read_body(&request, payload, Format::Protocol, limits, &state.body_budget).await?;
         match encoding {
-            Encoding::Protobuf => from_protobuf(&bytes, limits.max_body_bytes)?,
-            Encoding::Json => from_json(&bytes)?,
+            Encoding::Protobuf => from_protobuf(&bytes, &state)?,
+            Encoding::Json => {
+                let decoded = super::reserve_decoding(&state, &bytes, encoding)?;
+                (from_json(&bytes, limits.max_events_per_request)?, decoded)
+            }
         }
     };
     let entries: usize = streams.iter().map(|stream| stream.entries.len()).sum();
-    if entries > limits.max_events_per_request {
-        return Err(ApiError::TooManyEvents { limit: limits.max_events_per_request });
-    }
     let mut events = Vec::with_capacity(entries);
     for stream in streams {
         let labels = stream.labels;
@@ -156,18 +157,33 @@ fn event(labels: &Result<Map<String, Value>, FieldError>, entry: Entry) -> Resul
 
 /// Snappy's block format, as Loki expects it; the declared length is checked against the
 /// body limit before anything is allocated.
-fn from_protobuf(bytes: &[u8], max_bytes: usize) -> Result<Vec<Stream>, ApiError> {
+/// The streams, and the budget their decoded form holds.
+fn from_protobuf(
+    bytes: &[u8],
+    state: &crate::AppState,
+) -> Result<(Vec<Stream>, tokio::sync::OwnedSemaphorePermit), ApiError> {
+    let limits = &state.request_limits;
     let declared = snap::raw::decompress_len(bytes)
         .map_err(|error| ApiError::Malformed(format!("not snappy-compressed: {error}")))?;
-    if declared > max_bytes {
-        return Err(ApiError::BodyTooLarge { limit: max_bytes });
+    if declared > limits.max_body_bytes {
+        return Err(ApiError::BodyTooLarge { limit: limits.max_body_bytes });
     }
+    let _decompressing = u32::try_from(declared)
+        .ok()
+        .and_then(|bytes| state.body_budget.clone().try_acquire_many_owned(bytes).ok())
+        .ok_or(ApiError::BodiesInFlight)?;
     let decompressed = snap::raw::Decoder::new()
         .decompress_vec(bytes)
         .map_err(|error| ApiError::Malformed(format!("not snappy-compressed: {error}")))?;
+    // streams (1) → entries (2), counted before any is decoded.
+    let max = limits.max_events_per_request;
+    if super::count_repeated(&decompressed, &[1, 2], max).is_some_and(|entries| entries > max) {
+        return Err(ApiError::TooManyEvents { limit: max });
+    }
+    let decoded = super::reserve_decoding(state, &decompressed, Encoding::Protobuf)?;
     let request = wire::PushRequest::decode(&decompressed[..])
         .map_err(|error| ApiError::Malformed(format!("not a Loki PushRequest: {error}")))?;
-    Ok(request
+    let streams = request
         .streams
         .into_iter()
         .map(|stream| Stream {
@@ -191,13 +207,14 @@ fn from_protobuf(bytes: &[u8], max_bytes: usize) -> Result<Vec<Stream>, ApiError
                 })
                 .collect(),
         })
-        .collect())
+        .collect();
+    Ok((streams, decoded))
 }
 
 /// The JSON push body: `streams[].stream` (labels as an object) with `values` of
 /// `[nanoseconds, line]` or `[nanoseconds, line, {structured metadata}]`; also the older
 /// `streams[].labels` (text) with `entries[].{ts, line}`, which some clients still send.
-fn from_json(bytes: &[u8]) -> Result<Vec<Stream>, ApiError> {
+fn from_json(bytes: &[u8], max_entries: usize) -> Result<Vec<Stream>, ApiError> {
     #[derive(serde::Deserialize)]
     struct Push {
         streams: Vec<JsonStream>,
@@ -218,6 +235,10 @@ fn from_json(bytes: &[u8]) -> Result<Vec<Stream>, ApiError> {
     }
     let push: Push = serde_json::from_slice(bytes)
         .map_err(|error| ApiError::Malformed(format!("not a Loki push request: {error}")))?;
+    let entries: usize = push.streams.iter().map(|stream| stream.values.len() + stream.entries.len()).sum();
+    if entries > max_entries {
+        return Err(ApiError::TooManyEvents { limit: max_entries });
+    }
     Ok(push
         .streams
         .into_iter()

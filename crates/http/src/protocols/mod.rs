@@ -102,3 +102,143 @@ fn describe(index: usize, errors: &[FieldError]) -> String {
     let reasons: Vec<&str> = errors.iter().flat_map(|error| error.constraints.values()).map(String::as_str).collect();
     format!("record {index}: {}", reasons.join(", "))
 }
+
+/// Counts the fields at `path` (the field numbers of nested messages, outermost first) of
+/// a protobuf message from its tags and lengths alone, stopping past `limit`: a body of
+/// millions of empty records is refused before one of them is decoded. `None` when the
+/// bytes are not protobuf; the decoder then says why.
+fn count_repeated(mut bytes: &[u8], path: &[u32], limit: usize) -> Option<usize> {
+    let (&field, inner) = path.split_first()?;
+    let mut count = 0;
+    while !bytes.is_empty() {
+        let (key, value) = next_field(&mut bytes)?;
+        if let Some(value) = value.filter(|_| key >> 3 == u64::from(field)) {
+            count += if inner.is_empty() { 1 } else { count_repeated(value, inner, limit - count)? };
+            if count > limit {
+                return Some(count);
+            }
+        }
+    }
+    Some(count)
+}
+
+/// Reads one field: its key, and its bytes when it is length-delimited.
+fn next_field<'a>(bytes: &mut &'a [u8]) -> Option<(u64, Option<&'a [u8]>)> {
+    use prost::encoding::decode_varint;
+    let key = decode_varint(bytes).ok()?;
+    let skip = match key & 7 {
+        0 => {
+            decode_varint(bytes).ok()?;
+            return Some((key, None));
+        }
+        1 => 8,
+        5 => 4,
+        2 => usize::try_from(decode_varint(bytes).ok()?).ok()?,
+        _ => return None,
+    };
+    let value = bytes.get(..skip)?;
+    *bytes = &bytes[skip..];
+    Some((key, (key & 7 == 2).then_some(value)))
+}
+
+/// What a decoded message may cost per nested message, beyond its bytes: the largest
+/// struct a protocol decodes into (OTLP's `LogRecord`), with its vector slot, rounded up.
+const BYTES_PER_MESSAGE: usize = 256;
+
+/// What a parsed JSON value may cost per object or array, beyond its bytes.
+const BYTES_PER_JSON_CONTAINER: usize = 96;
+
+/// A bound on the memory a protobuf body takes once decoded, from its bytes and the
+/// number of nested messages it could hold: every length-delimited field that reads as
+/// fields is counted as a message. Empty messages cost a few bytes on the wire and a whole
+/// struct in memory, so a body of millions of them is refused on this bound, never decoded.
+fn decoded_protobuf_bound(bytes: &[u8]) -> usize {
+    fn messages(mut bytes: &[u8], depth: usize) -> Option<usize> {
+        let mut count = 0;
+        while !bytes.is_empty() {
+            let (_, value) = next_field(&mut bytes)?;
+            if let Some(value) = value {
+                // Past the decoder's own nesting limit every two bytes could be a message.
+                let inner = if depth < MAX_DEPTH { messages(value, depth + 1).unwrap_or(0) } else { value.len() / 2 };
+                count += 1 + inner;
+            }
+        }
+        Some(count)
+    }
+    const MAX_DEPTH: usize = 32;
+    bytes.len() + messages(bytes, 0).unwrap_or(0) * BYTES_PER_MESSAGE
+}
+
+/// A bound on the memory a JSON body takes once parsed: its bytes and its objects and
+/// arrays, counted outside strings.
+fn parsed_json_bound(bytes: &[u8]) -> usize {
+    let mut containers = 0;
+    let (mut in_string, mut escaped) = (false, false);
+    for &byte in bytes {
+        match (in_string, escaped, byte) {
+            (true, true, _) => escaped = false,
+            (true, false, b'\\') => escaped = true,
+            (true, false, b'"') | (false, _, b'"') => in_string = !in_string,
+            (false, _, b'{' | b'[') => containers += 1,
+            _ => {}
+        }
+    }
+    bytes.len() + containers * BYTES_PER_JSON_CONTAINER
+}
+
+/// Takes the memory a body will need once decoded from the budget all bodies share, on top
+/// of its bytes already held: refused with `413` past what any body may decode into (a
+/// fixed multiple of the body limit), with `503` while other bodies hold the budget.
+fn reserve_decoding(
+    state: &crate::AppState,
+    bytes: &[u8],
+    encoding: Encoding,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    let bound = match encoding {
+        Encoding::Protobuf => decoded_protobuf_bound(bytes),
+        Encoding::Json => parsed_json_bound(bytes),
+    };
+    let limit = state.request_limits.max_body_bytes.saturating_mul(DECODED_PER_BODY_BYTE);
+    if bound > limit {
+        return Err(ApiError::DecodedTooLarge { limit });
+    }
+    let permits = u32::try_from(bound.saturating_sub(bytes.len())).unwrap_or(u32::MAX);
+    state.body_budget.clone().try_acquire_many_owned(permits).map_err(|_| ApiError::BodiesInFlight)
+}
+
+/// How much larger than the body limit a body's decoded form may be.
+const DECODED_PER_BODY_BYTE: usize = 8;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use proptest::prelude::*;
+    use prost::Message as _;
+
+    proptest! {
+        /// The count from tags and lengths is the decoder's count, up to the limit; any
+        /// bytes at all are counted or found not protobuf, never a panic.
+        #[test]
+        fn records_are_counted_as_the_decoder_finds_them(
+            shape in proptest::collection::vec(proptest::collection::vec(0usize..6, 0..4), 0..4),
+            limit in 0usize..40,
+            noise in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let export = ExportLogsServiceRequest {
+                resource_logs: shape.iter().map(|scopes| ResourceLogs {
+                    scope_logs: scopes.iter().map(|records| ScopeLogs {
+                        log_records: (0..*records).map(|n| LogRecord { severity_text: "x".repeat(n), time_unix_nano: n as u64, ..LogRecord::default() }).collect(),
+                        ..ScopeLogs::default()
+                    }).collect(),
+                    ..ResourceLogs::default()
+                }).collect(),
+            };
+            let total: usize = shape.iter().flatten().sum();
+            let counted = count_repeated(&export.encode_to_vec(), &[1, 2, 2], limit).unwrap();
+            prop_assert!(if total > limit { counted > limit } else { counted == total }, "{counted} of {total}, limit {limit}");
+            let _ = count_repeated(&noise, &[1, 2, 2], limit);
+        }
+    }
+}

@@ -41,14 +41,24 @@ pub(crate) async fn export_logs(
     let durability = ingest::admitted(&request, &state)?;
     let encoding = Encoding::of(&request)?;
     let limits = &state.request_limits;
-    let export = {
+    // The decoded form keeps its share of the budget until the request is answered.
+    let (export, _decoded) = {
         let (bytes, _budget) =
             ingest::read_body(&request, payload, Format::Protocol, limits, &state.body_budget).await?;
-        match encoding {
-            Encoding::Protobuf => ExportLogsServiceRequest::decode(&bytes[..])
-                .map_err(|error| ApiError::Malformed(format!("not an OTLP ExportLogsServiceRequest: {error}")))?,
-            Encoding::Json => from_json(&bytes)?,
-        }
+        let max = limits.max_events_per_request;
+        let decoded = super::reserve_decoding(&state, &bytes, encoding)?;
+        let export = match encoding {
+            Encoding::Protobuf => {
+                // resource_logs (1) → scope_logs (2) → log_records (2), counted before any is decoded.
+                if super::count_repeated(&bytes, &[1, 2, 2], max).is_some_and(|records| records > max) {
+                    return Err(ApiError::TooManyEvents { limit: max });
+                }
+                ExportLogsServiceRequest::decode(&bytes[..])
+                    .map_err(|error| ApiError::Malformed(format!("not an OTLP ExportLogsServiceRequest: {error}")))?
+            }
+            Encoding::Json => from_json(&bytes, max)?,
+        };
+        (export, decoded)
     };
     let records: usize = export
         .resource_logs
@@ -56,9 +66,6 @@ pub(crate) async fn export_logs(
         .flat_map(|resource| &resource.scope_logs)
         .map(|scope| scope.log_records.len())
         .sum();
-    if records > limits.max_events_per_request {
-        return Err(ApiError::TooManyEvents { limit: limits.max_events_per_request });
-    }
     let received = Utc::now();
     let mut events = Vec::with_capacity(records);
     for resource_logs in export.resource_logs {
@@ -215,9 +222,18 @@ fn severity_name(number: i32) -> Option<&'static str> {
 /// OTLP's JSON mapping read into the protobuf messages, so both encodings share one
 /// conversion: lowerCamelCase keys (snake_case accepted too), 64-bit integers as strings or
 /// numbers, ids as hex, bytes as base64, enums as numbers.
-fn from_json(bytes: &[u8]) -> Result<ExportLogsServiceRequest, ApiError> {
+fn from_json(bytes: &[u8], max_records: usize) -> Result<ExportLogsServiceRequest, ApiError> {
     let root: Value =
         serde_json::from_slice(bytes).map_err(|error| ApiError::Malformed(format!("invalid JSON: {error}")))?;
+    // Counted before any is converted: the messages are larger than their JSON.
+    let records: usize = list(&root, "resourceLogs", "resource_logs")?
+        .iter()
+        .flat_map(|resource| list(resource, "scopeLogs", "scope_logs").unwrap_or_default())
+        .map(|scope| list(scope, "logRecords", "log_records").map_or(0, <[Value]>::len))
+        .sum();
+    if records > max_records {
+        return Err(ApiError::TooManyEvents { limit: max_records });
+    }
     let resource_logs = list(&root, "resourceLogs", "resource_logs")?
         .iter()
         .map(|resource_logs| {
