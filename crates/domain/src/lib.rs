@@ -18,7 +18,7 @@ pub mod testing;
 
 // The modules adapters name: validation (its `Incoming` is the HTTP layer's input) and the
 // query checks the HTTP layer runs on the parameters it reads.
-pub use model::{query, validation};
+pub use model::{filter, query, validation};
 // Inside the crate, each module by its own name.
 pub(crate) use model::{event, histogram, markup};
 pub(crate) use ops::{business, lifecycle, retention};
