@@ -51,15 +51,15 @@ ci: lint check-deploy test
 bench *ARGS:
     cargo bench -p aurore-domain -p aurore-journal --bench ingest --bench append -- {{ARGS}}
 
-# Fuzz the event parser and validator for SECONDS (libFuzzer; installs cargo-fuzz if missing).
-fuzz SECONDS="60":
+# Fuzz TARGET (`event`: the event parser and validator; `filter`: the q= language) for SECONDS (libFuzzer; installs cargo-fuzz if missing).
+fuzz SECONDS="60" TARGET="event":
     #!/usr/bin/env bash
     set -euo pipefail
     command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
-    mkdir -p fuzz/corpus/event
+    mkdir -p fuzz/corpus/{{TARGET}} fuzz/seeds/{{TARGET}}
     cd fuzz
     # cargo-fuzz passes nightly-only sanitizer flags; the pinned stable toolchain accepts them this way.
-    RUSTC_BOOTSTRAP=1 cargo fuzz run event corpus/event seeds/event -- -max_total_time={{SECONDS}}
+    RUSTC_BOOTSTRAP=1 cargo fuzz run {{TARGET}} corpus/{{TARGET}} seeds/{{TARGET}} -- -max_total_time={{SECONDS}}
 
 # The console with ROWS rows loaded (cursor pages through "Load older"): frame times while
 # scrolling and the JS heap, in Chromium against the debug binary.

@@ -8,6 +8,7 @@ mod contract;
 mod deploy;
 mod durability;
 mod edge;
+mod filters;
 mod nats;
 mod observability;
 mod queue;

@@ -69,7 +69,7 @@ fn query(service: &str, from: DateTime<Utc>, to: DateTime<Utc>, page_size: u32, 
         sort_order: order,
         cursor: None,
         metadata: Vec::new(),
-        text: None,
+        filter: None,
         max_sorted_rows: QueryLimits::default().max_sorted_rows,
     }
 }
@@ -829,7 +829,7 @@ async fn a_write_between_count_and_page_never_makes_total_disagree_with_the_rows
         })
     };
     let mut filtered = query("racing", from, to, 1000, SortOrder::Desc);
-    filtered.text = Some("m".to_owned());
+    filtered.filter = aurore_domain::Filter::parse("m").unwrap();
     let mut checked = 0;
     while !writer.is_finished() {
         for query in [query("racing", from, to, 1000, SortOrder::Desc), filtered.clone()] {
@@ -865,7 +865,7 @@ async fn a_sort_without_an_index_is_refused_over_a_range_holding_more_than_the_l
         let mut cursor_page = sorted(field, 29);
         cursor_page.cursor = page.next_cursor(&sorted(field, 30));
         let mut filtered = sorted(field, 29);
-        filtered.text = Some("m0".to_owned());
+        filtered.filter = aurore_domain::Filter::parse("m0").unwrap();
         for refused in [sorted(field, 29), cursor_page, filtered] {
             match store.query(&refused).await {
                 Err(QueryError::TooManyToSort { sort_field, limit: 29 }) => assert_eq!(sort_field, field),

@@ -183,7 +183,7 @@ async fn writes_and_reads(store: &PostgresStore, service: &str) {
             sort_order: SortOrder::Desc,
             cursor: None,
             metadata: Vec::new(),
-            text: None,
+            filter: None,
             max_sorted_rows: QueryLimits::default().max_sorted_rows,
         })
         .await

@@ -29,6 +29,7 @@ pub use buffer::{Batch, Buffer, BufferError, BufferSnapshot, BufferStats, Queued
 pub use business::{BusinessMetrics, HourCount, HourlyCount, ServiceCount, ServiceSummary};
 pub use completion::Completion;
 pub use event::{Event, EventDraft, EventId};
+pub use filter::{Filter, FilterError};
 pub use histogram::{BucketSpan, Histogram, HistogramBucket, HistogramQuery, Interval};
 pub use ingest::{Durability, IngestError, IngestReceipt, IngestService, IngestSettings, Rejection, replay_journal};
 pub use lifecycle::Lifecycle;

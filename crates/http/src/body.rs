@@ -83,6 +83,12 @@ pub(crate) struct ErrorBody {
     /// Seconds, for `429` (also the `Retry-After` header).
     #[serde(rename = "retry_after", skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
+    /// For a query that does not parse: the byte offset where it fails.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<usize>,
+    /// And what was expected there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expected: Option<String>,
 }
 
 impl ErrorBody {
@@ -106,8 +112,24 @@ impl ErrorBody {
             group: None,
             reason: None,
             retry_after: None,
+            position: None,
+            expected: None,
         }
     }
+}
+
+/// `GET /events/query/explain`: how `q` parses, as the store and the tail will run it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct QueryExplanation {
+    /// The query as sent.
+    pub q: String,
+    /// Its canonical spelling (every AND and OR spelled out, values quoted), which parses to
+    /// the same tree; `null` for a blank query.
+    pub canonical: Option<String>,
+    /// The parsed tree: `{"op": "and"|"or", "of": [...]}`, `{"op": "not", "of": …}`,
+    /// `{"op": "text", "of": "word"}`, `{"op": "field", "of": {"field": …, "test": …}}`.
+    #[schema(value_type = Object)]
+    pub filter: Option<serde_json::Value>,
 }
 
 /// `202` for a single event.

@@ -16,6 +16,8 @@ pub enum ApiError {
     Invalid(Vec<FieldError>),
     #[error("no valid event in the request")]
     InvalidBatch(Vec<Rejection>),
+    #[error("q does not parse")]
+    BadQuery(#[source] aurore_domain::FilterError),
     #[error("malformed body: {0}")]
     Malformed(String),
     #[error("body larger than {limit} bytes")]
@@ -157,6 +159,14 @@ impl ApiError {
                     .collect();
                 (ErrorBody { rejected: Some(body::rejections(rejections)), ..invalid(flattened) }, None)
             }
+            Self::BadQuery(error) => {
+                let body = ErrorBody {
+                    position: Some(error.position),
+                    expected: Some(error.expected.clone()),
+                    ..coded("INVALID_QUERY", format!("q does not parse {error}"))
+                };
+                (body, None)
+            }
             Self::Malformed(reason) => (coded("MALFORMED_BODY", format!("Malformed body: {reason}")), None),
             Self::BodyTooLarge { limit } => (
                 limited("PAYLOAD_TOO_LARGE", format!("request body must not exceed {limit} bytes"), *limit as u64),
@@ -266,9 +276,11 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             // The client sent something the contract forbids; repeating it will not help.
-            Self::Invalid(_) | Self::InvalidBatch(_) | Self::Malformed(_) | Self::QueryRejected(_) => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::Invalid(_)
+            | Self::InvalidBatch(_)
+            | Self::BadQuery(_)
+            | Self::Malformed(_)
+            | Self::QueryRejected(_) => StatusCode::BAD_REQUEST,
             // Limits on size protect the service; the body names the limit.
             Self::BodyTooLarge { .. } | Self::DecodedTooLarge { .. } | Self::TooManyEvents { .. } => {
                 StatusCode::PAYLOAD_TOO_LARGE

@@ -30,6 +30,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         crate::export::export,
         crate::tail::tail,
         crate::query::get_histogram,
+        crate::query::explain_query,
         crate::query::get_services,
         crate::dlq::list,
         crate::dlq::statistics,

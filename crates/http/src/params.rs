@@ -7,7 +7,7 @@ use crate::error::ApiError;
 use actix_web::HttpRequest;
 use actix_web::http::header;
 use aurore_domain::query::{
-    METADATA_PREFIX, check_cursor_sort, check_filter_count, check_range, checked_filter, checked_service, checked_text,
+    METADATA_PREFIX, check_cursor_sort, check_filter_count, check_range, checked_filter, checked_query, checked_service,
 };
 use aurore_domain::validation::{SUPPORTED_RANGE, parse_timestamp, supported_instant};
 use aurore_domain::{
@@ -158,7 +158,7 @@ pub(crate) fn event_query(
     };
 
     let metadata = metadata_filters(pairs, markup, &mut errors);
-    let text = checked_text(single(pairs, "q", &mut errors), markup, &mut errors);
+    let filter = checked_query(single(pairs, "q", &mut errors), markup, &mut errors);
 
     match (service, from, to, page, page_size, sort_field, sort_order, cursor) {
         (
@@ -180,12 +180,23 @@ pub(crate) fn event_query(
             sort_order,
             cursor,
             metadata,
-            text,
+            filter,
             max_sorted_rows: limits.max_sorted_rows,
         }
         .check(limits),
         _ => Err(errors),
     }
+}
+
+/// `GET /events/query/explain`: `q` alone, at most [`aurore_domain::query::MAX_QUERY_CHARS`].
+pub(crate) fn explained_query(pairs: &[(String, String)]) -> Result<String, Vec<FieldError>> {
+    let mut errors = unknown_parameters(pairs, &["q"]);
+    let q = single(pairs, "q", &mut errors).unwrap_or_default().to_owned();
+    if q.chars().count() > aurore_domain::query::MAX_QUERY_CHARS {
+        let limit = aurore_domain::query::MAX_QUERY_CHARS;
+        errors.push(FieldError::new("q", "maxLength", format!("q must be at most {limit} characters")));
+    }
+    if errors.is_empty() { Ok(q) } else { Err(errors) }
 }
 
 /// Parses `GET /events/tail` parameters: `service` (required), `metadata.<path>` and `q`,
@@ -197,10 +208,10 @@ pub(crate) fn tail_filter(
 ) -> Result<TailFilter, Vec<FieldError>> {
     let mut errors = unknown_parameters(pairs, &["service", "q"]);
     let service = checked_service(single(pairs, "service", &mut errors), limits, markup, &mut errors);
-    let text = checked_text(single(pairs, "q", &mut errors), markup, &mut errors).map(|text| text.to_lowercase());
+    let filter = checked_query(single(pairs, "q", &mut errors), markup, &mut errors);
     let metadata = metadata_filters(pairs, markup, &mut errors);
     match service {
-        Some(service) if errors.is_empty() => Ok(TailFilter { service: Some(service), metadata, text }),
+        Some(service) if errors.is_empty() => Ok(TailFilter { service: Some(service), metadata, filter }),
         _ => Err(errors),
     }
 }
@@ -337,7 +348,6 @@ fn integer(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aurore_domain::query::MAX_FILTER_CHARS;
     use aurore_domain::{CursorKey, QueryError};
     use base64::Engine as _;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -541,7 +551,7 @@ mod tests {
         list.extend([("metadata.region", "eu"), ("metadata.user.id", "42"), ("q", "Time out")]);
         let query = event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip).unwrap();
         assert!(query.is_filtered());
-        assert_eq!(query.text.as_deref(), Some("Time out"));
+        assert_eq!(query.filter, aurore_domain::Filter::parse("Time AND out").unwrap(), "adjacent words mean AND");
         assert_eq!(query.metadata[0].candidates(), [serde_json::json!({"region": "eu"})]);
         assert_eq!(
             query.metadata[1].candidates(),
@@ -554,7 +564,7 @@ mod tests {
         let errors = fields(event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip));
         assert_eq!(errors.iter().filter(|(_, rule)| *rule == "isMetadataPath").count(), 3, "{errors:?}");
 
-        let long = "x".repeat(MAX_FILTER_CHARS + 1);
+        let long = "x".repeat(aurore_domain::query::MAX_QUERY_CHARS + 1);
         let mut list = base();
         list.push(("q", &long));
         assert_eq!(
@@ -568,20 +578,15 @@ mod tests {
     fn text_parameters_are_cleaned_as_ingest_cleaned_what_was_stored() {
         let sent = "R&D <b>x</b> < 5";
         let mut list = vec![("service", sent), ("from", "2024-01-15T00:00:00Z"), ("to", "2024-01-16T00:00:00Z")];
-        list.extend([("q", sent), ("metadata.team", sent)]);
+        let phrase = format!("\"{sent}\"");
+        list.extend([("q", phrase.as_str()), ("metadata.team", sent)]);
         for markup in [Markup::Strip, Markup::Escape, Markup::Off] {
             let stored = markup.clean(sent).into_owned();
+            let text = Some(aurore_domain::Filter::Text(stored.clone()));
             let query = event_query(&pairs(&list), &QueryLimits::default(), markup).unwrap();
-            assert_eq!(
-                (&query.service, query.text.as_ref(), &query.metadata[0].value),
-                (&stored, Some(&stored), &stored)
-            );
+            assert_eq!((&query.service, &query.filter, &query.metadata[0].value), (&stored, &text, &stored));
             let tail = tail_filter(&pairs(&[list[0], list[3], list[4]]), &QueryLimits::default(), markup).unwrap();
-            let text = stored.to_lowercase();
-            assert_eq!(
-                (tail.service.as_ref(), tail.text.as_ref(), &tail.metadata[0].value),
-                (Some(&stored), Some(&text), &stored)
-            );
+            assert_eq!((tail.service.as_ref(), &tail.filter, &tail.metadata[0].value), (Some(&stored), &text, &stored));
         }
         assert_eq!(Markup::Strip.clean(sent), "R&D x < 5", "ordinary characters are left as typed");
     }

@@ -36,6 +36,27 @@ pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>)
     }))
 }
 
+#[utoipa::path(get, path = "/events/query/explain", tag = "query",
+    params(("q" = Option<String>, Query, description = "A query in the filter language, as `GET /events` takes it")),
+    responses(
+        (status = 200, description = "The parsed query, with values cleaned as ingest cleans them", body = crate::body::QueryExplanation),
+        (status = 400, description = "The query does not parse: `position` (a byte offset) and `expected` say where and what", body = crate::body::ErrorBody),
+    ))]
+pub(crate) async fn explain_query(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let pairs = params::query_pairs(&request)?;
+    let q = params::explained_query(&pairs).map_err(ApiError::Invalid)?;
+    let mut filter = aurore_domain::Filter::parse(&q).map_err(ApiError::BadQuery)?;
+    let markup = state.ingest.markup();
+    if let Some(filter) = &mut filter {
+        filter.map_values(&|value| markup.clean(value).into_owned());
+    }
+    Ok(HttpResponse::Ok().json(crate::body::QueryExplanation {
+        q,
+        canonical: filter.as_ref().map(ToString::to_string),
+        filter: filter.map(|filter| serde_json::to_value(filter).unwrap_or_default()),
+    }))
+}
+
 #[utoipa::path(get, path = "/events/histogram", tag = "query", params(crate::openapi::RangeParams, crate::openapi::HistogramParams),
     responses(
         (status = 200, description = "Events per bucket, empty buckets included", body = crate::body::Histogram),

@@ -70,7 +70,7 @@ const fn endpoint(method: Method, path: &'static str, group: RouteGroup, handler
 use RouteGroup::{Admin, Health, Ingest, Query};
 
 /// The whole HTTP surface.
-pub static ENDPOINTS: [Endpoint; 37] = [
+pub static ENDPOINTS: [Endpoint; 38] = [
     endpoint(Method::POST, "/events", Ingest, || web::to(ingest::post_events)),
     endpoint(Method::POST, "/v1/logs", Ingest, || web::to(otlp::export_logs)),
     endpoint(Method::POST, "/loki/api/v1/push", Ingest, || web::to(loki::push)),
@@ -91,6 +91,7 @@ pub static ENDPOINTS: [Endpoint; 37] = [
     }),
     endpoint(Method::GET, "/events/tail", Query, || web::to(tail::tail)),
     endpoint(Method::GET, "/events/histogram", Query, || web::to(query::get_histogram)),
+    endpoint(Method::GET, "/events/query/explain", Query, || web::to(query::explain_query)),
     endpoint(Method::GET, "/services", Query, || web::to(query::get_services)),
     endpoint(Method::GET, "/dlq", Query, || web::to(dlq::list)),
     endpoint(Method::GET, "/dlq/statistics", Query, || web::to(dlq::statistics)),

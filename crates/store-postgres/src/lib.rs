@@ -13,6 +13,7 @@ mod conninfo;
 mod counts;
 mod dead_letters;
 mod error;
+mod filter;
 mod page;
 mod partitions;
 mod retention;

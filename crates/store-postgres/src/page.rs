@@ -2,6 +2,7 @@
 //! assembled from fixed fragments (never from client text) with every value bound.
 
 use crate::error;
+use crate::filter::Bound;
 use aurore_domain::{CursorKey, Event, EventId, EventQuery, SortField, SortOrder, StoreError, StoredEvent};
 use chrono::{DateTime, Utc};
 use diesel::pg::Pg;
@@ -67,9 +68,10 @@ fn filtered(select: &str, query: &EventQuery) -> (BoxedSqlQuery<'static, Pg, Sql
         }
         next += 1;
     }
-    if query.text.is_some() {
-        sql.push_str(&format!(r" AND message ILIKE ${next} ESCAPE '\'"));
-        next += 1;
+    let mut bound = Vec::new();
+    if let Some(filter) = &query.filter {
+        sql.push_str(" AND ");
+        sql.push_str(&crate::filter::compile(filter, &mut next, &mut bound));
     }
     let mut statement = diesel::sql_query(sql)
         .into_boxed::<Pg>()
@@ -79,16 +81,14 @@ fn filtered(select: &str, query: &EventQuery) -> (BoxedSqlQuery<'static, Pg, Sql
     for filter in &query.metadata {
         statement = statement.bind::<Array<Jsonb>, _>(filter.candidates());
     }
-    if let Some(text) = &query.text {
-        statement = statement.bind::<Text, _>(contains_pattern(text));
+    for value in bound {
+        statement = match value {
+            Bound::Text(text) => statement.bind::<Text, _>(text),
+            Bound::Jsonbs(values) => statement.bind::<Array<Jsonb>, _>(values),
+            Bound::Path(keys) => statement.bind::<Array<Text>, _>(keys),
+        };
     }
     (statement, next)
-}
-
-/// An ILIKE pattern matching `text` anywhere, its wildcards taken literally.
-fn contains_pattern(text: &str) -> String {
-    let escaped = text.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
-    format!("%{escaped}%")
 }
 
 #[derive(diesel::QueryableByName)]

@@ -172,12 +172,12 @@ impl FieldTest {
             (Field::Message, _) => return true,
             (Field::Metadata(path), _) => path,
         };
-        let found = event.metadata.as_ref().and_then(|metadata| path.iter().try_fold(metadata, |value, key| value.get(key)));
+        let found =
+            event.metadata.as_ref().and_then(|metadata| path.iter().try_fold(metadata, |value, key| value.get(key)));
         let Some(found) = found else { return false };
         match &self.test {
-            Test::Equals(value) => {
-                MetadataFilter { path: path.clone(), value: value.clone(), excluded: false }.matches(event.metadata.as_ref())
-            }
+            Test::Equals(value) => MetadataFilter { path: path.clone(), value: value.clone(), excluded: false }
+                .matches(event.metadata.as_ref()),
             Test::Prefix(prefix) => found.as_str().is_some_and(|text| text.starts_with(prefix.as_str())),
             Test::Exists => true,
             Test::Compare(comparison, number) => match (found, number.as_f64()) {
@@ -264,7 +264,8 @@ fn keyword(input: &mut Input<'_>, word: &str) -> bool {
 }
 
 fn starts_with_keyword(text: &str, word: &str) -> bool {
-    text.strip_prefix(word).is_some_and(|after| after.is_empty() || after.starts_with(|c: char| c.is_whitespace() || c == '(' || c == '"'))
+    text.strip_prefix(word)
+        .is_some_and(|after| after.is_empty() || after.starts_with(|c: char| c.is_whitespace() || c == '(' || c == '"'))
 }
 
 /// `NOT unary`, `-unary`, `( or )` or a term.
@@ -304,7 +305,11 @@ fn term(input: &mut Input<'_>) -> ModalResult<Filter> {
     if input.starts_with('"') {
         return quoted(input).map(Filter::Text);
     }
-    if input.is_empty() || input.starts_with(')') || starts_with_keyword(input, "AND") || starts_with_keyword(input, "OR") {
+    if input.is_empty()
+        || input.starts_with(')')
+        || starts_with_keyword(input, "AND")
+        || starts_with_keyword(input, "OR")
+    {
         return Err(expected("a word, a \"phrase\", field:value or a parenthesis"));
     }
     let start = *input;
@@ -598,10 +603,18 @@ mod tests {
         let value = "\\PC{0,8}";
         let key = prop_oneof!["[a-z_]{1,6}", "\\PC{1,6}"];
         let path = proptest::collection::vec(key, 1..=MAX_FILTER_DEPTH);
-        let number = prop_oneof![proptest::arbitrary::any::<i64>().prop_map(|n| n.to_string()), Just("0.5".to_owned()), Just("-1e3".to_owned())]
-            .prop_map(|text| serde_json::from_str::<serde_json::Number>(&text).unwrap());
-        let comparison =
-            prop_oneof![Just(Comparison::Less), Just(Comparison::LessOrEqual), Just(Comparison::Greater), Just(Comparison::GreaterOrEqual)];
+        let number = prop_oneof![
+            proptest::arbitrary::any::<i64>().prop_map(|n| n.to_string()),
+            Just("0.5".to_owned()),
+            Just("-1e3".to_owned())
+        ]
+        .prop_map(|text| serde_json::from_str::<serde_json::Number>(&text).unwrap());
+        let comparison = prop_oneof![
+            Just(Comparison::Less),
+            Just(Comparison::LessOrEqual),
+            Just(Comparison::Greater),
+            Just(Comparison::GreaterOrEqual)
+        ];
         let test = prop_oneof![
             value.prop_map(Test::Equals),
             value.prop_map(Test::Prefix),
@@ -641,6 +654,16 @@ mod tests {
     }
 
     #[test]
+    fn text_matches_ignoring_case_in_ascii_and_beyond() {
+        assert!(contains_ignoring_case("Upstream TIMEOUT", "timeout"));
+        assert!(contains_ignoring_case("Upstream timeout", "TIMEOUT"));
+        assert!(contains_ignoring_case("anything", ""));
+        assert!(!contains_ignoring_case("time", "timeout"));
+        assert!(contains_ignoring_case("ÉCHEC de connexion", "échec"));
+        assert!(!contains_ignoring_case("Échec", "echec"));
+    }
+
+    #[test]
     fn the_filter_evaluates_like_the_store() {
         let event = Event {
             id: crate::EventId::from_uuid(uuid::Uuid::nil()),
@@ -652,15 +675,35 @@ mod tests {
         };
         let holds = |query: &str| Filter::parse(query).unwrap().unwrap().matches(&event);
         for query in [
-            "disk", "full /var", "message:\"disk full\"", "metadata.status>=500", "metadata.status<=507", "metadata.status:507",
-            "metadata.status:\"507\"", "metadata.host:web-*", "metadata.nested.k:*", "metadata.nested.k:null", "NOT metadata.missing:*",
-            "-timeout", "timeout OR disk", "metadata.status>1e2",
+            "disk",
+            "full /var",
+            "message:\"disk full\"",
+            "metadata.status>=500",
+            "metadata.status<=507",
+            "metadata.status:507",
+            "metadata.status:\"507\"",
+            "metadata.host:web-*",
+            "metadata.nested.k:*",
+            "metadata.nested.k:null",
+            "NOT metadata.missing:*",
+            "-timeout",
+            "timeout OR disk",
+            "metadata.status>1e2",
         ] {
             assert!(holds(query), "{query}");
         }
         for query in [
-            "timeout", "metadata.status>507", "metadata.status<100", "metadata.host:web-4*", "metadata.missing:*", "metadata.host>1",
-            "metadata.tags:a", "metadata.status:*x", "NOT disk", "disk AND timeout", "metadata.host:WEB-*",
+            "timeout",
+            "metadata.status>507",
+            "metadata.status<100",
+            "metadata.host:web-4*",
+            "metadata.missing:*",
+            "metadata.host>1",
+            "metadata.tags:a",
+            "metadata.status:*x",
+            "NOT disk",
+            "disk AND timeout",
+            "metadata.host:WEB-*",
         ] {
             assert!(!holds(query), "{query}");
         }

@@ -2,6 +2,7 @@
 //! [`Cursor`] that makes deep pages as cheap as the first.
 
 use crate::event::Event;
+use crate::filter::Filter;
 use crate::markup::Markup;
 use crate::ports::QueryError;
 use crate::validation::{FieldError, supported_instant};
@@ -174,8 +175,9 @@ pub struct EventQuery {
     pub cursor: Option<Cursor>,
     /// `metadata.<path>=<value>` filters, all of which must hold.
     pub metadata: Vec<MetadataFilter>,
-    /// `q=`: text the message must contain, ignoring case.
-    pub text: Option<String>,
+    /// `q=`: the filter language's query (a plain word: text the message contains,
+    /// ignoring case).
+    pub filter: Option<Filter>,
     /// [`QueryLimits::max_sorted_rows`], which the store checks against the range's
     /// count through [`EventQuery::check_sort_cost`].
     pub max_sorted_rows: u64,
@@ -217,7 +219,7 @@ pub const MAX_FILTER_CHARS: usize = 256;
 impl EventQuery {
     /// Whether filters beyond service and time apply (the hourly counts cannot total them).
     pub fn is_filtered(&self) -> bool {
-        !self.metadata.is_empty() || self.text.is_some()
+        !self.metadata.is_empty() || self.filter.is_some()
     }
 
     /// A cursor just before the first row of a timestamp-sorted query, so a walk from it
@@ -245,7 +247,8 @@ impl EventQuery {
             .iter()
             .map(|filter| (filter.path.as_slice(), filter.value.as_str(), filter.excluded))
             .collect();
-        let selection = (&self.service, self.from.timestamp_micros(), self.to.timestamp_micros(), filters, &self.text);
+        let query = self.filter.as_ref().map(ToString::to_string);
+        let selection = (&self.service, self.from.timestamp_micros(), self.to.timestamp_micros(), filters, query);
         // Serialising plain data to JSON cannot fail.
         let canonical = serde_json::to_vec(&selection).unwrap_or_default();
         Uuid::new_v5(&QUERY_DIGEST_NAMESPACE, &canonical).simple().to_string()[..16].to_owned()
@@ -297,17 +300,31 @@ pub fn checked_service(
     }
 }
 
-/// `q`: at most [`MAX_FILTER_CHARS`], cleaned by `markup`; empty means no text filter.
-pub fn checked_text(value: Option<&str>, markup: Markup, errors: &mut Vec<FieldError>) -> Option<String> {
-    match value {
-        None | Some("") => None,
-        Some(text) if text.chars().count() > MAX_FILTER_CHARS => {
-            errors.push(FieldError::new("q", "maxLength", format!("q must be at most {MAX_FILTER_CHARS} characters")));
+/// `q`: at most [`MAX_QUERY_CHARS`], parsed by the filter language (a parse error names
+/// the byte and what was expected there), each value in it cleaned by `markup` as ingest
+/// cleaned what was stored; blank means no filter.
+pub fn checked_query(value: Option<&str>, markup: Markup, errors: &mut Vec<FieldError>) -> Option<Filter> {
+    let text = value?;
+    if text.chars().count() > MAX_QUERY_CHARS {
+        errors.push(FieldError::new("q", "maxLength", format!("q must be at most {MAX_QUERY_CHARS} characters")));
+        return None;
+    }
+    match Filter::parse(text) {
+        Ok(mut filter) => {
+            if let Some(filter) = &mut filter {
+                filter.map_values(&|value| markup.clean(value).into_owned());
+            }
+            filter
+        }
+        Err(error) => {
+            errors.push(FieldError::new("q", "isQuery", format!("q does not parse {error}")));
             None
         }
-        Some(text) => Some(markup.clean(text).into_owned()),
     }
 }
+
+/// The longest `q=`.
+pub const MAX_QUERY_CHARS: usize = 1024;
 
 /// The parameters `metadata.<path>=<value>` are named with.
 pub const METADATA_PREFIX: &str = "metadata.";

@@ -3,6 +3,7 @@
 //! writers (publishing never waits).
 
 use crate::event::Event;
+use crate::filter::Filter;
 use crate::query::MetadataFilter;
 use serde_json::Value;
 use std::sync::Arc;
@@ -57,26 +58,15 @@ pub struct Subscription {
 pub struct TailFilter {
     pub service: Option<String>,
     pub metadata: Vec<MetadataFilter>,
-    /// Lower-cased text the message must contain.
-    pub text: Option<String>,
+    /// `q=`, as for a query.
+    pub filter: Option<Filter>,
 }
 
 impl TailFilter {
     pub fn matches(&self, event: &Event) -> bool {
         self.service.as_ref().is_none_or(|service| *service == event.service)
             && self.metadata.iter().all(|filter| filter.matches(event.metadata.as_ref()))
-            && self.text.as_ref().is_none_or(|text| contains_ignoring_case(&event.message, text))
-    }
-}
-
-/// Whether `haystack` contains `lowered` (already lower case), ignoring case. Every stored
-/// event meets every subscriber's filter: ASCII text, the common case, allocates nothing.
-fn contains_ignoring_case(haystack: &str, lowered: &str) -> bool {
-    if haystack.is_ascii() && lowered.is_ascii() {
-        let needle = lowered.as_bytes();
-        needle.is_empty() || haystack.as_bytes().windows(needle.len()).any(|window| window.eq_ignore_ascii_case(needle))
-    } else {
-        haystack.to_lowercase().contains(lowered)
+            && self.filter.as_ref().is_none_or(|filter| filter.matches(event))
     }
 }
 
@@ -192,15 +182,6 @@ mod tests {
     }
 
     #[test]
-    fn text_matches_ignoring_case_in_ascii_and_beyond() {
-        assert!(contains_ignoring_case("Upstream TIMEOUT", "timeout"));
-        assert!(contains_ignoring_case("anything", ""));
-        assert!(!contains_ignoring_case("time", "timeout"));
-        assert!(contains_ignoring_case("ÉCHEC de connexion", "échec"));
-        assert!(!contains_ignoring_case("Échec", "echec"));
-    }
-
-    #[test]
     fn filters_match_like_the_store() {
         let mut event = events(1).remove(0);
         event.message = "Upstream TIMEOUT".into();
@@ -213,12 +194,12 @@ mod tests {
         let wanted = TailFilter {
             service: Some("svc".into()),
             metadata: vec![filter(&["status"], "504"), filter(&["user", "id"], "7")],
-            text: Some("timeout".into()),
+            filter: crate::Filter::parse("timeout OR refused").unwrap(),
         };
         assert!(wanted.matches(&event));
         assert!(!TailFilter { metadata: vec![filter(&["status"], "500")], ..wanted.clone() }.matches(&event));
         assert!(!TailFilter { service: Some("other".into()), ..wanted.clone() }.matches(&event));
-        assert!(!TailFilter { text: Some("refused".into()), ..wanted.clone() }.matches(&event));
+        assert!(!TailFilter { filter: crate::Filter::parse("refused").unwrap(), ..wanted.clone() }.matches(&event));
     }
 
     #[test]
