@@ -80,6 +80,16 @@ export async function getJson<T>(path: string): Promise<T> {
   return parseExact<T>(await response.text());
 }
 
+/** Why `q` does not parse (the server's words, with the byte where it fails), or null. */
+export async function queryProblem(q: string): Promise<string | null> {
+  try {
+    await call(query('/events/query/explain', [['q', q]]), { headers: { Accept: 'application/json' } });
+    return null;
+  } catch (error) {
+    return error instanceof ApiError && error.status === 400 ? error.message : null;
+  }
+}
+
 /** `path` with `params`; empty ones are left out, except filters (`metadata.env=` asks for an empty value). */
 export function query(path: string, params: [string, string][]): string {
   const search = new URLSearchParams(params.filter(([name, value]) => value !== '' || name.startsWith('metadata.')));

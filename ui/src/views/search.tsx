@@ -1,6 +1,6 @@
 import { computed, signal } from '@preact/signals';
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { ApiError, type EventPage, type Histogram as HistogramBody, type ServiceEntry, type StoredEvent, apiKey, getJson, query } from '../lib/api';
+import { ApiError, type EventPage, type Histogram as HistogramBody, type ServiceEntry, type StoredEvent, apiKey, getJson, query, queryProblem } from '../lib/api';
 import { fieldCounts, flatten } from '../lib/fields';
 import { PRESETS, type Range, formatInstant, iso, parseInstant, pickInterval, resolveRange } from '../lib/time';
 import { type ConsoleState, type Filter, filterParams, withFilter } from '../lib/url';
@@ -137,6 +137,24 @@ function SearchForm() {
     setTo(s.to);
   }, [s.q, s.from, s.to]);
   const queryInput = useRef<HTMLInputElement>(null);
+  // Checked as it is typed, a moment after the last key, so a mistake shows where it is.
+  const [queryError, setQueryError] = useState<string | null>(null);
+  useEffect(() => {
+    if (!q.trim()) {
+      setQueryError(null);
+      return;
+    }
+    let current = true;
+    const timer = setTimeout(() => {
+      void queryProblem(q).then((problem) => {
+        if (current) setQueryError(problem);
+      });
+    }, 250);
+    return () => {
+      current = false;
+      clearTimeout(timer);
+    };
+  }, [q]);
   useEffect(() => {
     const focusSearch = (event: KeyboardEvent) => {
       const typing = event.target instanceof HTMLInputElement || event.target instanceof HTMLSelectElement || event.target instanceof HTMLTextAreaElement;
@@ -203,8 +221,22 @@ function SearchForm() {
         {s.zone === 'utc' ? 'UTC' : 'Local time'}
       </button>
       <label class="grow">
-        Message contains
-        <input ref={queryInput} name="q" type="search" placeholder="Press / to search" value={q} onInput={(e) => setQ(e.currentTarget.value)} />
+        Query
+        <input
+          ref={queryInput}
+          name="q"
+          type="search"
+          placeholder='Press / to search: words, "a phrase", metadata.status>=500, -excluded'
+          value={q}
+          aria-invalid={queryError ? 'true' : undefined}
+          aria-describedby={queryError ? 'query-error' : undefined}
+          onInput={(e) => setQ(e.currentTarget.value)}
+        />
+        {queryError && (
+          <span id="query-error" class="error query-error" role="status">
+            {queryError}
+          </span>
+        )}
       </label>
       <button type="submit">Search</button>
       {s.filters.length > 0 && (
