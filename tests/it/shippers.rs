@@ -3,6 +3,7 @@
 //! shippers that cannot be installed here, and by the real client libraries.
 
 use crate::support::{self, Service, TestApp, TestDatabase, poll};
+use aurore_http::loki_push as loki_wire;
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsServiceRequest, ExportLogsServiceResponse};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, InstrumentationScope, KeyValue, KeyValueList, any_value};
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
@@ -429,45 +430,6 @@ async fn elasticsearch_probes_answer_as_a_version_8_cluster_with_the_product_hea
     assert_eq!(missing.headers()["x-elastic-product"], "Elasticsearch");
     let elsewhere = app.client.get(format!("{}/esx", app.address)).send().await.unwrap();
     assert!(elsewhere.headers().get("x-elastic-product").is_none());
-}
-
-/// Loki's push messages, as a client encodes them.
-mod loki_wire {
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct PushRequest {
-        #[prost(message, repeated, tag = "1")]
-        pub streams: Vec<Stream>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Stream {
-        #[prost(string, tag = "1")]
-        pub labels: String,
-        #[prost(message, repeated, tag = "2")]
-        pub entries: Vec<Entry>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Entry {
-        #[prost(message, optional, tag = "1")]
-        pub timestamp: Option<Timestamp>,
-        #[prost(string, tag = "2")]
-        pub line: String,
-        #[prost(message, repeated, tag = "3")]
-        pub structured_metadata: Vec<LabelPair>,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct LabelPair {
-        #[prost(string, tag = "1")]
-        pub name: String,
-        #[prost(string, tag = "2")]
-        pub value: String,
-    }
-    #[derive(Clone, PartialEq, prost::Message)]
-    pub struct Timestamp {
-        #[prost(int64, tag = "1")]
-        pub seconds: i64,
-        #[prost(int32, tag = "2")]
-        pub nanos: i32,
-    }
 }
 
 fn loki_entry(line: &str, at: chrono::DateTime<chrono::Utc>) -> loki_wire::Entry {

@@ -14,8 +14,8 @@ use prost::Message;
 use serde_json::{Map, Value};
 
 /// The push request's messages, written from Loki's documented wire format (field
-/// numbers and types only).
-mod wire {
+/// numbers and types only); public for clients that encode pushes (the suites do).
+pub mod wire {
     #[derive(Clone, PartialEq, prost::Message)]
     pub struct PushRequest {
         #[prost(message, repeated, tag = "1")]
