@@ -29,6 +29,11 @@ impl Contract {
         let documented = &operation["responses"][status.as_str()];
         assert!(documented.is_object(), "{what}: the spec does not document this status");
         self.checked.insert((method.to_string(), template.to_owned()));
+        if method == Method::HEAD {
+            let bytes = response.bytes().await.unwrap();
+            assert!(bytes.is_empty(), "{what}: a body on HEAD");
+            return Value::Null;
+        }
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
@@ -220,7 +225,72 @@ async fn every_operation_answers_as_the_spec_describes() {
     let summary = app.client.get(format!("{}/metrics", app.address)).header("accept", "application/json");
     let summary = contract.check(Method::GET, "/metrics", summary.send().await.unwrap()).await;
     assert!(summary["buffer_capacity"].is_u64(), "{summary}");
+    check_shipper_protocols(&app, &mut contract).await;
     contract.assert_every_operation_checked();
+}
+
+/// The shippers' protocols and the query explainer, each answer against the spec.
+async fn check_shipper_protocols(app: &TestApp, contract: &mut Contract) {
+    let post = |path: &str, content_type: &str, body: Vec<u8>| {
+        app.client.post(format!("{}{path}", app.address)).header("content-type", content_type).body(body).send()
+    };
+    let now = chrono::Utc::now();
+    let nanos = now.timestamp_nanos_opt().unwrap().to_string();
+    let otlp = json!({"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "contract"}}]},
+        "scopeLogs": [{"logRecords": [{"timeUnixNano": nanos, "body": {"stringValue": "otlp"}}, {"timeUnixNano": nanos}]}]}]});
+    let logs = post("/v1/logs", "application/json", otlp.to_string().into_bytes()).await.unwrap();
+    let logs = contract.check(Method::POST, "/v1/logs", logs).await;
+    assert_eq!(logs["partialSuccess"]["rejectedLogRecords"], "1", "{logs}");
+    contract.check(Method::POST, "/v1/logs", post("/v1/logs", "application/x-protobuf", vec![]).await.unwrap()).await;
+    contract.check(Method::POST, "/v1/logs", post("/v1/logs", "application/json", b"{".to_vec()).await.unwrap()).await;
+    contract.check(Method::POST, "/v1/logs", post("/v1/logs", "text/plain", b"x".to_vec()).await.unwrap()).await;
+
+    let loki = json!({"streams": [{"stream": {"service": "contract"}, "values": [[nanos, "loki"]]}]});
+    let pushed = post("/loki/api/v1/push", "application/json", loki.to_string().into_bytes()).await.unwrap();
+    contract.check(Method::POST, "/loki/api/v1/push", pushed).await;
+    let half = json!({"streams": [{"stream": {"service": "contract"}, "values": [[nanos, ""]]}]});
+    let refused = post("/loki/api/v1/push", "application/json", half.to_string().into_bytes()).await.unwrap();
+    contract.check(Method::POST, "/loki/api/v1/push", refused).await;
+    let malformed = post("/loki/api/v1/push", "application/json", b"[]".to_vec()).await.unwrap();
+    contract.check(Method::POST, "/loki/api/v1/push", malformed).await;
+
+    let bulk = format!(
+        "{}\n{}\n{}\n",
+        json!({"index": {"_index": "contract"}}),
+        json!({"@timestamp": crate::support::iso(now), "message": "bulk"}),
+        json!({"delete": {"_id": "x"}})
+    );
+    for method in [Method::POST, Method::PUT] {
+        for (path, template) in [("/es/_bulk", "/es/_bulk"), ("/es/contract/_bulk", "/es/{index}/_bulk")] {
+            let response = app
+                .client
+                .request(method.clone(), format!("{}{path}", app.address))
+                .header("content-type", "application/x-ndjson")
+                .body(bulk.clone())
+                .send()
+                .await
+                .unwrap();
+            let reply = contract.check(method.clone(), template, response).await;
+            assert_eq!(reply["errors"], true, "{reply}");
+        }
+    }
+    let not_bulk = app.client.post(format!("{}/es/contract/_bulk", app.address)).body("{").send().await.unwrap();
+    contract.check(Method::POST, "/es/{index}/_bulk", not_bulk).await;
+    for path in ["/es", "/es/", "/es/_cluster/health", "/es/_license"] {
+        contract.check(Method::GET, path, app.get(path).await).await;
+    }
+    for path in ["/es", "/es/"] {
+        contract.check(Method::HEAD, path, app.call(Method::HEAD, path).await).await;
+    }
+
+    let explain = app.get("/events/query/explain?q=timeout%20metadata.status%3E%3D500").await;
+    let explained = contract.check(Method::GET, "/events/query/explain", explain).await;
+    assert_eq!(explained["canonical"], "\"timeout\" AND metadata.status>=500");
+    let bad = contract.check(Method::GET, "/events/query/explain", app.get("/events/query/explain?q=(a").await).await;
+    assert_eq!(bad["position"], 2, "{bad}");
+    // One record of the export, the push's first entry and the bulk's document four times.
+    let stored = "SELECT count(*) AS n FROM events WHERE service = 'contract' AND message IN ('otlp', 'loki', 'bulk')";
+    assert_eq!(app.database.wait_for_count(stored, 6, Duration::from_secs(10)).await, 6);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -313,8 +313,23 @@ async fn hostile_bodies_on_every_protocol_get_a_4xx_and_store_nothing() {
         }
         let response = request.send().await.unwrap();
         let status = response.status();
-        let body = response.text().await.unwrap();
-        assert!(status.is_client_error(), "{} on {}: {status} {body}", hostile.what, hostile.path);
+        let content_type = response.headers().get(CONTENT_TYPE).map(|value| value.to_str().unwrap().to_owned());
+        let body = response.bytes().await.unwrap();
+        assert!(status.is_client_error(), "{} on {}: {status} {body:?}", hostile.what, hostile.path);
+        // OTLP refusals are a `google.rpc.Status` in the request's encoding.
+        if hostile.path == "/v1/logs" {
+            let status = match content_type.as_deref() {
+                Some("application/x-protobuf") => aurore_http::OtlpStatus::decode(body).unwrap(),
+                _ => {
+                    let json: Value = serde_json::from_slice(&body).unwrap();
+                    aurore_http::OtlpStatus {
+                        code: json["code"].as_i64().unwrap() as i32,
+                        message: json["message"].as_str().unwrap().into(),
+                    }
+                }
+            };
+            assert!(status.code == 3 && !status.message.is_empty(), "{}: {status:?}", hostile.what);
+        }
     }
     // Everything valid in them would be stored under these services; nothing is.
     let all = app.database.count("SELECT count(*) AS n FROM events").await;

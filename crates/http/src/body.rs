@@ -680,3 +680,117 @@ pub(crate) struct Environment {
     pub arch: &'static str,
     pub pid: u32,
 }
+
+/// `GET /es`: what Elasticsearch answers at its root, which clients read the version from.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ElasticInfo {
+    pub name: &'static str,
+    pub cluster_name: &'static str,
+    pub cluster_uuid: &'static str,
+    pub version: ElasticVersion,
+    pub tagline: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ElasticVersion {
+    #[schema(example = "8.17.0")]
+    pub number: &'static str,
+    pub build_flavor: &'static str,
+    pub build_type: &'static str,
+    pub lucene_version: &'static str,
+    pub minimum_wire_compatibility_version: &'static str,
+    pub minimum_index_compatibility_version: &'static str,
+}
+
+/// `GET /es/_cluster/health`: one green node.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ElasticClusterHealth {
+    pub cluster_name: &'static str,
+    pub status: &'static str,
+    pub timed_out: bool,
+    pub number_of_nodes: u32,
+    pub number_of_data_nodes: u32,
+}
+
+/// `GET /es/_license`: an active basic licence.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ElasticLicense {
+    pub license: ElasticLicenseState,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ElasticLicenseState {
+    pub status: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub uid: &'static str,
+}
+
+/// `POST /es/_bulk`: each item keyed by its action (`index`, `create`, `update`, `delete`).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ElasticBulk {
+    /// Milliseconds the request took.
+    pub took: u64,
+    /// Whether any item was refused.
+    pub errors: bool,
+    pub items: Vec<BTreeMap<String, ElasticBulkItem>>,
+}
+
+/// One item's outcome: `status` 201 with `_id` (the event id), or 400 with `error`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ElasticBulkItem {
+    pub _index: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub _id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub _version: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub result: Option<&'static str>,
+    pub status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub _shards: Option<ElasticShards>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub _seq_no: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub _primary_term: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<ElasticItemError>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ElasticShards {
+    pub total: u32,
+    pub successful: u32,
+    pub failed: u32,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ElasticItemError {
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    pub reason: String,
+}
+
+/// `POST /v1/logs` in JSON: OTLP's `ExportLogsServiceResponse` (64-bit integers as strings).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OtlpLogsResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_success: Option<OtlpPartialSuccess>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct OtlpPartialSuccess {
+    #[schema(example = "2")]
+    pub rejected_log_records: String,
+    pub error_message: String,
+}
+
+/// A refused OTLP request in JSON: `google.rpc.Status` (its `details` left out).
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OtlpStatusBody {
+    /// The gRPC status code: 3 invalid argument, 8 resource exhausted, 14 unavailable, …
+    pub code: i32,
+    pub message: String,
+}

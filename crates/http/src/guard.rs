@@ -59,6 +59,11 @@ pub(crate) async fn access(
     // A refusal still says which bucket was charged and what is left in it.
     let mut response = match admit(endpoint, &request, &state) {
         Ok(()) => next.call(request).await?,
+        // OTLP clients read every refusal as a `google.rpc.Status`.
+        Err(error) if endpoint.path == crate::protocols::otlp::PATH => {
+            let refusal = crate::protocols::otlp::refused(&error, request.request());
+            request.into_response(refusal)
+        }
         Err(error) => request.error_response(error),
     };
     let metered = response.request().extensions().get::<Metered>().copied();

@@ -42,6 +42,7 @@ pub use error::ApiError;
 pub use ipnet::IpNet;
 pub use protocols::elastic::ElasticSettings;
 pub use protocols::loki::wire as loki_push;
+pub use protocols::otlp::Status as OtlpStatus;
 pub use rate_limit::{RateLimiter, RateLimits};
 
 /// Limits on a request as a whole (each event's own limits live in the domain).

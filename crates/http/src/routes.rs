@@ -72,7 +72,7 @@ use RouteGroup::{Admin, Health, Ingest, Query};
 /// The whole HTTP surface.
 pub static ENDPOINTS: [Endpoint; 38] = [
     endpoint(Method::POST, "/events", Ingest, || web::to(ingest::post_events)),
-    endpoint(Method::POST, "/v1/logs", Ingest, || web::to(otlp::export_logs)),
+    endpoint(Method::POST, otlp::PATH, Ingest, || web::to(otlp::export_logs)),
     endpoint(Method::POST, "/loki/api/v1/push", Ingest, || web::to(loki::push)),
     endpoint(Method::POST, "/es/_bulk", Ingest, || web::to(elastic::bulk)),
     endpoint(Method::PUT, "/es/_bulk", Ingest, || web::to(elastic::bulk)),

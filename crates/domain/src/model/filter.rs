@@ -375,15 +375,21 @@ fn field(input: &mut Input<'_>) -> ModalResult<Option<Field>> {
         *input = start;
         return Ok(None);
     }
+    // `level:error` is a field name mistyped; `a<b`, `12:30` and `x>5` are text.
+    let looks_like_a_field = input.starts_with(':') && name.starts_with(char::is_alphabetic);
     match name {
         "message" => Ok(Some(Field::Message)),
         "service" => {
             *input = start;
             Err(expected("a field other than service, which is a parameter of its own"))
         }
+        _ if looks_like_a_field => {
+            *input = start;
+            Err(expected("message or metadata.<key> before ':' (quote text that holds ':')"))
+        }
         _ => {
             *input = start;
-            Err(expected("message or metadata.<key> before the operator (quote text that holds ':')"))
+            Ok(None)
         }
     }
 }
@@ -562,6 +568,9 @@ mod tests {
             ("ORANGE ANDROID NOTE", Filter::And(vec![text("ORANGE"), text("ANDROID"), text("NOTE")])),
             ("user@example.com", text("user@example.com")),
             ("metadata.region", text("metadata.region")),
+            ("a<b", text("a<b")),
+            ("12:30:01", text("12:30:01")),
+            ("x>5", text("x>5")),
         ];
         for (query, expected) in cases {
             assert_eq!(Filter::parse(query), Ok(Some(expected)), "{query}");

@@ -3,6 +3,10 @@
 
 use super::EventBuilder;
 use crate::AppState;
+use crate::body::{
+    ElasticBulk, ElasticBulkItem, ElasticClusterHealth, ElasticInfo, ElasticItemError, ElasticLicense,
+    ElasticLicenseState, ElasticShards, ElasticVersion,
+};
 use crate::error::ApiError;
 use crate::ingest::{self, Format};
 use actix_web::body::MessageBody;
@@ -13,7 +17,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use aurore_domain::validation::parse_timestamp;
 use aurore_domain::{EventId, FieldError};
 use chrono::Utc;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 /// Where the bulk API and its probes live.
@@ -53,46 +58,47 @@ pub(crate) async fn product_header(
 const VERSION: &str = "8.17.0";
 
 #[utoipa::path(get, path = "/es", tag = "elasticsearch",
-    responses((status = 200, description = "What Elasticsearch answers at its root, with a version 8.x")))]
+    responses((status = 200, description = "What Elasticsearch answers at its root, with a version 8.x", body = ElasticInfo)))]
 pub(crate) async fn info() -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "name": "aurore",
-        "cluster_name": "aurore",
-        "cluster_uuid": "aurore",
-        "version": {
-            "number": VERSION,
-            "build_flavor": "default",
-            "build_type": "aurore",
-            "lucene_version": "9.12.0",
-            "minimum_wire_compatibility_version": "7.17.0",
-            "minimum_index_compatibility_version": "7.0.0",
+    HttpResponse::Ok().json(ElasticInfo {
+        name: "aurore",
+        cluster_name: "aurore",
+        cluster_uuid: "aurore",
+        version: ElasticVersion {
+            number: VERSION,
+            build_flavor: "default",
+            build_type: "aurore",
+            lucene_version: "9.12.0",
+            minimum_wire_compatibility_version: "7.17.0",
+            minimum_index_compatibility_version: "7.0.0",
         },
-        "tagline": "You Know, for Search",
-    }))
+        tagline: "You Know, for Search",
+    })
 }
 
 #[utoipa::path(get, path = "/es/_cluster/health", tag = "elasticsearch",
-    responses((status = 200, description = "A green single-node cluster")))]
+    responses((status = 200, description = "A green single-node cluster", body = ElasticClusterHealth)))]
 pub(crate) async fn cluster_health() -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "cluster_name": "aurore",
-        "status": "green",
-        "timed_out": false,
-        "number_of_nodes": 1,
-        "number_of_data_nodes": 1,
-    }))
+    HttpResponse::Ok().json(ElasticClusterHealth {
+        cluster_name: "aurore",
+        status: "green",
+        timed_out: false,
+        number_of_nodes: 1,
+        number_of_data_nodes: 1,
+    })
 }
 
 #[utoipa::path(get, path = "/es/_license", tag = "elasticsearch",
-    responses((status = 200, description = "A basic, active licence, as shippers check")))]
+    responses((status = 200, description = "A basic, active licence, as shippers check", body = ElasticLicense)))]
 pub(crate) async fn license() -> HttpResponse {
-    HttpResponse::Ok().json(json!({"license": {"status": "active", "type": "basic", "uid": "aurore"}}))
+    HttpResponse::Ok()
+        .json(ElasticLicense { license: ElasticLicenseState { status: "active", kind: "basic", uid: "aurore" } })
 }
 
 #[utoipa::path(post, path = "/es/_bulk", tag = "elasticsearch",
     request_body(description = "NDJSON action and document lines; `index` and `create` store the document, `update` and `delete` are refused per item", content((String = "application/x-ndjson"))),
     responses(
-        (status = 200, description = "Bulk response: `took`, `errors`, and per item `{index|create: {status, _id, error}}`"),
+        (status = 200, description = "Bulk response: `took`, `errors`, and per item `{index|create: {status, _id, error}}`", body = ElasticBulk),
         (status = 400, description = "Not a bulk body", body = crate::body::ErrorBody),
         (status = 413, description = "Body or document count over the limits", body = crate::body::ErrorBody),
         (status = 429, description = "Buffer full or rate limited; `Retry-After` set", body = crate::body::ErrorBody),
@@ -109,7 +115,10 @@ pub(crate) async fn bulk(
 #[utoipa::path(post, path = "/es/{index}/_bulk", tag = "elasticsearch",
     params(("index" = String, Path, description = "The default index of the body's actions")),
     request_body(description = "As `/es/_bulk`", content((String = "application/x-ndjson"))),
-    responses((status = 200, description = "As `/es/_bulk`")))]
+    responses(
+        (status = 200, description = "As `/es/_bulk`", body = ElasticBulk),
+        (status = 400, description = "Not a bulk body", body = crate::body::ErrorBody),
+    ))]
 pub(crate) async fn bulk_index(
     request: HttpRequest,
     payload: web::Payload,
@@ -152,41 +161,52 @@ async fn bulk_into(
         let outcome = ingest::ingest_many(&request, &state, events, durability).await;
         ingest::per_item(count, outcome)?
     };
-    let items: Vec<Value> = items.into_iter().map(|item| item_response(item, &outcomes)).collect();
-    let errors = items.iter().any(|item| {
-        item.as_object().and_then(|item| item.values().next()).is_some_and(|item| item.get("error").is_some())
-    });
+    let items: Vec<BTreeMap<String, ElasticBulkItem>> =
+        items.into_iter().map(|item| item_response(item, &outcomes)).collect();
+    let errors = items.iter().flat_map(BTreeMap::values).any(|item| item.error.is_some());
     let took = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-    Ok(HttpResponse::Ok().json(json!({"took": took, "errors": errors, "items": items})))
+    Ok(HttpResponse::Ok().json(ElasticBulk { took, errors, items }))
 }
 
-fn item_response(item: Item, outcomes: &[Result<EventId, Vec<FieldError>>]) -> Value {
+fn item_response(item: Item, outcomes: &[Result<EventId, Vec<FieldError>>]) -> BTreeMap<String, ElasticBulkItem> {
     let (action, body) = match item {
-        Item::Stored { action, index, event } => match outcomes.get(event) {
-            Some(Ok(id)) => (
-                action.to_owned(),
-                json!({
-                    "_index": index, "_id": id.to_string(), "_version": 1, "result": "created", "status": 201,
-                    "_shards": {"total": 1, "successful": 1, "failed": 0}, "_seq_no": 0, "_primary_term": 1,
-                }),
-            ),
-            Some(Err(errors)) => {
-                (action.to_owned(), refusal(&index, 400, "document_parsing_exception", &super::describe(event, errors)))
-            }
-            None => (action.to_owned(), refusal(&index, 500, "internal_error", "no outcome for this item")),
-        },
+        Item::Stored { action, index, event } => {
+            let body = match outcomes.get(event) {
+                Some(Ok(id)) => ElasticBulkItem {
+                    _index: index,
+                    _id: Some(id.to_string()),
+                    _version: Some(1),
+                    result: Some("created"),
+                    status: 201,
+                    _shards: Some(ElasticShards { total: 1, successful: 1, failed: 0 }),
+                    _seq_no: Some(0),
+                    _primary_term: Some(1),
+                    error: None,
+                },
+                Some(Err(errors)) => refusal(index, "document_parsing_exception", super::describe(event, errors)),
+                None => refusal(index, "document_parsing_exception", "no outcome for this item".to_owned()),
+            };
+            (action.to_owned(), body)
+        }
         Item::Refused { action, index, reason } => {
-            let body = refusal(&index, 400, "action_request_validation_exception", &reason);
-            (action, body)
+            (action, refusal(index, "action_request_validation_exception", reason))
         }
     };
-    let mut object = Map::new();
-    object.insert(action, body);
-    Value::Object(object)
+    BTreeMap::from([(action, body)])
 }
 
-fn refusal(index: &str, status: u16, kind: &str, reason: &str) -> Value {
-    json!({"_index": index, "status": status, "error": {"type": kind, "reason": reason}})
+fn refusal(index: String, kind: &'static str, reason: String) -> ElasticBulkItem {
+    ElasticBulkItem {
+        _index: index,
+        _id: None,
+        _version: None,
+        result: None,
+        status: 400,
+        _shards: None,
+        _seq_no: None,
+        _primary_term: None,
+        error: Some(ElasticItemError { kind, reason }),
+    }
 }
 
 /// Reads the NDJSON body: an action line, then (except for `delete`) its document line.

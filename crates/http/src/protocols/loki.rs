@@ -66,7 +66,10 @@ pub mod wire {
     )),
     responses(
         (status = 204, description = "Every entry accepted"),
-        (status = 400, description = "Malformed, or some entries refused (the others were accepted); the body says which", body = String),
+        (status = 400, description = "Some entries refused (the others were accepted): the text says which; or not a push request at all", content(
+            (String = "text/plain"),
+            (crate::body::ErrorBody = "application/json"),
+        )),
         (status = 413, description = "Body or entry count over the limits", body = crate::body::ErrorBody),
         (status = 429, description = "Buffer full or rate limited; `Retry-After` set", body = crate::body::ErrorBody),
         (status = 503, description = "Journal full or unavailable; `Retry-After` set", body = crate::body::ErrorBody),

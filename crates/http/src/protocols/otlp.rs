@@ -4,6 +4,7 @@
 
 use super::{Encoding, EventBuilder, any_to_json};
 use crate::AppState;
+use crate::body::{OtlpLogsResponse, OtlpPartialSuccess, OtlpStatusBody};
 use crate::error::ApiError;
 use crate::ingest::{self, Format};
 use actix_web::http::header;
@@ -26,19 +27,96 @@ use serde_json::{Map, Value};
         (String = "application/json"),
     )),
     responses(
-        (status = 200, description = "An `ExportLogsServiceResponse` in the request's encoding; refused records are counted in `partial_success`"),
-        (status = 400, description = "Not an OTLP logs request", body = crate::body::ErrorBody),
-        (status = 413, description = "Body or record count over the limits", body = crate::body::ErrorBody),
-        (status = 415, description = "Neither protobuf nor JSON", body = crate::body::ErrorBody),
-        (status = 429, description = "Buffer full or rate limited; `Retry-After` set", body = crate::body::ErrorBody),
-        (status = 503, description = "Journal full or unavailable; `Retry-After` set", body = crate::body::ErrorBody),
+        (status = 200, description = "An `ExportLogsServiceResponse` in the request's encoding; refused records are counted in `partial_success`", content(
+            (OtlpLogsResponse = "application/json"),
+            (String = "application/x-protobuf"),
+        )),
+        (status = 400, description = "Not an OTLP logs request; a `google.rpc.Status` in the request's encoding", content(
+            (OtlpStatusBody = "application/json"),
+            (String = "application/x-protobuf"),
+        )),
+        (status = 413, description = "Body or record count over the limits; a `Status`", content(
+            (OtlpStatusBody = "application/json"),
+            (String = "application/x-protobuf"),
+        )),
+        (status = 415, description = "Neither protobuf nor JSON; a `Status` in JSON", body = OtlpStatusBody),
+        (status = 401, description = "API keys are configured and the request carries none, or an unknown one; a `Status`", content(
+            (OtlpStatusBody = "application/json"),
+            (String = "application/x-protobuf"),
+        )),
+        (status = 403, description = "The key may not use this route; a `Status`", content(
+            (OtlpStatusBody = "application/json"),
+            (String = "application/x-protobuf"),
+        )),
+        (status = 429, description = "Buffer full or over the client's rate limit; `Retry-After` set; a `Status`", content(
+            (OtlpStatusBody = "application/json"),
+            (String = "application/x-protobuf"),
+        )),
+        (status = 503, description = "Journal full or unavailable; `Retry-After` set; a `Status`", content(
+            (OtlpStatusBody = "application/json"),
+            (String = "application/x-protobuf"),
+        )),
     ))]
 pub(crate) async fn export_logs(
     request: HttpRequest,
     payload: web::Payload,
     state: web::Data<AppState>,
-) -> Result<HttpResponse, ApiError> {
-    let durability = ingest::admitted(&request, &state)?;
+) -> HttpResponse {
+    match export(&request, payload, &state).await {
+        Ok(response) => response,
+        Err(error) => refused(&error, &request),
+    }
+}
+
+/// Where OTLP/HTTP clients send logs.
+pub(crate) const PATH: &str = "/v1/logs";
+
+/// A refusal of an OTLP request, by the handler or the route guard, as OTLP clients read
+/// it: a `Status` in the request's encoding (JSON when that is unknown).
+pub(crate) fn refused(error: &ApiError, request: &HttpRequest) -> HttpResponse {
+    as_status(error, Encoding::of(request).unwrap_or(Encoding::Json))
+}
+
+/// `google.rpc.Status`, which OTLP/HTTP answers every 4xx and 5xx with (its `details` left
+/// out); public for clients that read it (the suites do).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct Status {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// The refusal as OTLP clients read it: the same status and headers (`Retry-After`
+/// included), the body a `Status` in the request's encoding.
+fn as_status(error: &ApiError, encoding: Encoding) -> HttpResponse {
+    use actix_web::ResponseError as _;
+    use actix_web::body::BoxBody;
+    use actix_web::http::StatusCode;
+    let code = match error.status_code() {
+        StatusCode::TOO_MANY_REQUESTS => 8,      // RESOURCE_EXHAUSTED
+        StatusCode::SERVICE_UNAVAILABLE => 14,   // UNAVAILABLE
+        StatusCode::UNAUTHORIZED => 16,          // UNAUTHENTICATED
+        StatusCode::FORBIDDEN => 7,              // PERMISSION_DENIED
+        StatusCode::REQUEST_TIMEOUT => 4,        // DEADLINE_EXCEEDED
+        status if status.is_client_error() => 3, // INVALID_ARGUMENT
+        _ => 13,                                 // INTERNAL
+    };
+    let status = Status { code, message: error.to_string() };
+    let (body, content_type) = match encoding {
+        Encoding::Protobuf => (status.encode_to_vec(), PROTOBUF),
+        Encoding::Json => {
+            let body = OtlpStatusBody { code: status.code, message: status.message };
+            (serde_json::to_vec(&body).unwrap_or_default(), "application/json")
+        }
+    };
+    let mut response = error.error_response().set_body(BoxBody::new(body));
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response
+}
+
+async fn export(request: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
+    let durability = ingest::admitted(request, state)?;
     let encoding = Encoding::of(&request)?;
     let limits = &state.request_limits;
     // The decoded form keeps its share of the budget until the request is answered.
@@ -46,7 +124,7 @@ pub(crate) async fn export_logs(
         let (bytes, _budget) =
             ingest::read_body(&request, payload, Format::Protocol, limits, &state.body_budget).await?;
         let max = limits.max_events_per_request;
-        let decoded = super::reserve_decoding(&state, &bytes, encoding)?;
+        let decoded = super::reserve_decoding(state, &bytes, encoding)?;
         let export = match encoding {
             Encoding::Protobuf => {
                 // resource_logs (1) → scope_logs (2) → log_records (2), counted before any is decoded.
@@ -80,7 +158,7 @@ pub(crate) async fn export_logs(
     let response = if events.is_empty() {
         ExportLogsServiceResponse::default()
     } else {
-        let outcome = ingest::ingest_many(&request, &state, events, durability).await;
+        let outcome = ingest::ingest_many(&request, state, events, durability).await;
         let items = ingest::per_item(records, outcome)?;
         response(&items)
     };
@@ -117,13 +195,12 @@ fn response(items: &[Result<aurore_domain::EventId, Vec<FieldError>>]) -> Export
 }
 
 /// The response in OTLP's JSON mapping (64-bit integers as strings).
-fn response_json(response: &ExportLogsServiceResponse) -> Value {
-    match &response.partial_success {
-        None => serde_json::json!({}),
-        Some(partial) => serde_json::json!({"partialSuccess": {
-            "rejectedLogRecords": partial.rejected_log_records.to_string(),
-            "errorMessage": partial.error_message,
-        }}),
+fn response_json(response: &ExportLogsServiceResponse) -> OtlpLogsResponse {
+    OtlpLogsResponse {
+        partial_success: response.partial_success.as_ref().map(|partial| OtlpPartialSuccess {
+            rejected_log_records: partial.rejected_log_records.to_string(),
+            error_message: partial.error_message.clone(),
+        }),
     }
 }
 
