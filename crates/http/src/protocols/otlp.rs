@@ -117,12 +117,12 @@ fn as_status(error: &ApiError, encoding: Encoding) -> HttpResponse {
 
 async fn export(request: &HttpRequest, payload: web::Payload, state: &AppState) -> Result<HttpResponse, ApiError> {
     let durability = ingest::admitted(request, state)?;
-    let encoding = Encoding::of(&request)?;
+    let encoding = Encoding::of(request)?;
     let limits = &state.request_limits;
     // The decoded form keeps its share of the budget until the request is answered.
     let (export, _decoded) = {
         let (bytes, _budget) =
-            ingest::read_body(&request, payload, Format::Protocol, limits, &state.body_budget).await?;
+            ingest::read_body(request, payload, Format::Protocol, limits, &state.body_budget).await?;
         let max = limits.max_events_per_request;
         let decoded = super::reserve_decoding(state, &bytes, encoding)?;
         let export = match encoding {
@@ -158,7 +158,7 @@ async fn export(request: &HttpRequest, payload: web::Payload, state: &AppState) 
     let response = if events.is_empty() {
         ExportLogsServiceResponse::default()
     } else {
-        let outcome = ingest::ingest_many(&request, state, events, durability).await;
+        let outcome = ingest::ingest_many(request, state, events, durability).await;
         let items = ingest::per_item(records, outcome)?;
         response(&items)
     };
