@@ -95,6 +95,10 @@ pub(crate) async fn push(
         }
     };
     let entries: usize = streams.iter().map(|stream| stream.entries.len()).sum();
+    // Counted before decoding already, unless the wire held something the count skipped.
+    if entries > limits.max_events_per_request {
+        return Err(ApiError::TooManyEvents { limit: limits.max_events_per_request });
+    }
     let mut events = Vec::with_capacity(entries);
     for stream in streams {
         let labels = stream.labels;

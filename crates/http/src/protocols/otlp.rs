@@ -144,6 +144,10 @@ async fn export(request: &HttpRequest, payload: web::Payload, state: &AppState) 
         .flat_map(|resource| &resource.scope_logs)
         .map(|scope| scope.log_records.len())
         .sum();
+    // Counted before decoding already, unless the wire held something the count skipped.
+    if records > limits.max_events_per_request {
+        return Err(ApiError::TooManyEvents { limit: limits.max_events_per_request });
+    }
     let received = Utc::now();
     let mut events = Vec::with_capacity(records);
     for resource_logs in export.resource_logs {
