@@ -628,10 +628,12 @@ fn clients() -> std::path::PathBuf {
 
 /// Runs a client script to its end and returns what it printed.
 async fn run_client(program: &str, script: &str, args: &[&str]) -> String {
+    let venv = |name: &str| {
+        (clients().join(format!("../../{name}/bin/python")), clients().join(format!("../../{name}/.installed")))
+    };
     let (program, ready) = match program {
-        "python" => {
-            (clients().join("../../.venv-clients/bin/python"), clients().join("../../.venv-clients/.installed"))
-        }
+        "python" => venv(".venv-clients"),
+        "python-es8" => venv(".venv-clients-es8"),
         _ => ("node".into(), clients().join("node_modules/.installed")),
     };
     assert!(ready.exists(), "the shipper clients are not installed: run scripts/clients.sh (`just test` does)");
@@ -686,8 +688,18 @@ async fn javascript_opentelemetry_exporter_ships_json_records() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn python_elasticsearch_client_passes_its_product_check_and_bulk_indexes_a_thousand_documents() {
-    let app = TestApp::spawn().await;
-    let printed = run_client("python", "elastic_bulk.py", &[&app.address, "py-es", "1000"]).await;
+    elasticsearch_client_bulk("python").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_elasticsearch_8_client_passes_its_product_check_and_bulk_indexes_a_thousand_documents() {
+    elasticsearch_client_bulk("python-es8").await;
+}
+
+/// The official client (9.x, or 8.x from its own environment) with an API key as `(id, key)`.
+async fn elasticsearch_client_bulk(python: &str) {
+    let app = TestApp::spawn_with(|settings| settings.auth.api_keys = aurore_http::KeyDigests::of(["es-key"])).await;
+    let printed = run_client(python, "elastic_bulk.py", &[&app.address, "py-es", "1000", "es-key"]).await;
     let seen: Value = serde_json::from_str(printed.trim()).unwrap();
     assert!(seen["version"].as_str().unwrap().starts_with("8."), "{seen}");
     assert_eq!(seen["stored"], 1000);
