@@ -3,7 +3,7 @@
 
 // A failed unwrap is a failed test, which is what these helpers are for.
 
-use crate::support::{Api, TestApp, event, get_with, iso, poll, window};
+use crate::support::{Api, TestApp, event, get_with, iso, open_tail, poll, tailed, window};
 use aurore::settings::RateLimitConfig;
 use chrono::{Duration as Days, Utc};
 use reqwest::StatusCode;
@@ -199,23 +199,6 @@ fn ordinary_texts() -> Vec<String> {
     let mut texts: Vec<String> = texts.into_iter().map(str::to_owned).collect();
     texts.extend(["emoji 🎉🚀 ok".to_owned(), "漢字とかな、中文".to_owned(), "a & b < c > d".to_owned()]);
     texts
-}
-
-/// Opens `GET /events/tail` with `query`; the stream starts before anything is posted.
-async fn open_tail(app: &TestApp, query: &[(&str, &str)]) -> reqwest::Response {
-    let stream = app.client.get(format!("{}/events/tail", app.address)).query(query).send().await.unwrap();
-    assert_eq!(stream.status(), StatusCode::OK);
-    stream
-}
-
-/// The raw `data:` payload of the next `count` events a tail stream sends.
-async fn tailed(stream: &mut reqwest::Response, count: usize) -> Vec<String> {
-    let mut received = String::new();
-    while received.matches("event: event").count() < count {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await.unwrap().unwrap().unwrap();
-        received.push_str(std::str::from_utf8(&chunk).unwrap());
-    }
-    received.lines().filter_map(|line| line.strip_prefix("data: ")).map(str::to_owned).collect()
 }
 
 /// Every event `query` selects from `/events` (waiting for them) and `/events/export`, raw.

@@ -2,7 +2,7 @@
 //! with the events each must find, the same answer from the store's SQL and from the
 //! in-memory evaluation the live tail runs, and refusals that name their position.
 
-use crate::support::{TestApp, window};
+use crate::support::{TestApp, open_tail, tailed, window};
 use aurore_domain::Filter;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -76,25 +76,9 @@ async fn each_query_finds_its_events_in_the_store_and_in_the_tails_evaluation() 
     ];
     let (from, to) = window();
     let stored: Vec<aurore_domain::Event> = {
-        let body: Value = app
-            .get_events(&[("service", "filtered"), ("from", &from), ("to", &to), ("pageSize", "100")])
-            .await
-            .json()
-            .await
-            .unwrap();
-        body["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|event| aurore_domain::Event {
-                id: aurore_domain::EventId::from_uuid(uuid::Uuid::nil()),
-                timestamp: chrono::Utc::now(),
-                service: "filtered".into(),
-                message: event["message"].as_str().unwrap().to_owned(),
-                metadata: Some(event["metadata"].clone()).filter(|metadata| !metadata.is_null()),
-                ingested_at: chrono::Utc::now(),
-            })
-            .collect()
+        let query = [("service", "filtered"), ("from", from.as_str()), ("to", to.as_str()), ("pageSize", "100")];
+        let body: Value = app.get_events(&query).await.json().await.unwrap();
+        body["events"].as_array().unwrap().iter().map(as_event).collect()
     };
     assert_eq!(stored.len(), 10);
     for (query, expected) in cases {
@@ -145,5 +129,50 @@ async fn a_query_that_does_not_parse_is_refused_with_its_position_everywhere_q_i
         let body: Value = response.json().await.unwrap();
         let reason = body["errors"][0]["constraints"]["isQuery"].as_str().unwrap_or_default();
         assert!(reason.contains("at byte 0") && reason.contains("metadata.<key>"), "{path}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_live_tail_and_the_export_apply_the_same_query() {
+    let app = TestApp::spawn().await;
+    let q = "metadata.status>=500 -timeout";
+    let mut stream = open_tail(&app, &[("service", "filtered"), ("q", q)]).await;
+    // What the query leaves out goes first: had the tail not filtered it, it would come first.
+    let mut sent = data_set();
+    sent.sort_by_key(|event| Filter::parse(q).unwrap().unwrap().matches(&as_event(event)));
+    let response =
+        app.client.post(format!("{}/events?durability=stored", app.address)).json(&sent).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let tailed: Vec<Value> =
+        tailed(&mut stream, 2).await.iter().map(|data| serde_json::from_str(data).unwrap()).collect();
+    let messages = first_words(tailed.iter().map(|event| event["message"].as_str().unwrap().to_owned()));
+    assert_eq!(messages, ["bravo", "charlie"].map(str::to_owned).into());
+
+    let (from, to) = window();
+    let export = app
+        .client
+        .get(format!("{}/events/export", app.address))
+        .query(&[("service", "filtered"), ("from", from.as_str()), ("to", to.as_str()), ("q", q)])
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let exported = first_words(
+        export.lines().map(|line| serde_json::from_str::<Value>(line).unwrap()["message"].as_str().unwrap().to_owned()),
+    );
+    assert_eq!(exported, messages);
+}
+
+/// An event as sent, as the domain holds it.
+fn as_event(sent: &Value) -> aurore_domain::Event {
+    aurore_domain::Event {
+        id: aurore_domain::EventId::from_uuid(uuid::Uuid::nil()),
+        timestamp: chrono::Utc::now(),
+        service: sent["service"].as_str().unwrap().to_owned(),
+        message: sent["message"].as_str().unwrap().to_owned(),
+        metadata: Some(sent["metadata"].clone()).filter(|metadata| !metadata.is_null()),
+        ingested_at: chrono::Utc::now(),
     }
 }

@@ -522,3 +522,20 @@ pub fn through(url: &str, port: u16) -> (String, String) {
     let (authority, path) = rest.split_once('/').unwrap();
     (format!("{scheme}://{credentials}@127.0.0.1:{port}/{path}"), authority.to_owned())
 }
+
+/// Opens `GET /events/tail` with `query`; the stream starts before anything is posted.
+pub async fn open_tail(app: &TestApp, query: &[(&str, &str)]) -> reqwest::Response {
+    let stream = app.client.get(format!("{}/events/tail", app.address)).query(query).send().await.unwrap();
+    assert_eq!(stream.status(), reqwest::StatusCode::OK);
+    stream
+}
+
+/// The raw `data:` payload of the next `count` events a tail stream sends.
+pub async fn tailed(stream: &mut reqwest::Response, count: usize) -> Vec<String> {
+    let mut received = String::new();
+    while received.matches("event: event").count() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), stream.chunk()).await.unwrap().unwrap().unwrap();
+        received.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    received.lines().filter_map(|line| line.strip_prefix("data: ")).map(str::to_owned).collect()
+}
