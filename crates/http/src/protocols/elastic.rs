@@ -226,12 +226,12 @@ fn parse(
             return Err(ApiError::TooManyEvents { limit: max_events });
         }
         let action: Value = serde_json::from_slice(line).map_err(|error| {
-            ApiError::Malformed(format!("bulk action line {} is not JSON: {error}", items.len() + 1))
+            ApiError::Malformed(format!("the action of bulk item {} is not JSON: {error}", items.len() + 1))
         })?;
         let Some((name, meta)) =
             action.as_object().filter(|action| action.len() == 1).and_then(|action| action.iter().next())
         else {
-            return Err(ApiError::Malformed(format!("bulk line {} must be one action object", items.len() + 1)));
+            return Err(ApiError::Malformed(format!("the action of bulk item {} must be an object of one action", items.len() + 1)));
         };
         let index = meta.get("_index").and_then(Value::as_str).or(default_index).unwrap_or_default().to_owned();
         let action = match name.as_str() {
@@ -258,7 +258,7 @@ fn parse(
         };
         let Some(source) = lines.next() else {
             return Err(ApiError::Malformed(format!(
-                "the {action} action on line {} has no document",
+                "the {action} action of bulk item {} has no document",
                 items.len() + 1
             )));
         };
