@@ -460,7 +460,7 @@ fn quoted(input: &mut Input<'_>) -> ModalResult<String> {
 }
 
 /// The canonical spelling, which parses back to the same filter: values always quoted,
-/// every AND and OR spelled out, parentheses around nested groups.
+/// every AND and OR spelled out, parentheses only where AND's precedence needs them.
 impl fmt::Display for Filter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let group = |f: &mut fmt::Formatter<'_>, filters: &[Filter], join: &str| {
@@ -468,8 +468,10 @@ impl fmt::Display for Filter {
                 if index > 0 {
                     write!(f, " {join} ")?;
                 }
+                // AND binds tighter than OR: only an OR inside an AND needs parentheses, so
+                // the spelling nests no deeper than any query that parses to the same tree.
                 match filter {
-                    Self::And(_) | Self::Or(_) => write!(f, "({filter})")?,
+                    Self::Or(_) if join == "AND" => write!(f, "({filter})")?,
                     _ => write!(f, "{filter}")?,
                 }
             }
@@ -606,6 +608,17 @@ mod tests {
         let many = vec!["a"; 33].join(" ");
         assert!(Filter::parse(&many).unwrap_err().expected.contains("fewer terms"));
         assert!(Filter::parse(&vec!["a"; 32].join(" ")).is_ok());
+    }
+
+    #[test]
+    fn a_query_at_the_nesting_limit_prints_to_one_that_parses() {
+        // AND inside OR needs no parentheses: printing them would nest past the limit.
+        let query = format!("(a {}b OR c) d", "-".repeat(MAX_NESTING - 2));
+        let filter = Filter::parse(&query).unwrap().unwrap();
+        let printed = filter.to_string();
+        assert_eq!(Filter::parse(&printed), Ok(Some(filter)), "{printed}");
+        assert_eq!(Filter::parse("a b OR c").unwrap().unwrap().to_string(), "\"a\" AND \"b\" OR \"c\"");
+        assert_eq!(Filter::parse("(a OR b) c").unwrap().unwrap().to_string(), "(\"a\" OR \"b\") AND \"c\"");
     }
 
     fn any_filter() -> impl Strategy<Value = Filter> {

@@ -231,7 +231,10 @@ fn parse(
         let Some((name, meta)) =
             action.as_object().filter(|action| action.len() == 1).and_then(|action| action.iter().next())
         else {
-            return Err(ApiError::Malformed(format!("the action of bulk item {} must be an object of one action", items.len() + 1)));
+            return Err(ApiError::Malformed(format!(
+                "the action of bulk item {} must be an object of one action",
+                items.len() + 1
+            )));
         };
         let index = meta.get("_index").and_then(Value::as_str).or(default_index).unwrap_or_default().to_owned();
         let action = match name.as_str() {
