@@ -151,6 +151,12 @@ async fn otlp_protobuf_records_become_events_with_severity_trace_ids_attributes_
     assert!(partial.error_message.contains("record 5"), "{}", partial.error_message);
 
     assert_eq!(wait_for(&app.database, "otlp-proto", 4).await, 4);
+    let metrics =
+        app.client.get(format!("{}/metrics/prometheus", app.address)).send().await.unwrap().text().await.unwrap();
+    for (outcome, count) in [("accepted", 4), ("rejected", 2)] {
+        let line = format!("aurore_shipper_events_total{{protocol=\"otlp\",outcome=\"{outcome}\"}} {count}");
+        assert!(metrics.lines().any(|found| found == line), "{line} in\n{metrics}");
+    }
     let events = stored(&app.database, "otlp-proto").await;
     let by_message = |message: &str| {
         events.iter().find(|event| event["message"] == message).unwrap_or_else(|| panic!("{message} in {events:?}"))

@@ -142,10 +142,11 @@ pub(crate) async fn ingest_many(
         .map_err(|error| ApiError::from_ingest(error, state.retry_after))
 }
 
-/// Each element's outcome, in request order, for protocols that answer item by item:
-/// its event id, or the errors that refused it. A request with no valid element is such an
-/// answer too, not an error.
+/// Each element's outcome, in request order, for the shippers' protocols, which answer
+/// item by item: its event id, or the errors that refused it. A request with no valid
+/// element is such an answer too, not an error. Counted by `protocol`.
 pub(crate) fn per_item(
+    protocol: &'static str,
     elements: usize,
     outcome: Result<IngestReceipt, ApiError>,
 ) -> Result<Vec<Result<EventId, Vec<FieldError>>>, ApiError> {
@@ -154,6 +155,7 @@ pub(crate) fn per_item(
         Err(ApiError::InvalidBatch(rejected)) => (Vec::new(), rejected),
         Err(error) => return Err(error),
     };
+    aurore_telemetry::metrics::record_shipper_events(protocol, accepted.len(), rejected.len());
     let mut accepted = accepted.into_iter();
     let mut rejected = rejected.into_iter().peekable();
     Ok((0..elements)

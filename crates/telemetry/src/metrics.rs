@@ -34,6 +34,7 @@ pub mod names {
     pub const DATABASE_CONNECTIONS: &str = "aurore_database_connections";
     pub const HTTP_REQUESTS: &str = "aurore_http_requests_total";
     pub const RATE_LIMITED: &str = "aurore_rate_limited_requests_total";
+    pub const SHIPPER_EVENTS: &str = "aurore_shipper_events_total";
     pub const RATE_LIMIT_CLIENTS: &str = "aurore_rate_limit_clients";
     pub const HTTP_REQUEST_DURATION: &str = "aurore_http_request_duration_seconds";
     pub const BUILD_INFO: &str = "aurore_build_info";
@@ -200,6 +201,12 @@ pub const DESCRIBED: &[Described] = &[
         kind: Kind::Counter,
         unit: Some(Unit::Count),
         help: "Requests refused for a client's rate limit, by route group: ingest, query, health, admin.",
+    },
+    Described {
+        name: names::SHIPPER_EVENTS,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Events that came over a shipper's protocol (otlp, elasticsearch, loki), accepted or rejected.",
     },
     Described {
         name: names::RATE_LIMIT_CLIENTS,
@@ -419,6 +426,13 @@ pub fn record_http_request(route: String, method: &str, status: u16, took: Durat
 /// One request refused by the rate limit of `group`.
 pub fn record_rate_limited(group: &'static str) {
     counter!(names::RATE_LIMITED, "group" => group).increment(1);
+}
+
+/// What one request of a shipper's protocol brought: events accepted and rejected.
+pub fn record_shipper_events(protocol: &'static str, accepted: usize, rejected: usize) {
+    for (outcome, events) in [("accepted", accepted), ("rejected", rejected)] {
+        counter!(names::SHIPPER_EVENTS, "protocol" => protocol, "outcome" => outcome).increment(events as u64);
+    }
 }
 
 pub fn record_rate_limit_clients(clients: usize) {

@@ -159,7 +159,7 @@ async fn bulk_into(
     } else {
         let count = events.len();
         let outcome = ingest::ingest_many(&request, &state, events, durability).await;
-        ingest::per_item(count, outcome)?
+        ingest::per_item("elasticsearch", count, outcome)?
     };
     let items: Vec<BTreeMap<String, ElasticBulkItem>> =
         items.into_iter().map(|item| item_response(item, &outcomes)).collect();

@@ -110,7 +110,7 @@ pub(crate) async fn push(
         return Ok(HttpResponse::NoContent().finish());
     }
     let outcome = ingest::ingest_many(&request, &state, events, durability).await;
-    let refused: Vec<String> = ingest::per_item(entries, outcome)?
+    let refused: Vec<String> = ingest::per_item("loki", entries, outcome)?
         .iter()
         .enumerate()
         .filter_map(|(index, item)| item.as_ref().err().map(|errors| super::describe(index, errors)))

@@ -163,7 +163,7 @@ async fn export(request: &HttpRequest, payload: web::Payload, state: &AppState) 
         ExportLogsServiceResponse::default()
     } else {
         let outcome = ingest::ingest_many(request, state, events, durability).await;
-        let items = ingest::per_item(records, outcome)?;
+        let items = ingest::per_item("otlp", records, outcome)?;
         response(&items)
     };
     Ok(match encoding {
