@@ -5,7 +5,7 @@
 //! that stores compile to bound parameters and the live tail evaluates on each event.
 
 use crate::event::Event;
-use crate::query::{MAX_FILTER_DEPTH, MetadataFilter};
+use crate::query::{MAX_FILTER_DEPTH, spells, value_at};
 use serde::Serialize;
 use serde_json::Value;
 use std::fmt;
@@ -172,12 +172,9 @@ impl FieldTest {
             (Field::Message, _) => return true,
             (Field::Metadata(path), _) => path,
         };
-        let found =
-            event.metadata.as_ref().and_then(|metadata| path.iter().try_fold(metadata, |value, key| value.get(key)));
-        let Some(found) = found else { return false };
+        let Some(found) = value_at(event.metadata.as_ref(), path) else { return false };
         match &self.test {
-            Test::Equals(value) => MetadataFilter { path: path.clone(), value: value.clone(), excluded: false }
-                .matches(event.metadata.as_ref()),
+            Test::Equals(value) => spells(found, value),
             Test::Prefix(prefix) => found.as_str().is_some_and(|text| text.starts_with(prefix.as_str())),
             Test::Exists => true,
             Test::Compare(comparison, number) => match (found, number.as_f64()) {

@@ -211,6 +211,24 @@ impl MetadataFilter {
     }
 }
 
+/// The value at `path` in `metadata`, if there is one.
+pub(crate) fn value_at<'a>(metadata: Option<&'a Value>, path: &[String]) -> Option<&'a Value> {
+    metadata.and_then(|metadata| path.iter().try_fold(metadata, |value, key| value.get(key)))
+}
+
+/// Whether a stored `found` is what a filter's `value` spells, as the store's containment
+/// of [`MetadataFilter::candidates`] decides: that string, or the number, boolean or null
+/// it spells.
+pub(crate) fn spells(found: &Value, value: &str) -> bool {
+    match found {
+        Value::String(text) => text == value,
+        Value::Number(_) | Value::Bool(_) | Value::Null => {
+            serde_json::from_str::<Value>(value).is_ok_and(|wanted| wanted == *found)
+        }
+        Value::Array(_) | Value::Object(_) => false,
+    }
+}
+
 /// Filters on one query at most, and their sizes.
 pub const MAX_METADATA_FILTERS: usize = 10;
 pub const MAX_FILTER_DEPTH: usize = 5;

@@ -4,7 +4,7 @@
 
 use crate::event::Event;
 use crate::filter::Filter;
-use crate::query::MetadataFilter;
+use crate::query::{MetadataFilter, spells, value_at};
 use serde_json::Value;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -73,14 +73,7 @@ impl TailFilter {
 impl MetadataFilter {
     /// The same test as the store's containment (or its negation), on one event.
     pub fn matches(&self, metadata: Option<&Value>) -> bool {
-        let found = metadata.and_then(|metadata| self.path.iter().try_fold(metadata, |value, key| value.get(key)));
-        let contained = found.is_some_and(|found| match found {
-            Value::String(text) => *text == self.value,
-            Value::Number(_) | Value::Bool(_) | Value::Null => {
-                serde_json::from_str::<Value>(&self.value).is_ok_and(|wanted| wanted == *found)
-            }
-            Value::Array(_) | Value::Object(_) => false,
-        });
+        let contained = value_at(metadata, &self.path).is_some_and(|found| spells(found, &self.value));
         contained != self.excluded
     }
 }
