@@ -192,10 +192,7 @@ pub(crate) fn event_query(
 pub(crate) fn explained_query(pairs: &[(String, String)]) -> Result<String, Vec<FieldError>> {
     let mut errors = unknown_parameters(pairs, &["q"]);
     let q = single(pairs, "q", &mut errors).unwrap_or_default().to_owned();
-    if q.chars().count() > aurore_domain::query::MAX_QUERY_CHARS {
-        let limit = aurore_domain::query::MAX_QUERY_CHARS;
-        errors.push(FieldError::new("q", "maxLength", format!("q must be at most {limit} characters")));
-    }
+    errors.extend(aurore_domain::query::query_too_long(&q));
     if errors.is_empty() { Ok(q) } else { Err(errors) }
 }
 

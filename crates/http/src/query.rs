@@ -45,11 +45,7 @@ pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>)
 pub(crate) async fn explain_query(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pairs = params::query_pairs(&request)?;
     let q = params::explained_query(&pairs).map_err(ApiError::Invalid)?;
-    let mut filter = aurore_domain::Filter::parse(&q).map_err(ApiError::BadQuery)?;
-    let markup = state.ingest.markup();
-    if let Some(filter) = &mut filter {
-        filter.map_values(&|value| markup.clean(value).into_owned());
-    }
+    let filter = aurore_domain::query::parse_query(&q, state.ingest.markup()).map_err(ApiError::BadQuery)?;
     Ok(HttpResponse::Ok().json(crate::body::QueryExplanation {
         q,
         canonical: filter.as_ref().map(ToString::to_string),

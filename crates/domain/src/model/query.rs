@@ -323,22 +323,29 @@ pub fn checked_service(
 /// cleaned what was stored; blank means no filter.
 pub fn checked_query(value: Option<&str>, markup: Markup, errors: &mut Vec<FieldError>) -> Option<Filter> {
     let text = value?;
-    if text.chars().count() > MAX_QUERY_CHARS {
-        errors.push(FieldError::new("q", "maxLength", format!("q must be at most {MAX_QUERY_CHARS} characters")));
+    if let Some(error) = query_too_long(text) {
+        errors.push(error);
         return None;
     }
-    match Filter::parse(text) {
-        Ok(mut filter) => {
-            if let Some(filter) = &mut filter {
-                filter.map_values(&|value| markup.clean(value).into_owned());
-            }
-            filter
-        }
-        Err(error) => {
-            errors.push(FieldError::new("q", "isQuery", format!("q does not parse {error}")));
-            None
-        }
+    parse_query(text, markup).unwrap_or_else(|error| {
+        errors.push(FieldError::new("q", "isQuery", format!("q does not parse {error}")));
+        None
+    })
+}
+
+/// `q` longer than [`MAX_QUERY_CHARS`], named.
+pub fn query_too_long(text: &str) -> Option<FieldError> {
+    (text.chars().count() > MAX_QUERY_CHARS)
+        .then(|| FieldError::new("q", "maxLength", format!("q must be at most {MAX_QUERY_CHARS} characters")))
+}
+
+/// `q` parsed, each value in it cleaned by `markup` as ingest cleaned what was stored.
+pub fn parse_query(text: &str, markup: Markup) -> Result<Option<Filter>, crate::filter::FilterError> {
+    let mut filter = Filter::parse(text)?;
+    if let Some(filter) = &mut filter {
+        filter.map_values(&|value| markup.clean(value).into_owned());
     }
+    Ok(filter)
 }
 
 /// The longest `q=`.
