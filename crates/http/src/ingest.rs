@@ -257,11 +257,9 @@ pub(crate) enum Format {
 /// Only JSON and NDJSON: a page's no-CORS `fetch` can send `text/plain` or a form, which
 /// must never be taken for events.
 fn format(request: &HttpRequest) -> Result<Format, ApiError> {
-    let content_type = request.headers().get(header::CONTENT_TYPE).map(|value| value.to_str().unwrap_or("invalid"));
-    let Some(content_type) = content_type else {
+    let Some(mime) = media_type(request) else {
         return Err(ApiError::UnsupportedMediaType("(none)".to_owned()));
     };
-    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     if ["application/x-ndjson", "application/ndjson", "application/jsonl", "application/x-jsonlines"]
         .contains(&mime.as_str())
     {
@@ -271,6 +269,13 @@ fn format(request: &HttpRequest) -> Result<Format, ApiError> {
     } else {
         Err(ApiError::UnsupportedMediaType(mime))
     }
+}
+
+/// The request's `Content-Type` without parameters, lower case; `invalid` when it is not
+/// text, `None` when there is none.
+pub(crate) fn media_type(request: &HttpRequest) -> Option<String> {
+    let content_type = request.headers().get(header::CONTENT_TYPE)?.to_str().unwrap_or("invalid");
+    Some(content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase())
 }
 
 /// Counts the events of a body from its bytes as they arrive, without decoding them: the

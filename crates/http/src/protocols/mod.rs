@@ -8,7 +8,6 @@ pub(crate) mod otlp;
 
 use crate::error::ApiError;
 use actix_web::HttpRequest;
-use actix_web::http::header;
 use aurore_domain::FieldError;
 use aurore_domain::validation::{EventFields, Incoming};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -24,20 +23,11 @@ enum Encoding {
 
 impl Encoding {
     fn of(request: &HttpRequest) -> Result<Self, ApiError> {
-        let mime = request
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .map(|value| value.to_str().unwrap_or("invalid"))
-            .unwrap_or("(none)")
-            .split(';')
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_ascii_lowercase();
-        match mime.as_str() {
-            "application/x-protobuf" | "application/protobuf" => Ok(Self::Protobuf),
-            "application/json" => Ok(Self::Json),
-            _ => Err(ApiError::UnsupportedMediaType(mime)),
+        let mime = crate::ingest::media_type(request);
+        match mime.as_deref() {
+            Some("application/x-protobuf" | "application/protobuf") => Ok(Self::Protobuf),
+            Some("application/json") => Ok(Self::Json),
+            _ => Err(ApiError::UnsupportedMediaType(mime.unwrap_or_else(|| "(none)".to_owned()))),
         }
     }
 }
