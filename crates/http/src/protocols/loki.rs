@@ -95,7 +95,7 @@ pub(crate) async fn push(
         }
     };
     let entries: usize = streams.iter().map(|stream| stream.entries.len()).sum();
-    // Counted before decoding already, unless the wire held something the count skipped.
+    // The decoded form is bounded already (`reserve_decoding`); its entries are counted here.
     if entries > limits.max_events_per_request {
         return Err(ApiError::TooManyEvents { limit: limits.max_events_per_request });
     }
@@ -182,11 +182,6 @@ fn from_protobuf(
     let decompressed = snap::raw::Decoder::new()
         .decompress_vec(bytes)
         .map_err(|error| ApiError::Malformed(format!("not snappy-compressed: {error}")))?;
-    // streams (1) → entries (2), counted before any is decoded.
-    let max = limits.max_events_per_request;
-    if super::count_repeated(&decompressed, &[1, 2], max).is_some_and(|entries| entries > max) {
-        return Err(ApiError::TooManyEvents { limit: max });
-    }
     let decoded = super::reserve_decoding(state, &decompressed, Encoding::Protobuf)?;
     let request = wire::PushRequest::decode(&decompressed[..])
         .map_err(|error| ApiError::Malformed(format!("not a Loki PushRequest: {error}")))?;

@@ -123,18 +123,11 @@ async fn export(request: &HttpRequest, payload: web::Payload, state: &AppState) 
     let (export, _decoded) = {
         let (bytes, _budget) =
             ingest::read_body(request, payload, Format::Protocol, limits, &state.body_budget).await?;
-        let max = limits.max_events_per_request;
         let decoded = super::reserve_decoding(state, &bytes, encoding)?;
         let export = match encoding {
-            Encoding::Protobuf => {
-                // resource_logs (1) → scope_logs (2) → log_records (2), counted before any is decoded.
-                if super::count_repeated(&bytes, &[1, 2, 2], max).is_some_and(|records| records > max) {
-                    return Err(ApiError::TooManyEvents { limit: max });
-                }
-                ExportLogsServiceRequest::decode(&bytes[..])
-                    .map_err(|error| ApiError::Malformed(format!("not an OTLP ExportLogsServiceRequest: {error}")))?
-            }
-            Encoding::Json => from_json(&bytes, max)?,
+            Encoding::Protobuf => ExportLogsServiceRequest::decode(&bytes[..])
+                .map_err(|error| ApiError::Malformed(format!("not an OTLP ExportLogsServiceRequest: {error}")))?,
+            Encoding::Json => from_json(&bytes, limits.max_events_per_request)?,
         };
         (export, decoded)
     };
@@ -144,7 +137,7 @@ async fn export(request: &HttpRequest, payload: web::Payload, state: &AppState) 
         .flat_map(|resource| &resource.scope_logs)
         .map(|scope| scope.log_records.len())
         .sum();
-    // Counted before decoding already, unless the wire held something the count skipped.
+    // The decoded form is bounded already (`reserve_decoding`); its records are counted here.
     if records > limits.max_events_per_request {
         return Err(ApiError::TooManyEvents { limit: limits.max_events_per_request });
     }
