@@ -110,17 +110,11 @@ pub(crate) async fn push(
         return Ok(HttpResponse::NoContent().finish());
     }
     let outcome = ingest::ingest_many(&request, &state, events, durability).await;
-    let refused: Vec<String> = ingest::per_item("loki", entries, outcome)?
-        .iter()
-        .enumerate()
-        .filter_map(|(index, item)| item.as_ref().err().map(|errors| super::describe(index, errors)))
-        .collect();
-    if refused.is_empty() {
+    let Some((refused, summary)) = super::refusals(&ingest::per_item("loki", entries, outcome)?) else {
         return Ok(HttpResponse::NoContent().finish());
-    }
+    };
     // As Loki does: the valid entries are kept, and the refusal says which were not.
-    let mut message = format!("{} of {entries} entries refused, the others accepted: ", refused.len());
-    message.push_str(&refused.iter().take(super::REASONS_SHOWN).cloned().collect::<Vec<_>>().join("; "));
+    let message = format!("{refused} of {entries} entries refused, the others accepted: {summary}");
     Ok(HttpResponse::BadRequest().content_type("text/plain; charset=utf-8").body(message))
 }
 

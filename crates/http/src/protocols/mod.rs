@@ -87,6 +87,24 @@ fn any_to_json(value: Option<any_value::Value>) -> Value {
 /// How many refusals a protocol's summary spells out.
 const REASONS_SHOWN: usize = 5;
 
+/// The refused items of a per-item outcome: how many, and the first few reasons
+/// (`record 3: …; record 7: …; and 12 more`). `None` when every item was accepted.
+fn refusals(items: &[Result<aurore_domain::EventId, Vec<FieldError>>]) -> Option<(usize, String)> {
+    let refused: Vec<String> = items
+        .iter()
+        .enumerate()
+        .filter_map(|(index, item)| item.as_ref().err().map(|errors| describe(index, errors)))
+        .collect();
+    if refused.is_empty() {
+        return None;
+    }
+    let mut summary = refused[..refused.len().min(REASONS_SHOWN)].join("; ");
+    if refused.len() > REASONS_SHOWN {
+        summary.push_str(&format!("; and {} more", refused.len() - REASONS_SHOWN));
+    }
+    Some((refused.len(), summary))
+}
+
 /// One refused item, as the protocols' summaries say it: `record 3: message: must be …`.
 fn describe(index: usize, errors: &[FieldError]) -> String {
     let reasons: Vec<&str> = errors.iter().flat_map(|error| error.constraints.values()).map(String::as_str).collect();

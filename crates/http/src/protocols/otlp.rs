@@ -171,22 +171,10 @@ const PROTOBUF: &str = "application/x-protobuf";
 
 /// Refused records, counted, with the first few reasons.
 fn response(items: &[Result<aurore_domain::EventId, Vec<FieldError>>]) -> ExportLogsServiceResponse {
-    let refused: Vec<String> = items
-        .iter()
-        .enumerate()
-        .filter_map(|(index, item)| item.as_ref().err().map(|errors| super::describe(index, errors)))
-        .collect();
-    if refused.is_empty() {
-        return ExportLogsServiceResponse::default();
-    }
-    let mut message = refused.iter().take(super::REASONS_SHOWN).cloned().collect::<Vec<_>>().join("; ");
-    if refused.len() > super::REASONS_SHOWN {
-        message.push_str(&format!("; and {} more", refused.len() - super::REASONS_SHOWN));
-    }
     ExportLogsServiceResponse {
-        partial_success: Some(ExportLogsPartialSuccess {
-            rejected_log_records: i64::try_from(refused.len()).unwrap_or(i64::MAX),
-            error_message: message,
+        partial_success: super::refusals(items).map(|(refused, summary)| ExportLogsPartialSuccess {
+            rejected_log_records: i64::try_from(refused).unwrap_or(i64::MAX),
+            error_message: summary,
         }),
     }
 }
