@@ -1109,3 +1109,50 @@ async fn record_bombs_on_every_protocol_keep_peak_memory_within_the_bound() {
     assert_eq!(count(&database, "bomb").await, 0);
     assert!(service.terminate().await.success());
 }
+
+/// Timestamps from a broken clock, in each protocol's own spelling: the far future, the
+/// largest integer the wire can hold, a day ahead. Each such record is refused on its own,
+/// naming the bound; the others of its request are kept.
+#[tokio::test(flavor = "multi_thread")]
+async fn far_future_timestamps_are_refused_record_by_record_on_every_protocol() {
+    let app = TestApp::spawn().await;
+    let now = chrono::Utc::now();
+    let tomorrow = now + chrono::Duration::days(1);
+    let records = vec![
+        LogRecord { time_unix_nano: u64::MAX, ..record("u64 max", now) },
+        record("tomorrow", tomorrow),
+        record("otlp now", now),
+    ];
+    let response = post_otlp(&app, &export("broken-clock", records)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let partial = ExportLogsServiceResponse::decode(response.bytes().await.unwrap()).unwrap().partial_success.unwrap();
+    assert_eq!(partial.rejected_log_records, 2, "{}", partial.error_message);
+    assert!(partial.error_message.contains("max_future"), "{}", partial.error_message);
+
+    let bulk = [
+        json!({"index": {}}),
+        json!({"@timestamp": "9999-12-31T23:59:59Z", "service.name": "broken-clock", "message": "year 9999"}),
+        json!({"index": {}}),
+        json!({"@timestamp": i64::MAX, "service.name": "broken-clock", "message": "i64 max millis"}),
+        json!({"index": {}}),
+        json!({"@timestamp": support::iso(now), "service.name": "broken-clock", "message": "es now"}),
+    ]
+    .iter()
+    .map(|line| format!("{line}\n"))
+    .collect::<String>();
+    let reply = post_bulk(&app, "/es/_bulk", &bulk).await;
+    let statuses: Vec<u64> =
+        reply["items"].as_array().unwrap().iter().map(|item| item["index"]["status"].as_u64().unwrap()).collect();
+    assert_eq!(statuses, [400, 400, 201], "{reply}");
+
+    let ns = |at: chrono::DateTime<chrono::Utc>| at.timestamp_nanos_opt().unwrap().to_string();
+    let push = json!({"streams": [{"stream": {"app": "broken-clock"}, "values": [
+        ["99999999999999999999", "past i64"], [ns(tomorrow), "loki tomorrow"], [ns(now), "loki now"]]}]});
+    let response = app.client.post(format!("{}/loki/api/v1/push", app.address)).json(&push).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert!(response.text().await.unwrap().starts_with("2 of 3 entries refused"));
+
+    assert_eq!(wait_for(&app.database, "broken-clock", 3).await, 3);
+    let messages = stored_messages(&app.database, "broken-clock").await;
+    assert_eq!(messages, ["es now", "loki now", "otlp now"]);
+}
