@@ -170,6 +170,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let retention = retention(settings, store.clone(), clock.clone(), observer.clone());
         let schedule = settings.retention.schedule()?;
+        let privacy = Arc::new(settings.privacy.compile()?);
         let state = AppState {
             retention: retention.clone(),
             tail: tail.clone(),
@@ -179,12 +180,14 @@ impl Application {
                 clock,
                 observer.clone(),
                 settings.ingest_settings(),
-            ),
+            )
+            .with_privacy(privacy),
             buffer: buffer.clone(),
             journal: journal.clone(),
             reader: store.clone(),
             store_health: store.clone(),
             dead_letters: store.clone(),
+            erasures: store.clone(),
             breaker: ingest_breaker,
             lifecycle: lifecycle.clone(),
             durability: settings.ingest.durability,

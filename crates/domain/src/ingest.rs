@@ -7,6 +7,7 @@ use crate::event::{Event, EventId};
 use crate::markup::Markup;
 use crate::observe::{Observer, Received, TraceLink};
 use crate::ports::{Clock, Journal, JournalError, JournalSeq};
+use crate::privacy::{Privacy, PrivacyTally};
 use crate::validation::{FieldError, Incoming, Limits, validate_event};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -95,6 +96,7 @@ pub struct IngestService {
     observer: Arc<dyn Observer>,
     limits: Limits,
     markup: Markup,
+    privacy: Arc<Privacy>,
     max_future: chrono::Duration,
     max_past: Option<chrono::Duration>,
     /// Recent (id, timestamp) pairs of keyed events: repeats are answered without
@@ -123,10 +125,22 @@ impl IngestService {
             observer,
             limits: settings.limits,
             markup: settings.markup,
+            privacy: Arc::new(Privacy::default()),
             max_future: span(settings.max_future),
             max_past: settings.max_past.map(span),
             recent_keys,
         }
+    }
+
+    /// Applies `privacy`'s rules to every event after validation, before the journal.
+    pub fn with_privacy(mut self, privacy: Arc<Privacy>) -> Self {
+        self.privacy = privacy;
+        self
+    }
+
+    /// The privacy rules: queries give the values they compare with stored data their stored form.
+    pub fn privacy(&self) -> &Arc<Privacy> {
+        &self.privacy
     }
 
     /// What ingest does to markup; queries apply it to the text they compare with stored text.
@@ -153,6 +167,7 @@ impl IngestService {
         let mut rejected = Vec::new();
         let mut keys_seen = HashSet::new();
         let mut out_of_window = 0;
+        let mut transformed = PrivacyTally::default();
         for (index, element) in elements.into_iter().enumerate() {
             let draft = element
                 .map_err(|error| vec![error])
@@ -160,7 +175,12 @@ impl IngestService {
                 .and_then(|draft| {
                     self.within_window(&draft, ingested_at).inspect_err(|_| out_of_window += 1).map(|()| draft)
                 })
-                .and_then(|draft| self.markup.apply(draft));
+                .and_then(|draft| self.markup.apply(draft))
+                .map(|mut draft| {
+                    // Limits were checked on what was sent; from here on the raw value is gone.
+                    self.privacy.apply(&mut draft, &mut transformed);
+                    draft
+                });
             match draft {
                 Ok(draft) => {
                     let keyed = draft.idempotency_key.is_some();
@@ -176,6 +196,9 @@ impl IngestService {
                 }
                 Err(errors) => rejected.push(Rejection { index, errors }),
             }
+        }
+        for (rule, count) in self.privacy.record(transformed) {
+            self.observer.privacy_transformed(&rule, count);
         }
         if rejected.len() > out_of_window {
             self.observer.events_received(Received::Rejected, rejected.len() - out_of_window);

@@ -18,16 +18,17 @@ pub mod testing;
 
 // The modules adapters name: validation (its `Incoming` is the HTTP layer's input) and the
 // query checks the HTTP layer runs on the parameters it reads.
-pub use model::{filter, query, validation};
+pub use model::{filter, privacy, query, validation};
 // Inside the crate, each module by its own name.
 pub(crate) use model::{event, histogram, markup};
-pub(crate) use ops::{business, lifecycle, retention};
+pub(crate) use ops::{business, erasure, lifecycle, retention};
 pub(crate) use pipeline::{breaker, buffer, completion, local_queue, reports, retry, tail};
 
 pub use breaker::{BreakerSettings, BreakerSnapshot, BreakerState, CircuitBreaker};
 pub use buffer::{Batch, Buffer, BufferError, BufferSnapshot, BufferStats, Queued, Reservation, Spilled};
 pub use business::{BusinessMetrics, HourCount, HourlyCount, ServiceCount, ServiceSummary};
 pub use completion::Completion;
+pub use erasure::{Erasure, ErasureRecord, ErasureStore};
 pub use event::{Event, EventDraft, EventId};
 pub use filter::{Filter, FilterError};
 pub use histogram::{BucketSpan, Histogram, HistogramBucket, HistogramQuery, Interval};
@@ -42,6 +43,7 @@ pub use ports::{
     DeadLetterSink, DeadLetterStats, EventReader, EventSink, Journal, JournalError, JournalSeq, JournalUsage,
     QueryError, RecordRef, ReplicaState, StoreError, StoreHealth, SystemClock, error_chain,
 };
+pub use privacy::{Privacy, PrivacyError, PrivacySpec};
 pub use query::{
     Cursor, CursorKey, EventPage, EventQuery, MetadataFilter, QueryLimits, SortField, SortOrder, StoredEvent,
 };

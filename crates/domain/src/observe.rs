@@ -69,6 +69,8 @@ pub trait Observer: Send + Sync + std::fmt::Debug + 'static {
     /// A poison event reached the dead-letter store (`kept`), or that store refused it too.
     fn dead_lettered(&self, kept: bool);
     fn retention_ran(&self, report: &RetentionReport);
+    /// A privacy rule (`metadata.user_id:hash`, `scan:email`) transformed `count` values.
+    fn privacy_transformed(&self, rule: &str, count: u64);
     /// The span one batch write runs in, linked to the requests whose events it carries.
     fn batch_span(&self, events: usize, origins: &[TraceLink]) -> tracing::Span {
         let _ = origins;
@@ -87,4 +89,5 @@ impl Observer for Unobserved {
     fn write_retried(&self) {}
     fn dead_lettered(&self, _: bool) {}
     fn retention_ran(&self, _: &RetentionReport) {}
+    fn privacy_transformed(&self, _: &str, _: u64) {}
 }

@@ -196,4 +196,5 @@ impl Observer for Tally {
         }
     }
     fn retention_ran(&self, _: &RetentionReport) {}
+    fn privacy_transformed(&self, _: &str, _: u64) {}
 }

@@ -230,3 +230,9 @@ mod tests {
         assert!(!format!("{keys:?}").contains("hunter2"));
     }
 }
+
+/// Who presented a request, for audit records: the first 16 hex digits of the SHA-256 of
+/// the key it presents, or `anonymous`.
+pub(crate) fn key_digest(headers: &HeaderMap) -> String {
+    presented_key(headers).map_or_else(|| "anonymous".to_owned(), |key| hex::encode(&digest(&key)[..8]))
+}

@@ -3,9 +3,10 @@
 //! original service's mix of camelCase and snake_case) is decided here, not in the domain.
 
 use actix_web::http::StatusCode;
+use aurore_domain::privacy::{PrivacyReport, RuleReport};
 use aurore_domain::{
-    BreakerSnapshot, BreakerState, BusinessMetrics, ConnectionStats, DeadLetter, DeadLetterStats, FieldError,
-    HourCount, Rejection, RetentionReport, ServiceCount, StoredEvent,
+    BreakerSnapshot, BreakerState, BusinessMetrics, ConnectionStats, DeadLetter, DeadLetterStats, ErasureRecord,
+    FieldError, HourCount, Rejection, RetentionReport, ServiceCount, StoredEvent,
 };
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
@@ -793,4 +794,104 @@ pub(crate) struct OtlpStatusBody {
     /// The gRPC status code: 3 invalid argument, 8 resource exhausted, 14 unavailable, …
     pub code: i32,
     pub message: String,
+}
+
+/// An erasure as its audit record keeps it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureBody {
+    pub id: i64,
+    /// When it was recorded: events it selects that were ingested until then are never stored.
+    #[serde(rename = "requestedAt")]
+    pub requested_at: DateTime<Utc>,
+    pub service: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// The filter's canonical spelling, values in stored form (pseudonyms where rules hash).
+    pub filter: String,
+    /// The first 16 hex digits of the SHA-256 of the key that asked.
+    #[serde(rename = "keyDigest")]
+    pub key_digest: String,
+    /// Stored events removed; null until the deletion completed.
+    pub events: Option<u64>,
+    #[serde(rename = "deadLetters")]
+    pub dead_letters: Option<u64>,
+    #[serde(rename = "completedAt")]
+    pub completed_at: Option<DateTime<Utc>>,
+    #[serde(rename = "tookMs")]
+    pub took_ms: Option<u64>,
+}
+
+impl From<ErasureRecord> for ErasureBody {
+    fn from(record: ErasureRecord) -> Self {
+        Self {
+            id: record.id,
+            requested_at: record.requested_at,
+            service: record.service,
+            from: record.from,
+            to: record.to,
+            filter: record.filter,
+            key_digest: record.key_digest,
+            events: record.events,
+            dead_letters: record.dead_letters,
+            completed_at: record.completed_at,
+            took_ms: record.took_ms,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErasureList {
+    /// Newest first.
+    pub erasures: Vec<ErasureBody>,
+}
+
+/// One privacy rule or detector, without secrets.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PrivacyRuleBody {
+    /// `metadata.user_id:hash`, `scan:email`: the `rule` label of `aurore_privacy_transformed_total`.
+    pub rule: String,
+    pub field: String,
+    /// `hash`, `redact` or `generalise`.
+    pub action: String,
+    /// Empty: every service.
+    pub services: Vec<String>,
+    /// Values transformed since start-up.
+    pub transformed: u64,
+}
+
+impl From<RuleReport> for PrivacyRuleBody {
+    fn from(report: RuleReport) -> Self {
+        Self {
+            rule: report.rule,
+            field: report.field,
+            action: report.action.name().to_owned(),
+            services: report.services,
+            transformed: report.transformed,
+        }
+    }
+}
+
+/// `GET /privacy`: what privacy does at ingest and on export.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PrivacyBody {
+    pub rules: Vec<PrivacyRuleBody>,
+    pub detectors: Vec<PrivacyRuleBody>,
+    #[serde(rename = "exportProfiles")]
+    pub export_profiles: Vec<String>,
+    #[serde(rename = "exportRequiresProfile")]
+    pub export_requires_profile: bool,
+    /// Whether a pseudonym key is configured (never the key).
+    pub keyed: bool,
+}
+
+impl From<PrivacyReport> for PrivacyBody {
+    fn from(report: PrivacyReport) -> Self {
+        Self {
+            rules: report.rules.into_iter().map(PrivacyRuleBody::from).collect(),
+            detectors: report.detectors.into_iter().map(PrivacyRuleBody::from).collect(),
+            export_profiles: report.export_profiles,
+            export_requires_profile: report.export_requires_profile,
+            keyed: report.keyed,
+        }
+    }
 }

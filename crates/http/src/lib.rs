@@ -18,6 +18,7 @@ mod metrics;
 mod observe;
 mod openapi;
 mod params;
+mod privacy;
 mod protocols;
 mod query;
 mod rate_limit;
@@ -28,8 +29,8 @@ use actix_web::http::header::{self, HeaderName};
 use actix_web::middleware::{Condition, DefaultHeaders, from_fn};
 use actix_web::{App, HttpRequest, HttpServer, web};
 use aurore_domain::{
-    Buffer, BusinessMetrics, CircuitBreaker, DeadLetterAdmin, Durability, EventReader, IngestService, Journal,
-    Lifecycle, QueryLimits, Retention, StoreHealth, Tail,
+    Buffer, BusinessMetrics, CircuitBreaker, DeadLetterAdmin, Durability, ErasureStore, EventReader, IngestService,
+    Journal, Lifecycle, QueryLimits, Retention, StoreHealth, Tail,
 };
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -85,6 +86,7 @@ pub struct AppState {
     pub reader: Arc<dyn EventReader>,
     pub store_health: Arc<dyn StoreHealth>,
     pub dead_letters: Arc<dyn DeadLetterAdmin>,
+    pub erasures: Arc<dyn ErasureStore>,
     pub breaker: Arc<CircuitBreaker>,
     pub lifecycle: Arc<Lifecycle>,
     /// What `202` means unless a request asks otherwise.

@@ -38,6 +38,9 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         crate::dlq::delete,
         crate::dlq::reprocess,
         crate::admin::run_retention,
+        crate::privacy::rules,
+        crate::privacy::erase,
+        crate::privacy::erasures,
         crate::health::ready,
         crate::health::live,
         crate::health::database,
@@ -57,6 +60,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         (name = "query", description = "Reading events"),
         (name = "dead letters", description = "Events the store refused, kept for review and replay"),
         (name = "admin", description = "Operator actions"),
+        (name = "privacy", description = "Privacy rules, and erasing a person's events"),
         (name = "health", description = "Probes, metrics and this description"),
     )
 )]
@@ -232,6 +236,56 @@ pub(crate) struct FilterParams {
     /// `metadata.<path>=<value>`: the metadata must hold the value at the dotted path.
     #[param(rename = "metadata.<path>")]
     metadata: Option<String>,
+}
+
+/// `GET /events/export`'s own parameter.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct ExportParams {
+    /// An export profile (`privacy.export_profiles`) applied on top of what is stored;
+    /// required when `privacy.export_requires_profile` is set.
+    profile: Option<String>,
+}
+
+/// What `POST /admin/erase` removes: the events every given parameter selects. At least
+/// one `metadata.<path>` or `q`; raw values of hashed fields are hashed first.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct ErasureParams {
+    /// Only this service's events; every service when absent.
+    service: Option<String>,
+    /// Events at or after this instant; no lower bound when absent.
+    from: Option<String>,
+    /// Events at or before this instant; no upper bound when absent.
+    to: Option<String>,
+    /// The filter language, as for `GET /events`.
+    q: Option<String>,
+    /// `metadata.<path>=<value>` (or `!=`), as for `GET /events`.
+    #[param(rename = "metadata.<path>")]
+    metadata: Option<String>,
+}
+
+/// The same parameters as members of a JSON object (strings, numbers or booleans).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ErasureRequest {
+    service: Option<String>,
+    from: Option<String>,
+    to: Option<String>,
+    q: Option<String>,
+    #[schema(rename = "metadata.<path>")]
+    metadata: Option<String>,
+}
+
+/// `GET /admin/erasures`.
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct ErasuresParams {
+    /// How many, newest first: 1 to 1,000 (default 100).
+    limit: Option<u32>,
 }
 
 /// The rest of `GET /events/histogram`.

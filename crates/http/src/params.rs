@@ -6,13 +6,14 @@
 use crate::error::ApiError;
 use actix_web::HttpRequest;
 use actix_web::http::header;
+use aurore_domain::filter::{Field, FieldTest, Filter, Test};
 use aurore_domain::query::{
     METADATA_PREFIX, check_cursor_sort, check_filter_count, check_range, checked_filter, checked_query, checked_service,
 };
 use aurore_domain::validation::{SUPPORTED_RANGE, parse_timestamp, supported_instant};
 use aurore_domain::{
-    Cursor, DeadLetterFilter, Durability, EventQuery, FieldError, HistogramQuery, Interval, Markup, MetadataFilter,
-    QueryLimits, SortField, SortOrder, TailFilter,
+    Cursor, DeadLetterFilter, Durability, Erasure, EventQuery, FieldError, HistogramQuery, Interval, Markup,
+    MetadataFilter, Privacy, QueryLimits, SortField, SortOrder, TailFilter,
 };
 use chrono::{DateTime, Duration, Utc};
 use serde_json::Value;
@@ -101,6 +102,7 @@ pub(crate) fn event_query(
     pairs: &[(String, String)],
     limits: &QueryLimits,
     markup: Markup,
+    privacy: &Privacy,
 ) -> Result<EventQuery, Vec<FieldError>> {
     const KNOWN: [&str; 9] = ["service", "from", "to", "page", "pageSize", "sortField", "sortOrder", "cursor", "q"];
     let mut errors = unknown_parameters(pairs, &KNOWN);
@@ -171,6 +173,8 @@ pub(crate) fn event_query(
             Some(sort_order),
             Some(cursor),
         ) if errors.is_empty() => EventQuery {
+            metadata: metadata.into_iter().map(|filter| privacy.metadata_filter(&service, filter)).collect(),
+            filter: filter.map(|filter| privacy.query_filter(filter, Some(&service))),
             service,
             from,
             to,
@@ -179,8 +183,6 @@ pub(crate) fn event_query(
             sort_field,
             sort_order,
             cursor,
-            metadata,
-            filter,
             max_sorted_rows: limits.max_sorted_rows,
         }
         .check(limits),
@@ -196,19 +198,74 @@ pub(crate) fn explained_query(pairs: &[(String, String)]) -> Result<String, Vec<
     if errors.is_empty() { Ok(q) } else { Err(errors) }
 }
 
+/// `POST /admin/erase`: `service`, `from` and `to` (each optional: every service, no
+/// bound), `metadata.<path>=<value>` filters and `q`, at least one of the last two (service
+/// and time alone would erase everything in them: retention removes whole ranges). Values go
+/// through `markup` and `privacy` as a query's do, so raw values find their pseudonyms.
+pub(crate) fn erasure(
+    pairs: &[(String, String)],
+    limits: &QueryLimits,
+    markup: Markup,
+    privacy: &Privacy,
+) -> Result<Erasure, Vec<FieldError>> {
+    let mut errors = unknown_parameters(pairs, &["service", "from", "to", "q"]);
+    let service = single(pairs, "service", &mut errors)
+        .and_then(|service| checked_service(Some(service), limits, markup, &mut errors));
+    let from = single(pairs, "from", &mut errors).map(|text| bound("from", Some(text), &mut errors));
+    let to = single(pairs, "to", &mut errors).map(|text| bound("to", Some(text), &mut errors));
+    if let (Some(Some(from)), Some(Some(to))) = (from, to)
+        && from >= to
+    {
+        errors.push(FieldError::new("to", "isValidTimeRange", "'from' timestamp must be before 'to' timestamp"));
+    }
+    let metadata = metadata_filters(pairs, markup, &mut errors);
+    let query = checked_query(single(pairs, "q", &mut errors), markup, &mut errors);
+    let mut terms: Vec<Filter> = metadata
+        .into_iter()
+        .map(|filter| {
+            let test =
+                Filter::Field(FieldTest { field: Field::Metadata(filter.path), test: Test::Equals(filter.value) });
+            if filter.excluded { Filter::Not(Box::new(test)) } else { test }
+        })
+        .chain(query)
+        .collect();
+    if terms.is_empty() && errors.is_empty() {
+        errors.push(FieldError::new(
+            "q",
+            "isNotEmpty",
+            "an erasure needs metadata.<key>=<value> or q: service and time alone would erase everything in them",
+        ));
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let filter = if terms.len() == 1 { terms.remove(0) } else { Filter::And(terms) };
+    Ok(Erasure {
+        filter: privacy.query_filter(filter, service.as_deref()),
+        service,
+        from: from.flatten(),
+        to: to.flatten(),
+    })
+}
+
 /// Parses `GET /events/tail` parameters: `service` (required), `metadata.<path>` and `q`,
 /// with `markup` applied as in [`event_query`].
 pub(crate) fn tail_filter(
     pairs: &[(String, String)],
     limits: &QueryLimits,
     markup: Markup,
+    privacy: &Privacy,
 ) -> Result<TailFilter, Vec<FieldError>> {
     let mut errors = unknown_parameters(pairs, &["service", "q"]);
     let service = checked_service(single(pairs, "service", &mut errors), limits, markup, &mut errors);
     let filter = checked_query(single(pairs, "q", &mut errors), markup, &mut errors);
     let metadata = metadata_filters(pairs, markup, &mut errors);
     match service {
-        Some(service) if errors.is_empty() => Ok(TailFilter { service: Some(service), metadata, filter }),
+        Some(service) if errors.is_empty() => Ok(TailFilter {
+            metadata: metadata.into_iter().map(|filter| privacy.metadata_filter(&service, filter)).collect(),
+            filter: filter.map(|filter| privacy.query_filter(filter, Some(&service))),
+            service: Some(service),
+        }),
         _ => Err(errors),
     }
 }
@@ -368,7 +425,7 @@ mod tests {
 
     #[test]
     fn applies_defaults() {
-        let query = event_query(&pairs(&base()), &QueryLimits::default(), Markup::Strip).unwrap();
+        let query = event_query(&pairs(&base()), &QueryLimits::default(), Markup::Strip, &Privacy::default()).unwrap();
         assert_eq!((query.page, query.page_size), (1, 100));
         assert_eq!((query.sort_field, query.sort_order), (SortField::Timestamp, SortOrder::Desc));
         assert_eq!(query.offset(), 0);
@@ -378,7 +435,7 @@ mod tests {
     fn compares_bounds_as_instants() {
         let mut list = base();
         list[1] = ("from", "2024-01-15T02:00:00+02:00");
-        let query = event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip).unwrap();
+        let query = event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip, &Privacy::default()).unwrap();
         assert_eq!(query.from.to_rfc3339(), "2024-01-15T00:00:00+00:00");
     }
 
@@ -387,13 +444,19 @@ mod tests {
         let limits = QueryLimits::default();
         let mut list = base();
         list[2] = ("to", "2024-01-15T00:00:00Z");
-        assert_eq!(fields(event_query(&pairs(&list), &limits, Markup::Strip)), [("to".into(), "isValidTimeRange")]);
+        assert_eq!(
+            fields(event_query(&pairs(&list), &limits, Markup::Strip, &Privacy::default())),
+            [("to".into(), "isValidTimeRange")]
+        );
         list[2] = ("to", "2024-02-15T00:00:00Z");
-        assert_eq!(fields(event_query(&pairs(&list), &limits, Markup::Strip)), [("to".into(), "isMaxTimeRange")]);
+        assert_eq!(
+            fields(event_query(&pairs(&list), &limits, Markup::Strip, &Privacy::default())),
+            [("to".into(), "isMaxTimeRange")]
+        );
 
         let mut list = base();
         list.extend([("pageSize", "1001"), ("page", "0"), ("sortOrder", "up"), ("sortField", "id"), ("limit", "5")]);
-        let mut found = fields(event_query(&pairs(&list), &limits, Markup::Strip));
+        let mut found = fields(event_query(&pairs(&list), &limits, Markup::Strip, &Privacy::default()));
         found.sort();
         assert_eq!(
             found,
@@ -409,7 +472,7 @@ mod tests {
 
     #[test]
     fn requires_service_and_bounds() {
-        let mut found = fields(event_query(&[], &QueryLimits::default(), Markup::Strip));
+        let mut found = fields(event_query(&[], &QueryLimits::default(), Markup::Strip, &Privacy::default()));
         found.sort();
         assert_eq!(
             found,
@@ -419,7 +482,8 @@ mod tests {
 
     #[test]
     fn cursor_round_trips_and_must_match_the_sort() {
-        let for_base = event_query(&pairs(&base()), &QueryLimits::default(), Markup::Strip).unwrap().digest();
+        let for_base =
+            event_query(&pairs(&base()), &QueryLimits::default(), Markup::Strip, &Privacy::default()).unwrap().digest();
         let cursor = Cursor {
             sort_field: SortField::Message,
             sort_order: SortOrder::Asc,
@@ -433,11 +497,11 @@ mod tests {
         let encoded = cursor.encode();
         list.push(("cursor", &encoded));
         assert_eq!(
-            fields(event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip)),
+            fields(event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip, &Privacy::default())),
             [("cursor".into(), "matchesSort")]
         );
         list.extend([("sortField", "message"), ("sortOrder", "asc")]);
-        let query = event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip).unwrap();
+        let query = event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip, &Privacy::default()).unwrap();
         assert_eq!(query.cursor, Some(cursor));
 
         // The same cursor with another service, range or filter would skip rows: refused.
@@ -445,7 +509,7 @@ mod tests {
             let mut other: Vec<(&str, &str)> = list.iter().filter(|(key, _)| *key != name).copied().collect();
             other.push((name, value));
             assert_eq!(
-                fields(event_query(&pairs(&other), &QueryLimits::default(), Markup::Strip)),
+                fields(event_query(&pairs(&other), &QueryLimits::default(), Markup::Strip, &Privacy::default())),
                 [("cursor".into(), "matchesQuery")],
                 "{name}"
             );
@@ -455,12 +519,12 @@ mod tests {
     #[test]
     fn only_a_timestamp_sort_may_read_a_range_over_the_sorted_rows_limit() {
         let limits = QueryLimits { max_sorted_rows: 500, ..QueryLimits::default() };
-        let by_time = event_query(&pairs(&base()), &limits, Markup::Strip).unwrap();
+        let by_time = event_query(&pairs(&base()), &limits, Markup::Strip, &Privacy::default()).unwrap();
         assert!(by_time.check_sort_cost(1_000_000).is_ok(), "the index serves any depth");
         for field in ["message", "service", "ingestedAt", "createdAt"] {
             let mut list = base();
             list.push(("sortField", field));
-            let query = event_query(&pairs(&list), &limits, Markup::Strip).unwrap();
+            let query = event_query(&pairs(&list), &limits, Markup::Strip, &Privacy::default()).unwrap();
             assert!(query.check_sort_cost(500).is_ok(), "exactly the limit");
             match query.check_sort_cost(501) {
                 Err(QueryError::TooManyToSort { sort_field, limit }) => {
@@ -476,11 +540,17 @@ mod tests {
         let limits = QueryLimits { max_offset_rows: 1000, ..QueryLimits::default() };
         let mut list = base();
         list.extend([("page", "11"), ("pageSize", "100")]);
-        assert!(event_query(&pairs(&list), &limits, Markup::Strip).is_ok(), "exactly the limit");
+        assert!(event_query(&pairs(&list), &limits, Markup::Strip, &Privacy::default()).is_ok(), "exactly the limit");
         list[3] = ("page", "12");
-        assert_eq!(fields(event_query(&pairs(&list), &limits, Markup::Strip)), [("page".into(), "maxOffset")]);
+        assert_eq!(
+            fields(event_query(&pairs(&list), &limits, Markup::Strip, &Privacy::default())),
+            [("page".into(), "maxOffset")]
+        );
         list.push(("cursor", "x"));
-        assert_eq!(fields(event_query(&pairs(&list), &limits, Markup::Strip)), [("cursor".into(), "isCursor")]);
+        assert_eq!(
+            fields(event_query(&pairs(&list), &limits, Markup::Strip, &Privacy::default())),
+            [("cursor".into(), "isCursor")]
+        );
     }
 
     #[test]
@@ -494,13 +564,13 @@ mod tests {
             let mut list = base();
             list[1] = ("from", from);
             list[2] = ("to", to);
-            let found = fields(event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip));
+            let found = fields(event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip, &Privacy::default()));
             assert!(found.iter().any(|(_, rule)| *rule == "isInSupportedRange"), "{from}..{to}: {found:?}");
         }
         let mut list = base();
         list[1] = ("from", "9999-12-31T00:00:00Z");
         list[2] = ("to", "9999-12-31T23:59:59.999999Z");
-        let query = event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip).unwrap();
+        let query = event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip, &Privacy::default()).unwrap();
         let before_first = query.cursor_before_first().unwrap();
         assert_eq!(Cursor::decode(&before_first.encode()), Some(before_first), "the edge of the range pages");
     }
@@ -510,7 +580,7 @@ mod tests {
         let mut list = base();
         list.push(("cursor", "not-a-cursor"));
         assert_eq!(
-            fields(event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip)),
+            fields(event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip, &Privacy::default())),
             [("cursor".into(), "isCursor")]
         );
         let forged = |json: String| Cursor::decode(&URL_SAFE_NO_PAD.encode(json));
@@ -546,7 +616,7 @@ mod tests {
     fn metadata_filters_and_text_search_are_parsed_and_bounded() {
         let mut list = base();
         list.extend([("metadata.region", "eu"), ("metadata.user.id", "42"), ("q", "Time out")]);
-        let query = event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip).unwrap();
+        let query = event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip, &Privacy::default()).unwrap();
         assert!(query.is_filtered());
         assert_eq!(query.filter, aurore_domain::Filter::parse("Time AND out").unwrap(), "adjacent words mean AND");
         assert_eq!(query.metadata[0].candidates(), [serde_json::json!({"region": "eu"})]);
@@ -558,17 +628,21 @@ mod tests {
 
         let mut list = base();
         list.extend([("metadata.", "x"), ("metadata.a..b", "x"), ("metadata.a.b.c.d.e.f", "x")]);
-        let errors = fields(event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip));
+        let errors = fields(event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip, &Privacy::default()));
         assert_eq!(errors.iter().filter(|(_, rule)| *rule == "isMetadataPath").count(), 3, "{errors:?}");
 
         let long = "x".repeat(aurore_domain::query::MAX_QUERY_CHARS + 1);
         let mut list = base();
         list.push(("q", &long));
         assert_eq!(
-            fields(event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip)),
+            fields(event_query(&pairs(&list), &QueryLimits::default(), Markup::Strip, &Privacy::default())),
             [("q".to_owned(), "maxLength")]
         );
-        assert!(!event_query(&pairs(&base()), &QueryLimits::default(), Markup::Strip).unwrap().is_filtered());
+        assert!(
+            !event_query(&pairs(&base()), &QueryLimits::default(), Markup::Strip, &Privacy::default())
+                .unwrap()
+                .is_filtered()
+        );
     }
 
     #[test]
@@ -580,9 +654,11 @@ mod tests {
         for markup in [Markup::Strip, Markup::Escape, Markup::Off] {
             let stored = markup.clean(sent).into_owned();
             let text = Some(aurore_domain::Filter::Text(stored.clone()));
-            let query = event_query(&pairs(&list), &QueryLimits::default(), markup).unwrap();
+            let query = event_query(&pairs(&list), &QueryLimits::default(), markup, &Privacy::default()).unwrap();
             assert_eq!((&query.service, &query.filter, &query.metadata[0].value), (&stored, &text, &stored));
-            let tail = tail_filter(&pairs(&[list[0], list[3], list[4]]), &QueryLimits::default(), markup).unwrap();
+            let tail =
+                tail_filter(&pairs(&[list[0], list[3], list[4]]), &QueryLimits::default(), markup, &Privacy::default())
+                    .unwrap();
             assert_eq!((tail.service.as_ref(), &tail.filter, &tail.metadata[0].value), (Some(&stored), &text, &stored));
         }
         assert_eq!(Markup::Strip.clean(sent), "R&D x < 5", "ordinary characters are left as typed");

@@ -16,7 +16,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
     ))]
 pub(crate) async fn get_events(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let pairs = params::query_pairs(&request)?;
-    let query = params::event_query(&pairs, &state.query_limits, state.ingest.markup()).map_err(ApiError::Invalid)?;
+    let query = params::event_query(&pairs, &state.query_limits, state.ingest.markup(), state.ingest.privacy())
+        .map_err(ApiError::Invalid)?;
     let page = state.reader.query(&query).await?;
     Ok(HttpResponse::Ok().json(EventPage {
         events: page.events.iter().map(EventView::from).collect(),

@@ -3,7 +3,7 @@
 //! exist without a group and a scope.
 
 use crate::protocols::{elastic, loki, otlp};
-use crate::{admin, console, dlq, export, health, ingest, metrics, openapi, query, tail};
+use crate::{admin, console, dlq, export, health, ingest, metrics, openapi, privacy, query, tail};
 use actix_web::http::Method;
 use actix_web::middleware::from_fn;
 use actix_web::{Route, web};
@@ -70,7 +70,7 @@ const fn endpoint(method: Method, path: &'static str, group: RouteGroup, handler
 use RouteGroup::{Admin, Health, Ingest, Query};
 
 /// The whole HTTP surface.
-pub static ENDPOINTS: [Endpoint; 38] = [
+pub static ENDPOINTS: [Endpoint; 41] = [
     endpoint(Method::POST, "/events", Ingest, || web::to(ingest::post_events)),
     endpoint(Method::POST, otlp::PATH, Ingest, || web::to(otlp::export_logs)),
     endpoint(Method::POST, "/loki/api/v1/push", Ingest, || web::to(loki::push)),
@@ -99,6 +99,9 @@ pub static ENDPOINTS: [Endpoint; 38] = [
     endpoint(Method::DELETE, "/dlq/{id}", Admin, || web::to(dlq::delete)),
     endpoint(Method::PATCH, "/dlq/{id}/reprocess", Admin, || web::to(dlq::reprocess)),
     endpoint(Method::POST, "/admin/retention/run", Admin, || web::to(admin::run_retention)),
+    endpoint(Method::GET, "/privacy", Query, || web::to(privacy::rules)),
+    endpoint(Method::POST, "/admin/erase", Admin, || web::to(privacy::erase)),
+    endpoint(Method::GET, "/admin/erasures", Admin, || web::to(privacy::erasures)),
     endpoint(Method::GET, "/health", Health, || web::to(health::ready)),
     endpoint(Method::GET, "/health/ready", Health, || web::to(health::ready)),
     endpoint(Method::GET, "/ready", Health, || web::to(health::ready)),

@@ -21,8 +21,13 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
         (status = 503, description = "`tail.max_subscribers` streams are open already; `Retry-After` set", body = crate::body::ErrorBody),
     ))]
 pub(crate) async fn tail(request: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let filter = params::tail_filter(&query_pairs(&request)?, &state.query_limits, state.ingest.markup())
-        .map_err(ApiError::Invalid)?;
+    let filter = params::tail_filter(
+        &query_pairs(&request)?,
+        &state.query_limits,
+        state.ingest.markup(),
+        state.ingest.privacy(),
+    )
+    .map_err(ApiError::Invalid)?;
     let subscription = state.tail.subscribe(filter).map_err(|full| ApiError::TailFull { limit: full.limit })?;
     let mut keep_alive = tokio::time::interval(KEEP_ALIVE);
     keep_alive.reset();

@@ -12,6 +12,7 @@
 mod conninfo;
 mod counts;
 mod dead_letters;
+mod erasure;
 mod error;
 mod filter;
 mod page;
@@ -34,6 +35,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::error::SqlState;
@@ -112,6 +114,8 @@ pub struct PostgresStore {
     upkeep: tokio_postgres::Config,
     tls: MakeRustlsConnect,
     retention: RetentionPolicy,
+    /// The erasures the writers have read, shared by every clone.
+    erasures: Arc<Mutex<erasure::Known>>,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -213,7 +217,16 @@ impl PostgresStore {
             None => queries.clone(),
         };
         let replica = settings.read_url.is_some();
-        Ok(Self { queries, reads, replica, writes, upkeep, tls, retention: settings.retention })
+        Ok(Self {
+            queries,
+            reads,
+            replica,
+            writes,
+            upkeep,
+            tls,
+            retention: settings.retention,
+            erasures: Arc::default(),
+        })
     }
 
     /// Applies pending migrations from `migrations/`; returns how many ran.
@@ -305,8 +318,13 @@ async fn read_page(
 }
 
 /// The fast path: one binary COPY and the counts by minute and hour, in one transaction.
-async fn copy(client: &mut tokio_postgres::Client, events: &[&Event]) -> Result<(), tokio_postgres::Error> {
+async fn copy(
+    client: &mut tokio_postgres::Client,
+    events: &[&Event],
+    erasures: &Mutex<erasure::Known>,
+) -> Result<(), tokio_postgres::Error> {
     let transaction = client.transaction().await?;
+    let events = &erasure::unerased(&transaction, erasures, events).await?;
     let sink = transaction.copy_in(COPY_EVENTS).await?;
     let writer = BinaryCopyInWriter::new(sink, &COPY_TYPES);
     let mut writer = std::pin::pin!(writer);
@@ -339,8 +357,10 @@ const INSERT_NEW_EVENTS: &str = r#"INSERT INTO events (id, "timestamp", service,
 async fn insert_skipping_stored(
     client: &mut tokio_postgres::Client,
     events: &[&Event],
+    erasures: &Mutex<erasure::Known>,
 ) -> Result<(), tokio_postgres::Error> {
     let transaction = client.transaction().await?;
+    let events = &erasure::unerased(&transaction, erasures, events).await?;
     let ids: Vec<&uuid::Uuid> = events.iter().map(|event| event.id.as_uuid()).collect();
     let timestamps: Vec<_> = events.iter().map(|event| event.timestamp).collect();
     let services: Vec<&str> = events.iter().map(|event| event.service.as_str()).collect();
@@ -360,12 +380,12 @@ impl EventSink for PostgresStore {
     #[tracing::instrument(name = "db.write_batch", skip_all, fields(db.system = "postgresql", events = i64::try_from(events.len()).unwrap_or(i64::MAX)))]
     async fn write_batch(&self, events: &[&Event]) -> Result<(), StoreError> {
         let mut client = self.writes.get().await.map_err(error::from_pool)?;
-        match copy(&mut client, events).await {
+        match copy(&mut client, events, &self.erasures).await {
             Err(copy_error) if copy_error.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
                 // Some events are already stored (a journal replay or a client retry):
                 // the slower path skips them.
                 tracing::debug!(events = events.len(), "batch holds stored events; inserting the rest");
-                insert_skipping_stored(&mut client, events).await.map_err(error::from_postgres)
+                insert_skipping_stored(&mut client, events, &self.erasures).await.map_err(error::from_postgres)
             }
             result => result.map_err(error::from_postgres),
         }

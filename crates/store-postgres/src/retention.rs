@@ -27,11 +27,11 @@ const EVENT_PARTITIONS: &str = "SELECT c.relname::text FROM pg_inherits i \
      JOIN pg_class c ON c.oid = i.inhrelid JOIN pg_class p ON p.oid = i.inhparent \
      WHERE p.relname = 'events' AND c.relname ~ '^events_p[0-9]{8}$'";
 
-/// Deletes `table`'s rows in [$1, $2) and takes them off their minutes in
+/// Deletes `table`'s rows that meet `condition` and takes them off their minutes in
 /// `event_counts_minute` and, with `uncount`, off their hours in `event_counts`. Returns how
 /// many went and the minutes and hours left at zero, to be removed by key (a statement
 /// cannot both update and delete a row).
-fn delete_rows(table: &str, uncount: bool) -> String {
+fn delete_rows(table: &str, condition: &str, uncount: bool) -> String {
     let hours = if uncount {
         ", hours AS (SELECT service, date_trunc('hour', minute, 'UTC') AS hour, sum(n)::int8 AS n FROM minutes GROUP BY 1, 2), \
            counted_hours AS (UPDATE event_counts c SET events = c.events - h.n FROM hours h \
@@ -46,7 +46,7 @@ fn delete_rows(table: &str, uncount: bool) -> String {
         "'{}'::text[], '{}'::timestamptz[]"
     };
     format!(
-        r#"WITH deleted AS (DELETE FROM {table} WHERE "timestamp" >= $1 AND "timestamp" < $2 RETURNING service, "timestamp"),
+        r#"WITH deleted AS (DELETE FROM {table} WHERE {condition} RETURNING service, "timestamp"),
                 minutes AS (SELECT service, date_trunc('minute', "timestamp", 'UTC') AS minute, count(*) AS n FROM deleted GROUP BY 1, 2),
                 counted_minutes AS (UPDATE event_counts_minute c SET events = c.events - m.n FROM minutes m
                     WHERE c.service = m.service AND c.minute = m.minute RETURNING c.service, c.minute, c.events){hours}
@@ -92,7 +92,24 @@ async fn delete_old_rows(
 ) -> Result<u64, tokio_postgres::Error> {
     let transaction = client.transaction().await?;
     transaction.batch_execute(SET_UPKEEP_LOCK_TIMEOUT).await?;
-    let row = transaction.query_one(&delete_rows(table, uncount), &[&from, &to]).await?;
+    let deleted =
+        delete_counted(&transaction, table, r#""timestamp" >= $1 AND "timestamp" < $2"#, &[&from, &to], uncount)
+            .await?;
+    transaction.commit().await?;
+    Ok(deleted)
+}
+
+/// In `transaction`: deletes `table`'s rows that meet `condition` (its placeholders bound
+/// to `params`) and, in step, their minutes and, with `uncount`, their hours. Returns how
+/// many rows went.
+pub(crate) async fn delete_counted(
+    transaction: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    condition: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    uncount: bool,
+) -> Result<u64, tokio_postgres::Error> {
+    let row = transaction.query_one(&delete_rows(table, condition, uncount), params).await?;
     for (statement, keys) in [(DELETE_EMPTY_MINUTES, 1), (DELETE_EMPTY_HOURS, 3)] {
         let services: Vec<String> = row.get(keys);
         let starts: Vec<DateTime<Utc>> = row.get(keys + 1);
@@ -100,7 +117,6 @@ async fn delete_old_rows(
             transaction.execute(statement, &[&services, &starts]).await?;
         }
     }
-    transaction.commit().await?;
     Ok(row.get::<_, i64>(0).unsigned_abs())
 }
 

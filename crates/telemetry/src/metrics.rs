@@ -22,6 +22,7 @@ pub mod names {
     pub const WRITE_RETRIES: &str = "aurore_write_retries_total";
     pub const DATABASE_ERRORS: &str = "aurore_database_errors_total";
     pub const DEAD_LETTERS: &str = "aurore_dead_letters_total";
+    pub const PRIVACY_TRANSFORMED: &str = "aurore_privacy_transformed_total";
     pub const DEAD_LETTER_FAILURES: &str = "aurore_dead_letter_failures_total";
     pub const BUFFER_EVENTS: &str = "aurore_buffer_events";
     pub const BUFFER_BYTES: &str = "aurore_buffer_bytes";
@@ -123,6 +124,12 @@ pub const DESCRIBED: &[Described] = &[
         kind: Kind::Counter,
         unit: Some(Unit::Count),
         help: "Events moved to the dead-letter queue.",
+    },
+    Described {
+        name: names::PRIVACY_TRANSFORMED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Count),
+        help: "Values a privacy rule or detector transformed at ingest, by rule (field:action, scan:kind).",
     },
     Described {
         name: names::DEAD_LETTER_FAILURES,
@@ -490,6 +497,10 @@ impl Observer for ForwardObserver {
         TelemetryObserver.retention_ran(report);
     }
 
+    fn privacy_transformed(&self, rule: &str, count: u64) {
+        TelemetryObserver.privacy_transformed(rule, count);
+    }
+
     fn batch_span(&self, events: usize, origins: &[aurore_domain::TraceLink]) -> tracing::Span {
         crate::traces::batch_span(events, origins)
     }
@@ -517,6 +528,10 @@ impl Observer for TelemetryObserver {
 
     fn write_retried(&self) {
         counter!(names::WRITE_RETRIES).increment(1);
+    }
+
+    fn privacy_transformed(&self, rule: &str, count: u64) {
+        counter!(names::PRIVACY_TRANSFORMED, "rule" => rule.to_owned()).increment(count);
     }
 
     fn dead_lettered(&self, kept: bool) {

@@ -5,6 +5,7 @@
 mod edge;
 mod ingest;
 mod ops;
+mod privacy;
 mod queue;
 mod storage;
 mod units;
@@ -12,6 +13,7 @@ mod units;
 pub use edge::{AuthConfig, RateLimitConfig, ServerConfig, TrustedProxy};
 pub use ingest::{IngestConfig, LimitsConfig, QueryConfig, TailConfig};
 pub use ops::{ShutdownConfig, TelemetryConfig};
+pub use privacy::{PrivacyConfig, PrivacyConfigError};
 pub use queue::{QueueConfig, QueueKind};
 pub use storage::{
     BufferConfig, CircuitBreakerConfig, DatabaseConfig, DatabaseUrl, JournalConfig, PartitionConfig, RetentionConfig,
@@ -75,6 +77,8 @@ pub struct Settings {
     pub rate_limit: RateLimitConfig,
     #[garde(skip)]
     pub auth: AuthConfig,
+    #[garde(skip)]
+    pub privacy: PrivacyConfig,
 }
 
 impl Settings {
@@ -89,11 +93,10 @@ impl Settings {
             builder = builder.add_source(Config::builder().set_override("database.url", url.as_str())?.build()?);
         }
         // Keys are text even when they look like numbers, so they skip type guessing.
-        let (keys, prefixed): (HashMap<String, String>, HashMap<String, String>) = env
-            .iter()
-            .filter(|(key, _)| key.starts_with("AURORE__"))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .partition(|(key, _)| key.starts_with("AURORE__AUTH__"));
+        let (keys, prefixed): (HashMap<String, String>, HashMap<String, String>) =
+            env.iter().filter(|(key, _)| key.starts_with("AURORE__")).map(|(k, v)| (k.clone(), v.clone())).partition(
+                |(key, _)| key.starts_with("AURORE__AUTH__") || key.starts_with("AURORE__PRIVACY__HMAC_KEY"),
+            );
         for (variables, try_parsing) in [(prefixed, true), (keys, false)] {
             builder = builder.add_source(
                 Environment::with_prefix("AURORE")

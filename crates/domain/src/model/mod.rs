@@ -4,5 +4,6 @@ pub mod event;
 pub mod filter;
 pub mod histogram;
 pub mod markup;
+pub mod privacy;
 pub mod query;
 pub mod validation;

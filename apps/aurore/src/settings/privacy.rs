@@ -1,0 +1,111 @@
+//! `[privacy]`: the rules privacy applies at ingest and on export, and the key that makes
+//! pseudonyms. The key is a secret: from `AURORE__PRIVACY__HMAC_KEY` or a file, never printed.
+
+use aurore_domain::privacy::{Action, Detector, ExportProfileSpec, RuleSpec};
+use aurore_domain::{Privacy, PrivacySpec};
+use serde::{Deserialize, Serialize, Serializer};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PrivacyConfigError {
+    #[error("cannot read privacy.hmac_key_file {path}")]
+    KeyFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("privacy: {0}")]
+    Rules(#[from] aurore_domain::PrivacyError),
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, garde::Validate)]
+#[serde(default, deny_unknown_fields)]
+#[garde(allow_unvalidated)]
+pub struct PrivacyConfig {
+    /// `[[privacy.rules]]` with `field`, `action` and optional `services`, `bucket`; from
+    /// the environment as a JSON array in `AURORE__PRIVACY__RULES`.
+    #[serde(deserialize_with = "list_or_json")]
+    pub rules: Vec<RuleSpec>,
+    /// Detectors for free text: `["email", "ip", "card"]`, or `email,ip,card`.
+    #[serde(deserialize_with = "list_or_words")]
+    pub scan_message: Vec<Detector>,
+    /// Each detector's action when not its default (emails hashed, IPs generalised, cards redacted).
+    pub detector_actions: BTreeMap<Detector, Action>,
+    /// `[privacy.export_profiles.<name>]` with its own `rules`.
+    pub export_profiles: BTreeMap<String, ExportProfileSpec>,
+    pub export_requires_profile: bool,
+    /// The HMAC-SHA-256 key (at least 32 bytes); shown as `<redacted>`.
+    #[serde(serialize_with = "redacted", skip_serializing_if = "Option::is_none")]
+    pub hmac_key: Option<String>,
+    /// A file holding the key (a trailing newline is ignored), for secrets mounted as files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hmac_key_file: Option<PathBuf>,
+}
+
+impl PrivacyConfig {
+    /// The compiled rules, their key read from the environment's value or the file.
+    pub fn compile(&self) -> Result<Privacy, PrivacyConfigError> {
+        let key = match (&self.hmac_key, &self.hmac_key_file) {
+            (Some(key), _) => Some(key.clone().into_bytes()),
+            (None, Some(path)) => {
+                let mut key =
+                    std::fs::read(path).map_err(|source| PrivacyConfigError::KeyFile { path: path.clone(), source })?;
+                while key.last().is_some_and(|byte| matches!(byte, b'\n' | b'\r')) {
+                    key.pop();
+                }
+                Some(key)
+            }
+            (None, None) => None,
+        };
+        let spec = PrivacySpec {
+            rules: self.rules.clone(),
+            scan_message: self.scan_message.clone(),
+            detector_actions: self.detector_actions.clone(),
+            export_profiles: self.export_profiles.clone(),
+            export_requires_profile: self.export_requires_profile,
+        };
+        Ok(Privacy::new(&spec, key.as_deref())?)
+    }
+}
+
+fn redacted<S: Serializer>(_: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str("<redacted>")
+}
+
+/// A TOML array of tables, or (from the environment) a string holding a JSON array.
+fn list_or_json<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<RuleSpec>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Rules {
+        Json(String),
+        List(Vec<RuleSpec>),
+    }
+    match Rules::deserialize(deserializer)? {
+        Rules::List(rules) => Ok(rules),
+        Rules::Json(text) => serde_json::from_str(&text)
+            .map_err(|error| serde::de::Error::custom(format!("privacy.rules as JSON: {error}"))),
+    }
+}
+
+fn list_or_words<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Detector>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Kinds {
+        Text(String),
+        List(Vec<Detector>),
+    }
+    match Kinds::deserialize(deserializer)? {
+        Kinds::List(kinds) => Ok(kinds),
+        Kinds::Text(text) => text
+            .split(',')
+            .map(str::trim)
+            .filter(|word| !word.is_empty())
+            .map(|word| {
+                serde_json::from_value(serde_json::Value::String(word.to_owned())).map_err(|_| {
+                    serde::de::Error::custom(format!("privacy.scan_message: {word:?} is not one of email, ip, card"))
+                })
+            })
+            .collect(),
+    }
+}

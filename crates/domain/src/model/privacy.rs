@@ -1,0 +1,754 @@
+//! Privacy by configuration: rules that pseudonymise, redact or generalise personal data
+//! at ingest, after validation and before the journal, so a `202` means the raw value is
+//! already gone; detectors that find emails, IP addresses and card numbers in free text;
+//! export profiles that transform what is stored on its way out.
+//!
+//! A hashed value is `hmac:` and the first 128 bits of HMAC-SHA-256 under the deployment's
+//! key, base64url: stable across events and restarts, so it joins and can be searched for
+//! (queries hash the raw values they name the same way), and not reversible without the key.
+//! An unkeyed hash of a small space (document or phone numbers) is reversed by hashing every
+//! candidate; the key is what prevents that.
+
+use crate::event::{Event, EventDraft};
+use crate::filter::{Field, FieldTest, Filter, Test};
+use crate::query::MetadataFilter;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::Sha256;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// What a rule does to the values it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// A keyed pseudonym: `hmac:…`.
+    Hash,
+    /// The value replaced by [`REDACTED`].
+    Redact,
+    /// Coarser: an email's domain, an IPv4 /24, an IPv6 /48, a number's bucket, a
+    /// timestamp's day. A value of none of these shapes is redacted.
+    #[serde(alias = "generalize")]
+    Generalise,
+}
+
+impl Action {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Hash => "hash",
+            Self::Redact => "redact",
+            Self::Generalise => "generalise",
+        }
+    }
+}
+
+/// What a redacted value becomes.
+pub const REDACTED: &str = "[redacted]";
+/// The prefix of a pseudonym.
+pub const PSEUDONYM_PREFIX: &str = "hmac:";
+/// The width of a number's bucket when a rule names none.
+const DEFAULT_BUCKET: f64 = 10.0;
+
+/// A rule as configured: `field` is `message` or `metadata.<path>` (`*` for any key at one
+/// level); `services`, when not empty, limits it to those services.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleSpec {
+    pub field: String,
+    pub action: Action,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// `generalise` on numbers: the width of a bucket (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<f64>,
+}
+
+/// Kinds of personal data the free-text scanner finds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Detector {
+    Email,
+    Ip,
+    /// Payment-card numbers: 13 to 19 digits (spaces or dashes between them) passing Luhn.
+    Card,
+}
+
+impl Detector {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Email => "email",
+            Self::Ip => "ip",
+            Self::Card => "card",
+        }
+    }
+
+    /// Emails are hashed (they join), addresses generalised, card numbers redacted.
+    pub fn default_action(self) -> Action {
+        match self {
+            Self::Email => Action::Hash,
+            Self::Ip => Action::Generalise,
+            Self::Card => Action::Redact,
+        }
+    }
+}
+
+/// The `[privacy]` section, secrets resolved by whoever loads it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PrivacySpec {
+    pub rules: Vec<RuleSpec>,
+    /// Detectors run over `message` and every string in metadata that no rule names.
+    pub scan_message: Vec<Detector>,
+    /// Each detector's action, when not its default.
+    pub detector_actions: BTreeMap<Detector, Action>,
+    /// Named sets of rules `GET /events/export?profile=` applies on top of what is stored.
+    pub export_profiles: BTreeMap<String, ExportProfileSpec>,
+    /// Whether an export must name a profile.
+    pub export_requires_profile: bool,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExportProfileSpec {
+    pub rules: Vec<RuleSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrivacyError {
+    #[error("privacy rule {index}: field {field:?} must be `message` or `metadata.<key>[.<key>…]` with non-empty keys")]
+    Field { index: usize, field: String },
+    #[error("privacy rule {index}: bucket must be a positive number")]
+    Bucket { index: usize },
+    #[error("privacy rules hash values, so privacy.hmac_key (or privacy.hmac_key_file) must hold at least 32 bytes")]
+    MissingKey,
+    #[error("export profile {profile:?}: {source}")]
+    Profile {
+        profile: String,
+        #[source]
+        source: Box<PrivacyError>,
+    },
+}
+
+/// One key of a rule's path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Key {
+    Named(String),
+    Any,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Target {
+    Message,
+    Metadata(Vec<Key>),
+}
+
+impl Target {
+    fn parse(field: &str) -> Option<Self> {
+        if field == "message" {
+            return Some(Self::Message);
+        }
+        let keys: Vec<Key> = field
+            .strip_prefix(crate::query::METADATA_PREFIX)?
+            .split('.')
+            .map(|key| match key {
+                "*" => Key::Any,
+                key => Key::Named(key.to_owned()),
+            })
+            .collect();
+        let empty = keys.iter().any(|key| matches!(key, Key::Named(name) if name.is_empty()));
+        (!empty).then_some(Self::Metadata(keys))
+    }
+
+    fn names(&self, path: &[String]) -> bool {
+        match self {
+            Self::Message => false,
+            Self::Metadata(keys) => {
+                keys.len() == path.len()
+                    && keys
+                        .iter()
+                        .zip(path)
+                        .all(|(key, name)| matches!(key, Key::Any) || matches!(key, Key::Named(k) if k == name))
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Rule {
+    spec: RuleSpec,
+    target: Target,
+    transformed: AtomicU64,
+}
+
+impl Rule {
+    fn applies_to(&self, service: &str) -> bool {
+        self.spec.services.is_empty() || self.spec.services.iter().any(|name| name == service)
+    }
+
+    fn label(&self) -> String {
+        format!("{}:{}", self.spec.field, self.spec.action.name())
+    }
+}
+
+/// What a rule or detector did, for `GET /privacy` and the metrics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RuleReport {
+    /// `metadata.user_id:hash`, `scan:email`.
+    pub rule: String,
+    pub field: String,
+    pub action: Action,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+    /// Values transformed since start-up.
+    pub transformed: u64,
+}
+
+/// The configured view, without secrets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PrivacyReport {
+    pub rules: Vec<RuleReport>,
+    pub detectors: Vec<RuleReport>,
+    pub export_profiles: Vec<String>,
+    pub export_requires_profile: bool,
+    /// Whether a key is configured (never the key).
+    pub keyed: bool,
+}
+
+/// A set of compiled rules: ingest's, or an export profile's.
+#[derive(Debug)]
+struct RuleSet {
+    rules: Vec<Rule>,
+}
+
+impl RuleSet {
+    fn compile(specs: &[RuleSpec]) -> Result<Self, PrivacyError> {
+        let rules = specs
+            .iter()
+            .enumerate()
+            .map(|(index, spec)| {
+                let target = Target::parse(&spec.field)
+                    .ok_or_else(|| PrivacyError::Field { index, field: spec.field.clone() })?;
+                if spec.bucket.is_some_and(|width| !(width.is_finite() && width > 0.0)) {
+                    return Err(PrivacyError::Bucket { index });
+                }
+                Ok(Rule { spec: spec.clone(), target, transformed: AtomicU64::new(0) })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(Self { rules })
+    }
+
+    fn hashes(&self) -> bool {
+        self.rules.iter().any(|rule| rule.spec.action == Action::Hash)
+    }
+}
+
+/// Counts of transformed values, gathered over one request and added once.
+#[derive(Debug)]
+struct Tally(Vec<u64>);
+
+/// The compiled `[privacy]` section. Cheap to share; counters are atomics.
+pub struct Privacy {
+    ingest: RuleSet,
+    detectors: Vec<(Detector, Action, AtomicU64)>,
+    scanner: Option<Regex>,
+    profiles: BTreeMap<String, RuleSet>,
+    export_requires_profile: bool,
+    key: Option<Hmac<Sha256>>,
+}
+
+impl std::fmt::Debug for Privacy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The key stays out of every debug line.
+        f.debug_struct("Privacy").field("report", &self.report()).finish()
+    }
+}
+
+impl Default for Privacy {
+    fn default() -> Self {
+        Self::new(&PrivacySpec::default(), None).unwrap_or_else(|_| unreachable!("no rule needs a key"))
+    }
+}
+
+/// Email, IPv4, a run of hex and colons that may be IPv6, a run of digits that may be a
+/// card. Candidates are checked after matching (IPv6 by the standard parser, cards by Luhn),
+/// so the expression stays simple enough for the regex engine's DFA.
+const SCANNER: &str = r"(?-u:\b)[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+(?-u:\b)|(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}|(?-u:\b)[0-9](?:[ \-]?[0-9]){12,18}(?-u:\b)";
+
+impl Privacy {
+    /// Compiles the rules. `key` is the HMAC key's bytes; any hashing rule, detector or
+    /// profile needs one of at least 32 bytes.
+    pub fn new(spec: &PrivacySpec, key: Option<&[u8]>) -> Result<Self, PrivacyError> {
+        let ingest = RuleSet::compile(&spec.rules)?;
+        let profiles = spec
+            .export_profiles
+            .iter()
+            .map(|(name, profile)| {
+                RuleSet::compile(&profile.rules)
+                    .map(|rules| (name.clone(), rules))
+                    .map_err(|source| PrivacyError::Profile { profile: name.clone(), source: Box::new(source) })
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        let mut kinds = spec.scan_message.clone();
+        kinds.sort();
+        kinds.dedup();
+        let detectors: Vec<(Detector, Action, AtomicU64)> = kinds
+            .into_iter()
+            .map(|kind| {
+                (kind, spec.detector_actions.get(&kind).copied().unwrap_or(kind.default_action()), AtomicU64::new(0))
+            })
+            .collect();
+        let needs_key = ingest.hashes()
+            || profiles.values().any(RuleSet::hashes)
+            || detectors.iter().any(|(_, action, _)| *action == Action::Hash);
+        let key = match key {
+            Some(key) if key.len() >= 32 => Some(
+                Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
+            ),
+            _ if needs_key => return Err(PrivacyError::MissingKey),
+            _ => None,
+        };
+        let scanner = (!detectors.is_empty()).then(|| {
+            Regex::new(SCANNER).unwrap_or_else(|error| unreachable!("the scanner's pattern is fixed: {error}"))
+        });
+        Ok(Self { ingest, detectors, scanner, profiles, export_requires_profile: spec.export_requires_profile, key })
+    }
+
+    /// Whether ingest has anything to do.
+    pub fn is_active(&self) -> bool {
+        !self.ingest.rules.is_empty() || self.scanner.is_some()
+    }
+
+    /// The pseudonym of `text`: the same text always gives the same pseudonym under one key.
+    fn pseudonym(&self, text: &str) -> String {
+        let Some(key) = &self.key else { return REDACTED.to_owned() };
+        let mut mac = key.clone();
+        mac.update(text.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        let mut out = String::with_capacity(PSEUDONYM_PREFIX.len() + 22);
+        out.push_str(PSEUDONYM_PREFIX);
+        URL_SAFE_NO_PAD.encode_string(&digest[..16], &mut out);
+        out
+    }
+
+    /// Applies ingest's rules and detectors to a validated draft, before it is journaled.
+    /// Returns the counts to add once per request through [`Privacy::record`].
+    pub fn apply(&self, draft: &mut EventDraft, tally: &mut PrivacyTally) {
+        if !self.is_active() {
+            return;
+        }
+        let tally = tally.for_privacy(self);
+        let scan = self.scanner.is_some();
+        transform_event(
+            &self.ingest,
+            &draft.service,
+            &mut draft.message,
+            draft.metadata.as_mut(),
+            &mut |rule, value| self.transform(rule, value),
+            scan.then_some(&mut |text: &mut String| self.scan(text, &mut tally.detectors)),
+            &mut tally.rules,
+        );
+    }
+
+    /// Adds a request's counts to the rules' totals; returns each nonzero count by label.
+    pub fn record(&self, tally: PrivacyTally) -> Vec<(String, u64)> {
+        let Some(tally) = tally.0 else { return Vec::new() };
+        let mut recorded = Vec::new();
+        for (rule, count) in self.ingest.rules.iter().zip(tally.rules.0) {
+            if count > 0 {
+                rule.transformed.fetch_add(count, Ordering::Relaxed);
+                recorded.push((rule.label(), count));
+            }
+        }
+        for ((kind, _, total), count) in self.detectors.iter().zip(tally.detectors.0) {
+            if count > 0 {
+                total.fetch_add(count, Ordering::Relaxed);
+                recorded.push((format!("scan:{}", kind.name()), count));
+            }
+        }
+        recorded
+    }
+
+    fn transform(&self, rule: &Rule, value: &mut Value) -> bool {
+        match (rule.spec.action, &*value) {
+            (_, Value::Null) => false,
+            (Action::Hash, Value::String(text)) => {
+                *value = Value::String(self.pseudonym(text));
+                true
+            }
+            (Action::Hash, other) => {
+                *value = Value::String(self.pseudonym(&other.to_string()));
+                true
+            }
+            (Action::Redact, _) => {
+                *value = Value::String(REDACTED.to_owned());
+                true
+            }
+            (Action::Generalise, _) => {
+                *value = generalise(value, rule.spec.bucket.unwrap_or(DEFAULT_BUCKET));
+                true
+            }
+        }
+    }
+
+    /// Transforms what the detectors find in `text`; returns whether anything changed.
+    fn scan(&self, text: &mut String, counts: &mut Tally) -> bool {
+        let Some(scanner) = &self.scanner else { return false };
+        let mut out: Option<String> = None;
+        let mut copied = 0;
+        for found in scanner.find_iter(text) {
+            let span = found.as_str();
+            let Some((slot, kind, action)) = self.detected(span) else { continue };
+            let replacement = match action {
+                Action::Hash => self.pseudonym(span),
+                Action::Redact => format!("[redacted:{}]", kind.name()),
+                Action::Generalise => generalise_text(kind, span),
+            };
+            let out = out.get_or_insert_with(|| String::with_capacity(text.len() + 32));
+            out.push_str(&text[copied..found.start()]);
+            out.push_str(&replacement);
+            copied = found.end();
+            counts.0[slot] += 1;
+        }
+        match out {
+            Some(mut out) => {
+                out.push_str(&text[copied..]);
+                *text = out;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Which enabled detector a candidate span is, checked beyond the pattern.
+    fn detected(&self, span: &str) -> Option<(usize, Detector, Action)> {
+        let kind = if span.contains('@') {
+            Detector::Email
+        } else if span.contains(':') {
+            span.parse::<Ipv6Addr>().ok()?;
+            Detector::Ip
+        } else if span.contains('.') {
+            span.parse::<Ipv4Addr>().ok()?;
+            Detector::Ip
+        } else if luhn(span) {
+            Detector::Card
+        } else {
+            return None;
+        };
+        self.detectors
+            .iter()
+            .position(|(enabled, _, _)| *enabled == kind)
+            .map(|slot| (slot, kind, self.detectors[slot].1))
+    }
+
+    /// The stored form of a value a query compares with `metadata.<path>` for `service`
+    /// (every service when `None`): hashed when a hash rule names the path, otherwise with
+    /// the hashing detectors' spans hashed, as ingest stored it. Several spellings when the
+    /// rule holds for some services only and the query names none.
+    pub fn query_values(&self, service: Option<&str>, path: &[String], value: &str) -> Vec<String> {
+        let rules: Vec<&Rule> = self.ingest.rules.iter().filter(|rule| rule.target.names(path)).collect();
+        let Some(rule) = rules.first() else { return vec![self.query_text(value).into_owned()] };
+        let hashed = (rule.spec.action == Action::Hash).then(|| self.pseudonym(value));
+        match (service, hashed) {
+            (_, None) => vec![value.to_owned()],
+            (Some(service), Some(hashed)) => vec![if rule.applies_to(service) { hashed } else { value.to_owned() }],
+            (None, Some(hashed)) if rule.spec.services.is_empty() => vec![hashed],
+            (None, Some(hashed)) => vec![hashed, value.to_owned()],
+        }
+    }
+
+    /// A `metadata.<path>=<value>` parameter of a query on `service`, in its stored form.
+    pub fn metadata_filter(&self, service: &str, filter: MetadataFilter) -> MetadataFilter {
+        let mut spellings = self.query_values(Some(service), &filter.path, &filter.value);
+        MetadataFilter { value: spellings.swap_remove(0), ..filter }
+    }
+
+    /// Free text a query searches the message for, with what the hashing detectors find
+    /// in it hashed as ingest hashed it; other detectors' output is not what was typed.
+    pub fn query_text<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let hashes = self.detectors.iter().any(|(_, action, _)| *action == Action::Hash);
+        let Some(scanner) = self.scanner.as_ref().filter(|_| hashes) else { return Cow::Borrowed(text) };
+        let mut out = String::new();
+        let mut copied = 0;
+        for found in scanner.find_iter(text) {
+            if let Some((_, _, Action::Hash)) = self.detected(found.as_str()) {
+                out.push_str(&text[copied..found.start()]);
+                out.push_str(&self.pseudonym(found.as_str()));
+                copied = found.end();
+            }
+        }
+        if copied == 0 {
+            return Cow::Borrowed(text);
+        }
+        out.push_str(&text[copied..]);
+        Cow::Owned(out)
+    }
+
+    /// `filter` with every value it compares with stored data in its stored form, for
+    /// `service` (every service when `None`).
+    pub fn query_filter(&self, filter: Filter, service: Option<&str>) -> Filter {
+        if !self.is_active() {
+            return filter;
+        }
+        match filter {
+            Filter::And(all) => Filter::And(all.into_iter().map(|f| self.query_filter(f, service)).collect()),
+            Filter::Or(any) => Filter::Or(any.into_iter().map(|f| self.query_filter(f, service)).collect()),
+            Filter::Not(inner) => Filter::Not(Box::new(self.query_filter(*inner, service))),
+            Filter::Text(text) => Filter::Text(self.query_text(&text).into_owned()),
+            Filter::Field(FieldTest { field: Field::Message, test: Test::Equals(text) }) => Filter::Field(FieldTest {
+                field: Field::Message,
+                test: Test::Equals(self.query_text(&text).into_owned()),
+            }),
+            Filter::Field(FieldTest { field: Field::Metadata(path), test: Test::Equals(value) }) => {
+                let mut spellings: Vec<Filter> = self
+                    .query_values(service, &path, &value)
+                    .into_iter()
+                    .map(|value| {
+                        Filter::Field(FieldTest { field: Field::Metadata(path.clone()), test: Test::Equals(value) })
+                    })
+                    .collect();
+                if spellings.len() == 1 { spellings.remove(0) } else { Filter::Or(spellings) }
+            }
+            other => other,
+        }
+    }
+
+    /// The names of the export profiles.
+    pub fn profiles(&self) -> impl Iterator<Item = &str> {
+        self.profiles.keys().map(String::as_str)
+    }
+
+    pub fn export_requires_profile(&self) -> bool {
+        self.export_requires_profile
+    }
+
+    pub fn has_profile(&self, name: &str) -> bool {
+        self.profiles.contains_key(name)
+    }
+
+    /// Applies export profile `name` to a stored event; nothing for an unknown name.
+    pub fn export(&self, name: &str, event: &mut Event) {
+        let Some(profile) = self.profiles.get(name) else { return };
+        let mut counts = Tally(vec![0; profile.rules.len()]);
+        transform_event(
+            profile,
+            &event.service,
+            &mut event.message,
+            event.metadata.as_mut(),
+            &mut |rule, value| self.transform(rule, value),
+            None::<&mut fn(&mut String) -> bool>,
+            &mut counts,
+        );
+    }
+
+    /// The active rules and detectors with their counts, and no secret.
+    pub fn report(&self) -> PrivacyReport {
+        let report = |rule: &Rule| RuleReport {
+            rule: rule.label(),
+            field: rule.spec.field.clone(),
+            action: rule.spec.action,
+            services: rule.spec.services.clone(),
+            transformed: rule.transformed.load(Ordering::Relaxed),
+        };
+        PrivacyReport {
+            rules: self.ingest.rules.iter().map(report).collect(),
+            detectors: self
+                .detectors
+                .iter()
+                .map(|(kind, action, total)| RuleReport {
+                    rule: format!("scan:{}", kind.name()),
+                    field: "message, metadata strings".to_owned(),
+                    action: *action,
+                    services: Vec::new(),
+                    transformed: total.load(Ordering::Relaxed),
+                })
+                .collect(),
+            export_profiles: self.profiles.keys().cloned().collect(),
+            export_requires_profile: self.export_requires_profile,
+            keyed: self.key.is_some(),
+        }
+    }
+}
+
+/// A request's counts: empty until the first event that privacy touches.
+#[derive(Debug, Default)]
+pub struct PrivacyTally(Option<Counts>);
+
+#[derive(Debug)]
+struct Counts {
+    rules: Tally,
+    detectors: Tally,
+}
+
+impl PrivacyTally {
+    fn for_privacy(&mut self, privacy: &Privacy) -> &mut Counts {
+        self.0.get_or_insert_with(|| Counts {
+            rules: Tally(vec![0; privacy.ingest.rules.len()]),
+            detectors: Tally(vec![0; privacy.detectors.len()]),
+        })
+    }
+}
+
+/// Walks one event: a rule that names a value transforms it whole; every other string is
+/// scanned, when `scan` is given.
+fn transform_event(
+    rules: &RuleSet,
+    service: &str,
+    message: &mut String,
+    metadata: Option<&mut Value>,
+    transform: &mut impl FnMut(&Rule, &mut Value) -> bool,
+    mut scan: Option<&mut impl FnMut(&mut String) -> bool>,
+    counts: &mut Tally,
+) {
+    let applicable: Vec<usize> = (0..rules.rules.len()).filter(|&i| rules.rules[i].applies_to(service)).collect();
+    match applicable.iter().find(|&&i| rules.rules[i].target == Target::Message) {
+        Some(&index) => {
+            let mut value = Value::String(std::mem::take(message));
+            if transform(&rules.rules[index], &mut value) {
+                counts.0[index] += 1;
+            }
+            *message = match value {
+                Value::String(text) => text,
+                other => other.to_string(),
+            };
+        }
+        None => {
+            if let Some(scan) = scan.as_mut() {
+                scan(message);
+            }
+        }
+    }
+    let metadata_rules: Vec<usize> =
+        applicable.into_iter().filter(|&i| matches!(rules.rules[i].target, Target::Metadata(_))).collect();
+    if let Some(metadata) = metadata {
+        if metadata_rules.is_empty() && scan.is_none() {
+            return;
+        }
+        walk(rules, &metadata_rules, 0, metadata, transform, &mut scan, counts);
+    }
+}
+
+/// `value` sits at `depth`; `candidates` are the rules whose paths it is on so far.
+fn walk(
+    rules: &RuleSet,
+    candidates: &[usize],
+    depth: usize,
+    value: &mut Value,
+    transform: &mut impl FnMut(&Rule, &mut Value) -> bool,
+    scan: &mut Option<&mut impl FnMut(&mut String) -> bool>,
+    counts: &mut Tally,
+) {
+    let path_of = |i: usize| match &rules.rules[i].target {
+        Target::Metadata(keys) => keys.as_slice(),
+        Target::Message => &[],
+    };
+    if let Some(&index) = candidates.iter().find(|&&i| path_of(i).len() == depth) {
+        if transform(&rules.rules[index], value) {
+            counts.0[index] += 1;
+        }
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            for (name, child) in map.iter_mut() {
+                let next: Vec<usize> = candidates
+                    .iter()
+                    .copied()
+                    .filter(|&i| match &path_of(i)[depth] {
+                        Key::Any => true,
+                        Key::Named(key) => key == name,
+                    })
+                    .collect();
+                walk(rules, &next, depth + 1, child, transform, scan, counts);
+            }
+        }
+        // A rule's path goes through objects only; strings in arrays are still scanned.
+        Value::Array(items) => {
+            items.iter_mut().for_each(|item| walk(rules, &[], depth + 1, item, transform, scan, counts))
+        }
+        Value::String(text) => {
+            if let Some(scan) = scan.as_mut() {
+                scan(text);
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+/// A value made coarser, or redacted when it has no shape to generalise.
+fn generalise(value: &Value, bucket: f64) -> Value {
+    let generalised = match value {
+        Value::Number(number) => number.as_f64().map(|number| number_bucket(number, bucket)),
+        Value::String(text) => generalise_string(text.trim(), bucket),
+        _ => None,
+    };
+    Value::String(generalised.unwrap_or_else(|| REDACTED.to_owned()))
+}
+
+fn generalise_string(text: &str, bucket: f64) -> Option<String> {
+    if let Some((_, domain)) = text.rsplit_once('@') {
+        return (!domain.is_empty()).then(|| format!("*@{}", domain.to_ascii_lowercase()));
+    }
+    if let Ok(address) = text.parse::<Ipv4Addr>() {
+        return Some(ipv4_prefix(address));
+    }
+    if let Ok(address) = text.parse::<Ipv6Addr>() {
+        return Some(ipv6_prefix(address));
+    }
+    if let Ok(number) = text.parse::<f64>()
+        && number.is_finite()
+    {
+        return Some(number_bucket(number, bucket));
+    }
+    if let Ok(instant) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Some(instant.with_timezone(&chrono::Utc).date_naive().to_string());
+    }
+    chrono::NaiveDate::parse_from_str(text.get(..10)?, "%Y-%m-%d").ok().map(|day| day.to_string())
+}
+
+fn generalise_text(kind: Detector, span: &str) -> String {
+    match kind {
+        Detector::Card => format!("[redacted:{}]", kind.name()),
+        _ => generalise_string(span, DEFAULT_BUCKET).unwrap_or_else(|| REDACTED.to_owned()),
+    }
+}
+
+fn ipv4_prefix(address: Ipv4Addr) -> String {
+    let [a, b, c, _] = address.octets();
+    format!("{a}.{b}.{c}.0/24")
+}
+
+fn ipv6_prefix(address: Ipv6Addr) -> String {
+    let segments = address.segments();
+    let network = Ipv6Addr::new(segments[0], segments[1], segments[2], 0, 0, 0, 0, 0);
+    format!("{network}/48")
+}
+
+/// `[lower, upper)` of the bucket holding `number`.
+fn number_bucket(number: f64, width: f64) -> String {
+    let lower = (number / width).floor() * width;
+    format!("{lower}..{}", lower + width)
+}
+
+/// Whether the digits of `span` (spaces and dashes aside) are 13 to 19 long and pass Luhn.
+fn luhn(span: &str) -> bool {
+    let digits: Vec<u32> = span.chars().filter_map(|c| c.to_digit(10)).collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &digit)| if i % 2 == 1 { if digit * 2 > 9 { digit * 2 - 9 } else { digit * 2 } } else { digit })
+        .sum();
+    sum % 10 == 0
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,193 @@
+use super::*;
+use chrono::Utc;
+use serde_json::json;
+
+const KEY: &[u8] = b"a key of thirty-two bytes or more!!";
+
+fn rule(field: &str, action: Action) -> RuleSpec {
+    RuleSpec { field: field.into(), action, services: Vec::new(), bucket: None }
+}
+
+fn privacy(rules: Vec<RuleSpec>, scan: &[Detector]) -> Privacy {
+    Privacy::new(&PrivacySpec { rules, scan_message: scan.to_vec(), ..PrivacySpec::default() }, Some(KEY)).unwrap()
+}
+
+fn draft(service: &str, message: &str, metadata: Value) -> EventDraft {
+    EventDraft {
+        timestamp: Utc::now(),
+        service: service.into(),
+        message: message.into(),
+        metadata: Some(metadata),
+        idempotency_key: None,
+    }
+}
+
+fn applied(privacy: &Privacy, mut event: EventDraft) -> EventDraft {
+    let mut tally = PrivacyTally::default();
+    privacy.apply(&mut event, &mut tally);
+    privacy.record(tally);
+    event
+}
+
+#[test]
+fn hashing_is_keyed_stable_and_joins_numbers_with_their_text() {
+    let rules = privacy(vec![rule("metadata.user_id", Action::Hash)], &[]);
+    let one = applied(&rules, draft("a", "m", json!({"user_id": 12345})));
+    let two = applied(&rules, draft("a", "m", json!({"user_id": "12345"})));
+    let pseudonym = one.metadata.as_ref().unwrap()["user_id"].as_str().unwrap().to_owned();
+    assert!(pseudonym.starts_with(PSEUDONYM_PREFIX) && pseudonym.len() == PSEUDONYM_PREFIX.len() + 22, "{pseudonym}");
+    assert_eq!(two.metadata.unwrap()["user_id"], pseudonym.as_str());
+    let other_key = Privacy::new(
+        &PrivacySpec { rules: vec![rule("metadata.user_id", Action::Hash)], ..PrivacySpec::default() },
+        Some(b"another key of thirty-two bytes or more"),
+    )
+    .unwrap();
+    let three = applied(&other_key, draft("a", "m", json!({"user_id": 12345})));
+    assert_ne!(three.metadata.unwrap()["user_id"], pseudonym.as_str());
+    assert_eq!(rules.report().rules[0].transformed, 2);
+    assert_eq!(rules.query_values(Some("a"), &["user_id".into()], "12345"), vec![pseudonym]);
+}
+
+#[test]
+fn a_hash_rule_without_a_key_refuses_to_start() {
+    let spec = PrivacySpec { rules: vec![rule("metadata.user_id", Action::Hash)], ..PrivacySpec::default() };
+    assert_eq!(Privacy::new(&spec, None).unwrap_err(), PrivacyError::MissingKey);
+    assert_eq!(Privacy::new(&spec, Some(b"short")).unwrap_err(), PrivacyError::MissingKey);
+    let scan = PrivacySpec { scan_message: vec![Detector::Email], ..PrivacySpec::default() };
+    assert_eq!(Privacy::new(&scan, None).unwrap_err(), PrivacyError::MissingKey, "emails are hashed by default");
+    let bad = PrivacySpec { rules: vec![rule("metadata..x", Action::Redact)], ..PrivacySpec::default() };
+    assert!(matches!(Privacy::new(&bad, None), Err(PrivacyError::Field { index: 0, .. })));
+    assert!(matches!(
+        Privacy::new(&PrivacySpec { rules: vec![rule("user_id", Action::Redact)], ..PrivacySpec::default() }, None),
+        Err(PrivacyError::Field { .. })
+    ));
+}
+
+#[test]
+fn wildcards_services_redaction_and_generalisation() {
+    let mut scoped = rule("metadata.user.*", Action::Redact);
+    scoped.services = vec!["billing".into()];
+    let mut age = rule("metadata.age", Action::Generalise);
+    age.bucket = Some(5.0);
+    let rules = privacy(
+        vec![
+            scoped,
+            age,
+            rule("metadata.ip", Action::Generalise),
+            rule("metadata.ip6", Action::Generalise),
+            rule("metadata.email", Action::Generalise),
+            rule("metadata.seen", Action::Generalise),
+            rule("metadata.shape", Action::Generalise),
+        ],
+        &[],
+    );
+    let metadata = json!({
+        "user": {"name": "Ada", "id": 7},
+        "age": 37,
+        "ip": "203.0.113.77",
+        "ip6": "2001:db8:abcd:12::1",
+        "email": "Ada@Example.COM",
+        "seen": "2026-12-08T10:11:12+02:00",
+        "shape": "no shape",
+        "other": "kept",
+    });
+    let billing = applied(&rules, draft("billing", "m", metadata.clone())).metadata.unwrap();
+    assert_eq!(billing["user"], json!({"name": REDACTED, "id": REDACTED}));
+    assert_eq!(billing["age"], "35..40");
+    assert_eq!(billing["ip"], "203.0.113.0/24");
+    assert_eq!(billing["ip6"], "2001:db8:abcd::/48");
+    assert_eq!(billing["email"], "*@example.com");
+    assert_eq!(billing["seen"], "2026-12-08");
+    assert_eq!(billing["shape"], REDACTED, "a value that cannot be generalised is not kept");
+    assert_eq!(billing["other"], "kept");
+    let shipping = applied(&rules, draft("shipping", "m", metadata)).metadata.unwrap();
+    assert_eq!(shipping["user"], json!({"name": "Ada", "id": 7}), "the rule names billing only");
+}
+
+#[test]
+fn detectors_transform_just_their_spans_in_message_and_metadata_strings() {
+    let rules = privacy(vec![rule("metadata.email", Action::Redact)], &[Detector::Email, Detector::Ip, Detector::Card]);
+    let event = applied(
+        &rules,
+        draft(
+            "a",
+            "ada@example.com paid with 4111 1111 1111 1111 from 198.51.100.9 and 2001:db8::1 at 12:30:45, order 1234567890123",
+            json!({"note": ["call ada@example.com"], "email": "ada@example.com", "n": 4111111111111111_u64}),
+        ),
+    );
+    let pseudonym = rules.pseudonym("ada@example.com");
+    assert_eq!(
+        event.message,
+        format!(
+            "{pseudonym} paid with [redacted:card] from 198.51.100.0/24 and 2001:db8::/48 at 12:30:45, order 1234567890123"
+        ),
+        "a Luhn-invalid digit run and a time are left alone"
+    );
+    let metadata = event.metadata.unwrap();
+    assert_eq!(metadata["note"][0], format!("call {pseudonym}"));
+    assert_eq!(metadata["email"], REDACTED, "a rule wins over the detectors");
+    assert_eq!(metadata["n"], 4111111111111111_u64, "numbers are not scanned");
+    let report = rules.report();
+    let counts: Vec<(String, u64)> = report.detectors.iter().map(|d| (d.rule.clone(), d.transformed)).collect();
+    assert_eq!(counts, [("scan:email".into(), 2), ("scan:ip".into(), 2), ("scan:card".into(), 1)]);
+    assert_eq!(rules.query_text("who is ada@example.com?"), format!("who is {pseudonym}?"));
+}
+
+#[test]
+fn card_numbers_are_luhn_checked() {
+    for valid in ["4111111111111111", "5500-0000-0000-0004", "378282246310005", "6011 1111 1111 1117"] {
+        assert!(luhn(valid), "{valid}");
+    }
+    for invalid in ["4111111111111112", "1234567890123", "123456789012"] {
+        assert!(!luhn(invalid), "{invalid}");
+    }
+}
+
+#[test]
+fn queries_name_the_stored_form() {
+    let mut scoped = rule("metadata.user_id", Action::Hash);
+    scoped.services = vec!["billing".into()];
+    let rules = privacy(vec![scoped], &[Detector::Email]);
+    let pseudonym = rules.pseudonym("42");
+    let path = ["user_id".to_owned()];
+    assert_eq!(rules.query_values(Some("billing"), &path, "42"), [pseudonym.clone()]);
+    assert_eq!(rules.query_values(Some("shipping"), &path, "42"), ["42"]);
+    assert_eq!(rules.query_values(None, &path, "42"), [pseudonym.clone(), "42".into()]);
+    let filter = Filter::parse("metadata.user_id:42 ada@example.com").unwrap().unwrap();
+    let stored = rules.query_filter(filter, None);
+    assert_eq!(
+        stored.to_string(),
+        format!(
+            "(metadata.user_id:\"{pseudonym}\" OR metadata.user_id:\"42\") AND \"{}\"",
+            rules.pseudonym("ada@example.com")
+        )
+    );
+}
+
+#[test]
+fn export_profiles_apply_on_top_of_what_is_stored() {
+    let spec = PrivacySpec {
+        export_profiles: [(
+            "partner".to_owned(),
+            ExportProfileSpec {
+                rules: vec![rule("metadata.user_id", Action::Redact), rule("metadata.email", Action::Generalise)],
+            },
+        )]
+        .into(),
+        ..PrivacySpec::default()
+    };
+    let privacy = Privacy::new(&spec, None).unwrap();
+    assert!(!privacy.is_active(), "profiles change nothing at ingest");
+    let mut event = draft("a", "m", json!({"user_id": 1, "email": "x@corp.io", "k": "v"}))
+        .enrich(crate::EventId::generate(), Utc::now());
+    privacy.export("partner", &mut event);
+    assert_eq!(event.metadata.unwrap(), json!({"user_id": REDACTED, "email": "*@corp.io", "k": "v"}));
+}
+
+#[test]
+fn the_debug_form_holds_no_key() {
+    let rules = privacy(vec![rule("metadata.user_id", Action::Hash)], &[]);
+    let debug = format!("{rules:?}");
+    assert!(!debug.contains("thirty-two"), "{debug}");
+    assert!(debug.contains("metadata.user_id:hash"));
+}
