@@ -11,6 +11,7 @@ mod edge;
 mod filters;
 mod nats;
 mod observability;
+mod privacy;
 mod queue;
 mod replica;
 mod shippers;

@@ -21,13 +21,13 @@ fn event_at(service: &str, timestamp: chrono::DateTime<Utc>) -> Value {
 }
 
 /// An OTLP/HTTP trace collector on a random port, keeping every span it receives.
-struct Collector {
-    url: String,
+pub(crate) struct Collector {
+    pub(crate) url: String,
     spans: Arc<Mutex<Vec<Span>>>,
 }
 
 impl Collector {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let spans: Arc<Mutex<Vec<Span>>> = Arc::default();
         let received = web::Data::new(spans.clone());
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
@@ -56,7 +56,7 @@ impl Collector {
         Self { url, spans }
     }
 
-    fn spans(&self) -> Vec<Span> {
+    pub(crate) fn spans(&self) -> Vec<Span> {
         self.spans.lock().unwrap().clone()
     }
 }

@@ -343,8 +343,8 @@ pub struct Service {
     child: std::process::Child,
     pub address: String,
     pub client: reqwest::Client,
-    /// Every log line at ERROR the process has written so far.
-    errors: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    /// Every line the process has written to stderr so far.
+    lines: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Service {
@@ -369,8 +369,8 @@ impl Service {
         let mut child = command.spawn().expect("start aurore");
         let stderr = child.stderr.take().expect("stderr");
         let (port_tx, port_rx) = std::sync::mpsc::channel();
-        let errors = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let error_lines = errors.clone();
+        let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let written = lines.clone();
         // Keeps reading so the child never blocks on a full pipe; echoes with TEST_LOG.
         std::thread::spawn(move || {
             let echo = std::env::var_os("TEST_LOG").is_some();
@@ -378,16 +378,14 @@ impl Service {
                 if echo {
                     eprintln!("[aurore] {line}");
                 }
-                if line.contains(" ERROR ") {
-                    error_lines.lock().expect("error lines").push(line.clone());
-                }
                 if let Some(port) = line.split("listening on http://127.0.0.1:").nth(1) {
                     let _ = port_tx.send(port.trim().parse::<u16>().expect("port"));
                 }
+                written.lock().expect("log lines").push(line);
             }
         });
         let port = port_rx.recv_timeout(Duration::from_secs(30)).expect("aurore reported its port");
-        Self { child, address: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), errors }
+        Self { child, address: format!("http://127.0.0.1:{port}"), client: reqwest::Client::new(), lines }
     }
 
     /// The most memory the process has held so far (`VmHWM`), in KiB.
@@ -402,7 +400,12 @@ impl Service {
 
     /// The ERROR lines logged so far.
     pub fn errors_logged(&self) -> Vec<String> {
-        self.errors.lock().expect("error lines").clone()
+        self.logged().into_iter().filter(|line| line.contains(" ERROR ")).collect()
+    }
+
+    /// Every line logged so far.
+    pub fn logged(&self) -> Vec<String> {
+        self.lines.lock().expect("log lines").clone()
     }
 
     /// Until the service takes traffic and its schema is in place.
