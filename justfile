@@ -87,6 +87,10 @@ bench-queue SECONDS="20":
 bench-protocols SECONDS="3" N="1000" ROUNDS="3":
     scripts/bench-protocols.sh {{SECONDS}} {{N}} {{ROUNDS}}
 
+# Accepted events/s with a realistic privacy rule set ÷ without rules, arrays of N, one run.
+bench-privacy SECONDS="3" N="1000" ROUNDS="3":
+    scripts/bench-privacy.sh {{SECONDS}} {{N}} {{ROUNDS}}
+
 # Drive a running Aurore: e.g. `just loadgen run --mode array --batch 1000 --verify`.
 loadgen *ARGS:
     cargo run --release --bin aurore-loadgen -- {{ARGS}}

@@ -204,6 +204,19 @@ async fn every_operation_answers_as_the_spec_describes() {
     contract.check(Method::DELETE, "/dlq/{id}", app.call(Method::DELETE, &format!("/dlq/{id}")).await).await;
     let retention = app.call(Method::POST, "/admin/retention/run").await;
     contract.check(Method::POST, "/admin/retention/run", retention).await;
+    contract.check(Method::GET, "/privacy", app.get("/privacy").await).await;
+    let erase = |query: &str| app.client.post(format!("{}/admin/erase{query}", app.address));
+    let erased =
+        contract.check(Method::POST, "/admin/erase", erase("?metadata.user_id=nobody").send().await.unwrap()).await;
+    assert_eq!(erased["events"], 0, "{erased}");
+    let by_body = erase("").json(&json!({"service": "contract", "q": "nobody"})).send().await.unwrap();
+    contract.check(Method::POST, "/admin/erase", by_body).await;
+    let unfiltered =
+        contract.check(Method::POST, "/admin/erase", erase("?service=contract").send().await.unwrap()).await;
+    assert_eq!(unfiltered["statusCode"], 400, "{unfiltered}");
+    let trail = contract.check(Method::GET, "/admin/erasures", app.get("/admin/erasures?limit=10").await).await;
+    assert_eq!(trail["erasures"].as_array().map(Vec::len), Some(2), "{trail}");
+    contract.check(Method::GET, "/admin/erasures", app.get("/admin/erasures?limit=0").await).await;
 
     for path in [
         "/health",

@@ -46,7 +46,7 @@ struct Row {
 }
 
 fn row(run_id: &str, args: &BaselineArgs) -> Row {
-    let mut event = events::event(run_id, args.services, args.metadata_bytes);
+    let mut event = events::event(run_id, args.services, args.metadata_bytes, false);
     Row {
         id: uuid::Uuid::now_v7(),
         timestamp: chrono::Utc::now()

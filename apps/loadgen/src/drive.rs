@@ -63,7 +63,7 @@ fn histogram() -> Histogram<u64> {
 type Body = (Vec<u8>, &'static str);
 
 fn body(args: &RunArgs, run_id: &str) -> Body {
-    let event = || events::event(run_id, args.services, args.metadata_bytes);
+    let event = || events::event(run_id, args.services, args.metadata_bytes, args.personal_data);
     match args.mode {
         Mode::Single => (event().to_string().into_bytes(), "application/json"),
         Mode::Array => (

@@ -20,8 +20,10 @@ pub fn service(run_id: &str, index: usize) -> String {
     format!("lg-{run_id}-{index}")
 }
 
-pub fn event(run_id: &str, services: usize, metadata_bytes: usize) -> Value {
-    let message = format!(
+/// With `personal`, metadata also holds an email and a document number, and the message
+/// names an email and an IP address: what privacy rules and detectors work on.
+pub fn event(run_id: &str, services: usize, metadata_bytes: usize, personal: bool) -> Value {
+    let mut message = format!(
         "{} {} for request {:08x} in region eu-west-{}",
         OBJECTS[fastrand::usize(..OBJECTS.len())],
         VERBS[fastrand::usize(..VERBS.len())],
@@ -29,16 +31,25 @@ pub fn event(run_id: &str, services: usize, metadata_bytes: usize) -> Value {
         fastrand::u8(1..4)
     );
     let padding = metadata_bytes.saturating_sub(60);
-    json!({
+    let user = fastrand::u32(..1_000_000);
+    if personal {
+        message.push_str(&format!(" by user{user:06}@example.com from 192.0.2.{}", fastrand::u8(1..255)));
+    }
+    let mut event = json!({
         "timestamp": Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         "service": service(run_id, fastrand::usize(..services.max(1))),
         "message": message,
         "metadata": {
-            "user_id": format!("usr_{:06}", fastrand::u32(..1_000_000)),
+            "user_id": format!("usr_{user:06}"),
             "ip_address": format!("10.{}.{}.{}", fastrand::u8(..), fastrand::u8(..), fastrand::u8(1..255)),
             "detail": "x".repeat(padding),
         },
-    })
+    });
+    if personal {
+        event["metadata"]["email"] = format!("user{user:06}@example.com").into();
+        event["metadata"]["document"] = format!("D{:09}", fastrand::u32(..1_000_000_000)).into();
+    }
+    event
 }
 
 /// The events as one OTLP logs export in protobuf: a resource per service, each record's

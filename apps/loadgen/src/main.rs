@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// Approximate size of each event's metadata, in bytes.
     #[arg(long, default_value_t = 64)]
     metadata_bytes: usize,
+    /// Events carry an email and a document number in metadata and an email and an IP
+    /// address in the message, for measuring privacy rules.
+    #[arg(long)]
+    personal_data: bool,
     /// Check afterwards, through the query API, that each acknowledged event is stored once.
     #[arg(long)]
     verify: bool,

@@ -149,6 +149,12 @@ fn secret_after_colon(token: &str) -> Option<Cow<'static, str>> {
     Some(Cow::Owned(secret.to_owned()))
 }
 
+/// Who presented a request, for audit records: the first 16 hex digits of the SHA-256 of
+/// the key it presents, or `anonymous`.
+pub(crate) fn key_digest(headers: &HeaderMap) -> String {
+    presented_key(headers).map_or_else(|| "anonymous".to_owned(), |key| hex::encode(&digest(&key)[..8]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,10 +235,4 @@ mod tests {
         let keys = ApiKeys::new(KeyDigests::of(["hunter2"]), KeyDigests::default());
         assert!(!format!("{keys:?}").contains("hunter2"));
     }
-}
-
-/// Who presented a request, for audit records: the first 16 hex digits of the SHA-256 of
-/// the key it presents, or `anonymous`.
-pub(crate) fn key_digest(headers: &HeaderMap) -> String {
-    presented_key(headers).map_or_else(|| "anonymous".to_owned(), |key| hex::encode(&digest(&key)[..8]))
 }

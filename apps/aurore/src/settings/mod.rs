@@ -251,6 +251,50 @@ mod tests {
     }
 
     #[test]
+    fn privacy_rules_come_from_the_environment_and_the_key_never_prints() {
+        let key = "a-pseudonym-key-of-at-least-32-bytes";
+        let settings = Settings::load(
+            None,
+            &env(&[
+                ("AURORE__PRIVACY__HMAC_KEY", key),
+                ("AURORE__PRIVACY__RULES", r#"[{"field": "metadata.user_id", "action": "hash"}]"#),
+                ("AURORE__PRIVACY__SCAN_MESSAGE", "email, card"),
+                ("AURORE__PRIVACY__EXPORT_REQUIRES_PROFILE", "true"),
+            ]),
+        )
+        .unwrap();
+        let privacy = settings.privacy.compile().unwrap();
+        let report = privacy.report();
+        assert_eq!(report.rules[0].rule, "metadata.user_id:hash");
+        assert_eq!(report.detectors.len(), 2);
+        assert!(report.keyed && privacy.export_requires_profile());
+        let printed = format!("{}\n{settings:?}", settings.to_toml());
+        assert!(!printed.contains(key), "{printed}");
+        assert!(printed.contains("<redacted>"), "{printed}");
+
+        let error = Settings::load(None, &env(&[("AURORE__PRIVACY__SCAN_MESSAGE", "email,phone")])).unwrap_err();
+        assert!(error.to_string().contains("phone"), "{error}");
+        let unkeyed = Settings::load(None, &env(&[("AURORE__PRIVACY__SCAN_MESSAGE", "email")])).unwrap();
+        let error = unkeyed.privacy.compile().unwrap_err().to_string();
+        assert!(error.contains("privacy.hmac_key"), "{error}");
+        let dir = std::env::temp_dir().join(format!("aurore-privacy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("key");
+        std::fs::write(&file, format!("{key}\n")).unwrap();
+        let from_file = Settings::load(
+            None,
+            &env(&[
+                ("AURORE__PRIVACY__HMAC_KEY_FILE", file.to_str().unwrap()),
+                ("AURORE__PRIVACY__SCAN_MESSAGE", "email"),
+            ]),
+        )
+        .unwrap();
+        let hashed = |settings: &Settings| settings.privacy.compile().unwrap().query_text("a@b.io").into_owned();
+        assert_eq!(hashed(&from_file), hashed(&settings), "the file's trailing newline is not part of the key");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn secrets_never_print() {
         let settings =
             Settings::load(None, &env(&[("DATABASE_URL", "postgres://app:hunter2@db:5432/aurore")])).unwrap();

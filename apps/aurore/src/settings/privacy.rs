@@ -36,8 +36,8 @@ pub struct PrivacyConfig {
     pub export_profiles: BTreeMap<String, ExportProfileSpec>,
     pub export_requires_profile: bool,
     /// The HMAC-SHA-256 key (at least 32 bytes); shown as `<redacted>`.
-    #[serde(serialize_with = "redacted", skip_serializing_if = "Option::is_none")]
-    pub hmac_key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hmac_key: Option<HmacKey>,
     /// A file holding the key (a trailing newline is ignored), for secrets mounted as files.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hmac_key_file: Option<PathBuf>,
@@ -47,7 +47,7 @@ impl PrivacyConfig {
     /// The compiled rules, their key read from the environment's value or the file.
     pub fn compile(&self) -> Result<Privacy, PrivacyConfigError> {
         let key = match (&self.hmac_key, &self.hmac_key_file) {
-            (Some(key), _) => Some(key.clone().into_bytes()),
+            (Some(HmacKey(key)), _) => Some(key.clone().into_bytes()),
             (None, Some(path)) => {
                 let mut key =
                     std::fs::read(path).map_err(|source| PrivacyConfigError::KeyFile { path: path.clone(), source })?;
@@ -69,8 +69,21 @@ impl PrivacyConfig {
     }
 }
 
-fn redacted<S: Serializer>(_: &Option<String>, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str("<redacted>")
+/// The pseudonym key: read as text, never printed nor serialised.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct HmacKey(String);
+
+impl std::fmt::Debug for HmacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for HmacKey {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
+    }
 }
 
 /// A TOML array of tables, or (from the environment) a string holding a JSON array.

@@ -747,7 +747,7 @@ fn luhn(span: &str) -> bool {
         .enumerate()
         .map(|(i, &digit)| if i % 2 == 1 { if digit * 2 > 9 { digit * 2 - 9 } else { digit * 2 } } else { digit })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 #[cfg(test)]
