@@ -91,6 +91,10 @@ bench-protocols SECONDS="3" N="1000" ROUNDS="3":
 bench-privacy SECONDS="3" N="1000" ROUNDS="3":
     scripts/bench-privacy.sh {{SECONDS}} {{N}} {{ROUNDS}}
 
+# What erasing one person costs over ROWS events in DAYS daily partitions.
+bench-erase ROWS="10000000" DAYS="30":
+    scripts/bench-erase.sh {{ROWS}} {{DAYS}}
+
 # Drive a running Aurore: e.g. `just loadgen run --mode array --batch 1000 --verify`.
 loadgen *ARGS:
     cargo run --release --bin aurore-loadgen -- {{ARGS}}

@@ -3,8 +3,9 @@
 # realistic privacy rule set (3 hashed fields, 1 generalised, message scanning for emails,
 # IP addresses and card numbers) against the same service without rules, in one run: two
 # services, one of each, rounds alternating between them so drift on a noisy machine falls
-# on both, each round starting once its service's writers stored everything before it.
-# Prints each round and the ratio of the totals (rules ÷ none).
+# on both, each round starting once both services' writers stored everything before it.
+# Prints each round and the ratios of the totals (rules ÷ none): of accepted events/s, and
+# of stored events/s (from the round's start until its writers stored everything).
 # Usage: scripts/bench-privacy.sh [SECONDS_PER_ROUND=3] [N=1000] [ROUNDS=3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,13 +62,21 @@ drained() {
         rows=$(scripts/stored-events.sh "$url")
     done
 }
-declare -A total=([none]=0 [rules]=0)
+declare -A total=([none]=0 [rules]=0) durable=([none]=0 [rules]=0)
 for round in $(seq "$rounds"); do
     for kind in none rules; do
-        drained "$kind"
+        # Both: the other service's writers must not be storing its backlog meanwhile.
+        drained none
+        drained rules
+        before=$(scripts/stored-events.sh "$server/aurore_bench_${kind}_$$")
+        started=$(date +%s.%N)
         read -r events_per_second statuses < <(rate "$kind")
-        printf 'round %s  %-5s %12.0f events/s  %s\n' "$round" "$kind" "$events_per_second" "$statuses"
+        drained "$kind"
+        stored=$(python3 -c "print(($(scripts/stored-events.sh "$server/aurore_bench_${kind}_$$") - $before) / ($(date +%s.%N) - $started))")
+        printf 'round %s  %-5s %9.0f accepted events/s %9.0f stored events/s  %s\n' \
+            "$round" "$kind" "$events_per_second" "$stored" "$statuses"
         total[$kind]=$(python3 -c "print(${total[$kind]} + $events_per_second)")
+        durable[$kind]=$(python3 -c "print(${durable[$kind]} + $stored)")
     done
 done
-python3 -c "print(f'privacy rules / no rules, arrays of $batch: {${total[rules]} / ${total[none]}:.2f}')"
+python3 -c "print(f'privacy rules / no rules, arrays of $batch: accepted {${total[rules]} / ${total[none]}:.2f}, stored {${durable[rules]} / ${durable[none]}:.2f}')"

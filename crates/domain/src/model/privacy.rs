@@ -48,6 +48,8 @@ impl Action {
     }
 }
 
+/// Most rules in one set (ingest's, or one export profile's).
+pub const MAX_RULES: usize = 64;
 /// What a redacted value becomes.
 pub const REDACTED: &str = "[redacted]";
 /// The prefix of a pseudonym.
@@ -125,6 +127,8 @@ pub enum PrivacyError {
     Field { index: usize, field: String },
     #[error("privacy rule {index}: bucket must be a positive number")]
     Bucket { index: usize },
+    #[error("at most {MAX_RULES} privacy rules in one set, not {count}")]
+    TooManyRules { count: usize },
     #[error("privacy rules hash values, so privacy.hmac_key (or privacy.hmac_key_file) must hold at least 32 bytes")]
     MissingKey,
     #[error("export profile {profile:?}: {source}")]
@@ -224,6 +228,10 @@ pub struct PrivacyReport {
 #[derive(Debug)]
 struct RuleSet {
     rules: Vec<Rule>,
+    /// Rules for every service, rules for some, and rules on `message`.
+    unscoped: Rules,
+    scoped: Rules,
+    on_message: Rules,
 }
 
 impl RuleSet {
@@ -239,8 +247,17 @@ impl RuleSet {
                 }
                 Ok(Rule { spec: spec.clone(), target, transformed: AtomicU64::new(0) })
             })
-            .collect::<Result<_, _>>()?;
-        Ok(Self { rules })
+            .collect::<Result<Vec<_>, _>>()?;
+        if rules.len() > MAX_RULES {
+            return Err(PrivacyError::TooManyRules { count: rules.len() });
+        }
+        let set = |keep: &dyn Fn(&Rule) -> bool| {
+            rules.iter().enumerate().filter(|(_, rule)| keep(rule)).fold(0, |set, (index, _)| set | 1 << index)
+        };
+        let (unscoped, scoped) =
+            (set(&|rule| rule.spec.services.is_empty()), set(&|rule| !rule.spec.services.is_empty()));
+        let on_message = set(&|rule| rule.target == Target::Message);
+        Ok(Self { rules, unscoped, scoped, on_message })
     }
 
     fn hashes(&self) -> bool {
@@ -256,7 +273,7 @@ struct Tally(Vec<u64>);
 pub struct Privacy {
     ingest: RuleSet,
     detectors: Vec<(Detector, Action, AtomicU64)>,
-    scanner: Option<Regex>,
+    scanner: Option<Scanner>,
     profiles: BTreeMap<String, RuleSet>,
     export_requires_profile: bool,
     key: Option<Hmac<Sha256>>,
@@ -275,10 +292,155 @@ impl Default for Privacy {
     }
 }
 
-/// Email, IPv4, a run of hex and colons that may be IPv6, a run of digits that may be a
-/// card. Candidates are checked after matching (IPv6 by the standard parser, cards by Luhn),
-/// so the expression stays simple enough for the regex engine's DFA.
-const SCANNER: &str = r"(?-u:\b)[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+(?-u:\b)|(?-u:\b)(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?-u:\b)|(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}|(?-u:\b)[0-9](?:[ \-]?[0-9]){12,18}(?-u:\b)";
+/// One detector's pattern, and what a text must hold for the pattern to match in it: the
+/// check skips the regex for most strings (metadata values, messages without an address).
+#[derive(Debug)]
+struct Pattern {
+    kind: Detector,
+    regex: Regex,
+    may_match: fn(&[u8]) -> bool,
+}
+
+/// The detectors' patterns. Candidates are verified after matching (IPv4 and IPv6 by the
+/// standard parsers, cards by Luhn), so each expression stays simple for the regex
+/// engine's DFA.
+#[derive(Debug)]
+struct Scanner {
+    patterns: Vec<Pattern>,
+}
+
+/// Where a detector found something in a text.
+struct Finding {
+    start: usize,
+    end: usize,
+    kind: Detector,
+}
+
+impl Scanner {
+    fn new(kinds: &[Detector]) -> Self {
+        let pattern = |kind, expression: &str, may_match| Pattern {
+            kind,
+            regex: Regex::new(expression).unwrap_or_else(|error| unreachable!("the patterns are fixed: {error}")),
+            may_match,
+        };
+        let mut patterns = Vec::new();
+        for kind in kinds {
+            match kind {
+                Detector::Email => patterns.push(pattern(
+                    Detector::Email,
+                    r"[A-Za-z0-9._%+\-]+@[A-Za-z0-9\-]+(?:\.[A-Za-z0-9\-]+)+",
+                    |bytes| memchr::memchr(b'@', bytes).is_some(),
+                )),
+                Detector::Ip => {
+                    patterns.push(pattern(Detector::Ip, r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}", |bytes| {
+                        memchr::memchr(b'.', bytes).is_some()
+                    }));
+                    patterns.push(pattern(Detector::Ip, r"(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}", |bytes| {
+                        memchr::memchr_iter(b':', bytes).nth(1).is_some()
+                    }));
+                }
+                Detector::Card => {
+                    patterns.push(pattern(Detector::Card, r"[0-9](?:[ \-]?[0-9]){12,18}", has_13_digits_in_a_row))
+                }
+            }
+        }
+        Self { patterns }
+    }
+
+    /// What the detectors find in `text`, in order and not overlapping (the earlier, then
+    /// the longer, wins). Empty, without allocating, for most texts.
+    fn findings(&self, text: &str) -> Vec<Finding> {
+        let mut found = Vec::new();
+        for pattern in &self.patterns {
+            if !(pattern.may_match)(text.as_bytes()) {
+                continue;
+            }
+            found.extend(
+                pattern
+                    .regex
+                    .find_iter(text)
+                    .filter(|candidate| verified(pattern.kind, text, candidate.start(), candidate.end()))
+                    .map(|candidate| Finding { start: candidate.start(), end: candidate.end(), kind: pattern.kind }),
+            );
+        }
+        if self.patterns.len() > 1 {
+            found.sort_by_key(|finding| (finding.start, std::cmp::Reverse(finding.end)));
+            let mut reached = 0;
+            found.retain(|finding| {
+                let keep = finding.start >= reached;
+                if keep {
+                    reached = finding.end;
+                }
+                keep
+            });
+        }
+        found
+    }
+}
+
+/// Whether the candidate at `start..end` of `text` really is what its pattern looks for.
+/// Addresses and cards stand alone: inside a word or a longer number (`v1.2.3.4`, a
+/// 25-digit reference) they are not one. The patterns leave that test to here, because
+/// word boundaries take the regex engine off its fastest path.
+fn verified(kind: Detector, text: &str, start: usize, end: usize) -> bool {
+    let span = &text[start..end];
+    let word = |at: Option<usize>| {
+        at.and_then(|at| text.as_bytes().get(at)).is_some_and(|byte| byte.is_ascii_alphanumeric() || *byte == b'_')
+    };
+    let digit = |at: Option<usize>| at.and_then(|at| text.as_bytes().get(at)).is_some_and(u8::is_ascii_digit);
+    let dot = |at: usize| text.as_bytes().get(at) == Some(&b'.');
+    // A dot that goes on with a digit continues a longer dotted number (`1.2.3.4.5`).
+    let continued = start.checked_sub(1).is_some_and(|before| dot(before) && digit(before.checked_sub(1)))
+        || (dot(end) && digit(Some(end + 1)));
+    let alone = || !word(start.checked_sub(1)) && !word(Some(end)) && !continued;
+    match kind {
+        Detector::Email => true,
+        Detector::Ip if span.contains(':') => span.parse::<Ipv6Addr>().is_ok(),
+        Detector::Ip => alone() && span.parse::<Ipv4Addr>().is_ok(),
+        Detector::Card => alone() && luhn(span),
+    }
+}
+
+/// Whether `bytes` hold 13 digits with at most one space or dash between neighbours, as
+/// every card number the pattern matches does; most texts with digits do not.
+fn has_13_digits_in_a_row(bytes: &[u8]) -> bool {
+    let (mut digits, mut separated) = (0, false);
+    for byte in bytes {
+        match byte {
+            b'0'..=b'9' => {
+                digits += 1;
+                separated = false;
+                if digits >= 13 {
+                    return true;
+                }
+            }
+            b' ' | b'-' if digits > 0 && !separated => separated = true,
+            _ => (digits, separated) = (0, false),
+        }
+    }
+    false
+}
+
+/// `text` with each finding replaced by what `replace` makes of it (`None`: kept).
+fn rewrite(
+    text: &str,
+    findings: &[Finding],
+    mut replace: impl FnMut(&Finding, &str) -> Option<String>,
+) -> Option<String> {
+    let mut out: Option<String> = None;
+    let mut copied = 0;
+    for finding in findings {
+        let Some(replacement) = replace(finding, &text[finding.start..finding.end]) else { continue };
+        let out = out.get_or_insert_with(|| String::with_capacity(text.len() + 32));
+        out.push_str(&text[copied..finding.start]);
+        out.push_str(&replacement);
+        copied = finding.end;
+    }
+    out.map(|mut out| {
+        out.push_str(&text[copied..]);
+        out
+    })
+}
 
 impl Privacy {
     /// Compiles the rules. `key` is the HMAC key's bytes; any hashing rule, detector or
@@ -313,9 +475,8 @@ impl Privacy {
             _ if needs_key => return Err(PrivacyError::MissingKey),
             _ => None,
         };
-        let scanner = (!detectors.is_empty()).then(|| {
-            Regex::new(SCANNER).unwrap_or_else(|error| unreachable!("the scanner's pattern is fixed: {error}"))
-        });
+        let enabled: Vec<Detector> = detectors.iter().map(|(kind, _, _)| *kind).collect();
+        let scanner = (!enabled.is_empty()).then(|| Scanner::new(&enabled));
         Ok(Self { ingest, detectors, scanner, profiles, export_requires_profile: spec.export_requires_profile, key })
     }
 
@@ -399,51 +560,22 @@ impl Privacy {
     /// Transforms what the detectors find in `text`; returns whether anything changed.
     fn scan(&self, text: &mut String, counts: &mut Tally) -> bool {
         let Some(scanner) = &self.scanner else { return false };
-        let mut out: Option<String> = None;
-        let mut copied = 0;
-        for found in scanner.find_iter(text) {
-            let span = found.as_str();
-            let Some((slot, kind, action)) = self.detected(span) else { continue };
-            let replacement = match action {
-                Action::Hash => self.pseudonym(span),
-                Action::Redact => format!("[redacted:{}]", kind.name()),
-                Action::Generalise => generalise_text(kind, span),
-            };
-            let out = out.get_or_insert_with(|| String::with_capacity(text.len() + 32));
-            out.push_str(&text[copied..found.start()]);
-            out.push_str(&replacement);
-            copied = found.end();
+        let findings = scanner.findings(text);
+        let rewritten = rewrite(text, &findings, |finding, span| {
+            let slot = self.slot(finding.kind);
             counts.0[slot] += 1;
-        }
-        match out {
-            Some(mut out) => {
-                out.push_str(&text[copied..]);
-                *text = out;
-                true
-            }
-            None => false,
-        }
+            Some(match self.detectors[slot].1 {
+                Action::Hash => self.pseudonym(span),
+                Action::Redact => format!("[redacted:{}]", finding.kind.name()),
+                Action::Generalise => generalise_text(finding.kind, span),
+            })
+        });
+        rewritten.map(|rewritten| *text = rewritten).is_some()
     }
 
-    /// Which enabled detector a candidate span is, checked beyond the pattern.
-    fn detected(&self, span: &str) -> Option<(usize, Detector, Action)> {
-        let kind = if span.contains('@') {
-            Detector::Email
-        } else if span.contains(':') {
-            span.parse::<Ipv6Addr>().ok()?;
-            Detector::Ip
-        } else if span.contains('.') {
-            span.parse::<Ipv4Addr>().ok()?;
-            Detector::Ip
-        } else if luhn(span) {
-            Detector::Card
-        } else {
-            return None;
-        };
-        self.detectors
-            .iter()
-            .position(|(enabled, _, _)| *enabled == kind)
-            .map(|slot| (slot, kind, self.detectors[slot].1))
+    /// The index of an enabled detector (the scanner has patterns for enabled ones only).
+    fn slot(&self, kind: Detector) -> usize {
+        self.detectors.iter().position(|(enabled, _, _)| *enabled == kind).unwrap_or_default()
     }
 
     /// The stored form of a value a query compares with `metadata.<path>` for `service`
@@ -471,22 +603,12 @@ impl Privacy {
     /// Free text a query searches the message for, with what the hashing detectors find
     /// in it hashed as ingest hashed it; other detectors' output is not what was typed.
     pub fn query_text<'a>(&self, text: &'a str) -> Cow<'a, str> {
-        let hashes = self.detectors.iter().any(|(_, action, _)| *action == Action::Hash);
-        let Some(scanner) = self.scanner.as_ref().filter(|_| hashes) else { return Cow::Borrowed(text) };
-        let mut out = String::new();
-        let mut copied = 0;
-        for found in scanner.find_iter(text) {
-            if let Some((_, _, Action::Hash)) = self.detected(found.as_str()) {
-                out.push_str(&text[copied..found.start()]);
-                out.push_str(&self.pseudonym(found.as_str()));
-                copied = found.end();
-            }
-        }
-        if copied == 0 {
-            return Cow::Borrowed(text);
-        }
-        out.push_str(&text[copied..]);
-        Cow::Owned(out)
+        let Some(scanner) = &self.scanner else { return Cow::Borrowed(text) };
+        let findings = scanner.findings(text);
+        let hashed = rewrite(text, &findings, |finding, span| {
+            (self.detectors[self.slot(finding.kind)].1 == Action::Hash).then(|| self.pseudonym(span))
+        });
+        hashed.map_or(Cow::Borrowed(text), Cow::Owned)
     }
 
     /// `filter` with every value it compares with stored data in its stored form, for
@@ -594,6 +716,20 @@ impl PrivacyTally {
     }
 }
 
+/// The indices of a set's rules, one bit each: walking an event allocates nothing.
+type Rules = u64;
+
+/// Each index in `rules`, lowest first.
+fn each(mut rules: Rules) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        (rules != 0).then(|| {
+            let index = rules.trailing_zeros() as usize;
+            rules &= rules - 1;
+            index
+        })
+    })
+}
+
 /// Walks one event: a rule that names a value transforms it whole; every other string is
 /// scanned, when `scan` is given.
 fn transform_event(
@@ -605,9 +741,12 @@ fn transform_event(
     mut scan: Option<&mut impl FnMut(&mut String) -> bool>,
     counts: &mut Tally,
 ) {
-    let applicable: Vec<usize> = (0..rules.rules.len()).filter(|&i| rules.rules[i].applies_to(service)).collect();
-    match applicable.iter().find(|&&i| rules.rules[i].target == Target::Message) {
-        Some(&index) => {
+    let scoped = each(rules.scoped)
+        .filter(|&index| rules.rules[index].applies_to(service))
+        .fold(0, |set, index| set | 1 << index);
+    let applicable = rules.unscoped | scoped;
+    match each(applicable & rules.on_message).next() {
+        Some(index) => {
             let mut value = Value::String(std::mem::take(message));
             if transform(&rules.rules[index], &mut value) {
                 counts.0[index] += 1;
@@ -623,31 +762,29 @@ fn transform_event(
             }
         }
     }
-    let metadata_rules: Vec<usize> =
-        applicable.into_iter().filter(|&i| matches!(rules.rules[i].target, Target::Metadata(_))).collect();
-    if let Some(metadata) = metadata {
-        if metadata_rules.is_empty() && scan.is_none() {
-            return;
-        }
-        walk(rules, &metadata_rules, 0, metadata, transform, &mut scan, counts);
+    let on_metadata = applicable & !rules.on_message;
+    if let Some(metadata) = metadata
+        && (on_metadata != 0 || scan.is_some())
+    {
+        walk(rules, on_metadata, 0, metadata, transform, &mut scan, counts);
     }
 }
 
 /// `value` sits at `depth`; `candidates` are the rules whose paths it is on so far.
 fn walk(
     rules: &RuleSet,
-    candidates: &[usize],
+    candidates: Rules,
     depth: usize,
     value: &mut Value,
     transform: &mut impl FnMut(&Rule, &mut Value) -> bool,
     scan: &mut Option<&mut impl FnMut(&mut String) -> bool>,
     counts: &mut Tally,
 ) {
-    let path_of = |i: usize| match &rules.rules[i].target {
+    let keys = |index: usize| match &rules.rules[index].target {
         Target::Metadata(keys) => keys.as_slice(),
         Target::Message => &[],
     };
-    if let Some(&index) = candidates.iter().find(|&&i| path_of(i).len() == depth) {
+    if let Some(index) = each(candidates).find(|&index| keys(index).len() == depth) {
         if transform(&rules.rules[index], value) {
             counts.0[index] += 1;
         }
@@ -656,20 +793,18 @@ fn walk(
     match value {
         Value::Object(map) => {
             for (name, child) in map.iter_mut() {
-                let next: Vec<usize> = candidates
-                    .iter()
-                    .copied()
-                    .filter(|&i| match &path_of(i)[depth] {
+                let next = each(candidates)
+                    .filter(|&index| match &keys(index)[depth] {
                         Key::Any => true,
                         Key::Named(key) => key == name,
                     })
-                    .collect();
-                walk(rules, &next, depth + 1, child, transform, scan, counts);
+                    .fold(0, |set, index| set | 1 << index);
+                walk(rules, next, depth + 1, child, transform, scan, counts);
             }
         }
         // A rule's path goes through objects only; strings in arrays are still scanned.
         Value::Array(items) => {
-            items.iter_mut().for_each(|item| walk(rules, &[], depth + 1, item, transform, scan, counts))
+            items.iter_mut().for_each(|item| walk(rules, 0, depth + 1, item, transform, scan, counts))
         }
         Value::String(text) => {
             if let Some(scan) = scan.as_mut() {

@@ -134,13 +134,23 @@ fn detectors_transform_just_their_spans_in_message_and_metadata_strings() {
 }
 
 #[test]
-fn card_numbers_are_luhn_checked() {
+fn card_numbers_are_luhn_checked_and_stand_alone() {
     for valid in ["4111111111111111", "5500-0000-0000-0004", "378282246310005", "6011 1111 1111 1117"] {
         assert!(luhn(valid), "{valid}");
     }
     for invalid in ["4111111111111112", "1234567890123", "123456789012"] {
         assert!(!luhn(invalid), "{invalid}");
     }
+    let rules = privacy(Vec::new(), &[Detector::Ip, Detector::Card]);
+    let scanned = |text: &str| applied(&rules, draft("a", text, json!({}))).message;
+    assert_eq!(scanned("card 4111-1111-1111-1111."), "card [redacted:card].");
+    assert_eq!(scanned("(4111 1111 1111 1111)"), "([redacted:card])");
+    // Inside a longer number or a word, or with two separators between digits: not a card.
+    for kept in ["ref 941111111111111111", "id a4111111111111111", "4111  1111 1111 1111", "x4111111111111111"] {
+        assert_eq!(scanned(kept), kept);
+    }
+    assert_eq!(scanned("v1.2.3.4 and 1.2.3.4"), "v1.2.3.4 and 1.2.3.0/24", "a version string is no address");
+    assert_eq!(scanned("1.2.3.4.5 999.1.1.1"), "1.2.3.4.5 999.1.1.1");
 }
 
 #[test]
