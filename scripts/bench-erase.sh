@@ -30,7 +30,7 @@ SQL
 echo "loaded in $(( $(date +%s) - started )) s"
 erase() {
     curl -fs -X POST "http://127.0.0.1:$port/admin/erase?$1" \
-        | python3 -c 'import json, sys; r = json.load(sys.stdin); print(f"{r[\"events\"]:>6} events {r[\"tookMs\"]:>7} ms")'
+        | python3 -c 'import json, sys; r = json.load(sys.stdin); print("{:>6} events {:>7} ms".format(r["events"], r["tookMs"]))'
 }
 for user in 4242 31337 77777; do
     printf 'every service, metadata.user_id=u%-6s ' "$user"

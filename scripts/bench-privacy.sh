@@ -54,13 +54,7 @@ rate() {
         | python3 -c 'import json, sys; r = json.load(sys.stdin); print(r["accepted_events_per_second"], r["statuses"])'
 }
 drained() {
-    local url="$server/aurore_bench_${1}_$$" previous=-1 rows
-    rows=$(scripts/stored-events.sh "$url")
-    while [ "$rows" != "$previous" ]; do
-        sleep 0.5
-        previous=$rows
-        rows=$(scripts/stored-events.sh "$url")
-    done
+    scripts/drained.sh "$server/aurore_bench_${1}_$$"
 }
 declare -A total=([none]=0 [rules]=0) durable=([none]=0 [rules]=0)
 for round in $(seq "$rounds"); do

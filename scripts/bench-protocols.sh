@@ -21,19 +21,10 @@ rate() {
         --concurrency 8 --duration "$seconds" --quiet --json \
         | python3 -c 'import json, sys; r = json.load(sys.stdin); print(r["accepted_events_per_second"], r["statuses"])'
 }
-drained() {
-    local previous=-1 rows
-    rows=$(scripts/stored-events.sh "$server/$database")
-    while [ "$rows" != "$previous" ]; do
-        sleep 0.5
-        previous=$rows
-        rows=$(scripts/stored-events.sh "$server/$database")
-    done
-}
 declare -A total=([array]=0 [otlp]=0)
 for round in $(seq "$rounds"); do
     for mode in array otlp; do
-        drained
+        scripts/drained.sh "$server/$database"
         read -r events_per_second statuses < <(rate "$mode")
         printf 'round %s  %-5s %12.0f events/s  %s\n' "$round" "$mode" "$events_per_second" "$statuses"
         total[$mode]=$(python3 -c "print(${total[$mode]} + $events_per_second)")

@@ -148,7 +148,17 @@ fn closed(schema: Value, in_all_of: bool) -> Value {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_operation_answers_as_the_spec_describes() {
     // Markup kept, so a NUL reaches PostgreSQL and makes a dead letter.
-    let app = TestApp::spawn_with(|settings| settings.ingest.sanitize = aurore_domain::Markup::Off).await;
+    let app = TestApp::spawn_with(|settings| {
+        settings.ingest.sanitize = aurore_domain::Markup::Off;
+        // One field sealed, so `POST /admin/decrypt` has something to open.
+        settings.privacy = serde_json::from_value(json!({
+            "rules": [{"field": "metadata.passport", "action": "encrypt"}],
+            "encryption_key_id": "k1",
+            "encryption_keys": {"k1": "S2V5T2ZUaGlydHlUd29CeXRlc0Zvckx1Y2tMdWNrISE="},
+        }))
+        .unwrap();
+    })
+    .await;
     let mut contract = Contract::of(&app).await;
     let (from, to) = window();
 
@@ -217,6 +227,24 @@ async fn every_operation_answers_as_the_spec_describes() {
     let trail = contract.check(Method::GET, "/admin/erasures", app.get("/admin/erasures?limit=10").await).await;
     assert_eq!(trail["erasures"].as_array().map(Vec::len), Some(2), "{trail}");
     contract.check(Method::GET, "/admin/erasures", app.get("/admin/erasures?limit=0").await).await;
+    let decrypt =
+        |value: &Value| app.client.post(format!("{}/admin/decrypt", app.address)).json(&json!({"value": value}));
+    let refused = contract.check(Method::POST, "/admin/decrypt", decrypt(&json!("plain")).send().await.unwrap()).await;
+    assert_eq!(refused["statusCode"], 400, "not an encrypted value: {refused}");
+    let mut sealed = event("contract", "sealed");
+    sealed["metadata"] = json!({"passport": "P1234567"});
+    assert_eq!(app.post_json(&sealed).await.status(), StatusCode::ACCEPTED);
+    let sealed_page = format!("/events?{range}&q=sealed");
+    let found = poll(
+        Duration::from_secs(10),
+        || app.get_json(&sealed_page),
+        |page| page["events"].as_array().is_some_and(|events| !events.is_empty()),
+    )
+    .await;
+    let passport = &found["events"][0]["metadata"]["passport"];
+    assert!(passport.as_str().is_some_and(|sealed| sealed.starts_with("enc:k1:")), "{found}");
+    let opened = contract.check(Method::POST, "/admin/decrypt", decrypt(passport).send().await.unwrap()).await;
+    assert_eq!(opened["value"], "P1234567");
 
     for path in [
         "/health",

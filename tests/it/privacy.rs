@@ -20,6 +20,7 @@ const IP: &str = "198.51.100.77";
 const CARD: &str = "4111 1111 1111 1111";
 const DOCUMENT: &str = "X99812345Z";
 const USER: &str = "u-canary-4242";
+const PASSPORT: &str = "PX-CANARY-7781";
 
 /// Hashes the user id and document wherever a shipper puts them, generalises the client
 /// address, redacts the card field, scans free text, and offers a `partner` profile.
@@ -29,6 +30,12 @@ sanitize = "off"
 
 [privacy]
 scan_message = ["email", "ip", "card"]
+encryption_key_id = "k1"
+encryption_keys = { k1 = "S2V5T2ZUaGlydHlUd29CeXRlc0Zvckx1Y2tMdWNrISE=" }
+
+[[privacy.rules]]
+field = "metadata.passport"
+action = "encrypt"
 
 [[privacy.rules]]
 field = "metadata.user_id"
@@ -90,8 +97,8 @@ fn message() -> String {
     format!("signup by {EMAIL} from {IP}, card {CARD}")
 }
 
-fn canaries() -> [&'static str; 6] {
-    [EMAIL, IP, CARD, "4111111111111111", DOCUMENT, USER]
+fn canaries() -> [&'static str; 7] {
+    [EMAIL, IP, CARD, "4111111111111111", DOCUMENT, USER, PASSPORT]
 }
 
 /// Which canaries `haystack` holds.
@@ -110,7 +117,7 @@ async fn send_everywhere(service: &Service) -> usize {
     let now = Utc::now();
     let client = &service.client;
     let at = |path: &str| format!("{}{path}", service.address);
-    let metadata = json!({"user_id": USER, "document": DOCUMENT, "client_ip": IP, "note": format!("mail {EMAIL}")});
+    let metadata = json!({"user_id": USER, "document": DOCUMENT, "client_ip": IP, "passport": PASSPORT, "note": format!("mail {EMAIL}")});
     let mut sent = 0;
     for durability in ["none", "journal", "stored"] {
         let event = json!({"timestamp": iso(now), "service": "canary", "message": message(), "metadata": metadata});
@@ -287,6 +294,23 @@ async fn raw_personal_data_reaches_no_disk_log_span_tail_or_dead_letter_on_any_r
     let detail = service.get_json(&format!("/dlq/{}", entry["id"].as_str().unwrap())).await;
     assert_clean("the dead-letter queue", format!("{dlq}{detail}").as_bytes());
     assert!(detail.to_string().contains(&hashed_user), "{detail}");
+    // The sealed passport opens only through the admin route, each copy sealed apart.
+    let sealed: Vec<&str> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|event| event["metadata"]["passport"].as_str())
+        .collect();
+    assert_eq!(sealed.len(), 3, "the three /events posts carry one: {events}");
+    assert!(sealed[0] != sealed[1] && sealed.iter().all(|value| value.starts_with("enc:k1:")), "{sealed:?}");
+    let opened = service
+        .client
+        .post(format!("{}/admin/decrypt", service.address))
+        .json(&json!({"value": sealed[0]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(opened.json::<Value>().await.unwrap()["value"], PASSPORT);
     let privacy = service.get_json("/privacy").await;
     assert_clean("GET /privacy", privacy.to_string().as_bytes());
     assert!(!privacy.to_string().contains(KEY));

@@ -851,7 +851,7 @@ pub struct PrivacyRuleBody {
     /// `metadata.user_id:hash`, `scan:email`: the `rule` label of `aurore_privacy_transformed_total`.
     pub rule: String,
     pub field: String,
-    /// `hash`, `redact` or `generalise`.
+    /// `hash`, `redact`, `generalise` or `encrypt`.
     pub action: String,
     /// Empty: every service.
     pub services: Vec<String>,
@@ -882,6 +882,11 @@ pub struct PrivacyBody {
     pub export_requires_profile: bool,
     /// Whether a pseudonym key is configured (never the key).
     pub keyed: bool,
+    /// The key id `encrypt` seals new values with, and every id it can open (never a key).
+    #[serde(rename = "encryptionKeyId")]
+    pub encryption_key_id: Option<String>,
+    #[serde(rename = "encryptionKeyIds")]
+    pub encryption_key_ids: Vec<String>,
 }
 
 impl From<PrivacyReport> for PrivacyBody {
@@ -892,6 +897,14 @@ impl From<PrivacyReport> for PrivacyBody {
             export_profiles: report.export_profiles,
             export_requires_profile: report.export_requires_profile,
             keyed: report.keyed,
+            encryption_key_id: report.encryption_key_id,
+            encryption_key_ids: report.encryption_key_ids,
         }
     }
+}
+
+/// `POST /admin/decrypt`: the value as it was sent (any JSON value).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DecryptedBody {
+    pub value: Value,
 }

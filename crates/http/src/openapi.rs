@@ -41,6 +41,7 @@ use utoipa::{IntoParams, Modify, OpenApi, ToSchema};
         crate::privacy::rules,
         crate::privacy::erase,
         crate::privacy::erasures,
+        crate::privacy::decrypt,
         crate::health::ready,
         crate::health::live,
         crate::health::database,
@@ -277,6 +278,14 @@ pub(crate) struct ErasureRequest {
     q: Option<String>,
     #[schema(rename = "metadata.<path>")]
     metadata: Option<String>,
+}
+
+/// `POST /admin/decrypt`'s body.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct DecryptRequest {
+    /// A stored value an `encrypt` rule made: `enc:<key id>:<base64url>`.
+    value: String,
 }
 
 /// `GET /admin/erasures`.

@@ -3,7 +3,7 @@
 
 use crate::AppState;
 use crate::auth::key_digest;
-use crate::body::{ErasureBody, ErasureList, PrivacyBody};
+use crate::body::{DecryptedBody, ErasureBody, ErasureList, PrivacyBody};
 use crate::error::ApiError;
 use crate::params::{self, query_pairs};
 use actix_web::web::Bytes;
@@ -71,6 +71,37 @@ pub(crate) async fn erasures(request: HttpRequest, state: web::Data<AppState>) -
     }
     let records = state.erasures.erasures(limit).await?;
     Ok(HttpResponse::Ok().json(ErasureList { erasures: records.into_iter().map(ErasureBody::from).collect() }))
+}
+
+/// Opens a value an `encrypt` rule sealed. Admin-keyed, and logged (which key asked,
+/// never the value).
+#[utoipa::path(post, path = "/admin/decrypt", tag = "privacy",
+    request_body(content = crate::openapi::DecryptRequest, description = "A stored `enc:<key id>:…` value", content_type = "application/json"),
+    responses(
+        (status = 200, description = "The value as it was sent", body = DecryptedBody),
+        (status = 400, description = "Not an encrypted value, an unknown key id, or altered", body = crate::body::ErrorBody),
+    ))]
+pub(crate) async fn decrypt(
+    request: HttpRequest,
+    body: Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let refuse = |rule: &'static str, message: String| ApiError::Invalid(vec![FieldError::new("value", rule, message)]);
+    let sealed = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(mut members)) => match members.remove("value") {
+            Some(Value::String(sealed)) => sealed,
+            _ => {
+                return Err(refuse(
+                    "isString",
+                    "value must be the encrypted string, e.g. {\"value\": \"enc:k1:…\"}".into(),
+                ));
+            }
+        },
+        _ => return Err(refuse("isObject", "the body must be a JSON object: {\"value\": \"enc:k1:…\"}".into())),
+    };
+    let value = state.ingest.privacy().decrypt(&sealed).map_err(|error| refuse("isEncrypted", error.to_string()))?;
+    tracing::info!(key = %key_digest(request.headers()), "a value was decrypted");
+    Ok(HttpResponse::Ok().json(DecryptedBody { value }))
 }
 
 /// A JSON object body's members as parameters: strings as they are, numbers and booleans

@@ -70,7 +70,7 @@ const fn endpoint(method: Method, path: &'static str, group: RouteGroup, handler
 use RouteGroup::{Admin, Health, Ingest, Query};
 
 /// The whole HTTP surface.
-pub static ENDPOINTS: [Endpoint; 41] = [
+pub static ENDPOINTS: [Endpoint; 42] = [
     endpoint(Method::POST, "/events", Ingest, || web::to(ingest::post_events)),
     endpoint(Method::POST, otlp::PATH, Ingest, || web::to(otlp::export_logs)),
     endpoint(Method::POST, "/loki/api/v1/push", Ingest, || web::to(loki::push)),
@@ -102,6 +102,7 @@ pub static ENDPOINTS: [Endpoint; 41] = [
     endpoint(Method::GET, "/privacy", Query, || web::to(privacy::rules)),
     endpoint(Method::POST, "/admin/erase", Admin, || web::to(privacy::erase)),
     endpoint(Method::GET, "/admin/erasures", Admin, || web::to(privacy::erasures)),
+    endpoint(Method::POST, "/admin/decrypt", Admin, || web::to(privacy::decrypt)),
     endpoint(Method::GET, "/health", Health, || web::to(health::ready)),
     endpoint(Method::GET, "/health/ready", Health, || web::to(health::ready)),
     endpoint(Method::GET, "/ready", Health, || web::to(health::ready)),

@@ -69,9 +69,10 @@ pub(crate) async fn unerased<'a>(
     }
     let known = lock(known);
     let Some(oldest) = events.iter().map(|event| event.ingested_at).min() else { return Ok(Vec::new()) };
-    // Erasures recorded before every event here was ingested remove none of them.
+    // Erasures recorded before every event here was ingested remove none of them. Ids
+    // follow the order of recording, not of `requested_at`, so every one is looked at.
     let relevant: Vec<&(DateTime<Utc>, Erasure)> =
-        known.erasures.iter().rev().take_while(|(requested_at, _)| *requested_at >= oldest).collect();
+        known.erasures.iter().filter(|(requested_at, _)| *requested_at >= oldest).collect();
     if relevant.is_empty() {
         return Ok(events.to_vec());
     }

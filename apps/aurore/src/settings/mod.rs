@@ -95,7 +95,11 @@ impl Settings {
         // Keys are text even when they look like numbers, so they skip type guessing.
         let (keys, prefixed): (HashMap<String, String>, HashMap<String, String>) =
             env.iter().filter(|(key, _)| key.starts_with("AURORE__")).map(|(k, v)| (k.clone(), v.clone())).partition(
-                |(key, _)| key.starts_with("AURORE__AUTH__") || key.starts_with("AURORE__PRIVACY__HMAC_KEY"),
+                |(key, _)| {
+                    ["AURORE__AUTH__", "AURORE__PRIVACY__HMAC_KEY", "AURORE__PRIVACY__ENCRYPTION_KEYS__"]
+                        .iter()
+                        .any(|secret| key.starts_with(secret))
+                },
             );
         for (variables, try_parsing) in [(prefixed, true), (keys, false)] {
             builder = builder.add_source(
@@ -260,6 +264,8 @@ mod tests {
                 ("AURORE__PRIVACY__RULES", r#"[{"field": "metadata.user_id", "action": "hash"}]"#),
                 ("AURORE__PRIVACY__SCAN_MESSAGE", "email, card"),
                 ("AURORE__PRIVACY__EXPORT_REQUIRES_PROFILE", "true"),
+                ("AURORE__PRIVACY__ENCRYPTION_KEY_ID", "k2"),
+                ("AURORE__PRIVACY__ENCRYPTION_KEYS__K2", "S2V5T2ZUaGlydHlUd29CeXRlc0Zvckx1Y2tMdWNrISE="),
             ]),
         )
         .unwrap();
@@ -268,8 +274,10 @@ mod tests {
         assert_eq!(report.rules[0].rule, "metadata.user_id:hash");
         assert_eq!(report.detectors.len(), 2);
         assert!(report.keyed && privacy.export_requires_profile());
+        assert_eq!(report.encryption_key_id.as_deref(), Some("k2"));
         let printed = format!("{}\n{settings:?}", settings.to_toml());
         assert!(!printed.contains(key), "{printed}");
+        assert!(!printed.contains("S2V5T2ZU"), "{printed}");
         assert!(printed.contains("<redacted>"), "{printed}");
 
         let error = Settings::load(None, &env(&[("AURORE__PRIVACY__SCAN_MESSAGE", "email,phone")])).unwrap_err();

@@ -1,8 +1,11 @@
-//! `[privacy]`: the rules privacy applies at ingest and on export, and the key that makes
-//! pseudonyms. The key is a secret: from `AURORE__PRIVACY__HMAC_KEY` or a file, never printed.
+//! `[privacy]`: the rules privacy applies at ingest and on export, the key that makes
+//! pseudonyms and the keys `encrypt` uses. Keys are secrets: from the environment or a
+//! file, never printed.
 
-use aurore_domain::privacy::{Action, Detector, ExportProfileSpec, RuleSpec};
+use aurore_domain::privacy::{Action, Detector, EncryptionKeys, ExportProfileSpec, RuleSpec};
 use aurore_domain::{Privacy, PrivacySpec};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -15,6 +18,8 @@ pub enum PrivacyConfigError {
         #[source]
         source: std::io::Error,
     },
+    #[error("privacy.encryption_keys.{0} is not base64")]
+    EncryptionKey(String),
     #[error("privacy: {0}")]
     Rules(#[from] aurore_domain::PrivacyError),
 }
@@ -37,17 +42,23 @@ pub struct PrivacyConfig {
     pub export_requires_profile: bool,
     /// The HMAC-SHA-256 key (at least 32 bytes); shown as `<redacted>`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub hmac_key: Option<HmacKey>,
+    pub hmac_key: Option<Secret>,
     /// A file holding the key (a trailing newline is ignored), for secrets mounted as files.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hmac_key_file: Option<PathBuf>,
+    /// The key `encrypt` seals new values with, by its id in `encryption_keys`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption_key_id: Option<String>,
+    /// `[privacy.encryption_keys]`: id = 32 bytes in base64 (`AURORE__PRIVACY__ENCRYPTION_KEYS__K1`);
+    /// keep old ids to read what they sealed. Shown as `<redacted>`.
+    pub encryption_keys: BTreeMap<String, Secret>,
 }
 
 impl PrivacyConfig {
     /// The compiled rules, their key read from the environment's value or the file.
     pub fn compile(&self) -> Result<Privacy, PrivacyConfigError> {
         let key = match (&self.hmac_key, &self.hmac_key_file) {
-            (Some(HmacKey(key)), _) => Some(key.clone().into_bytes()),
+            (Some(Secret(key)), _) => Some(key.clone().into_bytes()),
             (None, Some(path)) => {
                 let mut key =
                     std::fs::read(path).map_err(|source| PrivacyConfigError::KeyFile { path: path.clone(), source })?;
@@ -65,22 +76,33 @@ impl PrivacyConfig {
             export_profiles: self.export_profiles.clone(),
             export_requires_profile: self.export_requires_profile,
         };
-        Ok(Privacy::new(&spec, key.as_deref())?)
+        let keys = self
+            .encryption_keys
+            .iter()
+            .map(|(id, Secret(key))| {
+                STANDARD
+                    .decode(key.trim())
+                    .map(|key| (id.clone(), key))
+                    .map_err(|_| PrivacyConfigError::EncryptionKey(id.clone()))
+            })
+            .collect::<Result<_, _>>()?;
+        let encryption = EncryptionKeys { current: self.encryption_key_id.clone(), keys };
+        Ok(Privacy::keyed(&spec, key.as_deref(), &encryption)?)
     }
 }
 
-/// The pseudonym key: read as text, never printed nor serialised.
+/// A key: read as text, never printed nor serialised.
 #[derive(Clone, Deserialize)]
 #[serde(transparent)]
-pub struct HmacKey(String);
+pub struct Secret(String);
 
-impl std::fmt::Debug for HmacKey {
+impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("<redacted>")
     }
 }
 
-impl Serialize for HmacKey {
+impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str("<redacted>")
     }

@@ -12,6 +12,8 @@
 use crate::event::{Event, EventDraft};
 use crate::filter::{Field, FieldTest, Filter, Test};
 use crate::query::MetadataFilter;
+use aes_gcm::aead::{Aead, AeadCore, KeyInit, OsRng, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
@@ -36,6 +38,10 @@ pub enum Action {
     /// timestamp's day. A value of none of these shapes is redacted.
     #[serde(alias = "generalize")]
     Generalise,
+    /// AES-256-GCM under the current key, `enc:<key id>:…`: readable again, through the
+    /// admin-keyed `POST /admin/decrypt` only, but not searchable (each value gets its own
+    /// nonce, so equal values differ).
+    Encrypt,
 }
 
 impl Action {
@@ -44,6 +50,7 @@ impl Action {
             Self::Hash => "hash",
             Self::Redact => "redact",
             Self::Generalise => "generalise",
+            Self::Encrypt => "encrypt",
         }
     }
 }
@@ -54,6 +61,10 @@ pub const MAX_RULES: usize = 64;
 pub const REDACTED: &str = "[redacted]";
 /// The prefix of a pseudonym.
 pub const PSEUDONYM_PREFIX: &str = "hmac:";
+/// The prefix of an encrypted value, before its key id.
+pub const ENCRYPTED_PREFIX: &str = "enc:";
+/// AES-GCM's nonce.
+const NONCE_BYTES: usize = 12;
 /// The width of a number's bucket when a rule names none.
 const DEFAULT_BUCKET: f64 = 10.0;
 
@@ -131,6 +142,10 @@ pub enum PrivacyError {
     TooManyRules { count: usize },
     #[error("privacy rules hash values, so privacy.hmac_key (or privacy.hmac_key_file) must hold at least 32 bytes")]
     MissingKey,
+    #[error("privacy rules encrypt values, so privacy.encryption_key_id must name a key of privacy.encryption_keys")]
+    MissingEncryptionKey,
+    #[error("privacy.encryption_keys.{id} must be 32 bytes, base64-encoded")]
+    EncryptionKey { id: String },
     #[error("export profile {profile:?}: {source}")]
     Profile {
         profile: String,
@@ -222,6 +237,9 @@ pub struct PrivacyReport {
     pub export_requires_profile: bool,
     /// Whether a key is configured (never the key).
     pub keyed: bool,
+    /// The id `encrypt` seals new values with, and every id it can open (never the keys).
+    pub encryption_key_id: Option<String>,
+    pub encryption_key_ids: Vec<String>,
 }
 
 /// A set of compiled rules: ingest's, or an export profile's.
@@ -260,8 +278,8 @@ impl RuleSet {
         Ok(Self { rules, unscoped, scoped, on_message })
     }
 
-    fn hashes(&self) -> bool {
-        self.rules.iter().any(|rule| rule.spec.action == Action::Hash)
+    fn uses(&self, action: Action) -> bool {
+        self.rules.iter().any(|rule| rule.spec.action == action)
     }
 }
 
@@ -277,6 +295,35 @@ pub struct Privacy {
     profiles: BTreeMap<String, RuleSet>,
     export_requires_profile: bool,
     key: Option<Hmac<Sha256>>,
+    /// Every configured encryption key by id, and the id new values are sealed with.
+    ciphers: BTreeMap<String, Aes256Gcm>,
+    sealing: Option<String>,
+}
+
+/// Keys for `encrypt`: 32 bytes each, by id; `current` seals new values, and every key
+/// opens what it sealed, so a key is rotated by adding a new one and making it current.
+#[derive(Clone, Default)]
+pub struct EncryptionKeys {
+    pub current: Option<String>,
+    pub keys: BTreeMap<String, Vec<u8>>,
+}
+
+impl std::fmt::Debug for EncryptionKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The ids only: keys stay out of every debug line.
+        f.debug_struct("EncryptionKeys").field("current", &self.current).field("ids", &self.keys.keys()).finish()
+    }
+}
+
+/// Why a value cannot be decrypted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecryptError {
+    #[error("the value is not one this service encrypted (enc:<key id>:<base64>)")]
+    NotEncrypted,
+    #[error("no key {0:?} in privacy.encryption_keys")]
+    UnknownKey(String),
+    #[error("the value does not decrypt under key {0:?}: altered, or sealed by another key")]
+    Altered(String),
 }
 
 impl std::fmt::Debug for Privacy {
@@ -446,6 +493,11 @@ impl Privacy {
     /// Compiles the rules. `key` is the HMAC key's bytes; any hashing rule, detector or
     /// profile needs one of at least 32 bytes.
     pub fn new(spec: &PrivacySpec, key: Option<&[u8]>) -> Result<Self, PrivacyError> {
+        Self::keyed(spec, key, &EncryptionKeys::default())
+    }
+
+    /// [`Privacy::new`], with the keys `encrypt` seals values with and opens them again.
+    pub fn keyed(spec: &PrivacySpec, key: Option<&[u8]>, encryption: &EncryptionKeys) -> Result<Self, PrivacyError> {
         let ingest = RuleSet::compile(&spec.rules)?;
         let profiles = spec
             .export_profiles
@@ -465,19 +517,45 @@ impl Privacy {
                 (kind, spec.detector_actions.get(&kind).copied().unwrap_or(kind.default_action()), AtomicU64::new(0))
             })
             .collect();
-        let needs_key = ingest.hashes()
-            || profiles.values().any(RuleSet::hashes)
-            || detectors.iter().any(|(_, action, _)| *action == Action::Hash);
+        let uses = |action| {
+            ingest.uses(action)
+                || profiles.values().any(|profile| profile.uses(action))
+                || detectors.iter().any(|(_, used, _)| *used == action)
+        };
+        let needs_key = uses(Action::Hash);
+        let ciphers = encryption
+            .keys
+            .iter()
+            .map(|(id, key)| {
+                Aes256Gcm::new_from_slice(key)
+                    .map(|cipher| (id.clone(), cipher))
+                    .map_err(|_| PrivacyError::EncryptionKey { id: id.clone() })
+            })
+            .collect::<Result<BTreeMap<_, _>, _>>()?;
+        let sealing = encryption.current.clone().filter(|id| ciphers.contains_key(id));
+        if uses(Action::Encrypt) && sealing.is_none() {
+            return Err(PrivacyError::MissingEncryptionKey);
+        }
         let key = match key {
             Some(key) if key.len() >= 32 => Some(
-                Hmac::<Sha256>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
+                <Hmac<Sha256> as Mac>::new_from_slice(key)
+                    .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length")),
             ),
             _ if needs_key => return Err(PrivacyError::MissingKey),
             _ => None,
         };
         let enabled: Vec<Detector> = detectors.iter().map(|(kind, _, _)| *kind).collect();
         let scanner = (!enabled.is_empty()).then(|| Scanner::new(&enabled));
-        Ok(Self { ingest, detectors, scanner, profiles, export_requires_profile: spec.export_requires_profile, key })
+        Ok(Self {
+            ingest,
+            detectors,
+            scanner,
+            profiles,
+            export_requires_profile: spec.export_requires_profile,
+            key,
+            ciphers,
+            sealing,
+        })
     }
 
     /// Whether ingest has anything to do.
@@ -554,7 +632,46 @@ impl Privacy {
                 *value = generalise(value, rule.spec.bucket.unwrap_or(DEFAULT_BUCKET));
                 true
             }
+            (Action::Encrypt, _) => {
+                // The JSON text, so a number or an object decrypts to what it was.
+                *value = Value::String(self.seal(&value.to_string()));
+                true
+            }
         }
+    }
+
+    /// `plaintext` sealed with the current key under a fresh random nonce, the key id bound
+    /// as associated data; redacted if it cannot be (no key: the constructor refuses that).
+    fn seal(&self, plaintext: &str) -> String {
+        let Some((id, cipher)) = self.sealing.as_ref().and_then(|id| Some((id, self.ciphers.get(id)?))) else {
+            return REDACTED.to_owned();
+        };
+        let nonce = Aes256Gcm::generate_nonce(&mut OsRng);
+        let Ok(sealed) = cipher.encrypt(&nonce, Payload { msg: plaintext.as_bytes(), aad: id.as_bytes() }) else {
+            return REDACTED.to_owned();
+        };
+        let mut bytes = nonce.to_vec();
+        bytes.extend_from_slice(&sealed);
+        format!("{ENCRYPTED_PREFIX}{id}:{}", URL_SAFE_NO_PAD.encode(bytes))
+    }
+
+    /// What an `encrypt` rule sealed, as the JSON value it was.
+    pub fn decrypt(&self, text: &str) -> Result<Value, DecryptError> {
+        let (id, sealed) = text
+            .strip_prefix(ENCRYPTED_PREFIX)
+            .and_then(|rest| rest.split_once(':'))
+            .ok_or(DecryptError::NotEncrypted)?;
+        let cipher = self.ciphers.get(id).ok_or_else(|| DecryptError::UnknownKey(id.to_owned()))?;
+        let bytes = URL_SAFE_NO_PAD.decode(sealed).map_err(|_| DecryptError::NotEncrypted)?;
+        if bytes.len() < NONCE_BYTES {
+            return Err(DecryptError::NotEncrypted);
+        }
+        let (nonce, sealed) = bytes.split_at(NONCE_BYTES);
+        let altered = || DecryptError::Altered(id.to_owned());
+        let plaintext = cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: id.as_bytes() })
+            .map_err(|_| altered())?;
+        serde_json::from_slice(&plaintext).map_err(|_| altered())
     }
 
     /// Transforms what the detectors find in `text`; returns whether anything changed.
@@ -568,6 +685,7 @@ impl Privacy {
                 Action::Hash => self.pseudonym(span),
                 Action::Redact => format!("[redacted:{}]", finding.kind.name()),
                 Action::Generalise => generalise_text(finding.kind, span),
+                Action::Encrypt => self.seal(&Value::String(span.to_owned()).to_string()),
             })
         });
         rewritten.map(|rewritten| *text = rewritten).is_some()
@@ -693,6 +811,8 @@ impl Privacy {
             export_profiles: self.profiles.keys().cloned().collect(),
             export_requires_profile: self.export_requires_profile,
             keyed: self.key.is_some(),
+            encryption_key_id: self.sealing.clone(),
+            encryption_key_ids: self.ciphers.keys().cloned().collect(),
         }
     }
 }

@@ -201,3 +201,51 @@ fn the_debug_form_holds_no_key() {
     assert!(!debug.contains("thirty-two"), "{debug}");
     assert!(debug.contains("metadata.user_id:hash"));
 }
+
+fn encryption(current: &str, ids: &[&str]) -> EncryptionKeys {
+    EncryptionKeys {
+        current: Some(current.into()),
+        keys: ids.iter().map(|id| ((*id).to_owned(), vec![id.as_bytes()[0]; 32])).collect(),
+    }
+}
+
+#[test]
+fn encryption_seals_each_value_apart_opens_it_again_and_survives_rotation() {
+    let spec = PrivacySpec { rules: vec![rule("metadata.passport", Action::Encrypt)], ..PrivacySpec::default() };
+    assert_eq!(Privacy::new(&spec, None).unwrap_err(), PrivacyError::MissingEncryptionKey);
+    let short = EncryptionKeys { current: Some("k1".into()), keys: [("k1".to_owned(), vec![1; 16])].into() };
+    assert!(matches!(Privacy::keyed(&spec, None, &short), Err(PrivacyError::EncryptionKey { .. })));
+    let old = Privacy::keyed(&spec, None, &encryption("k1", &["k1"])).unwrap();
+    let sealed = |privacy: &Privacy, value: Value| {
+        applied(privacy, draft("a", "m", json!({ "passport": value }))).metadata.unwrap()["passport"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let one = sealed(&old, json!("P1234567"));
+    let two = sealed(&old, json!("P1234567"));
+    assert!(one.starts_with("enc:k1:") && !one.contains("P1234567"), "{one}");
+    assert_ne!(one, two, "a fresh nonce each time: equal values do not show as equal");
+    assert_eq!(old.decrypt(&one).unwrap(), json!("P1234567"));
+    assert_eq!(old.decrypt(&sealed(&old, json!(42))).unwrap(), json!(42), "a number comes back a number");
+    // Rotated: new values under k2, old ones still open.
+    let rotated = Privacy::keyed(&spec, None, &encryption("k2", &["k1", "k2"])).unwrap();
+    assert!(sealed(&rotated, json!("x")).starts_with("enc:k2:"));
+    assert_eq!(rotated.decrypt(&one).unwrap(), json!("P1234567"));
+    let without_k1 = Privacy::keyed(&spec, None, &encryption("k2", &["k2"])).unwrap();
+    assert_eq!(without_k1.decrypt(&one).unwrap_err(), DecryptError::UnknownKey("k1".into()));
+    // Altered bytes, another key under the same id, or no envelope at all: refused.
+    let mut altered = one.clone().into_bytes();
+    let last = altered.len() - 1;
+    altered[last] = if altered[last] == b'A' { b'B' } else { b'A' };
+    let altered = String::from_utf8(altered).unwrap();
+    assert_eq!(old.decrypt(&altered).unwrap_err(), DecryptError::Altered("k1".into()));
+    let impostor = EncryptionKeys { current: Some("k1".into()), keys: [("k1".to_owned(), vec![9; 32])].into() };
+    let impostor = Privacy::keyed(&spec, None, &impostor).unwrap();
+    assert_eq!(impostor.decrypt(&one).unwrap_err(), DecryptError::Altered("k1".into()));
+    for text in ["P1234567", "enc:k1", "enc:k1:!!!", "enc:k1:AAAA"] {
+        assert!(old.decrypt(text).is_err(), "{text}");
+    }
+    let debug = format!("{:?}{:?}", encryption("k1", &["k1"]), old);
+    assert!(!debug.contains("107, 107"), "no key bytes in debug lines: {debug}");
+}
