@@ -17,7 +17,8 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use regex::Regex;
+use regex_automata::Input;
+use regex_automata::meta::{Cache, Regex};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::Sha256;
@@ -394,21 +395,32 @@ impl Scanner {
         Self { patterns }
     }
 
+    fn caches(&self) -> Vec<Cache> {
+        self.patterns.iter().map(|pattern| pattern.regex.create_cache()).collect()
+    }
+
     /// What the detectors find in `text`, in order and not overlapping (the earlier, then
     /// the longer, wins). Empty, without allocating, for most texts.
-    fn findings(&self, text: &str) -> Vec<Finding> {
+    /// `caches` are the patterns' search caches, one each ([`Scanner::caches`]): passed in,
+    /// because a regex shared by threads hands out its own from a pool that two threads
+    /// contend on, and then builds and drops a cache per search.
+    fn findings(&self, text: &str, caches: &mut [Cache]) -> Vec<Finding> {
         let mut found = Vec::new();
-        for pattern in &self.patterns {
+        for (pattern, cache) in self.patterns.iter().zip(caches.iter_mut()) {
             if !(pattern.may_match)(text.as_bytes()) {
                 continue;
             }
-            found.extend(
-                pattern
-                    .regex
-                    .find_iter(text)
-                    .filter(|candidate| verified(pattern.kind, text, candidate.start(), candidate.end()))
-                    .map(|candidate| Finding { start: candidate.start(), end: candidate.end(), kind: pattern.kind }),
-            );
+            let mut at = 0;
+            while let Some(candidate) = pattern.regex.search_with(cache, &Input::new(text).range(at..)) {
+                if verified(pattern.kind, text, candidate.start(), candidate.end()) {
+                    found.push(Finding { start: candidate.start(), end: candidate.end(), kind: pattern.kind });
+                }
+                // No pattern matches empty text, so each search starts past the last.
+                at = candidate.end().max(candidate.start() + 1);
+                if at > text.len() {
+                    break;
+                }
+            }
         }
         if self.patterns.len() > 1 {
             found.sort_by_key(|finding| (finding.start, std::cmp::Reverse(finding.end)));
@@ -589,7 +601,7 @@ impl Privacy {
             &mut draft.message,
             draft.metadata.as_mut(),
             &mut |rule, value| self.transform(rule, value),
-            scan.then_some(&mut |text: &mut String| self.scan(text, &mut tally.detectors)),
+            scan.then_some(&mut |text: &mut String| self.scan(text, &mut tally.caches, &mut tally.detectors)),
             &mut tally.rules,
         );
     }
@@ -675,9 +687,9 @@ impl Privacy {
     }
 
     /// Transforms what the detectors find in `text`; returns whether anything changed.
-    fn scan(&self, text: &mut String, counts: &mut Tally) -> bool {
+    fn scan(&self, text: &mut String, caches: &mut [Cache], counts: &mut Tally) -> bool {
         let Some(scanner) = &self.scanner else { return false };
-        let findings = scanner.findings(text);
+        let findings = scanner.findings(text, caches);
         let rewritten = rewrite(text, &findings, |finding, span| {
             let slot = self.slot(finding.kind);
             counts.0[slot] += 1;
@@ -722,7 +734,7 @@ impl Privacy {
     /// in it hashed as ingest hashed it; other detectors' output is not what was typed.
     pub fn query_text<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let Some(scanner) = &self.scanner else { return Cow::Borrowed(text) };
-        let findings = scanner.findings(text);
+        let findings = scanner.findings(text, &mut scanner.caches());
         let hashed = rewrite(text, &findings, |finding, span| {
             (self.detectors[self.slot(finding.kind)].1 == Action::Hash).then(|| self.pseudonym(span))
         });
@@ -825,6 +837,8 @@ pub struct PrivacyTally(Option<Counts>);
 struct Counts {
     rules: Tally,
     detectors: Tally,
+    /// The scanner's search caches, made once per request.
+    caches: Vec<Cache>,
 }
 
 impl PrivacyTally {
@@ -832,6 +846,7 @@ impl PrivacyTally {
         self.0.get_or_insert_with(|| Counts {
             rules: Tally(vec![0; privacy.ingest.rules.len()]),
             detectors: Tally(vec![0; privacy.detectors.len()]),
+            caches: privacy.scanner.as_ref().map(Scanner::caches).unwrap_or_default(),
         })
     }
 }
