@@ -2,8 +2,8 @@
 # Accepted events/s of POST /events (JSON arrays of N events carrying personal data) with a
 # realistic privacy rule set (3 hashed fields, 1 generalised, message scanning for emails,
 # IP addresses and card numbers) against the same service without rules, in one run: two
-# services, one of each, rounds alternating between them so drift on a noisy machine falls
-# on both, each round starting once both services' writers stored everything before it.
+# services, one of each, rounds alternating between them (and which goes first) so drift on
+# a noisy machine falls on both, each round starting once both services' writers stored everything before it.
 # Prints each round and the ratios of the totals (rules ÷ none): of accepted events/s, and
 # of stored events/s (from the round's start until its writers stored everything).
 # Usage: scripts/bench-privacy.sh [SECONDS_PER_ROUND=3] [N=1000] [ROUNDS=3]
@@ -58,7 +58,10 @@ drained() {
 }
 declare -A total=([none]=0 [rules]=0) durable=([none]=0 [rules]=0)
 for round in $(seq "$rounds"); do
-    for kind in none rules; do
+    # Which goes first alternates too: a round right after the other's is not like one after idle.
+    order="none rules"
+    [ $((round % 2)) -eq 0 ] && order="rules none"
+    for kind in $order; do
         # Both: the other service's writers must not be storing its backlog meanwhile.
         drained none
         drained rules
