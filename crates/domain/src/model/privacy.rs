@@ -1,4 +1,4 @@
-//! Privacy by configuration: rules that pseudonymise, redact or generalise personal data
+//! Privacy by configuration: rules that pseudonymise, redact, generalise or encrypt personal data
 //! at ingest, after validation and before the journal, so a `202` means the raw value is
 //! already gone; detectors that find emails, IP addresses and card numbers in free text;
 //! export profiles that transform what is stored on its way out.
@@ -7,7 +7,8 @@
 //! key, base64url: stable across events and restarts, so it joins and can be searched for
 //! (queries hash the raw values they name the same way), and not reversible without the key.
 //! An unkeyed hash of a small space (document or phone numbers) is reversed by hashing every
-//! candidate; the key is what prevents that.
+//! candidate; the key is what prevents that. An encrypted value (`enc:<key id>:…`,
+//! AES-256-GCM) can be read back by an admin, but not searched.
 
 use crate::event::{Event, EventDraft};
 use crate::filter::{Field, FieldTest, Filter, Test};
