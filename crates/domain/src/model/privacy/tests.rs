@@ -249,3 +249,17 @@ fn encryption_seals_each_value_apart_opens_it_again_and_survives_rotation() {
     let debug = format!("{:?}{:?}", encryption("k1", &["k1"]), old);
     assert!(!debug.contains("107, 107"), "no key bytes in debug lines: {debug}");
 }
+
+#[test]
+fn a_message_packed_with_findings_grows_by_a_bounded_factor_and_stays_linear() {
+    let rules = privacy(Vec::new(), &[Detector::Email, Detector::Ip, Detector::Card]);
+    // The densest text of emails the pattern takes: each 6 bytes become a 27-byte pseudonym.
+    let emails = "a@b.cc ".repeat(2000 / 7);
+    let scanned = applied(&rules, draft("a", &emails, json!({}))).message;
+    assert_eq!(scanned.matches(PSEUDONYM_PREFIX).count(), 2000 / 7);
+    assert!(scanned.len() <= emails.len() * 5, "{} from {}", scanned.len(), emails.len());
+    // Runs that look like addresses or cards but are none: nothing changes.
+    for hostile in [":".repeat(2000), "1.".repeat(1000), "4".repeat(2000), "1-".repeat(1000), "@.".repeat(1000)] {
+        assert_eq!(applied(&rules, draft("a", &hostile, json!({}))).message, hostile);
+    }
+}
