@@ -83,7 +83,7 @@ fn key_count<S: Serializer>(keys: &KeyDigests, serializer: S) -> Result<S::Ok, S
 
 /// A list given as a TOML array or as one comma-separated string (how environment
 /// variables carry lists).
-fn comma_separated<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+pub(super) fn comma_separated<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: std::str::FromStr,

@@ -33,7 +33,7 @@ pub struct PrivacyConfig {
     #[serde(deserialize_with = "list_or_json")]
     pub rules: Vec<RuleSpec>,
     /// Detectors for free text: `["email", "ip", "card"]`, or `email,ip,card`.
-    #[serde(deserialize_with = "list_or_words")]
+    #[serde(deserialize_with = "super::edge::comma_separated")]
     pub scan_message: Vec<Detector>,
     /// Each detector's action when not its default (emails hashed, IPs generalised, cards redacted).
     pub detector_actions: BTreeMap<Detector, Action>,
@@ -120,27 +120,5 @@ fn list_or_json<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec
         Rules::List(rules) => Ok(rules),
         Rules::Json(text) => serde_json::from_str(&text)
             .map_err(|error| serde::de::Error::custom(format!("privacy.rules as JSON: {error}"))),
-    }
-}
-
-fn list_or_words<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Detector>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Kinds {
-        Text(String),
-        List(Vec<Detector>),
-    }
-    match Kinds::deserialize(deserializer)? {
-        Kinds::List(kinds) => Ok(kinds),
-        Kinds::Text(text) => text
-            .split(',')
-            .map(str::trim)
-            .filter(|word| !word.is_empty())
-            .map(|word| {
-                serde_json::from_value(serde_json::Value::String(word.to_owned())).map_err(|_| {
-                    serde::de::Error::custom(format!("privacy.scan_message: {word:?} is not one of email, ip, card"))
-                })
-            })
-            .collect(),
     }
 }

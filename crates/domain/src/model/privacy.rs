@@ -103,6 +103,8 @@ impl Detector {
         }
     }
 
+    const ALL: [Self; 3] = [Self::Email, Self::Ip, Self::Card];
+
     /// Emails are hashed (they join), addresses generalised, card numbers redacted.
     pub fn default_action(self) -> Action {
         match self {
@@ -110,6 +112,14 @@ impl Detector {
             Self::Ip => Action::Generalise,
             Self::Card => Action::Redact,
         }
+    }
+}
+
+impl std::str::FromStr for Detector {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|kind| kind.name() == text).ok_or_else(|| "not one of email, ip, card".to_owned())
     }
 }
 
@@ -733,8 +743,9 @@ impl Privacy {
     /// the hashing detectors' spans hashed, as ingest stored it. Several spellings when the
     /// rule holds for some services only and the query names none.
     pub fn query_values(&self, service: Option<&str>, path: &[String], value: &str) -> Vec<String> {
-        let rules: Vec<&Rule> = self.ingest.rules.iter().filter(|rule| rule.target.names(path)).collect();
-        let Some(rule) = rules.first() else { return vec![self.query_text(value).into_owned()] };
+        let Some(rule) = self.ingest.rules.iter().find(|rule| rule.target.names(path)) else {
+            return vec![self.query_text(value).into_owned()];
+        };
         let hashed = (rule.spec.action == Action::Hash).then(|| self.pseudonym(value));
         match (service, hashed) {
             (_, None) => vec![value.to_owned()],
