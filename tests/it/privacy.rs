@@ -405,6 +405,30 @@ async fn erasure_removes_a_persons_events_everywhere_keeps_counts_exact_and_hold
     let unfiltered =
         admin(service.client.post(format!("{}/admin/erase?service=billing", service.address))).send().await.unwrap();
     assert_eq!(unfiltered.status(), StatusCode::BAD_REQUEST);
+    // Hostile values are refused by name and erase nothing: empty, NUL, over the limits,
+    // far-future bounds, an inverted range, unknown names, a body that is no object.
+    let hostile: Vec<Value> = vec![
+        json!({"metadata.user_id": "gone", "from": "+10000-01-01T00:00:00Z"}),
+        json!({"metadata.user_id": "gone", "to": "-0001-01-01T00:00:00Z"}),
+        json!({"metadata.user_id": "gone", "from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}),
+        json!({"metadata.user_id": "x".repeat(300)}),
+        json!({"q": "a".repeat(2000)}),
+        json!({"q": "("}),
+        json!({"metadata.": "gone"}),
+        json!({"metadata.user_id": "gone", "service": ""}),
+        json!({"metadata.user_id": "gone", "everything": "true"}),
+        json!({"metadata.user_id": ["gone"]}),
+        json!(["metadata.user_id", "gone"]),
+    ];
+    for body in &hostile {
+        let erase = admin(service.client.post(format!("{}/admin/erase", service.address)));
+        let response = erase.json(body).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{body}");
+        let refusal: Value = response.json().await.unwrap();
+        assert!(refusal["errors"][0]["field"].is_string(), "the refusal names a field: {refusal}");
+    }
+    assert_eq!(database.count("SELECT count(*) AS n FROM events").await, 15, "a refused erasure erases nothing");
+    assert_eq!(database.count("SELECT count(*) AS n FROM erasures").await, 0, "nor is it recorded");
 
     let response = admin(service.client.post(format!("{}/admin/erase", service.address)))
         .json(&json!({"metadata.user_id": "gone"}))
